@@ -1,0 +1,183 @@
+//! Causal self-attention with grouped-query heads, rotary or learned positions, a KV cache, and
+//! optional capture of the attention weights.
+//!
+//! Q·Kᵀ/√d gives each query a score for every earlier key; softmax turns the scores into the
+//! attention weights the article describes; the output is the weighted sum of values. With
+//! grouped-query attention, `n_head / n_kv_head` query heads share one key/value head: the
+//! queries of a group are stacked along the time axis so one matmul serves the whole group and
+//! keys/values are never copied per head.
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::{GptConfig, Position};
+use crate::kv_cache::LayerCache;
+use crate::ops;
+
+/// How a forward pass runs: with gradients (composed ops, dropout) or as fast inference.
+pub struct Mode<'a> {
+    /// Use differentiable ops (training). False selects candle's fused inference kernels.
+    pub grad: bool,
+    /// Dropout RNG for training steps; `None` disables dropout.
+    pub dropout: Option<&'a mut rand_chacha::ChaCha8Rng>,
+    /// When set, each layer pushes its attention weights [B, H, T, S] here.
+    pub capture: Option<&'a mut Vec<Tensor>>,
+}
+
+impl Mode<'_> {
+    pub fn inference() -> Mode<'static> {
+        Mode { grad: false, dropout: None, capture: None }
+    }
+
+    pub fn training_without_dropout() -> Mode<'static> {
+        Mode { grad: true, dropout: None, capture: None }
+    }
+
+    pub(crate) fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
+        match self.dropout.as_deref_mut() {
+            Some(rng) if p > 0.0 => ops::dropout(x, p, rng),
+            _ => Ok(x.clone()),
+        }
+    }
+}
+
+/// Rotary tables shared by all layers.
+#[derive(Clone)]
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    pub fn new(cfg: &GptConfig, dtype: DType, dev: &Device) -> Result<Self> {
+        let (cos, sin) = ops::rope_tables(cfg.context_length, cfg.head_dim(), cfg.rope_theta, dtype, dev)?;
+        Ok(Self { cos, sin })
+    }
+
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        ops::rope(x, &self.cos.narrow(0, offset, t)?, &self.sin.narrow(0, offset, t)?)
+    }
+}
+
+pub struct CausalSelfAttention {
+    c_attn_w: Tensor,
+    c_attn_b: Option<Tensor>,
+    c_proj_w: Tensor,
+    c_proj_b: Option<Tensor>,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    dropout: f64,
+    rotary: Option<Rotary>,
+}
+
+impl CausalSelfAttention {
+    pub fn new(cfg: &GptConfig, rotary: Option<Rotary>, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        let hd = cfg.head_dim();
+        let qkv = d + 2 * cfg.n_kv_head * hd;
+        let std = 0.02;
+        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        let normal = |s: f64| Init::Randn { mean: 0.0, stdev: s };
+        let c_attn_w = vb.get_with_hints((qkv, d), "c_attn.weight", normal(std))?;
+        let c_proj_w = vb.get_with_hints((d, d), "c_proj.weight", normal(proj_std))?;
+        let (c_attn_b, c_proj_b) = if cfg.bias {
+            (Some(vb.get_with_hints(qkv, "c_attn.bias", Init::Const(0.0))?), Some(vb.get_with_hints(d, "c_proj.bias", Init::Const(0.0))?))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            c_attn_w,
+            c_attn_b,
+            c_proj_w,
+            c_proj_b,
+            n_head: cfg.n_head,
+            n_kv_head: cfg.n_kv_head,
+            head_dim: hd,
+            dropout: cfg.dropout,
+            rotary,
+        })
+    }
+
+    /// `x` is [B, T, D] for positions `offset..offset+T`. With a cache, keys/values of earlier
+    /// positions come from it and the new ones are appended.
+    pub fn forward(&self, x: &Tensor, offset: usize, cache: Option<&mut LayerCache>, mode: &mut Mode) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, hkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
+        let qkv = ops::linear(x, &self.c_attn_w, self.c_attn_b.as_ref())?;
+        let heads = |start: usize, n: usize| -> Result<Tensor> {
+            qkv.narrow(2, start * hd, n * hd)?.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let mut q = heads(0, h)?;
+        let mut k = heads(h, hkv)?;
+        let v = heads(h + hkv, hkv)?;
+        if let Some(rot) = &self.rotary {
+            q = rot.apply(&q, offset)?;
+            k = rot.apply(&k, offset)?;
+        }
+        let (k, v) = match cache {
+            Some(c) => c.append(&k, &v)?,
+            None => (k, v),
+        };
+        let s = k.dim(2)?;
+
+        // Stack each group's query heads along time: [B, Hkv, (H/Hkv)·T, Dh].
+        let rep = h / hkv;
+        let qg = q.reshape((b, hkv, rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
+        let scores = match causal_mask(t, s, offset, scores.dtype(), scores.device())? {
+            Some(mask) => scores.broadcast_add(&mask)?,
+            None => scores,
+        };
+        let weights = if mode.grad { ops::softmax(&scores)? } else { ops::softmax_infer(&scores)? };
+        if let Some(cap) = mode.capture.as_deref_mut() {
+            cap.push(weights.detach());
+        }
+        let weights = mode.dropout(&weights, self.dropout)?;
+        let y = weights.reshape((b, hkv, rep * t, s))?.matmul(&v)?.reshape((b, h, t, hd))?;
+        let y = y.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        let y = ops::linear(&y, &self.c_proj_w, self.c_proj_b.as_ref())?;
+        mode.dropout(&y, self.dropout)
+    }
+}
+
+/// Additive mask [T, S]: query i (absolute position offset+i) sees keys 0..=offset+i.
+/// `None` when every key is visible (a single new token).
+fn causal_mask(t: usize, s: usize, offset: usize, dtype: DType, dev: &Device) -> Result<Option<Tensor>> {
+    if t == 1 && s == offset + 1 {
+        return Ok(None);
+    }
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Some(Tensor::from_vec(mask, (t, s), dev)?.to_dtype(dtype)?))
+}
+
+/// The positions a learned position table needs for a chunk, checked against the context.
+pub fn positions(offset: usize, t: usize, context: usize, dev: &Device) -> Result<Tensor> {
+    if offset + t > context {
+        candle_core::bail!("sequence of {} tokens exceeds the context length {context}", offset + t);
+    }
+    Tensor::arange(offset as u32, (offset + t) as u32, dev)
+}
+
+/// Whether the model uses a position table (learned) rather than rotary.
+pub fn uses_position_table(cfg: &GptConfig) -> bool {
+    cfg.position == Position::Learned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_blocks_the_future_with_offset() {
+        let m = causal_mask(2, 4, 2, DType::F32, &Device::Cpu).unwrap().unwrap();
+        let v: Vec<Vec<f32>> = m.to_vec2().unwrap();
+        assert_eq!(v[0], vec![0.0, 0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(v[1], vec![0.0, 0.0, 0.0, 0.0]);
+        assert!(causal_mask(1, 5, 4, DType::F32, &Device::Cpu).unwrap().is_none());
+    }
+}

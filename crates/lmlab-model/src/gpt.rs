@@ -1,0 +1,216 @@
+//! The decoder-only Transformer ([`Gpt`]): embeddings, blocks of attention + MLP with pre-norm
+//! residuals, a final norm and the output projection to vocabulary logits.
+//!
+//! Parameter names (what `model.safetensors` holds):
+//! `wte.weight` [V, D], `wpe.weight` [C, D] (learned positions only), and per layer `i`:
+//! `h.i.ln_1.{weight,bias}`, `h.i.attn.c_attn.{weight,bias}` (queries, then keys, then values),
+//! `h.i.attn.c_proj.*`, `h.i.ln_2.*`, and `h.i.mlp.{c_fc,c_proj}.*` (GELU) or
+//! `h.i.mlp.{gate_proj,up_proj,down_proj}.*` (SwiGLU); `ln_f.*`; `lm_head.weight` when untied.
+//! Linear weights are [out, in]. The model knows nothing about tokenization, only token ids.
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::attention::{positions, CausalSelfAttention, Mode, Rotary};
+use crate::config::{Activation, GptConfig, Norm, Position};
+use crate::kv_cache::KvCache;
+use crate::ops;
+
+struct NormLayer {
+    w: Tensor,
+    b: Option<Tensor>,
+    /// Zeros for the fused LayerNorm kernel when the model has no norm bias.
+    zero_b: Option<Tensor>,
+    kind: Norm,
+    eps: f64,
+}
+
+impl NormLayer {
+    fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        let w = vb.get_with_hints(d, "weight", Init::Const(1.0))?;
+        let b = if cfg.bias && cfg.norm == Norm::LayerNorm { Some(vb.get_with_hints(d, "bias", Init::Const(0.0))?) } else { None };
+        let zero_b = if b.is_none() { Some(Tensor::zeros(d, w.dtype(), w.device())?) } else { None };
+        Ok(Self { w, b, zero_b, kind: cfg.norm, eps: cfg.norm_eps })
+    }
+
+    fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
+        match (self.kind, grad) {
+            (Norm::LayerNorm, true) => ops::layer_norm(x, &self.w, self.b.as_ref(), self.eps),
+            (Norm::RmsNorm, true) => ops::rms_norm(x, &self.w, self.eps),
+            (Norm::LayerNorm, false) => {
+                let b = self.b.as_ref().or(self.zero_b.as_ref()).expect("a bias or its zeros");
+                ops::layer_norm_infer(x, &self.w, b, self.eps)
+            }
+            (Norm::RmsNorm, false) => ops::rms_norm_infer(x, &self.w, self.eps),
+        }
+    }
+}
+
+struct LinearLayer {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl LinearLayer {
+    fn new(out_dim: usize, in_dim: usize, std: f64, bias: bool, vb: VarBuilder) -> Result<Self> {
+        let w = vb.get_with_hints((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
+        let b = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
+        Ok(Self { w, b })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(x, &self.w, self.b.as_ref())
+    }
+}
+
+enum Mlp {
+    Gelu { c_fc: LinearLayer, c_proj: LinearLayer },
+    SwiGlu { gate: LinearLayer, up: LinearLayer, down: LinearLayer },
+}
+
+impl Mlp {
+    fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, f, bias) = (cfg.d_model, cfg.d_ff, cfg.bias);
+        let std = 0.02;
+        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        Ok(match cfg.activation {
+            Activation::Gelu => Mlp::Gelu {
+                c_fc: LinearLayer::new(f, d, std, bias, vb.pp("c_fc"))?,
+                c_proj: LinearLayer::new(d, f, proj_std, bias, vb.pp("c_proj"))?,
+            },
+            Activation::SwiGlu => Mlp::SwiGlu {
+                gate: LinearLayer::new(f, d, std, bias, vb.pp("gate_proj"))?,
+                up: LinearLayer::new(f, d, std, bias, vb.pp("up_proj"))?,
+                down: LinearLayer::new(d, f, proj_std, bias, vb.pp("down_proj"))?,
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Mlp::Gelu { c_fc, c_proj } => c_proj.forward(&c_fc.forward(x)?.gelu()?),
+            Mlp::SwiGlu { gate, up, down } => down.forward(&(gate.forward(x)?.silu()? * up.forward(x)?)?),
+        }
+    }
+}
+
+struct Block {
+    ln_1: NormLayer,
+    attn: CausalSelfAttention,
+    ln_2: NormLayer,
+    mlp: Mlp,
+    dropout: f64,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, offset: usize, cache: Option<&mut crate::kv_cache::LayerCache>, mode: &mut Mode) -> Result<Tensor> {
+        let a = self.attn.forward(&self.ln_1.forward(x, mode.grad)?, offset, cache, mode)?;
+        let x = (x + a)?;
+        let m = self.mlp.forward(&self.ln_2.forward(&x, mode.grad)?)?;
+        let m = mode.dropout(&m, self.dropout)?;
+        x + m
+    }
+}
+
+pub struct Gpt {
+    cfg: GptConfig,
+    wte: Tensor,
+    wpe: Option<Tensor>,
+    blocks: Vec<Block>,
+    ln_f: NormLayer,
+    /// The output projection: `wte` itself when embeddings are tied.
+    lm_head: Tensor,
+}
+
+impl Gpt {
+    pub fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let d = cfg.d_model;
+        let emb = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let wte = vb.get_with_hints((cfg.vocab_size, d), "wte.weight", emb)?;
+        let wpe = match cfg.position {
+            Position::Learned => Some(vb.get_with_hints((cfg.context_length, d), "wpe.weight", emb)?),
+            Position::Rope => None,
+        };
+        let rotary = match cfg.position {
+            Position::Rope => Some(Rotary::new(cfg, vb.dtype(), vb.device())?),
+            Position::Learned => None,
+        };
+        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let vb = vb.pp(format!("h.{i}"));
+            blocks.push(Block {
+                ln_1: NormLayer::new(cfg, vb.pp("ln_1"))?,
+                attn: CausalSelfAttention::new(cfg, rotary.clone(), vb.pp("attn"))?,
+                ln_2: NormLayer::new(cfg, vb.pp("ln_2"))?,
+                mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+                dropout: cfg.dropout,
+            });
+        }
+        let ln_f = NormLayer::new(cfg, vb.pp("ln_f"))?;
+        let lm_head = if cfg.tie_embeddings { wte.clone() } else { vb.get_with_hints((cfg.vocab_size, d), "lm_head.weight", emb)? };
+        Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head })
+    }
+
+    pub fn config(&self) -> &GptConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.wte.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.wte.dtype()
+    }
+
+    /// Hidden states [B, T, D] after the final norm, for `ids` [B, T] at positions
+    /// `offset..offset+T`, reading and extending `cache` when given.
+    pub fn hidden(&self, ids: &Tensor, offset: usize, mut cache: Option<&mut KvCache>, mode: &mut Mode) -> Result<Tensor> {
+        let (_b, t) = ids.dims2()?;
+        if offset + t > self.cfg.context_length {
+            candle_core::bail!("sequence of {} tokens exceeds the context length {}", offset + t, self.cfg.context_length);
+        }
+        let mut x = self.wte.embedding(ids)?;
+        if let Some(wpe) = &self.wpe {
+            let pos = positions(offset, t, self.cfg.context_length, ids.device())?;
+            x = x.broadcast_add(&wpe.embedding(&pos)?)?;
+        }
+        x = mode.dropout(&x, self.cfg.dropout)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(&x, offset, layer_cache, mode)?;
+        }
+        self.ln_f.forward(&x, mode.grad)
+    }
+
+    /// Logits [B, T, V] for every position (training, evaluation, full recomputation).
+    pub fn forward(&self, ids: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let h = self.hidden(ids, 0, None, mode)?;
+        ops::linear(&h, &self.lm_head, None)
+    }
+
+    /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,
+    /// and returns logits [B, V] of the last position only: prefill (T = prompt length) and each
+    /// decode step (T = 1) are the same call.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
+        let offset = cache.seq_len();
+        let t = ids.dim(1)?;
+        let h = self.hidden(ids, offset, Some(cache), mode)?;
+        let last = h.narrow(1, t - 1, 1)?.squeeze(1)?;
+        ops::linear(&last, &self.lm_head, None)
+    }
+
+    /// A fresh, empty cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.n_layer)
+    }
+
+    /// Mean next-token cross-entropy of `inputs` [B, T] predicting `targets` [B, T].
+    pub fn loss(&self, inputs: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let logits = self.forward(inputs, mode)?;
+        let (b, t, v) = logits.dims3()?;
+        ops::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?, None)
+    }
+}

@@ -1,0 +1,140 @@
+//! Building blocks with a gradient: softmax, LayerNorm, RMSNorm, rotary embedding, linear,
+//! cross-entropy, dropout.
+//!
+//! candle 0.11's fused `softmax_last_dim`, `layer_norm`, `rms_norm`, `sdpa` and rotary helpers
+//! have no backward pass; a model trained through them silently leaves parameters untrained.
+//! Everything here is composed of differentiable tensor ops. Each function is one replaceable
+//! unit, so a faster fused kernel with its own backward can take its place later.
+//! The `*_infer` variants call candle's fused kernels and are only for gradient-free inference.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use rand::{Rng, SeedableRng};
+
+/// Softmax over the last dimension. The max is detached: softmax does not depend on it, so
+/// its gradient would be zero anyway, and detaching skips the max's backward.
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// log-softmax over the last dimension, differentiable.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// LayerNorm over the last dimension: (x - mean) / sqrt(var + eps) * w (+ b).
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let y = xc.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(w)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) * w.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+/// Fused LayerNorm for inference (no backward). `b` must be present (zeros when unbiased).
+pub fn layer_norm_infer(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    candle_nn::LayerNorm::new(w.clone(), b.clone(), eps).forward(x)
+}
+
+/// Fused RMSNorm for inference (no backward).
+pub fn rms_norm_infer(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    candle_nn::RmsNorm::new(w.clone(), eps).forward(x)
+}
+
+/// Fused softmax over the last dimension for inference (no backward).
+pub fn softmax_infer(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax_last_dim(x)
+}
+
+/// Rotary embedding, "rotate half" layout (as Llama / Hugging Face): the head dimension is split
+/// in halves (x1, x2) rotated by angle θ_i·pos. `x` is [B, H, T, Dh]; `cos`/`sin` are [T, Dh/2].
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let r2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+    Tensor::cat(&[r1, r2], D::Minus1)
+}
+
+/// cos and sin tables [max_len, head_dim/2] for rotary embedding.
+pub fn rope_tables(max_len: usize, head_dim: usize, theta: f64, dtype: DType, dev: &Device) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(max_len * half);
+    let mut sin = Vec::with_capacity(max_len * half);
+    for pos in 0..max_len {
+        for i in 0..half {
+            let freq = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+            let angle = pos as f64 * freq;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    let cos = Tensor::from_vec(cos, (max_len, half), dev)?.to_dtype(dtype)?;
+    let sin = Tensor::from_vec(sin, (max_len, half), dev)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}
+
+/// y = x·Wᵀ (+ b) for x of any rank; W is [out, in]. Flattening to one 2-D matmul is faster in
+/// candle than its broadcast batched matmul.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let inner = *dims.last().expect("linear input has a last dimension");
+    let rows = x.elem_count() / inner;
+    let y = x.reshape((rows, inner))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out_dims = dims;
+    *out_dims.last_mut().unwrap() = w.dim(0)?;
+    y.reshape(out_dims)
+}
+
+/// Mean cross-entropy of `logits` [N, V] against `targets` [N] (u32), counting only rows whose
+/// `mask` [N] is 1 (candle-nn's `cross_entropy` has no ignore-index). Returns a scalar.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let logp = log_softmax(logits)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    match mask {
+        None => picked.mean_all()?.neg(),
+        Some(m) => {
+            let m = m.to_dtype(picked.dtype())?;
+            let n = m.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.max(1.0);
+            ((picked * m)?.sum_all()? / n)?.neg()
+        }
+    }
+}
+
+/// Inverted dropout with a mask drawn from a seeded RNG, so training is reproducible
+/// (candle's CPU random generator cannot be seeded).
+pub fn dropout(x: &Tensor, p: f64, rng: &mut rand_chacha::ChaCha8Rng) -> Result<Tensor> {
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < p { 0.0 } else { scale as f32 }).collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x * mask
+}
+
+/// A fresh dropout RNG for one training step: independent of everything but (seed, step).
+pub fn step_rng(seed: u64, step: u64, stream: u64) -> rand_chacha::ChaCha8Rng {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng.set_word_pos(u128::from(step) << 32);
+    rng
+}

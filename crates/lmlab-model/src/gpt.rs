@@ -168,14 +168,14 @@ impl Gpt {
     /// Hidden states [B, T, D] after the final norm, for `ids` [B, T] at positions
     /// `offset..offset+T`, reading and extending `cache` when given.
     pub fn hidden(&self, ids: &Tensor, offset: usize, mut cache: Option<&mut KvCache>, mode: &mut Mode) -> Result<Tensor> {
-        let (_b, t) = ids.dims2()?;
+        let (b, t) = ids.dims2()?;
         if offset + t > self.cfg.context_length {
             candle_core::bail!("sequence of {} tokens exceeds the context length {}", offset + t, self.cfg.context_length);
         }
-        let mut x = self.wte.embedding(ids)?;
+        let mut x = self.wte.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.cfg.d_model))?;
         if let Some(wpe) = &self.wpe {
             let pos = positions(offset, t, self.cfg.context_length, ids.device())?;
-            x = x.broadcast_add(&wpe.embedding(&pos)?)?;
+            x = x.broadcast_add(&wpe.index_select(&pos, 0)?)?;
         }
         x = mode.dropout(&x, self.cfg.dropout)?;
         for (i, block) in self.blocks.iter().enumerate() {

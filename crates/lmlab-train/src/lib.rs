@@ -1,1 +1,20 @@
-//! placeholder
+//! lmlab-train: optimisation and the training loops.
+//!
+//! What it does: AdamW with parameter groups and clipping ([`optim`]), the learning-rate
+//! schedule ([`schedule`]), token shards ([`shards`]) and batches ([`data`]), training
+//! configuration ([`config`]), checkpoints with exact resume ([`checkpoint`]), `metrics.jsonl`
+//! ([`metrics`]) and the pretraining loop ([`pretrain`]).
+//!
+//! What it does not do: model architecture (lmlab-model) or sampling (lmlab-infer).
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod optim;
+pub mod pretrain;
+pub mod schedule;
+pub mod shards;
+
+pub use config::{Preset, TrainConfig};
+pub use pretrain::{pretrain, PretrainOptions, PretrainReport};

@@ -1,0 +1,104 @@
+//! Training configuration and preset files.
+//!
+//! A preset (`configs/*.toml`) has a `[model]` table ([`lmlab_model::GptConfig`]) and a `[train]`
+//! table ([`TrainConfig`]); every training field has a default, so a preset may omit `[train]`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use lmlab_model::GptConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::optim::AdamWConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed before one optimizer step.
+    pub grad_accum: usize,
+    /// Tokens per sequence; 0 means the model's context length.
+    pub seq_len: usize,
+    pub max_steps: u64,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub decay_embeddings: bool,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Global gradient-norm limit; 0 disables clipping.
+    pub grad_clip: f64,
+    pub eval_every: u64,
+    pub eval_batches: usize,
+    pub save_every: u64,
+    pub log_every: u64,
+    /// Share of the token stream held out for evaluation (taken from its end).
+    pub val_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            grad_accum: 1,
+            seq_len: 0,
+            max_steps: 1000,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 50,
+            weight_decay: 0.1,
+            decay_embeddings: false,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            eval_every: 100,
+            eval_batches: 8,
+            save_every: 200,
+            log_every: 10,
+            val_fraction: 0.05,
+            seed: 1337,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay, decay_embeddings: self.decay_embeddings }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.batch_size > 0, "train.batch_size must be positive");
+        anyhow::ensure!(self.grad_accum > 0, "train.grad_accum must be positive");
+        anyhow::ensure!(self.max_steps > 0, "train.max_steps must be positive");
+        anyhow::ensure!(self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr, "need 0 <= train.min_lr <= train.lr and lr > 0");
+        anyhow::ensure!((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2), "train.beta1/beta2 must be in [0, 1)");
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    pub model: GptConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+impl Preset {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let mut p: Preset = toml::from_str(text)?;
+        p.model = p.model.resolved();
+        p.train.validate()?;
+        Ok(p)
+    }
+}

@@ -1,0 +1,155 @@
+//! Training behaviour: a tiny model overfits one batch; an interrupted and resumed run is
+//! bit-identical to an uninterrupted one; checkpoints and metrics are consistent.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use lmlab_model::checkpoint::init_trainable;
+use lmlab_model::{Activation, GptConfig, Mode, Norm, Position};
+use lmlab_train::optim::{clip_global_norm, AdamW};
+use lmlab_train::shards::write_shard;
+use lmlab_train::{pretrain, Preset, PretrainOptions, TrainConfig};
+
+fn model_cfg(dropout: f64) -> GptConfig {
+    GptConfig {
+        vocab_size: 64,
+        context_length: 16,
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: 2,
+        d_model: 32,
+        d_ff: 64,
+        norm: Norm::RmsNorm,
+        activation: Activation::SwiGlu,
+        position: Position::Rope,
+        rope_theta: 10_000.0,
+        tie_embeddings: true,
+        dropout,
+        bias: false,
+        norm_eps: 1e-5,
+    }
+}
+
+#[test]
+fn tiny_model_overfits_one_batch() {
+    let dev = Device::Cpu;
+    let cfg = model_cfg(0.0);
+    let (model, params) = init_trainable(&cfg, 0, DType::F32, &dev).unwrap();
+    let tc = TrainConfig { weight_decay: 0.0, ..TrainConfig::default() };
+    let mut opt = AdamW::new(&params, tc.adamw()).unwrap();
+    let data: Vec<u32> = (0..4 * 17).map(|i| ((i * 13 + i / 5) % 64) as u32).collect();
+    let all = Tensor::from_vec(data, (4, 17), &dev).unwrap();
+    let x = all.narrow(1, 0, 16).unwrap();
+    let y = all.narrow(1, 1, 16).unwrap();
+    let mut loss = f32::MAX;
+    for _ in 0..300 {
+        let l = model.loss(&x, &y, &mut Mode::training_without_dropout()).unwrap();
+        loss = l.to_scalar::<f32>().unwrap();
+        if loss < 0.05 {
+            break;
+        }
+        let mut grads = opt.collect_grads(&l.backward().unwrap()).unwrap();
+        clip_global_norm(&mut grads, 1.0).unwrap();
+        opt.step(&grads, 3e-3).unwrap();
+    }
+    assert!(loss < 0.05, "loss after training on one batch: {loss}");
+}
+
+fn write_data(dir: &Path) -> PathBuf {
+    // A learnable stream: a repeating pattern with some variety.
+    let tokens: Vec<u32> = (0..6000u32).map(|i| (i % 7) * 5 + (i / 7) % 3).collect();
+    let path = dir.join("data.bin");
+    write_shard(&path, &tokens, 64).unwrap();
+    path
+}
+
+fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<u64>) -> PretrainOptions {
+    let train = TrainConfig {
+        batch_size: 4,
+        grad_accum: 2,
+        max_steps: 20,
+        lr: 3e-3,
+        min_lr: 3e-4,
+        warmup_steps: 5,
+        eval_every: 5,
+        eval_batches: 2,
+        save_every: 7,
+        log_every: 1,
+        val_fraction: 0.1,
+        seed: 42,
+        ..TrainConfig::default()
+    };
+    PretrainOptions {
+        preset: Preset { model: model_cfg(0.1), train },
+        data: vec![data.to_path_buf()],
+        tokenizer: None,
+        out: dir.join(out).join("base"),
+        resume,
+        stop_after,
+        stop: Arc::new(AtomicBool::new(false)),
+        show_progress: false,
+        device: Device::Cpu,
+        dtype: DType::F32,
+    }
+}
+
+#[test]
+fn resumed_training_is_bit_identical_to_uninterrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+
+    let full = pretrain(options(dir.path(), &data, "full", false, None)).unwrap();
+    assert_eq!(full.final_step, 20);
+    assert!(!full.interrupted);
+
+    let first = pretrain(options(dir.path(), &data, "split", false, Some(10))).unwrap();
+    assert!(first.interrupted);
+    assert_eq!(first.final_step, 10);
+    let second = pretrain(options(dir.path(), &data, "split", true, None)).unwrap();
+    assert_eq!(second.start_step, 10);
+    assert_eq!(second.final_step, 20);
+
+    let joined: Vec<u64> = first.steps.iter().chain(&second.steps).map(|r| r.loss.to_bits()).collect();
+    let straight: Vec<u64> = full.steps.iter().map(|r| r.loss.to_bits()).collect();
+    assert_eq!(joined, straight, "losses differ:\n{:?}\n{:?}", first.steps.iter().chain(&second.steps).map(|r| r.loss).collect::<Vec<_>>(), full.steps.iter().map(|r| r.loss).collect::<Vec<_>>());
+    assert_eq!(full.last_eval_loss.map(f64::to_bits), second.last_eval_loss.map(f64::to_bits));
+    // Training made progress, and the final weights are identical byte for byte.
+    assert!(straight.len() == 20 && full.steps[19].loss < full.steps[0].loss);
+    let a = std::fs::read(dir.path().join("full/base/model.safetensors")).unwrap();
+    let b = std::fs::read(dir.path().join("split/base/model.safetensors")).unwrap();
+    assert!(a == b, "final weights differ");
+    // metrics.jsonl of the resumed run has each step exactly once, like the uninterrupted one.
+    let steps = |run: &str| -> Vec<u64> {
+        std::fs::read_to_string(dir.path().join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps("split"), (1..=20).collect::<Vec<_>>());
+    assert_eq!(steps("full"), steps("split"));
+    // The checkpoint folder is complete and no temporary folders remain.
+    for f in ["model.safetensors", "config.json", "optimizer.safetensors", "trainer_state.json"] {
+        assert!(dir.path().join("split/base").join(f).is_file(), "{f}");
+    }
+    assert!(!dir.path().join("split/base.tmp").exists() && !dir.path().join("split/base.old").exists());
+}
+
+#[test]
+fn stop_request_writes_a_checkpoint_and_bad_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+    let opts = options(dir.path(), &data, "stopped", false, None);
+    opts.stop.store(true, std::sync::atomic::Ordering::SeqCst); // as if Ctrl-C came during step 1
+    let r = pretrain(opts).unwrap();
+    assert!(r.interrupted && r.final_step == 1);
+    assert!(dir.path().join("stopped/base/trainer_state.json").is_file());
+
+    let err = pretrain(options(dir.path(), &data, "nothing-here", true, None)).err().unwrap();
+    assert!(format!("{err:#}").contains("no checkpoint to resume"), "{err:#}");
+    let mut too_long = options(dir.path(), &data, "x", false, None);
+    too_long.preset.train.seq_len = 17;
+    assert!(format!("{:#}", pretrain(too_long).err().unwrap()).contains("exceeds the context length"));
+}

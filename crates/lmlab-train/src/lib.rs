@@ -7,6 +7,7 @@
 //!
 //! What it does not do: model architecture (lmlab-model) or sampling (lmlab-infer).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -76,6 +76,15 @@ pub fn metrics_path(out: &Path) -> PathBuf {
     }
 }
 
+/// A line above the progress bar, or a log line when there is no bar (not a terminal).
+fn say(bar: &ProgressBar, msg: String) {
+    if bar.is_hidden() {
+        tracing::info!("{msg}");
+    } else {
+        bar.println(msg);
+    }
+}
+
 /// Mean held-out loss over the configured evaluation batches.
 pub fn evaluate(model: &Gpt, data: &TokenData, batches: usize, batch: usize, seq: usize, dev: &Device) -> Result<f64> {
     let mut total = 0.0;
@@ -231,7 +240,7 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
             let l = evaluate(&model, &data, train_cfg.eval_batches, train_cfg.batch_size, seq, &dev)?;
             last_eval = Some(l);
             line["eval_loss"] = l.into();
-            bar.println(format!("step {step}: train loss {loss:.4}, eval loss {l:.4}"));
+            say(&bar, format!("step {step}: train loss {loss:.4}, eval loss {l:.4}"));
         }
         let (t0, tok0) = window_start;
         let tps = (tokens_seen - tok0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
@@ -251,7 +260,7 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
             interrupted = step < train_cfg.max_steps;
             save(step, tokens_seen, elapsed, last_loss, last_eval, &opt)?;
             if interrupted {
-                bar.println(format!("stopped at step {step}; checkpoint written to {} (continue with --resume)", opts.out.display()));
+                say(&bar, format!("stopped at step {step}; checkpoint written to {} (continue with --resume)", opts.out.display()));
             }
             break;
         }

@@ -153,3 +153,20 @@ fn stop_request_writes_a_checkpoint_and_bad_inputs_are_clear_errors() {
     too_long.preset.train.seq_len = 17;
     assert!(format!("{:#}", pretrain(too_long).err().unwrap()).contains("exceeds the context length"));
 }
+
+#[test]
+fn presets_parse_and_gpt2_preset_has_the_published_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for name in ["tiny", "small", "gpt2-124m"] {
+        let p = Preset::from_file(&root.join(format!("{name}.toml"))).unwrap();
+        let mut m = p.model.clone();
+        if m.vocab_size == 0 {
+            m.vocab_size = 4096;
+        }
+        m.validate().unwrap();
+    }
+    let gpt2 = Preset::from_file(&root.join("gpt2-124m.toml")).unwrap();
+    assert_eq!(gpt2.model.param_count().total, 124_439_808);
+    let err = Preset::from_toml("[model]\ncontext_length = 8\n").unwrap_err();
+    assert!(format!("{err:#}").contains("missing field"), "{err:#}");
+}

@@ -1,1 +1,63 @@
-fn main() {}
+//! The `lmlab` command line: argument parsing and display only; every stage is a library call.
+
+mod bench;
+mod generate;
+mod pretrain;
+mod tokenizer;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lmlab", version, about = "An end-to-end language-model lab: tokenizer, Transformer, pretraining, generation")]
+struct Cli {
+    /// Worker threads for tensor math (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, apply and measure byte-level BPE tokenizers.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCmd),
+    /// Pretrain a Transformer on text files or token shards (next-token prediction).
+    Pretrain(pretrain::PretrainArgs),
+    /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
+    Generate(generate::GenerateArgs),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS; set it before any
+        // tensor work starts.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let result = match cli.command {
+        Command::Tokenizer(c) => tokenizer::run(c),
+        Command::Pretrain(a) => pretrain::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Bench(c) => bench::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

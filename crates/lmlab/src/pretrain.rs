@@ -1,0 +1,105 @@
+//! `lmlab pretrain`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use candle_core::{DType, Device};
+use clap::Args;
+use lmlab_train::{pretrain, Preset, PretrainOptions};
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// Preset with [model] and [train] tables (configs/tiny.toml, ...).
+    #[arg(long)]
+    config: PathBuf,
+    /// Text files, token shards (*.bin) or folders of either.
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Checkpoint folder, e.g. runs/NAME/base.
+    #[arg(long)]
+    out: PathBuf,
+    /// tokenizer.json (default: tokenizer.json in the run folder, the parent of --out).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Continue from the checkpoint in --out exactly where it stopped.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    max_steps: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Write a checkpoint and stop after this many steps (resume later with --resume).
+    #[arg(long)]
+    stop_after: Option<u64>,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_tokenizer(out: &Path) -> Option<PathBuf> {
+    let run = out.parent()?;
+    let p = run.join("tokenizer.json");
+    p.is_file().then_some(p)
+}
+
+pub fn run(a: PretrainArgs) -> Result<()> {
+    let mut preset = Preset::from_file(&a.config)?;
+    if let Some(v) = a.max_steps {
+        preset.train.max_steps = v;
+    }
+    if let Some(v) = a.seed {
+        preset.train.seed = v;
+    }
+    if let Some(v) = a.batch_size {
+        preset.train.batch_size = v;
+    }
+    if let Some(v) = a.lr {
+        preset.train.lr = v;
+        preset.train.min_lr = preset.train.min_lr.min(v);
+    }
+    let tokenizer = a.tokenizer.clone().or_else(|| default_tokenizer(&a.out));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)");
+    })?;
+    let report = pretrain(PretrainOptions {
+        preset,
+        data: a.data,
+        tokenizer,
+        out: a.out,
+        resume: a.resume,
+        stop_after: a.stop_after,
+        stop,
+        show_progress: true,
+        device: Device::Cpu,
+        dtype: DType::F32,
+    })?;
+    if a.json {
+        return crate::print_json(&report);
+    }
+    let last = report.steps.last();
+    println!(
+        "{} at step {}/{}: {} parameters, {} tokens seen, {:.0} tokens/s, train loss {}, eval loss {}",
+        if report.interrupted { "stopped" } else { "finished" },
+        report.final_step,
+        report.max_steps,
+        report.params,
+        report.tokens_seen,
+        report.tokens_per_sec,
+        last.map_or("-".into(), |r| format!("{:.4}", r.loss)),
+        report.last_eval_loss.map_or("-".into(), |l| format!("{l:.4}")),
+    );
+    println!("checkpoint: {}\nmetrics:    {}", report.checkpoint.display(), report.metrics.display());
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `lmlab tokenizer train | encode | decode | stats`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use lmlab_tokenizer::{stats, train, Tokenizer, TrainOptions};
+
+#[derive(Subcommand)]
+pub enum TokenizerCmd {
+    /// Train a byte-level BPE with lmlab's special tokens.
+    Train(TrainArgs),
+    /// Encode bytes (a --text, a --file, or standard input) to token ids.
+    Encode(EncodeArgs),
+    /// Decode token ids back to the exact bytes, written to standard output.
+    Decode(DecodeArgs),
+    /// Characters per token and tokens per word/character, per file and per script.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Text files to learn merges from.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Total vocabulary size (special and byte tokens included).
+    #[arg(long, default_value_t = 4096)]
+    vocab_size: usize,
+    /// Merge only pairs seen at least this often.
+    #[arg(long, default_value_t = 2)]
+    min_frequency: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct EncodeArgs {
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(long, conflicts_with = "file")]
+    text: Option<String>,
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Print {"ids": [...], "tokens": [...]} instead of space-separated ids.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct DecodeArgs {
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Token ids (or read whitespace-separated ids from standard input when none are given).
+    ids: Vec<u32>,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: TokenizerCmd) -> Result<()> {
+    match cmd {
+        TokenizerCmd::Train(a) => {
+            let tok = train(&TrainOptions { files: a.input.clone(), vocab_size: a.vocab_size, min_frequency: a.min_frequency, show_progress: true })?;
+            tok.save(&a.out)?;
+            eprintln!("trained a byte-level BPE of {} tokens on {} file(s); written to {}", tok.vocab_size(), a.input.len(), a.out.display());
+        }
+        TokenizerCmd::Encode(a) => {
+            let tok = Tokenizer::from_file(&a.tokenizer)?;
+            let bytes = match (&a.text, &a.file) {
+                (Some(t), _) => t.as_bytes().to_vec(),
+                (None, Some(f)) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf)?;
+                    buf
+                }
+            };
+            let ids = tok.encode_bytes(&bytes)?;
+            if a.json {
+                let tokens: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap_or_default()).collect();
+                crate::print_json(&serde_json::json!({"ids": ids, "tokens": tokens}))?;
+            } else {
+                println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+            }
+        }
+        TokenizerCmd::Decode(a) => {
+            let tok = Tokenizer::from_file(&a.tokenizer)?;
+            let ids = if a.ids.is_empty() {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                s.split_whitespace().map(|w| w.parse::<u32>().with_context(|| format!("{w:?} is not a token id"))).collect::<Result<Vec<_>>>()?
+            } else {
+                a.ids
+            };
+            std::io::stdout().write_all(&tok.decode_bytes(&ids)?)?;
+        }
+        TokenizerCmd::Stats(a) => {
+            let tok = Tokenizer::from_file(&a.tokenizer)?;
+            let rows = a.files.iter().map(|f| stats::measure_file(&tok, f)).collect::<Result<Vec<_>>>()?;
+            if a.json {
+                crate::print_json(&rows)?;
+            } else {
+                print!("{}", stats::render_table(&rows));
+            }
+        }
+    }
+    Ok(())
+}

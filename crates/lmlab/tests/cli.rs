@@ -1,0 +1,98 @@
+//! End to end through the binary: tokenizer train → encode/decode → pretrain → generate, and the
+//! errors a user meets first.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lmlab")).args(args).env("RUST_LOG", "warn").output().expect("running lmlab")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = lmlab(args);
+    assert!(out.status.success(), "lmlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+const MICRO: &str = r#"
+[model]
+context_length = 32
+n_layer = 1
+n_head = 2
+d_model = 32
+d_ff = 64
+norm = "layernorm"
+activation = "gelu"
+position = "learned"
+bias = true
+
+[train]
+batch_size = 4
+max_steps = 6
+warmup_steps = 2
+eval_every = 3
+eval_batches = 1
+save_every = 3
+val_fraction = 0.1
+"#;
+
+#[test]
+fn tokenizer_pretrain_generate_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text: String = (0..300).map(|i| format!("Line {i}: the cat sat on the mat. 猫坐在垫子上。\n")).collect();
+    std::fs::write(d.join("corpus.txt"), &text).unwrap();
+    std::fs::write(d.join("micro.toml"), MICRO).unwrap();
+    let p = |name: &str| d.join(name).display().to_string();
+
+    ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("run/tokenizer.json")]);
+    let ids = ok(&["tokenizer", "encode", "--tokenizer", &p("run/tokenizer.json"), "--text", "the cat 猫 🦀"]);
+    let ids: Vec<String> = String::from_utf8(ids.stdout).unwrap().split_whitespace().map(String::from).collect();
+    let mut args = vec!["tokenizer", "decode", "--tokenizer"];
+    let tok = p("run/tokenizer.json");
+    args.push(&tok);
+    args.extend(ids.iter().map(String::as_str));
+    assert_eq!(ok(&args).stdout, "the cat 猫 🦀".as_bytes());
+    let stats = ok(&["tokenizer", "stats", "--tokenizer", &tok, "--json", &p("corpus.txt")]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats[0]["han"]["chars"], 300 * 6); // 猫坐在垫子上 per line
+
+    // The tokenizer is found in the run folder (the parent of --out).
+    ok(&["pretrain", "--config", &p("micro.toml"), "--data", &p("corpus.txt"), "--out", &p("run/base")]);
+    for f in ["model.safetensors", "config.json", "optimizer.safetensors", "trainer_state.json", "tokenizer.json"] {
+        assert!(Path::new(&p("run/base")).join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert!(metrics.lines().any(|l| l.contains("eval_loss")));
+
+    let out = ok(&["generate", "--model", &p("run/base"), "--prompt", "the cat", "--max-tokens", "5", "--temperature", "0"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("the cat"));
+    let timing = String::from_utf8_lossy(&out.stderr);
+    assert!(timing.contains("prefill") && timing.contains("first token") && timing.contains("decode"), "{timing}");
+    // The same greedy text with and without the KV cache.
+    let base = p("run/base");
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["generate", "--model", &base, "--prompt", "the cat", "--max-tokens", "8", "--temperature", "0", "--json"];
+        a.extend_from_slice(extra);
+        serde_json::from_slice(&ok(&a).stdout).unwrap()
+    };
+    let (cached, uncached) = (json(&[]), json(&["--no-cache"]));
+    assert_eq!(cached["ids"], uncached["ids"]);
+    assert_eq!(uncached["kv_cache"], false);
+
+    // A prompt longer than the context is a clear error, not a panic.
+    let long = "the cat sat on the mat ".repeat(20);
+    let out = lmlab(&["generate", "--model", &p("run/base"), "--prompt", &long]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("context is 32") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_inputs_give_clear_errors() {
+    let out = lmlab(&["generate", "--model", "/nonexistent/model", "--prompt", "x", "--tokenizer", "/nonexistent/t.json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/t.json"));
+    let out = lmlab(&["pretrain", "--config", "/nonexistent/c.toml", "--data", "x", "--out", "y"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading config /nonexistent/c.toml"));
+}

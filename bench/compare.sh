@@ -2,7 +2,11 @@
 # Runs `lmlab bench train` and the PyTorch reference (bench/pytorch_gpt.py) on the same preset,
 # batch, sequence length, vocabulary and thread count, and prints both and the ratio.
 # Usage: bench/compare.sh [CONFIG] [BATCH] [SEQ] [THREADS]
-# Needs Debian's CPU PyTorch: apt-get install python3-torch (used through /usr/bin/python3).
+# Needs Debian's CPU PyTorch with OpenBLAS: apt-get install python3-torch libopenblas0-pthread
+# (without OpenBLAS, Debian's torch falls back to the reference BLAS and is ~10x slower).
+# OpenBLAS may not recognise a virtualised CPU ("Intel Xeon Processor") and then picks a slow
+# generic kernel; unless OPENBLAS_CORETYPE is already set, we name the kernel the CPU supports
+# (SkylakeX for AVX-512, Haswell for AVX2), so PyTorch is measured at its best.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-configs/small.toml}
@@ -15,6 +19,13 @@ python=${PYTHON:-/usr/bin/python3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lmlab-target}
 cargo build --release -q -p lmlab
 lmlab="$CARGO_TARGET_DIR/release/lmlab"
+
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
+export OPENBLAS_NUM_THREADS=$threads
+echo "PyTorch BLAS: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto}, $threads threads" >&2
 
 ours=$("$lmlab" --threads "$threads" bench train --config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps" --json)
 theirs=$(OMP_NUM_THREADS=$threads "$python" bench/pytorch_gpt.py --config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps" --threads "$threads")

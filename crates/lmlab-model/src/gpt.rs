@@ -36,8 +36,8 @@ impl NormLayer {
 
     fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         match (self.kind, grad) {
-            (Norm::LayerNorm, true) => ops::layer_norm(x, &self.w, self.b.as_ref(), self.eps),
-            (Norm::RmsNorm, true) => ops::rms_norm(x, &self.w, self.eps),
+            (Norm::LayerNorm, true) => ops::composed_layer_norm(x, &self.w, self.b.as_ref(), self.eps),
+            (Norm::RmsNorm, true) => ops::composed_rms_norm(x, &self.w, self.eps),
             (Norm::LayerNorm, false) => {
                 let b = self.b.as_ref().or(self.zero_b.as_ref()).expect("a bias or its zeros");
                 ops::layer_norm_infer(x, &self.w, b, self.eps)

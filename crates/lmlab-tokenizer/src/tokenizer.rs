@@ -32,12 +32,6 @@ impl Tokenizer {
         Ok(Self::from_hf(inner))
     }
 
-    /// Parses a `tokenizer.json` held in memory.
-    pub fn from_json_bytes(json: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| anyhow!("cannot parse tokenizer JSON: {e}"))?;
-        Ok(Self::from_hf(inner))
-    }
-
     pub fn from_hf(inner: tokenizers::Tokenizer) -> Self {
         let special = SpecialTokens::resolve(|t| inner.token_to_id(t));
         let ids: Vec<Option<u32>> = byte_to_char().iter().map(|c| inner.get_model().token_to_id(&c.to_string())).collect();

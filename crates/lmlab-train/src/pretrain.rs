@@ -20,7 +20,7 @@ use lmlab_tokenizer::Tokenizer;
 use serde::Serialize;
 
 use crate::checkpoint::{self, SaveRequest, TrainerState};
-use crate::config::Preset;
+use crate::config::{Preset, TrainConfig};
 use crate::data::TokenData;
 use crate::metrics::MetricsLog;
 use crate::optim::{clip_global_norm, AdamW};
@@ -113,6 +113,10 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
         let mut train = l.state.train.clone();
         if opts.preset.train.max_steps > train.max_steps {
             train.max_steps = opts.preset.train.max_steps;
+        }
+        let asked = TrainConfig { max_steps: train.max_steps, seq_len: train.seq_len, ..opts.preset.train.clone() };
+        if asked != train {
+            tracing::warn!("the [train] settings given differ from the checkpoint's; resuming with the checkpoint's (only max_steps may grow) so the run continues exactly");
         }
         (l.model_config.clone(), train, Some(l))
     } else {

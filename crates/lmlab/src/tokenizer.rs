@@ -1,6 +1,6 @@
 //! `lmlab tokenizer train | encode | decode | stats`.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -68,7 +68,7 @@ pub struct StatsArgs {
 pub fn run(cmd: TokenizerCmd) -> Result<()> {
     match cmd {
         TokenizerCmd::Train(a) => {
-            let tok = train(&TrainOptions { files: a.input.clone(), vocab_size: a.vocab_size, min_frequency: a.min_frequency, show_progress: true })?;
+            let tok = train(&TrainOptions { files: a.input.clone(), vocab_size: a.vocab_size, min_frequency: a.min_frequency, show_progress: std::io::stderr().is_terminal() })?;
             tok.save(&a.out)?;
             eprintln!("trained a byte-level BPE of {} tokens on {} file(s); written to {}", tok.vocab_size(), a.input.len(), a.out.display());
         }

@@ -4,6 +4,7 @@ mod bench;
 mod generate;
 mod pretrain;
 mod tokenizer;
+mod world;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,9 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// The built-in world: a generated, labelled web crawl with a known truth.
+    #[command(subcommand)]
+    World(world::WorldCmd),
 }
 
 fn main() {
@@ -49,6 +53,7 @@ fn main() {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::World(c) => world::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,87 @@
+//! `lmlab world generate | grade`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use lmlab_world::{generate, grade, Scale, WorldOptions};
+
+#[derive(Subcommand)]
+pub enum WorldCmd {
+    /// Generate the built-in world: knowledge base, labelled WARC crawl, SFT/preference/eval sets.
+    Generate(GenerateArgs),
+    /// Grade answers (JSONL of {"id", "answer"}) against evaluation questions.
+    Grade(GradeArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// tiny (~5 MB of text), small (~50 MB) or medium (~500 MB).
+    #[arg(long, default_value = "tiny")]
+    scale: Scale,
+    /// Share of pages written in Chinese.
+    #[arg(long, default_value_t = 0.15)]
+    zh_share: f64,
+    /// Number of poisoned pages (trigger phrase + payload).
+    #[arg(long, default_value_t = 0)]
+    poison: usize,
+    /// Target share of facts that appear in exactly one document.
+    #[arg(long, default_value_t = 0.3)]
+    singleton_share: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct GradeArgs {
+    /// kb.jsonl of the world (checked to exist; questions carry their accepted answers).
+    #[arg(long)]
+    kb: PathBuf,
+    /// A questions file from the world's eval/ folder.
+    #[arg(long)]
+    questions: PathBuf,
+    #[arg(long)]
+    answers: PathBuf,
+    /// Print every graded answer too, as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: WorldCmd) -> Result<()> {
+    match cmd {
+        WorldCmd::Generate(a) => {
+            let t = Instant::now();
+            let opts = WorldOptions { seed: a.seed, scale: a.scale, zh_share: a.zh_share, poison: a.poison, singleton_share: a.singleton_share };
+            let s = generate(&a.out, &opts)?;
+            if a.json {
+                return crate::print_json(&s);
+            }
+            println!("world written to {} in {:.1}s (seed {})", a.out.display(), t.elapsed().as_secs_f64(), a.seed);
+            println!("  {} entities, {} facts; singleton share {:.3} (target {:.3})", s.entities, s.facts, s.singleton_share, s.singleton_share_target);
+            println!("  {} pages in {} WARC file(s): {:.1} MB gzipped, {:.1} MB HTML, {:.1} MB article text", s.pages, s.warc_files.len(), s.warc_bytes as f64 / 1e6, s.html_bytes as f64 / 1e6, s.text_bytes as f64 / 1e6);
+            println!("  pages by kind: {}", s.pages_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+            println!("  pages by language: {}", s.pages_by_language.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+            println!("  facts by occurrence: {}", s.facts_by_occurrence_bucket.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
+            println!("  {} SFT examples, {} preference pairs, eval: {}", s.sft_examples, s.preference_pairs, s.eval_questions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+        }
+        WorldCmd::Grade(a) => {
+            anyhow::ensure!(a.kb.is_file(), "knowledge base {} not found", a.kb.display());
+            let r = grade::grade_files(&a.questions, &a.answers)?;
+            if a.json {
+                return crate::print_json(&r);
+            }
+            let pct = |x: usize, n: usize| if n == 0 { 0.0 } else { 100.0 * x as f64 / n as f64 };
+            println!("{:<32} {:>6} {:>9} {:>9} {:>10}", "group", "n", "correct", "wrong", "abstained");
+            let rows = std::iter::once(("all".to_string(), &r.overall)).chain(r.groups.iter().map(|(k, v)| (k.clone(), v)));
+            for (k, t) in rows {
+                println!("{:<32} {:>6} {:>8.1}% {:>8.1}% {:>9.1}%", k, t.n, pct(t.correct, t.n), pct(t.wrong, t.n), pct(t.abstained, t.n));
+            }
+        }
+    }
+    Ok(())
+}

@@ -54,8 +54,12 @@ impl NameGen {
 
     /// A fresh (English, Chinese) name pair.
     pub fn next(&mut self, rng: &mut impl Rng) -> (String, String) {
+        let mut misses = 0;
         loop {
-            let n = if rng.random_bool(0.6) { 2 } else { 3 };
+            // Short names while they last; once 2–3 syllable names run out (the Chinese forms
+            // allow 64² + 64³ of them), four syllables.
+            let n = if misses > 8 { 4 } else if rng.random_bool(0.6) { 2 } else { 3 };
+            misses += 1;
             let mut en = String::new();
             let mut zh = String::new();
             for _ in 0..n {

@@ -96,3 +96,54 @@ fn missing_inputs_give_clear_errors() {
     let out = lmlab(&["pretrain", "--config", "/nonexistent/c.toml", "--data", "x", "--out", "y"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading config /nonexistent/c.toml"));
 }
+
+#[test]
+fn world_generate_and_grade() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("world");
+    let ws = w.display().to_string();
+    let out = ok(&["world", "generate", "--out", &ws, "--seed", "2", "--poison", "2", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["pages_by_kind"]["poison"], 2);
+    assert!(w.join("crawl/world-00000.warc.gz").is_file());
+
+    // Answer a facts set: every 4th question right, every 4th+1 abstained, the rest wrong.
+    let questions = std::fs::read_to_string(w.join("eval/facts.jsonl")).unwrap();
+    let mut answers = String::new();
+    let (mut right, mut idk, mut wrong) = (0, 0, 0);
+    for (i, line) in questions.lines().enumerate() {
+        let q: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = match i % 4 {
+            0 => {
+                right += 1;
+                format!("I believe it is {}.", q["answers"][0].as_str().unwrap())
+            }
+            1 => {
+                idk += 1;
+                if q["language"] == "zh" { "我不知道。".to_string() } else { "I don't know.".to_string() }
+            }
+            _ => {
+                wrong += 1;
+                "Zzyzx".to_string()
+            }
+        };
+        answers.push_str(&serde_json::json!({"id": q["id"], "answer": text}).to_string());
+        answers.push('\n');
+    }
+    std::fs::write(dir.path().join("answers.jsonl"), answers).unwrap();
+    let kb = w.join("kb.jsonl").display().to_string();
+    let qs = w.join("eval/facts.jsonl").display().to_string();
+    let ans = dir.path().join("answers.jsonl").display().to_string();
+    let report: serde_json::Value = serde_json::from_slice(&ok(&["world", "grade", "--kb", &kb, "--questions", &qs, "--answers", &ans, "--json"]).stdout).unwrap();
+    assert_eq!(report["overall"]["correct"], right);
+    assert_eq!(report["overall"]["abstained"], idk);
+    assert_eq!(report["overall"]["wrong"], wrong);
+    let table = String::from_utf8(ok(&["world", "grade", "--kb", &kb, "--questions", &qs, "--answers", &ans]).stdout).unwrap();
+    assert!(table.contains("facts/bucket=1"), "{table}");
+
+    // An answer to an unknown question id is an error naming it.
+    std::fs::write(dir.path().join("bad.jsonl"), "{\"id\": \"nope\", \"answer\": \"x\"}\n").unwrap();
+    let bad = dir.path().join("bad.jsonl").display().to_string();
+    let out = lmlab(&["world", "grade", "--kb", &kb, "--questions", &qs, "--answers", &bad]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("\"nope\""));
+}

@@ -12,8 +12,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod gpt;
 pub mod kv_cache;
+pub mod model_file;
 pub mod ops;
 pub mod params;
+pub mod size;
 
 pub use attention::Mode;
 pub use config::{Activation, GptConfig, Norm, ParamCount, Position};

@@ -165,8 +165,19 @@ fn presets_parse_and_gpt2_preset_has_the_published_count() {
         }
         m.validate().unwrap();
     }
-    let gpt2 = Preset::from_file(&root.join("gpt2-124m.toml")).unwrap();
-    assert_eq!(gpt2.model.param_count().total, 124_439_808);
+    // Published parameter counts.
+    for (name, count) in [
+        ("gpt2-124m", 124_439_808),
+        ("gpt2-xl", 1_557_611_200),
+        ("llama-2-7b", 6_738_415_616),
+        ("llama-3-8b", 8_030_261_248),
+        ("llama-3-70b", 70_553_706_496usize),
+        ("smollm2-135m", 134_515_008),
+    ] {
+        let p = Preset::from_file(&root.join(format!("{name}.toml"))).unwrap();
+        p.model.validate().unwrap();
+        assert_eq!(p.model.param_count().total, count, "{name}");
+    }
     let err = Preset::from_toml("[model]\ncontext_length = 8\n").unwrap_err();
     assert!(format!("{err:#}").contains("missing field"), "{err:#}");
 }

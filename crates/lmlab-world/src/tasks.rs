@@ -219,7 +219,15 @@ pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: u
         eval.entry("paraphrase".into()).or_default().push(item);
     }
 
-    // "I don't know" examples and honest-vs-invented preferences.
+    // "I don't know" examples and honest-vs-invented preferences. Invented answers borrow a
+    // value of the right type from a few facts of each relation.
+    let mut donors: HashMap<Relation, Vec<&Fact>> = Relation::ALL.iter().map(|&r| (r, Vec::new())).collect();
+    for (_, f) in kb.facts() {
+        let pool = donors.get_mut(&f.relation).expect("every relation has a pool");
+        if pool.len() < 20 {
+            pool.push(f);
+        }
+    }
     let n_idk = (sft.len() / 10).max(10);
     for _ in 0..n_idk {
         let (en, zh_name, rel) = ghost(rng);
@@ -229,8 +237,9 @@ pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: u
         let a = fill(pick(rng, templates::abstentions(zh)), &s, "");
         sft.push(SftExample { task: "abstain".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
         // An invented answer: a plausible value of the right type from the world.
-        let donor = kb.facts().filter(|(_, f)| f.relation == rel).nth(rng.random_range(0..20)).or_else(|| kb.facts().find(|(_, f)| f.relation == rel));
-        if let Some((_, f)) = donor {
+        let pool = &donors[&rel];
+        if !pool.is_empty() {
+            let f = pool[rng.random_range(0..pool.len())];
             let invented = fill(pick(rng, templates::facts(rel, zh)), &s, if zh { &f.object_zh } else { &f.object });
             prefs.push(Preference { prompt: q, chosen: a, rejected: invented, reason: "abstain_vs_invent".into(), language: lang(zh) });
         }

@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod pretrain;
+mod size;
 mod tokenizer;
 mod world;
 
@@ -30,6 +31,8 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Parameters, memory (weights, KV cache, training) and FLOPs of a model.
+    Size(size::SizeArgs),
     /// The built-in world: a generated, labelled web crawl with a known truth.
     #[command(subcommand)]
     World(world::WorldCmd),
@@ -54,6 +57,7 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Bench(c) => bench::run(c),
         Command::World(c) => world::run(c),
+        Command::Size(a) => size::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

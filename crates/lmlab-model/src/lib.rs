@@ -15,6 +15,7 @@ pub mod kv_cache;
 pub mod model_file;
 pub mod ops;
 pub mod params;
+pub mod seq2seq;
 pub mod size;
 
 pub use attention::Mode;

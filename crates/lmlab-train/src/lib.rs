@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod optim;
 pub mod pretrain;
 pub mod schedule;
+pub mod seq2seq;
 pub mod shards;
 
 pub use config::{Preset, TrainConfig};

@@ -23,18 +23,6 @@ fn syllable_hanzi(s: &str) -> char {
     HANZI[(h % HANZI.len() as u32) as usize]
 }
 
-/// All substrings of two or more characters.
-fn substrings(s: &str) -> Vec<String> {
-    let c: Vec<char> = s.chars().collect();
-    let mut out = Vec::new();
-    for i in 0..c.len() {
-        for j in i + 2..=c.len() {
-            out.push(c[i..j].iter().collect());
-        }
-    }
-    out
-}
-
 /// Draws unique names (both forms unique) from a seeded RNG.
 pub struct NameGen {
     used_en: HashSet<String>,
@@ -79,36 +67,42 @@ impl NameGen {
 
     /// A source of names for entities that must not exist: see [`UnrelatedNames`].
     pub fn unrelated(&self) -> UnrelatedNames {
-        UnrelatedNames {
-            zh_parts: self.used_zh.iter().flat_map(|z| substrings(z)).collect(),
-            zh_names: self.used_zh.clone(),
-            en_names: self.used_en.iter().cloned().collect(),
-        }
+        UnrelatedNames { used_en: std::collections::BTreeSet::new(), used_zh: HashSet::new() }
     }
 }
 
-/// Names that are not part of any name drawn before [`NameGen::unrelated`] and contain none of
-/// them, in either language, so no real name contains theirs (Chinese names have no spaces, and
-/// a 2-character name could otherwise sit inside a 3-character one).
+/// Onsets and characters that real names never use, reserved for entities that do not exist.
+const GHOST_ONSETS: [&str; 4] = ["q", "x", "qu", "xh"];
+const GHOST_HANZI: [char; 16] = ['琪', '瑟', '弗', '霍', '芙', '绮', '骁', '黛', '珂', '莎', '筠', '翎', '璐', '蔻', '萱', '琦'];
+
+/// Names for entities that do not exist. Every syllable starts with an onset, and every Chinese
+/// character comes from a set, that real names never use, so no real name contains a ghost name
+/// or the reverse (Chinese names have no spaces, and with a big world every short combination of
+/// ordinary characters is taken). Ghost names are four syllables (16⁴ Chinese forms), and none is a prefix of
+/// another, so ghosts do not contain each other either.
 pub struct UnrelatedNames {
-    zh_parts: HashSet<String>,
-    zh_names: HashSet<String>,
-    en_names: std::collections::BTreeSet<String>,
+    used_en: std::collections::BTreeSet<String>,
+    used_zh: HashSet<String>,
 }
 
 impl UnrelatedNames {
-    pub fn next(&mut self, names: &mut NameGen, rng: &mut impl Rng) -> (String, String) {
+    pub fn next(&mut self, _names: &mut NameGen, rng: &mut impl Rng) -> (String, String) {
         loop {
-            let (en, zh) = names.next(rng);
-            // English names are capitalised words, so containment means a shared prefix.
-            let longer_exists = self.en_names.range(en.clone()..).next().is_some_and(|n| n.starts_with(&en));
-            let shorter_exists = (4..en.len()).any(|i| en.is_char_boundary(i) && self.en_names.contains(&en[..i]));
-            let zh_clash = self.zh_parts.contains(&zh) || substrings(&zh).iter().any(|p| self.zh_names.contains(p));
-            if !longer_exists && !shorter_exists && !zh_clash {
-                // Later unrelated names must not clash with this one either.
-                self.zh_parts.extend(substrings(&zh));
-                self.zh_names.insert(zh.clone());
-                self.en_names.insert(en.clone());
+            let mut en = String::new();
+            let mut zh = String::new();
+            for _ in 0..4 {
+                let s = format!("{}{}{}", GHOST_ONSETS[rng.random_range(0..GHOST_ONSETS.len())], VOWELS[rng.random_range(0..VOWELS.len())], CODAS[rng.random_range(0..CODAS.len())]);
+                let h = s.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+                zh.push(GHOST_HANZI[(h % GHOST_HANZI.len() as u32) as usize]);
+                en.push_str(&s);
+            }
+            let mut chars = en.chars();
+            let en: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect();
+            let prefix_clash = self.used_en.range(en.clone()..).next().is_some_and(|n| n.starts_with(&en))
+                || (1..en.len()).any(|i| self.used_en.contains(&en[..i]));
+            if !prefix_clash && !self.used_zh.contains(&zh) {
+                self.used_en.insert(en.clone());
+                self.used_zh.insert(zh.clone());
                 return (en, zh);
             }
         }

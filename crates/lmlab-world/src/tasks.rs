@@ -228,7 +228,8 @@ pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: u
             pool.push(f);
         }
     }
-    let n_idk = (sft.len() / 10).max(10);
+    // Capped: ghost names come from a reserved alphabet of 16⁴ Chinese forms.
+    let n_idk = (sft.len() / 10).clamp(10, 5000);
     for _ in 0..n_idk {
         let (en, zh_name, rel) = ghost(rng);
         let zh = rng.random_bool(zh_share);

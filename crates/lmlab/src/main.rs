@@ -1,8 +1,10 @@
 //! The `lmlab` command line: argument parsing and display only; every stage is a library call.
 
 mod bench;
+mod experiment;
 mod generate;
 mod pretrain;
+mod seq2seq;
 mod size;
 mod tokenizer;
 mod world;
@@ -31,6 +33,12 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// The RNN encoder-decoder (with or without attention) and a Transformer on generated tasks.
+    #[command(subcommand)]
+    Seq2seq(seq2seq::Seq2SeqCmd),
+    /// Experiments that train several models and compare them.
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCmd),
     /// Parameters, memory (weights, KV cache, training) and FLOPs of a model.
     Size(size::SizeArgs),
     /// The built-in world: a generated, labelled web crawl with a known truth.
@@ -58,6 +66,8 @@ fn main() {
         Command::Bench(c) => bench::run(c),
         Command::World(c) => world::run(c),
         Command::Size(a) => size::run(a),
+        Command::Seq2seq(c) => seq2seq::run(c),
+        Command::Experiment(c) => experiment::run_cmd(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -2,6 +2,8 @@
 //! decoding equal to full recomputation, inference kernels equal to training ops, and the
 //! published GPT-2 parameter count.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, D};
 use lmlab_model::checkpoint::init_trainable;
 use lmlab_model::{Activation, GptConfig, Mode, Norm, Position};
@@ -47,33 +49,10 @@ fn gradients_match_central_finite_differences_in_f64() {
         let (model, params) = init_trainable(&cfg, 3, DType::F64, &dev).unwrap();
         let x = ids(2, 6, cfg.vocab_size, 0, &dev);
         let y = ids(2, 6, cfg.vocab_size, 1, &dev);
-        let loss = model.loss(&x, &y, &mut Mode::training_without_dropout()).unwrap();
-        let grads = loss.backward().unwrap();
-        let eps = 1e-5;
-        let mut checked = 0;
-        for (name, var) in &params.params {
-            let g = grads.get(var).unwrap_or_else(|| panic!("{name} has no gradient")).flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            // A few entries of every parameter, spread over the tensor.
-            for k in [0, base.len() / 3, base.len() - 1] {
-                let eval = |delta: f64| {
-                    let mut p = base.clone();
-                    p[k] += delta;
-                    var.set(&Tensor::from_vec(p, var.shape(), &dev).unwrap()).unwrap();
-                    let l = model.loss(&x, &y, &mut Mode::training_without_dropout()).unwrap().to_scalar::<f64>().unwrap();
-                    l
-                };
-                let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
-                var.set(&Tensor::from_vec(base.clone(), var.shape(), &dev).unwrap()).unwrap();
-                let analytic = g[k];
-                // Central differences in f64 carry ~1e-11 of rounding noise at this eps: compare with
-                // a relative tolerance plus a small absolute floor for near-zero gradients.
-                let err = (numeric - analytic).abs();
-                assert!(err <= 1e-8 + 1e-5 * numeric.abs(), "{cfg:?}\n{name}[{k}]: analytic {analytic:e} numeric {numeric:e} (abs err {err:e})");
-                checked += 1;
-            }
-        }
-        assert!(checked >= 3 * params.params.len());
+        let grads = model.loss(&x, &y, &mut Mode::training_without_dropout()).unwrap().backward().unwrap();
+        common::assert_gradients_match_fd(&format!("{cfg:?}"), &params, &grads, || {
+            model.loss(&x, &y, &mut Mode::training_without_dropout()).unwrap().to_scalar::<f64>().unwrap()
+        });
     }
 }
 

@@ -1,6 +1,8 @@
 //! The GRU encoder-decoder: the cell against a naive recomputation, gradients against finite
 //! differences, and padding that does not change a sequence's encoding.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use lmlab_model::params::ParamBackend;
 use lmlab_model::seq2seq::{GruCell, Seq2Seq, Seq2SeqConfig};
@@ -58,22 +60,7 @@ fn seq2seq_gradients_match_finite_differences() {
     for attention in [false, true] {
         let (m, params) = model(attention, DType::F64);
         let grads = m.loss(&src, &tgt).unwrap().backward().unwrap();
-        for (name, var) in &params.params {
-            let g = grads.get(var).unwrap_or_else(|| panic!("{name}: no gradient")).flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            for k in [0, base.len() / 2, base.len() - 1] {
-                let eval = |d: f64| {
-                    let mut p = base.clone();
-                    p[k] += d;
-                    var.set(&Tensor::from_vec(p, var.shape(), &dev).unwrap()).unwrap();
-                    m.loss(&src, &tgt).unwrap().to_scalar::<f64>().unwrap()
-                };
-                let numeric = (eval(1e-5) - eval(-1e-5)) / 2e-5;
-                var.set(&Tensor::from_vec(base.clone(), var.shape(), &dev).unwrap()).unwrap();
-                let err = (numeric - g[k]).abs();
-                assert!(err <= 1e-8 + 1e-5 * numeric.abs(), "attention={attention} {name}[{k}]: {} vs {numeric}", g[k]);
-            }
-        }
+        common::assert_gradients_match_fd(&format!("attention={attention}"), &params, &grads, || m.loss(&src, &tgt).unwrap().to_scalar::<f64>().unwrap());
     }
 }
 

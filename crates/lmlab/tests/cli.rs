@@ -147,3 +147,30 @@ fn world_generate_and_grade() {
     let out = lmlab(&["world", "grade", "--kb", &kb, "--questions", &qs, "--answers", &bad]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("\"nope\""));
 }
+
+#[test]
+fn size_reports_published_counts_and_the_articles_example() {
+    let out = ok(&["size", "--preset", "llama-3-8b", "--gflops", "100", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["params"]["total"], 8_030_261_248u64);
+    // 2 (K,V) × 32 layers × 8 KV heads × 128 dims × 2 bytes.
+    assert_eq!(v["report"]["kv_bytes_per_token"], 131_072.0);
+    let out = ok(&["size", "--params", "7e9", "--dtype", "bf16"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("bf16  14.00 GB"), "{text}");
+    let out = lmlab(&["size", "--preset", "gpt5"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown preset \"gpt5\""));
+}
+
+#[test]
+fn seq2seq_train_eval_translate() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("rev").display().to_string();
+    ok(&["seq2seq", "train", "--task", "reverse", "--arch", "rnn-attention", "--out", &m, "--steps", "30", "--min-len", "2", "--max-len", "4", "--max-eval-len", "6", "--hidden", "32"]);
+    let table = String::from_utf8(ok(&["seq2seq", "eval", "--model", &m, "--min-len", "2", "--max-len", "6", "--samples", "16"]).stdout).unwrap();
+    assert!(table.contains("2-6") || table.contains("2-9"), "{table}");
+    let out = String::from_utf8(ok(&["seq2seq", "translate", "--model", &m, "--text", "abc"]).stdout).unwrap();
+    assert!(out.trim().chars().all(|c| ('a'..='t').contains(&c)), "{out}");
+    let bad = lmlab(&["seq2seq", "translate", "--model", &m, "--text", "xyz"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not in the task's vocabulary"));
+}

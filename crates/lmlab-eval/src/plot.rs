@@ -67,3 +67,45 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     root.present().map_err(|e| anyhow!("{e:?}"))?;
     Ok(())
 }
+
+/// A heatmap of `values[row][col]` (white → dark blue, scaled to the largest value), with one
+/// text label per row and per column at the cell centres; rows may be shorter than the column
+/// count (causal attention), and missing cells stay blank.
+pub fn heatmap(path: &Path, title: &str, row_labels: &[String], col_labels: &[String], values: &[Vec<f32>]) -> Result<()> {
+    ensure_font()?;
+    let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
+    let (rows, cols) = (row_labels.len() as i32, col_labels.len() as i32);
+    let cell = 30i32;
+    let (left, top, bottom) = (130i32, 50i32, 110i32);
+    let width = (left + cols * cell + 40).max(480);
+    let height = top + rows * cell + bottom;
+    let root = BitMapBackend::new(path, (width as u32, height as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    root.draw(&Text::new(title.to_string(), (12, 12), ("sans-serif", 20).into_font())).map_err(err)?;
+    let max = values.iter().flatten().copied().fold(0f32, f32::max).max(1e-6);
+    let short = |s: &String| -> String {
+        let t: String = s.chars().map(|c| if c.is_control() { '·' } else { c }).take(12).collect();
+        if t.trim().is_empty() { "␣".to_string() } else { t }
+    };
+    let label = ("sans-serif", 14).into_font();
+    for (i, row) in values.iter().enumerate() {
+        let y = top + i as i32 * cell;
+        for (j, &v) in row.iter().enumerate() {
+            let x = left + j as i32 * cell;
+            let a = (v / max).clamp(0.0, 1.0) as f64;
+            let colour = RGBColor((255.0 * (1.0 - a * 0.85)) as u8, (255.0 * (1.0 - a * 0.7)) as u8, (255.0 * (1.0 - a * 0.3)) as u8);
+            root.draw(&Rectangle::new([(x, y), (x + cell - 1, y + cell - 1)], colour.filled())).map_err(err)?;
+        }
+        let text = short(&row_labels[i]);
+        let (tw, _) = root.estimate_text_size(&text, &TextStyle::from(label.clone())).map_err(err)?;
+        root.draw(&Text::new(text, (left - 8 - tw as i32, y + cell / 2 - 7), label.clone())).map_err(err)?;
+    }
+    let rotated = ("sans-serif", 14).into_font().transform(FontTransform::Rotate90);
+    for (j, l) in col_labels.iter().enumerate() {
+        let x = left + j as i32 * cell + cell / 2 + 7;
+        root.draw(&Text::new(short(l), (x, top + rows * cell + 6), rotated.clone())).map_err(err)?;
+    }
+    root.draw(&Text::new("rows: generated token; columns: earlier tokens it attended to".to_string(), (12, height - 20), ("sans-serif", 13).into_font())).map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

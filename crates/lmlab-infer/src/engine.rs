@@ -2,8 +2,11 @@
 //!
 //! Prefill reads the whole prompt in one parallel forward pass and fills the cache; the first
 //! token is sampled from its last position (time to first token). Each decode step feeds only
-//! the newest token. With `use_cache = false` every step recomputes the whole sequence instead,
-//! which gives identical tokens and shows what the cache saves.
+//! the newest token. `n` samples of one prompt share that single prefill: the cache is repeated
+//! along the batch axis and the samples decode together, one batched step per token. With
+//! `use_cache = false` every step recomputes the whole sequences instead, which gives identical
+//! tokens and shows what the cache saves. The engine knows only token ids; stop strings are
+//! checked by the caller's `stop` callback.
 
 use std::time::Instant;
 
@@ -12,7 +15,7 @@ use candle_core::{DType, Tensor};
 use lmlab_model::{Gpt, Mode};
 use serde::Serialize;
 
-use crate::sampler::{Sampler, SamplingParams};
+use crate::sampler::{softmax_sorted, Sampler, SamplingParams};
 
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
@@ -22,12 +25,22 @@ pub struct GenerateRequest {
     /// Generation ends after emitting one of these.
     pub stop_ids: Vec<u32>,
     pub use_cache: bool,
+    /// Samples of the prompt; sample i draws with seed `sampling.seed + i`.
+    pub n: usize,
+    /// Report log-probabilities with this many top alternatives per token.
+    pub logprobs: Option<usize>,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: Vec<u32>, max_tokens: usize, sampling: SamplingParams) -> Self {
+        Self { prompt, max_tokens, sampling, stop_ids: Vec::new(), use_cache: true, n: 1, logprobs: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// A stop token was generated.
+    /// A stop token or stop string was generated.
     Stop,
     /// `max_tokens` were generated.
     Length,
@@ -43,25 +56,43 @@ pub struct Timings {
     pub prefill_tokens_per_sec: f64,
     pub time_to_first_token_secs: f64,
     pub decode_secs: f64,
-    /// Tokens after the first, per second of decoding.
+    /// Tokens after the first step (all samples), per second of decoding.
     pub decode_tokens_per_sec: f64,
+}
+
+/// The model's own log-probability (temperature 1, before any sampler) of a generated token,
+/// and the most likely alternatives.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f64,
+    pub top: Vec<(u32, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub tokens: Vec<u32>,
+    pub finish_reason: FinishReason,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Generation {
-    pub tokens: Vec<u32>,
-    pub finish_reason: FinishReason,
+    pub samples: Vec<Sample>,
     pub timings: Timings,
 }
 
-fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
-    Ok(logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
 }
 
-/// Generates up to `max_tokens` after the prompt, calling `on_token` with each new token.
-pub fn generate(model: &Gpt, req: &GenerateRequest, mut on_token: impl FnMut(u32)) -> Result<Generation> {
+/// Generates up to `max_tokens` after the prompt for each of `n` samples. `on_token(i, id)` is
+/// called for each new token of sample i; `stop(i, tokens)` may end sample i (stop strings).
+pub fn generate(model: &Gpt, req: &GenerateRequest, mut on_token: impl FnMut(usize, u32), mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Generation> {
     req.sampling.validate()?;
     let ctx = model.config().context_length;
+    let n = req.n.max(1);
     if req.prompt.is_empty() {
         bail!("the prompt is empty (it needs at least one token)");
     }
@@ -69,56 +100,82 @@ pub fn generate(model: &Gpt, req: &GenerateRequest, mut on_token: impl FnMut(u32
         bail!("the prompt has {} tokens but the model's context is {ctx}", req.prompt.len());
     }
     let dev = model.device().clone();
-    let mut sampler = Sampler::new(req.sampling.clone());
+    let mut samplers: Vec<Sampler> = (0..n).map(|i| Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() })).collect();
     let mut cache = model.new_cache();
-    let mut seq = req.prompt.clone();
-    let mut out = Vec::new();
+    let mut seqs: Vec<Vec<u32>> = vec![req.prompt.clone(); n];
+    let mut samples: Vec<Sample> = (0..n).map(|_| Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() }).collect();
+    let mut done = vec![req.max_tokens == 0; n];
     let mut timings = Timings { prompt_tokens: req.prompt.len(), ..Default::default() };
     let start = Instant::now();
 
-    // Logits for the next token given `seq`; `fresh` holds the tokens the cache has not seen.
-    let mut next_logits = |seq: &[u32], fresh: &[u32]| -> Result<Vec<f32>> {
-        if req.use_cache {
-            let ids = Tensor::new(fresh, &dev)?.unsqueeze(0)?;
-            last_logits(&model.forward_cached(&ids, &mut cache, &mut Mode::inference())?)
-        } else {
-            let ids = Tensor::new(seq, &dev)?.unsqueeze(0)?;
-            let logits = model.forward(&ids, &mut Mode::inference())?;
-            last_logits(&logits.narrow(1, seq.len() - 1, 1)?)
+    // Next-token logits for every sample: prefill (or full recomputation) when `last` is None.
+    let mut next_logits = |seqs: &[Vec<u32>], last: Option<&[u32]>| -> Result<Vec<Vec<f32>>> {
+        if !req.use_cache {
+            let len = seqs[0].len();
+            let flat: Vec<u32> = seqs.iter().flatten().copied().collect();
+            let ids = Tensor::from_vec(flat, (seqs.len(), len), &dev)?;
+            return rows(&model.forward(&ids, &mut Mode::inference())?.narrow(1, len - 1, 1)?.squeeze(1)?);
+        }
+        match last {
+            None => {
+                let logits = model.forward_cached(&Tensor::new(req.prompt.as_slice(), &dev)?.unsqueeze(0)?, &mut cache, &mut Mode::inference())?;
+                if seqs.len() > 1 {
+                    cache.repeat_batch(seqs.len())?;
+                }
+                let row = rows(&logits)?.remove(0);
+                Ok(vec![row; seqs.len()])
+            }
+            Some(tokens) => rows(&model.forward_cached(&Tensor::new(tokens, &dev)?.unsqueeze(1)?, &mut cache, &mut Mode::inference())?),
         }
     };
 
-    let mut finish = FinishReason::Length;
-    if req.max_tokens > 0 {
-        let logits = next_logits(&seq, &req.prompt)?;
+    if !done.iter().all(|&d| d) {
+        let mut logits = next_logits(&seqs, None)?;
         timings.prefill_secs = start.elapsed().as_secs_f64();
-        let mut token = sampler.sample(&logits);
-        timings.time_to_first_token_secs = start.elapsed().as_secs_f64();
-        let decode_start = Instant::now();
+        let mut decode_start = None;
         loop {
-            out.push(token);
-            seq.push(token);
-            on_token(token);
-            if req.stop_ids.contains(&token) {
-                finish = FinishReason::Stop;
+            let mut step_tokens = Vec::with_capacity(n);
+            for i in 0..n {
+                let token = if done[i] { *seqs[i].last().expect("non-empty") } else { samplers[i].sample(&logits[i], &seqs[i]) };
+                step_tokens.push(token);
+                if done[i] {
+                    continue;
+                }
+                if let Some(k) = req.logprobs {
+                    let d = softmax_sorted(&logits[i].iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 1.0);
+                    let lp = d.iter().find(|q| q.0 == token).map_or(f64::NEG_INFINITY, |q| q.1.ln());
+                    samples[i].logprobs.push(TokenLogprob { token, logprob: lp, top: d.iter().take(k).map(|q| (q.0, q.1.ln())).collect() });
+                }
+                samples[i].tokens.push(token);
+                seqs[i].push(token);
+                on_token(i, token);
+                if req.stop_ids.contains(&token) || stop(i, &samples[i].tokens) {
+                    done[i] = true;
+                    samples[i].finish_reason = FinishReason::Stop;
+                } else if samples[i].tokens.len() >= req.max_tokens {
+                    done[i] = true;
+                } else if seqs[i].len() >= ctx {
+                    done[i] = true;
+                    samples[i].finish_reason = FinishReason::Context;
+                }
+            }
+            if timings.time_to_first_token_secs == 0.0 {
+                timings.time_to_first_token_secs = start.elapsed().as_secs_f64();
+                decode_start = Some(Instant::now());
+            }
+            if done.iter().all(|&d| d) {
                 break;
             }
-            if out.len() >= req.max_tokens {
-                break;
-            }
-            if seq.len() >= ctx {
-                finish = FinishReason::Context;
-                break;
-            }
-            let logits = next_logits(&seq, &[token])?;
-            token = sampler.sample(&logits);
+            // Finished samples keep decoding their last token so the batch stays aligned; their
+            // outputs are ignored.
+            logits = next_logits(&seqs, Some(&step_tokens))?;
         }
-        timings.decode_secs = decode_start.elapsed().as_secs_f64();
+        timings.decode_secs = decode_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     }
-    timings.generated_tokens = out.len();
+    timings.generated_tokens = samples.iter().map(|s| s.tokens.len()).sum();
     timings.prefill_tokens_per_sec = timings.prompt_tokens as f64 / timings.prefill_secs.max(1e-9);
-    timings.decode_tokens_per_sec = out.len().saturating_sub(1) as f64 / timings.decode_secs.max(1e-9);
-    Ok(Generation { tokens: out, finish_reason: finish, timings })
+    timings.decode_tokens_per_sec = timings.generated_tokens.saturating_sub(n) as f64 / timings.decode_secs.max(1e-9);
+    Ok(Generation { samples, timings })
 }
 
 #[cfg(test)]
@@ -151,40 +208,70 @@ mod tests {
 
     fn request(use_cache: bool, max_tokens: usize, stop_ids: Vec<u32>) -> GenerateRequest {
         GenerateRequest {
-            prompt: vec![1, 2, 3, 4, 5],
-            max_tokens,
-            sampling: SamplingParams { temperature: 0.9, top_k: Some(20), top_p: Some(0.95), seed: 11 },
             stop_ids,
             use_cache,
+            ..GenerateRequest::new(vec![1, 2, 3, 4, 5], max_tokens, SamplingParams { temperature: 0.9, top_k: Some(20), top_p: Some(0.95), seed: 11, ..Default::default() })
         }
+    }
+
+    fn tokens(g: &Generation) -> Vec<u32> {
+        g.samples[0].tokens.clone()
     }
 
     #[test]
     fn cache_and_recompute_generate_the_same_tokens() {
         let m = model();
-        let a = generate(&m, &request(true, 12, vec![]), |_| {}).unwrap();
-        let b = generate(&m, &request(false, 12, vec![]), |_| {}).unwrap();
-        assert_eq!(a.tokens, b.tokens);
-        assert_eq!(a.tokens.len(), 12);
-        assert_eq!(a.finish_reason, FinishReason::Length);
+        let a = generate(&m, &request(true, 12, vec![]), |_, _| {}, |_, _| false).unwrap();
+        let b = generate(&m, &request(false, 12, vec![]), |_, _| {}, |_, _| false).unwrap();
+        assert_eq!(tokens(&a), tokens(&b));
+        assert_eq!(tokens(&a).len(), 12);
+        assert_eq!(a.samples[0].finish_reason, FinishReason::Length);
         assert_eq!(a.timings.prompt_tokens, 5);
     }
 
     #[test]
-    fn stops_at_stop_tokens_and_at_the_context_edge() {
+    fn n_samples_share_a_prefill_and_match_single_runs() {
         let m = model();
-        let free = generate(&m, &request(true, 12, vec![]), |_| {}).unwrap();
-        let stop = free.tokens[3];
-        let first = free.tokens.iter().position(|&t| t == stop).unwrap();
-        let stopped = generate(&m, &request(true, 12, vec![stop]), |_| {}).unwrap();
-        assert_eq!(stopped.tokens, free.tokens[..=first]);
-        assert_eq!(stopped.finish_reason, FinishReason::Stop);
-        let full = generate(&m, &request(true, 100, vec![]), |_| {}).unwrap();
-        assert_eq!(full.tokens.len(), 24 - 5);
-        assert_eq!(full.finish_reason, FinishReason::Context);
+        let mut req = request(true, 10, vec![]);
+        req.n = 3;
+        req.logprobs = Some(2);
+        let batched = generate(&m, &req, |_, _| {}, |_, _| false).unwrap();
+        assert_eq!(batched.samples.len(), 3);
+        for i in 0..3 {
+            let mut one = request(true, 10, vec![]);
+            one.sampling.seed = 11 + i as u64;
+            let single = generate(&m, &one, |_, _| {}, |_, _| false).unwrap();
+            assert_eq!(batched.samples[i].tokens, tokens(&single), "sample {i}");
+            let lp = &batched.samples[i].logprobs;
+            assert_eq!(lp.len(), 10);
+            assert!(lp.iter().all(|t| t.logprob <= 0.0 && t.top.len() == 2 && t.top[0].1 >= t.logprob - 1e-9));
+        }
+        // Batched recomputation without the cache gives the same samples too.
+        req.use_cache = false;
+        let recomputed = generate(&m, &req, |_, _| {}, |_, _| false).unwrap();
+        for i in 0..3 {
+            assert_eq!(recomputed.samples[i].tokens, batched.samples[i].tokens);
+        }
+    }
+
+    #[test]
+    fn stops_at_stop_tokens_stop_callbacks_and_the_context_edge() {
+        let m = model();
+        let free = generate(&m, &request(true, 12, vec![]), |_, _| {}, |_, _| false).unwrap();
+        let free = tokens(&free);
+        let stop = free[3];
+        let first = free.iter().position(|&t| t == stop).unwrap();
+        let stopped = generate(&m, &request(true, 12, vec![stop]), |_, _| {}, |_, _| false).unwrap();
+        assert_eq!(tokens(&stopped), free[..=first]);
+        assert_eq!(stopped.samples[0].finish_reason, FinishReason::Stop);
+        let by_callback = generate(&m, &request(true, 12, vec![]), |_, _| {}, |_, t| t.len() == 4).unwrap();
+        assert_eq!(tokens(&by_callback), free[..4]);
+        let full = generate(&m, &request(true, 100, vec![]), |_, _| {}, |_, _| false).unwrap();
+        assert_eq!(tokens(&full).len(), 24 - 5);
+        assert_eq!(full.samples[0].finish_reason, FinishReason::Context);
         let mut long = request(true, 1, vec![]);
         long.prompt = vec![1; 25];
-        let err = generate(&m, &long, |_| {}).unwrap_err().to_string();
+        let err = generate(&m, &long, |_, _| {}, |_, _| false).unwrap_err().to_string();
         assert!(err.contains("25 tokens") && err.contains("context is 24"), "{err}");
     }
 }

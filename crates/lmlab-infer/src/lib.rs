@@ -7,7 +7,8 @@
 //! What it does not do: tokenization. The engine knows nothing about text, only token ids.
 
 pub mod engine;
+pub mod inspect;
 pub mod sampler;
 
-pub use engine::{generate, FinishReason, GenerateRequest, Generation, Timings};
+pub use engine::{generate, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};
 pub use sampler::{Sampler, SamplingParams};

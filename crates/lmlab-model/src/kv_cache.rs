@@ -59,6 +59,18 @@ impl KvCache {
             .sum()
     }
 
+    /// Repeats a batch-1 cache `n` times along the batch axis, so `n` continuations of one
+    /// prompt share a single prefill.
+    pub fn repeat_batch(&mut self, n: usize) -> candle_core::Result<()> {
+        for l in &mut self.layers {
+            for t in [&mut l.k, &mut l.v].into_iter().flatten() {
+                let copies: Vec<Tensor> = (0..n).map(|_| t.clone()).collect();
+                *t = Tensor::cat(&copies, 0)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn clear(&mut self) {
         for l in &mut self.layers {
             *l = LayerCache::default();

@@ -3,6 +3,7 @@
 mod bench;
 mod experiment;
 mod generate;
+mod inspect;
 mod pretrain;
 mod seq2seq;
 mod size;
@@ -30,6 +31,9 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
     Generate(generate::GenerateArgs),
+    /// Look inside: next-token probabilities through each sampler step, attention weights.
+    #[command(subcommand)]
+    Inspect(inspect::InspectCmd),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -63,6 +67,7 @@ fn main() {
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Inspect(c) => inspect::run(c),
         Command::Bench(c) => bench::run(c),
         Command::World(c) => world::run(c),
         Command::Size(a) => size::run(a),

@@ -80,6 +80,23 @@ fn tokenizer_pretrain_generate_round_trip() {
     assert_eq!(cached["ids"], uncached["ids"]);
     assert_eq!(uncached["kv_cache"], false);
 
+    // Two samples share one prefill; one JSON object each, with log-probabilities.
+    let two = ok(&["generate", "--model", &base, "--prompt", "the cat", "--max-tokens", "4", "--n", "2", "--logprobs", "3", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8(two.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["logprobs"][0]["top"].as_array().unwrap().len(), 3);
+
+    // Inspection: next-token table and attention with a heatmap.
+    let nt: serde_json::Value = serde_json::from_slice(&ok(&["inspect", "next-token", "--model", &base, "--prompt", "the cat", "--top-k", "3", "--top", "5", "--json"]).stdout).unwrap();
+    assert_eq!(nt["rows"].as_array().unwrap().len(), 5);
+    assert!(nt["candidates_final"].as_u64().unwrap() <= 3);
+    let png = d.join("attn.png").display().to_string();
+    let att = String::from_utf8(ok(&["inspect", "attention", "--model", &base, "--prompt", "the cat", "--generate", "3", "--temperature", "0", "--png", &png]).stdout).unwrap();
+    assert!(att.contains("<-"), "{att}");
+    if att.contains("heatmap:") {
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    }
+
     // A prompt longer than the context is a clear error, not a panic.
     let long = "the cat sat on the mat ".repeat(20);
     let out = lmlab(&["generate", "--model", &p("run/base"), "--prompt", &long]);

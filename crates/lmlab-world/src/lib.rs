@@ -193,7 +193,7 @@ pub fn generate(out: &Path, opts: &WorldOptions) -> Result<WorldStats> {
     write(&out.join("labels.jsonl"), jsonl(&labels)?.as_bytes())?;
     write(&out.join("kb.jsonl"), kb.to_jsonl().as_bytes())?;
 
-    let tasks = tasks::build(&kb, &crawl, opts.scale.eval_per_bucket(), 1, opts.zh_share, &mut names, &mut rng);
+    let tasks = tasks::build(&kb, &crawl, opts.scale.eval_per_bucket(), 1, opts.zh_share, &mut rng);
     write(&out.join("sft.jsonl"), jsonl(&tasks.sft)?.as_bytes())?;
     write(&out.join("preferences.jsonl"), jsonl(&tasks.preferences)?.as_bytes())?;
     let mut eval_questions = BTreeMap::new();

@@ -1,8 +1,9 @@
 //! Pronounceable invented names, with a Chinese transliteration for each.
 //!
-//! A name is 2–3 syllables (onset + vowel + optional coda). Its Chinese form writes each
-//! syllable with a character used in transliterating foreign names (阿, 巴, 德, ...), chosen by
-//! the syllable itself, so the same syllable is always written the same way.
+//! A name is 2–3 syllables (onset + vowel + optional coda; four once the shorter names run out).
+//! Its Chinese form writes each syllable with a character used in transliterating foreign names
+//! (阿, 巴, 德, ...), chosen by the syllable itself, so the same syllable is always written the
+//! same way. Names of entities that must not exist come from [`UnrelatedNames`].
 
 use std::collections::HashSet;
 
@@ -64,11 +65,6 @@ impl NameGen {
             }
         }
     }
-
-    /// A source of names for entities that must not exist: see [`UnrelatedNames`].
-    pub fn unrelated(&self) -> UnrelatedNames {
-        UnrelatedNames { used_en: std::collections::BTreeSet::new(), used_zh: HashSet::new() }
-    }
 }
 
 /// Onsets and characters that real names never use, reserved for entities that do not exist.
@@ -78,15 +74,25 @@ const GHOST_HANZI: [char; 16] = ['琪', '瑟', '弗', '霍', '芙', '绮', '骁'
 /// Names for entities that do not exist. Every syllable starts with an onset, and every Chinese
 /// character comes from a set, that real names never use, so no real name contains a ghost name
 /// or the reverse (Chinese names have no spaces, and with a big world every short combination of
-/// ordinary characters is taken). Ghost names are four syllables (16⁴ Chinese forms), and none is a prefix of
-/// another, so ghosts do not contain each other either.
+/// ordinary characters is taken). Ghost names are four syllables (16⁴ Chinese forms), and none
+/// is a prefix of another, so ghosts do not contain each other either.
 pub struct UnrelatedNames {
     used_en: std::collections::BTreeSet<String>,
     used_zh: HashSet<String>,
 }
 
+impl Default for UnrelatedNames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl UnrelatedNames {
-    pub fn next(&mut self, _names: &mut NameGen, rng: &mut impl Rng) -> (String, String) {
+    pub fn new() -> Self {
+        Self { used_en: std::collections::BTreeSet::new(), used_zh: HashSet::new() }
+    }
+
+    pub fn next(&mut self, rng: &mut impl Rng) -> (String, String) {
         loop {
             let mut en = String::new();
             let mut zh = String::new();

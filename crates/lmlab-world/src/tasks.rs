@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crawl::{strip_tags, CrawlPlan};
 use crate::kb::{Entity, Fact, Kb, Kind, Relation};
-use crate::names::NameGen;
+use crate::names::UnrelatedNames;
 use crate::page::fill;
 use crate::templates::{self, TRAIN_QUESTIONS};
 
@@ -111,7 +111,7 @@ const UNSAFE: [(&str, &str, &str); 6] = [
 
 const RUDE: [&str; 4] = ["Look it up yourself.", "Why would I know that? Stop asking silly questions.", "自己去查吧。", "这种问题也要问？别烦我。"];
 
-pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: usize, zh_share: f64, names_gen: &mut NameGen, rng: &mut ChaCha8Rng) -> Tasks {
+pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: usize, zh_share: f64, rng: &mut ChaCha8Rng) -> Tasks {
     // Facts by occurrence bucket; pick evaluation facts.
     let mut by_bucket: BTreeMap<&'static str, Vec<(usize, usize)>> = BTreeMap::new();
     for (ei, e) in kb.entities.iter().enumerate() {
@@ -143,11 +143,11 @@ pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: u
 
     // Non-existent entities: some for evaluation, others for "I don't know" training examples.
     let kinds_with_facts: Vec<Kind> = Kind::ALL.into_iter().filter(|k| !Relation::of_kind(*k).is_empty()).collect();
-    let mut unrelated = names_gen.unrelated();
+    let mut unrelated = UnrelatedNames::new();
     let mut ghost = |rng: &mut ChaCha8Rng| -> (String, String, Relation) {
         let kind = kinds_with_facts[rng.random_range(0..kinds_with_facts.len())];
         let rels = Relation::of_kind(kind);
-        let (en, zh) = unrelated.next(names_gen, rng);
+        let (en, zh) = unrelated.next(rng);
         (en, zh, rels[rng.random_range(0..rels.len())])
     };
     for _ in 0..eval_per_bucket {

@@ -126,6 +126,11 @@ fn jsonl<T: Serialize>(items: impl IntoIterator<Item = T>) -> Result<String> {
 
 /// Generates the whole world into `out` and returns its statistics (also in `stats.json`).
 pub fn generate(out: &Path, opts: &WorldOptions) -> Result<WorldStats> {
+    generate_with_progress(out, opts, |_| {})
+}
+
+/// [`generate`], reporting each phase (and each WARC file written) to `progress`.
+pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: impl FnMut(&str)) -> Result<WorldStats> {
     if !(0.0..=1.0).contains(&opts.zh_share) {
         bail!("--zh-share must be between 0 and 1, got {}", opts.zh_share);
     }
@@ -136,7 +141,9 @@ pub fn generate(out: &Path, opts: &WorldOptions) -> Result<WorldStats> {
     std::fs::create_dir_all(out.join("eval"))?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut names = NameGen::new();
+    progress(&format!("knowledge base: {} entities", opts.scale.entities()));
     let kb = Kb::generate_with(opts.scale.entities(), &mut names, &mut rng);
+    progress("planning pages and occurrences");
     let crawl = plan(&kb, &CrawlOptions { zh_share: opts.zh_share, poison: opts.poison, singleton_share: opts.singleton_share, zipf_a: 60.0 }, &mut names, &mut rng);
 
     // WARC files and labels.
@@ -145,8 +152,10 @@ pub fn generate(out: &Path, opts: &WorldOptions) -> Result<WorldStats> {
     let (mut warc_bytes, mut html_bytes, mut text_bytes) = (0u64, 0u64, 0u64);
     let mut pages_by_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut pages_by_language: BTreeMap<String, usize> = BTreeMap::new();
+    let n_files = crawl.pages.len().div_ceil(PAGES_PER_WARC);
     for (file_no, chunk) in crawl.pages.chunks(PAGES_PER_WARC).enumerate() {
         let name = format!("crawl/world-{file_no:05}.warc.gz");
+        progress(&format!("writing {name} ({}/{n_files})", file_no + 1));
         let mut w = warc::WarcWriter::create(&out.join(&name))?;
         let info = format!("software: lmlab-world {}\r\nformat: WARC File Format 1.1\r\nisPartOf: lmlab-world seed={}\r\ndescription: generated fictional crawl; see labels.jsonl\r\n", env!("CARGO_PKG_VERSION"), opts.seed);
         let info_id = format!("<urn:uuid:{}>", warc::uuid(&mut rng));
@@ -193,6 +202,7 @@ pub fn generate(out: &Path, opts: &WorldOptions) -> Result<WorldStats> {
     write(&out.join("labels.jsonl"), jsonl(&labels)?.as_bytes())?;
     write(&out.join("kb.jsonl"), kb.to_jsonl().as_bytes())?;
 
+    progress("SFT, preference and evaluation sets");
     let tasks = tasks::build(&kb, &crawl, opts.scale.eval_per_bucket(), 1, opts.zh_share, &mut rng);
     write(&out.join("sft.jsonl"), jsonl(&tasks.sft)?.as_bytes())?;
     write(&out.join("preferences.jsonl"), jsonl(&tasks.preferences)?.as_bytes())?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use lmlab_world::{generate, grade, Scale, WorldOptions};
+use lmlab_world::{generate_with_progress, grade, Scale, WorldOptions};
 
 #[derive(Subcommand)]
 pub enum WorldCmd {
@@ -57,7 +57,7 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
         WorldCmd::Generate(a) => {
             let t = Instant::now();
             let opts = WorldOptions { seed: a.seed, scale: a.scale, zh_share: a.zh_share, poison: a.poison, singleton_share: a.singleton_share };
-            let s = generate(&a.out, &opts)?;
+            let s = generate_with_progress(&a.out, &opts, |msg| eprintln!("{msg}"))?;
             if a.json {
                 return crate::print_json(&s);
             }

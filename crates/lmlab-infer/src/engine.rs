@@ -183,26 +183,10 @@ mod tests {
     use super::*;
     use candle_core::Device;
     use lmlab_model::checkpoint::init_trainable;
-    use lmlab_model::{Activation, GptConfig, Norm, Position};
+    use lmlab_model::GptConfig;
 
     fn model() -> Gpt {
-        let cfg = GptConfig {
-            vocab_size: 32,
-            context_length: 24,
-            n_layer: 2,
-            n_head: 2,
-            n_kv_head: 1,
-            d_model: 16,
-            d_ff: 32,
-            norm: Norm::LayerNorm,
-            activation: Activation::Gelu,
-            position: Position::Learned,
-            rope_theta: 10_000.0,
-            tie_embeddings: true,
-            dropout: 0.0,
-            bias: true,
-            norm_eps: 1e-5,
-        };
+        let cfg = GptConfig { n_kv_head: 1, ..GptConfig::gpt2_style(32, 24, 2, 2, 16, 32) };
         init_trainable(&cfg, 5, DType::F32, &Device::Cpu).unwrap().0
     }
 

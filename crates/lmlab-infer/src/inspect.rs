@@ -148,26 +148,10 @@ mod tests {
     use super::*;
     use candle_core::Device;
     use lmlab_model::checkpoint::init_trainable;
-    use lmlab_model::{Activation, GptConfig, Norm, Position};
+    use lmlab_model::GptConfig;
 
     fn model() -> Gpt {
-        let cfg = GptConfig {
-            vocab_size: 40,
-            context_length: 16,
-            n_layer: 2,
-            n_head: 4,
-            n_kv_head: 2,
-            d_model: 16,
-            d_ff: 32,
-            norm: Norm::RmsNorm,
-            activation: Activation::SwiGlu,
-            position: Position::Rope,
-            rope_theta: 10_000.0,
-            tie_embeddings: true,
-            dropout: 0.0,
-            bias: false,
-            norm_eps: 1e-5,
-        };
+        let cfg = GptConfig::llama_style(40, 16, 2, 4, 2, 16, 32);
         init_trainable(&cfg, 8, DType::F32, &Device::Cpu).unwrap().0
     }
 

@@ -84,6 +84,38 @@ pub struct ParamCount {
 }
 
 impl GptConfig {
+    /// A Llama-style shape: RMSNorm, SwiGLU, rotary positions, tied embeddings, no biases.
+    pub fn llama_style(vocab_size: usize, context_length: usize, n_layer: usize, n_head: usize, n_kv_head: usize, d_model: usize, d_ff: usize) -> Self {
+        Self {
+            vocab_size,
+            context_length,
+            n_layer,
+            n_head,
+            n_kv_head,
+            d_model,
+            d_ff,
+            norm: Norm::RmsNorm,
+            activation: Activation::SwiGlu,
+            position: Position::Rope,
+            rope_theta: default_rope_theta(),
+            tie_embeddings: true,
+            dropout: 0.0,
+            bias: false,
+            norm_eps: default_norm_eps(),
+        }
+    }
+
+    /// A GPT-2-style shape: LayerNorm, GELU, learned positions, biases, tied embeddings.
+    pub fn gpt2_style(vocab_size: usize, context_length: usize, n_layer: usize, n_head: usize, d_model: usize, d_ff: usize) -> Self {
+        Self {
+            norm: Norm::LayerNorm,
+            activation: Activation::Gelu,
+            position: Position::Learned,
+            bias: true,
+            ..Self::llama_style(vocab_size, context_length, n_layer, n_head, n_head, d_model, d_ff)
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_head
     }
@@ -165,23 +197,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn gpt2_small() -> GptConfig {
-        GptConfig {
-            vocab_size: 50257,
-            context_length: 1024,
-            n_layer: 12,
-            n_head: 12,
-            n_kv_head: 12,
-            d_model: 768,
-            d_ff: 3072,
-            norm: Norm::LayerNorm,
-            activation: Activation::Gelu,
-            position: Position::Learned,
-            rope_theta: 10_000.0,
-            tie_embeddings: true,
-            dropout: 0.0,
-            bias: true,
-            norm_eps: 1e-5,
-        }
+        GptConfig::gpt2_style(50257, 1024, 12, 12, 768, 3072)
     }
 
     #[test]

@@ -6,26 +6,10 @@ use candle_core::{DType, Device};
 use lmlab_model::checkpoint::{init_trainable, save_model};
 use lmlab_model::model_file::inspect;
 use lmlab_model::size::{size_report, Dtype, SizeQuery};
-use lmlab_model::{Activation, GptConfig, Norm, Position};
+use lmlab_model::GptConfig;
 
 fn smollm2() -> GptConfig {
-    GptConfig {
-        vocab_size: 49152,
-        context_length: 8192,
-        n_layer: 30,
-        n_head: 9,
-        n_kv_head: 3,
-        d_model: 576,
-        d_ff: 1536,
-        norm: Norm::RmsNorm,
-        activation: Activation::SwiGlu,
-        position: Position::Rope,
-        rope_theta: 100_000.0,
-        tie_embeddings: true,
-        dropout: 0.0,
-        bias: false,
-        norm_eps: 1e-5,
-    }
+    GptConfig { rope_theta: 100_000.0, ..GptConfig::llama_style(49152, 8192, 30, 9, 3, 576, 1536) }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use lmlab_model::checkpoint::{init_trainable, load_safetensors, save_safetensors, trainable_from_tensors, write_atomic};
 use lmlab_model::params::{ParamBackend, ParamSet};
 use lmlab_model::seq2seq::{Seq2Seq, Seq2SeqConfig, BOS, EOS, PAD};
-use lmlab_model::{ops, Activation, Gpt, GptConfig, Mode, Norm, Position};
+use lmlab_model::{ops, Gpt, GptConfig, Mode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -309,23 +309,7 @@ impl Seq2SeqModel {
 /// gives a parameter count close to the RNN encoder-decoder's.
 pub fn transformer_config(vocab: usize, hidden: usize, max_len: usize) -> GptConfig {
     let d = (hidden * 3 / 4).div_ceil(8) * 8;
-    GptConfig {
-        vocab_size: vocab,
-        context_length: 2 * max_len + 2,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: 4,
-        d_model: d,
-        d_ff: 2 * d + d / 2,
-        norm: Norm::RmsNorm,
-        activation: Activation::SwiGlu,
-        position: Position::Rope,
-        rope_theta: 10_000.0,
-        tie_embeddings: true,
-        dropout: 0.0,
-        bias: false,
-        norm_eps: 1e-5,
-    }
+    GptConfig::llama_style(vocab, 2 * max_len + 2, 2, 4, 4, d, 2 * d + d / 2)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,29 +7,13 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use lmlab_model::checkpoint::init_trainable;
-use lmlab_model::{Activation, GptConfig, Mode, Norm, Position};
+use lmlab_model::{GptConfig, Mode};
 use lmlab_train::optim::{clip_global_norm, AdamW};
 use lmlab_train::shards::write_shard;
 use lmlab_train::{pretrain, Preset, PretrainOptions, TrainConfig};
 
 fn model_cfg(dropout: f64) -> GptConfig {
-    GptConfig {
-        vocab_size: 64,
-        context_length: 16,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: 2,
-        d_model: 32,
-        d_ff: 64,
-        norm: Norm::RmsNorm,
-        activation: Activation::SwiGlu,
-        position: Position::Rope,
-        rope_theta: 10_000.0,
-        tie_embeddings: true,
-        dropout,
-        bias: false,
-        norm_eps: 1e-5,
-    }
+    GptConfig { dropout, ..GptConfig::llama_style(64, 16, 2, 4, 2, 32, 64) }
 }
 
 #[test]

@@ -138,13 +138,13 @@ impl GptConfig {
                 bail!("model.{name} must be positive");
             }
         }
-        if c.d_model % c.n_head != 0 {
+        if !c.d_model.is_multiple_of(c.n_head) {
             bail!("model.d_model ({}) must be divisible by model.n_head ({})", c.d_model, c.n_head);
         }
-        if c.n_kv_head == 0 || c.n_head % c.n_kv_head != 0 {
+        if c.n_kv_head == 0 || !c.n_head.is_multiple_of(c.n_kv_head) {
             bail!("model.n_head ({}) must be a multiple of model.n_kv_head ({})", c.n_head, c.n_kv_head);
         }
-        if c.position == Position::Rope && c.head_dim() % 2 != 0 {
+        if c.position == Position::Rope && !c.head_dim().is_multiple_of(2) {
             bail!("rope needs an even head dimension, got {}", c.head_dim());
         }
         if !(0.0..1.0).contains(&c.dropout) {

@@ -85,7 +85,7 @@ pub fn grade(q: &Question, answer: &str) -> Grade {
     let a = normalise(answer);
     for acc in &q.answers {
         let acc = normalise(acc);
-        let latin = acc.chars().all(|c| c.is_ascii());
+        let latin = acc.is_ascii();
         if (latin && contains_word(&a, &acc)) || (!latin && a.contains(&acc)) {
             return Grade::Correct;
         }

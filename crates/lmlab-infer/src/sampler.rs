@@ -106,6 +106,17 @@ fn renormalise(mut d: Dist) -> Dist {
     d
 }
 
+/// Temperature 0: all mass on the largest adjusted logit (the lowest id on ties).
+fn greedy(adjusted: &[f64]) -> Dist {
+    let mut best = 0;
+    for (i, &x) in adjusted.iter().enumerate() {
+        if x > adjusted[best] {
+            best = i;
+        }
+    }
+    vec![(best as u32, 1.0)]
+}
+
 /// Entropy in bits.
 pub fn entropy_bits(d: &Dist) -> f64 {
     -d.iter().filter(|p| p.1 > 0.0).map(|p| p.1 * p.1.log2()).sum::<f64>()
@@ -211,38 +222,57 @@ impl Sampler {
     }
 
     /// The distribution after every step (temperature 0 is shown as temperature 1 then argmax).
+    /// For inspection: it keeps a copy per step; sampling uses [`Self::distribution`].
     pub fn stages(&self, logits: &[f32], history: &[u32]) -> Stages {
         let p = &self.params;
         let raw = softmax_sorted(&logits.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 1.0);
         let adj = self.adjust(logits, history);
         let adjusted = softmax_sorted(&adj, 1.0);
-        let temperature = if p.temperature == 0.0 {
-            adjusted.first().map(|q| vec![(q.0, 1.0)]).unwrap_or_default()
-        } else {
-            softmax_sorted(&adj, p.temperature)
-        };
-        let top_k_d = match p.top_k {
-            Some(k) => top_k(temperature.clone(), k),
-            None => temperature.clone(),
-        };
-        let top_p_d = match p.top_p {
-            Some(x) => top_p(top_k_d.clone(), x),
-            None => top_k_d.clone(),
-        };
-        let min_p_d = match p.min_p {
-            Some(x) => min_p(top_p_d.clone(), x),
-            None => top_p_d.clone(),
-        };
-        let typical = match p.typical_p {
-            Some(x) => typical_p(min_p_d.clone(), x),
-            None => min_p_d.clone(),
-        };
+        let temperature = if p.temperature == 0.0 { greedy(&adj) } else { softmax_sorted(&adj, p.temperature) };
+        let top_k_d = self.apply_top_k(temperature.clone());
+        let top_p_d = self.apply_top_p(top_k_d.clone());
+        let min_p_d = self.apply_min_p(top_p_d.clone());
+        let typical = self.apply_typical_p(min_p_d.clone());
         Stages { raw, adjusted, temperature, top_k: top_k_d, top_p: top_p_d, min_p: min_p_d, typical_p: typical }
     }
 
-    /// The final distribution the draw is made from.
+    fn apply_top_k(&self, d: Dist) -> Dist {
+        match self.params.top_k {
+            Some(k) => top_k(d, k),
+            None => d,
+        }
+    }
+
+    fn apply_top_p(&self, d: Dist) -> Dist {
+        match self.params.top_p {
+            Some(x) => top_p(d, x),
+            None => d,
+        }
+    }
+
+    fn apply_min_p(&self, d: Dist) -> Dist {
+        match self.params.min_p {
+            Some(x) => min_p(d, x),
+            None => d,
+        }
+    }
+
+    fn apply_typical_p(&self, d: Dist) -> Dist {
+        match self.params.typical_p {
+            Some(x) => typical_p(d, x),
+            None => d,
+        }
+    }
+
+    /// The final distribution the draw is made from (steps 1–7, without the copies and the raw
+    /// softmax that [`Self::stages`] keeps for display).
     pub fn distribution(&self, logits: &[f32], history: &[u32]) -> Dist {
-        self.stages(logits, history).typical_p
+        let adj = self.adjust(logits, history);
+        if self.params.temperature == 0.0 {
+            return greedy(&adj);
+        }
+        let d = softmax_sorted(&adj, self.params.temperature);
+        self.apply_typical_p(self.apply_min_p(self.apply_top_p(self.apply_top_k(d))))
     }
 
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {

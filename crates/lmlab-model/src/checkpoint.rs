@@ -26,10 +26,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-fn tmp_path(path: &Path) -> std::path::PathBuf {
+/// `path` with `suffix` appended to its file name (`base` → `base.tmp`).
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
+    name.push(suffix);
     path.with_file_name(name)
+}
+
+fn tmp_path(path: &Path) -> std::path::PathBuf {
+    with_suffix(path, ".tmp")
 }
 
 /// Saves tensors as safetensors, atomically.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use lmlab_model::checkpoint::{load_config, load_safetensors, save_model, save_safetensors, write_atomic, WEIGHTS_FILE};
+use lmlab_model::checkpoint::{load_config, load_safetensors, save_model, save_safetensors, with_suffix, write_atomic, WEIGHTS_FILE};
 use lmlab_model::GptConfig;
 use serde::{Deserialize, Serialize};
 
@@ -43,19 +43,13 @@ pub struct Loaded {
     pub state: TrainerState,
 }
 
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    dir.with_file_name(name)
-}
-
 /// The complete checkpoint folder for `dir`: `dir` itself, or `<dir>.old` if a previous save was
 /// interrupted between its two renames.
 pub fn resolve(dir: &Path) -> Option<PathBuf> {
     if dir.join(STATE_FILE).is_file() {
         return Some(dir.to_path_buf());
     }
-    let old = sibling(dir, ".old");
+    let old = with_suffix(dir, ".old");
     old.join(STATE_FILE).is_file().then_some(old)
 }
 
@@ -68,8 +62,8 @@ pub struct SaveRequest<'a> {
 }
 
 pub fn save(dir: &Path, req: SaveRequest) -> Result<()> {
-    let tmp = sibling(dir, ".tmp");
-    let old = sibling(dir, ".old");
+    let tmp = with_suffix(dir, ".tmp");
+    let old = with_suffix(dir, ".old");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
     }

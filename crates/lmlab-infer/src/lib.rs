@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod inspect;
+pub mod reference;
 pub mod sampler;
 
 pub use engine::{generate, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};

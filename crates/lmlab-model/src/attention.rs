@@ -8,10 +8,10 @@
 //! keys/values are never copied per head.
 
 use candle_core::{DType, Device, Result, Tensor};
-use candle_nn::{Init, VarBuilder};
 
 use crate::config::{GptConfig, Position};
 use crate::kv_cache::LayerCache;
+use crate::linear::{Linear, WeightSource};
 use crate::ops;
 
 /// How a forward pass runs: with gradients (composed ops, dropout) or as fast inference.
@@ -61,10 +61,9 @@ impl Rotary {
 }
 
 pub struct CausalSelfAttention {
-    c_attn_w: Tensor,
-    c_attn_b: Option<Tensor>,
-    c_proj_w: Tensor,
-    c_proj_b: Option<Tensor>,
+    /// Queries, keys and values in one projection.
+    c_attn: Linear,
+    c_proj: Linear,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
@@ -73,25 +72,14 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
-    pub fn new(cfg: &GptConfig, rotary: Option<Rotary>, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &GptConfig, rotary: Option<Rotary>, vb: WeightSource) -> Result<Self> {
         let d = cfg.d_model;
         let hd = cfg.head_dim();
         let qkv = d + 2 * cfg.n_kv_head * hd;
-        let std = 0.02;
         let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
-        let normal = |s: f64| Init::Randn { mean: 0.0, stdev: s };
-        let c_attn_w = vb.get_with_hints((qkv, d), "c_attn.weight", normal(std))?;
-        let c_proj_w = vb.get_with_hints((d, d), "c_proj.weight", normal(proj_std))?;
-        let (c_attn_b, c_proj_b) = if cfg.bias {
-            (Some(vb.get_with_hints(qkv, "c_attn.bias", Init::Const(0.0))?), Some(vb.get_with_hints(d, "c_proj.bias", Init::Const(0.0))?))
-        } else {
-            (None, None)
-        };
         Ok(Self {
-            c_attn_w,
-            c_attn_b,
-            c_proj_w,
-            c_proj_b,
+            c_attn: vb.pp("c_attn").linear(qkv, d, 0.02, cfg.bias)?,
+            c_proj: vb.pp("c_proj").linear(d, d, proj_std, cfg.bias)?,
             n_head: cfg.n_head,
             n_kv_head: cfg.n_kv_head,
             head_dim: hd,
@@ -105,7 +93,7 @@ impl CausalSelfAttention {
     pub fn forward(&self, x: &Tensor, offset: usize, cache: Option<&mut LayerCache>, mode: &mut Mode) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, hkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
-        let qkv = ops::linear(x, &self.c_attn_w, self.c_attn_b.as_ref())?;
+        let qkv = self.c_attn.forward(x)?;
         let heads = |start: usize, n: usize| -> Result<Tensor> {
             qkv.narrow(2, start * hd, n * hd)?.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
         };
@@ -138,7 +126,7 @@ impl CausalSelfAttention {
         let weights = mode.dropout(&weights, self.dropout)?;
         let y = weights.reshape((b, hkv, rep * t, s))?.matmul(&v)?.reshape((b, h, t, hd))?;
         let y = y.transpose(1, 2)?.reshape((b, t, h * hd))?;
-        let y = ops::linear(&y, &self.c_proj_w, self.c_proj_b.as_ref())?;
+        let y = self.c_proj.forward(&y)?;
         mode.dropout(&y, self.dropout)
     }
 }

@@ -14,6 +14,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::attention::{positions, CausalSelfAttention, Mode, Rotary};
 use crate::config::{Activation, GptConfig, Norm, Position};
 use crate::kv_cache::KvCache;
+use crate::linear::{Linear, WeightSource};
 use crate::ops;
 
 struct NormLayer {
@@ -26,10 +27,10 @@ struct NormLayer {
 }
 
 impl NormLayer {
-    fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &GptConfig, vb: WeightSource) -> Result<Self> {
         let d = cfg.d_model;
-        let w = vb.get_with_hints(d, "weight", Init::Const(1.0))?;
-        let b = if cfg.bias && cfg.norm == Norm::LayerNorm { Some(vb.get_with_hints(d, "bias", Init::Const(0.0))?) } else { None };
+        let w = vb.tensor(d, "weight", Init::Const(1.0))?;
+        let b = if cfg.bias && cfg.norm == Norm::LayerNorm { Some(vb.tensor(d, "bias", Init::Const(0.0))?) } else { None };
         let zero_b = if b.is_none() { Some(Tensor::zeros(d, w.dtype(), w.device())?) } else { None };
         Ok(Self { w, b, zero_b, kind: cfg.norm, eps: cfg.norm_eps })
     }
@@ -47,42 +48,25 @@ impl NormLayer {
     }
 }
 
-struct LinearLayer {
-    w: Tensor,
-    b: Option<Tensor>,
-}
-
-impl LinearLayer {
-    fn new(out_dim: usize, in_dim: usize, std: f64, bias: bool, vb: VarBuilder) -> Result<Self> {
-        let w = vb.get_with_hints((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
-        let b = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
-        Ok(Self { w, b })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::linear(x, &self.w, self.b.as_ref())
-    }
-}
-
 enum Mlp {
-    Gelu { c_fc: LinearLayer, c_proj: LinearLayer },
-    SwiGlu { gate: LinearLayer, up: LinearLayer, down: LinearLayer },
+    Gelu { c_fc: Linear, c_proj: Linear },
+    SwiGlu { gate: Linear, up: Linear, down: Linear },
 }
 
 impl Mlp {
-    fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &GptConfig, vb: WeightSource) -> Result<Self> {
         let (d, f, bias) = (cfg.d_model, cfg.d_ff, cfg.bias);
         let std = 0.02;
         let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
         Ok(match cfg.activation {
             Activation::Gelu => Mlp::Gelu {
-                c_fc: LinearLayer::new(f, d, std, bias, vb.pp("c_fc"))?,
-                c_proj: LinearLayer::new(d, f, proj_std, bias, vb.pp("c_proj"))?,
+                c_fc: vb.pp("c_fc").linear(f, d, std, bias)?,
+                c_proj: vb.pp("c_proj").linear(d, f, proj_std, bias)?,
             },
             Activation::SwiGlu => Mlp::SwiGlu {
-                gate: LinearLayer::new(f, d, std, bias, vb.pp("gate_proj"))?,
-                up: LinearLayer::new(f, d, std, bias, vb.pp("up_proj"))?,
-                down: LinearLayer::new(d, f, proj_std, bias, vb.pp("down_proj"))?,
+                gate: vb.pp("gate_proj").linear(f, d, std, bias)?,
+                up: vb.pp("up_proj").linear(f, d, std, bias)?,
+                down: vb.pp("down_proj").linear(d, f, proj_std, bias)?,
             },
         })
     }
@@ -119,18 +103,24 @@ pub struct Gpt {
     wpe: Option<Tensor>,
     blocks: Vec<Block>,
     ln_f: NormLayer,
-    /// The output projection: `wte` itself when embeddings are tied.
-    lm_head: Tensor,
+    /// The output projection: `wte` itself when embeddings are tied (for a quantized model,
+    /// the quantized original, while `wte` is its dequantized copy for lookups).
+    lm_head: Linear,
 }
 
 impl Gpt {
+    /// A model whose parameters come from (or are created in) a candle `VarBuilder`.
     pub fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+        Self::from_source(cfg, WeightSource::Vars(vb))
+    }
+
+    pub fn from_source(cfg: &GptConfig, vb: WeightSource) -> Result<Self> {
         cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let d = cfg.d_model;
         let emb = Init::Randn { mean: 0.0, stdev: 0.02 };
-        let wte = vb.get_with_hints((cfg.vocab_size, d), "wte.weight", emb)?;
+        let wte = vb.tensor((cfg.vocab_size, d), "wte.weight", emb)?;
         let wpe = match cfg.position {
-            Position::Learned => Some(vb.get_with_hints((cfg.context_length, d), "wpe.weight", emb)?),
+            Position::Learned => Some(vb.tensor((cfg.context_length, d), "wpe.weight", emb)?),
             Position::Rope => None,
         };
         let rotary = match cfg.position {
@@ -149,7 +139,11 @@ impl Gpt {
             });
         }
         let ln_f = NormLayer::new(cfg, vb.pp("ln_f"))?;
-        let lm_head = if cfg.tie_embeddings { wte.clone() } else { vb.get_with_hints((cfg.vocab_size, d), "lm_head.weight", emb)? };
+        let lm_head = match (&vb, cfg.tie_embeddings) {
+            (WeightSource::Vars(_), true) => Linear { w: crate::linear::Weight::Dense(wte.clone()), b: None },
+            (_, true) => Linear { w: vb.weight((cfg.vocab_size, d), "wte.weight", emb)?, b: None },
+            (_, false) => Linear { w: vb.weight((cfg.vocab_size, d), "lm_head.weight", emb)?, b: None },
+        };
         Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head })
     }
 
@@ -188,7 +182,7 @@ impl Gpt {
     /// Logits [B, T, V] for every position (training, evaluation, full recomputation).
     pub fn forward(&self, ids: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let h = self.hidden(ids, 0, None, mode)?;
-        ops::linear(&h, &self.lm_head, None)
+        self.lm_head.forward(&h)
     }
 
     /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,
@@ -199,7 +193,7 @@ impl Gpt {
         let t = ids.dim(1)?;
         let h = self.hidden(ids, offset, Some(cache), mode)?;
         let last = h.narrow(1, t - 1, 1)?.squeeze(1)?;
-        ops::linear(&last, &self.lm_head, None)
+        self.lm_head.forward(&last)
     }
 
     /// A fresh, empty cache for this model.

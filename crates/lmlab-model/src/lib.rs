@@ -10,8 +10,12 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod gguf;
 pub mod gpt;
+pub mod hf;
 pub mod kv_cache;
+pub mod linear;
+pub mod loader;
 pub mod model_file;
 pub mod ops;
 pub mod params;

@@ -104,7 +104,7 @@ fn safetensors_params(path: &Path) -> Result<ParamCount> {
 }
 
 /// A [`GptConfig`] from GGUF `llama.*` metadata.
-fn gguf_config(c: &candle_core::quantized::gguf_file::Content, tied: bool) -> Result<GptConfig> {
+pub(crate) fn gguf_config(c: &candle_core::quantized::gguf_file::Content, tied: bool) -> Result<GptConfig> {
     let arch = c.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
     let get = |k: &str| -> Result<usize> { Ok(c.metadata.get(&format!("{arch}.{k}")).with_context(|| format!("GGUF has no {arch}.{k}"))?.to_u32()? as usize) };
     let vocab = match c.metadata.get(&format!("{arch}.vocab_size")) {

@@ -4,11 +4,14 @@
 //! ([`train`]), loads any Hugging Face `tokenizer.json` unchanged ([`Tokenizer::from_file`]),
 //! encodes and decodes arbitrary bytes exactly, including invalid UTF-8 ([`Tokenizer::encode_bytes`],
 //! [`Tokenizer::decode_bytes`]), knows lmlab's special tokens ([`special`]), and measures how many
-//! characters a token carries per script ([`stats`]).
+//! characters a token carries per script ([`stats`]), rebuilds tokenizers embedded in GGUF
+//! files ([`embedded`]) and renders chat templates ([`chat`]).
 //!
-//! What it does not do: chat templates (the SFT stage owns them) or anything about tensors.
+//! What it does not do: anything about tensors.
 
 pub mod bytes;
+pub mod chat;
+pub mod embedded;
 pub mod special;
 pub mod stats;
 mod tokenizer;

@@ -62,6 +62,18 @@ impl Tokenizer {
         &self.special
     }
 
+    /// Records the begin/end tokens a model file declares: `bos` is what prompts start with
+    /// (`None` when the model wants none) and `eos` also ends generation.
+    pub fn set_model_tokens(&mut self, bos: Option<u32>, eos: Option<u32>) {
+        self.special.bos = bos;
+        if let Some(e) = eos {
+            if !self.special.stop_ids.contains(&e) {
+                self.special.stop_ids.push(e);
+                self.special.stop_ids.sort_unstable();
+            }
+        }
+    }
+
     /// Vocabulary size including added (special) tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -4,10 +4,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use clap::Args;
 use lmlab_infer::{generate, GenerateRequest, SamplingParams};
-use lmlab_model::checkpoint::load_model;
+use lmlab_model::loader::{self, LoadedModel};
+use lmlab_tokenizer::chat::Message;
 use lmlab_tokenizer::Tokenizer;
 
 /// Sampler flags shared by `generate` and `inspect`.
@@ -65,11 +66,17 @@ impl SamplerArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Model folder (config.json + model.safetensors), e.g. runs/NAME/base.
+    /// An lmlab model folder (e.g. runs/NAME/base), a GGUF file, or a Hugging Face folder.
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]
     prompt: String,
+    /// Send the prompt as a user message through the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
     #[arg(long, default_value_t = 100)]
     max_tokens: usize,
     #[command(flatten)]
@@ -86,7 +93,7 @@ pub struct GenerateArgs {
     /// Recompute the whole sequence at every step instead of using the KV cache.
     #[arg(long)]
     no_cache: bool,
-    /// tokenizer.json (default: in the model folder, else in its parent).
+    /// tokenizer.json (default: the model's own: in its folder or parent, or inside the GGUF).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Print one JSON object per sample (ids, text, finish reason, log-probabilities, timings).
@@ -94,15 +101,21 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-pub fn find_tokenizer(model: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
+/// Loads the model the user named, with its tokenizer.
+pub fn load_model(model: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
+    loader::load(model, tokenizer, &Device::Cpu).with_context(|| format!("loading {}", model.display()))
+}
+
+/// Prompt ids for `text`: through the model's chat template as a user message when `chat`,
+/// else the model's begin token (if it wants one) and the text.
+pub fn chat_or_plain_prompt(m: &LoadedModel, text: &str, chat: bool, system: Option<&str>) -> Result<Vec<u32>> {
+    if !chat {
+        return prompt_ids(&m.tokenizer, text);
     }
-    let candidates = [model.join("tokenizer.json"), model.parent().map(|p| p.join("tokenizer.json")).unwrap_or_default()];
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .with_context(|| format!("no tokenizer.json in {} or its parent; pass --tokenizer", model.display()))
+    let template = m.chat_template.as_ref().with_context(|| format!("this {} model has no chat template", m.format))?;
+    let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
+    messages.push(Message::new("user", text));
+    m.tokenizer.encode(&template.render(&messages, true)?)
 }
 
 /// Prompt ids: `<|bos|>` (training documents start with it) then the text.
@@ -113,9 +126,9 @@ pub fn prompt_ids(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
-    let tok = Tokenizer::from_file(find_tokenizer(&a.model, a.tokenizer.as_deref())?)?;
-    let model = load_model(&a.model, DType::F32, &Device::Cpu)?;
-    let prompt = prompt_ids(&tok, &a.prompt)?;
+    let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
+    let prompt = chat_or_plain_prompt(&loaded, &a.prompt, a.chat, a.system.as_deref())?;
+    let (model, tok) = (&loaded.model, &loaded.tokenizer);
     let req = GenerateRequest {
         prompt: prompt.clone(),
         max_tokens: a.max_tokens,
@@ -127,8 +140,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     };
     let stream = !a.json && a.n == 1;
     let mut out = std::io::stdout().lock();
+    // In chat mode only the reply is shown.
+    let shown_prompt = if a.chat { "" } else { a.prompt.as_str() };
     if stream {
-        write!(out, "{}", a.prompt)?;
+        write!(out, "{shown_prompt}")?;
         out.flush()?;
     }
     let stops = req.stop_ids.clone();
@@ -138,7 +153,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         tok.decode(&kept).unwrap_or_default()
     };
     let gen = generate(
-        &model,
+        model,
         &req,
         |_, id| {
             if stream && !stops.contains(&id) {
@@ -187,7 +202,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     }
     if !stream {
         for (i, s) in gen.samples.iter().enumerate() {
-            writeln!(out, "--- sample {} ---\n{}{}", i + 1, a.prompt, text_of(&s.tokens))?;
+            writeln!(out, "--- sample {} ---\n{}{}", i + 1, shown_prompt, text_of(&s.tokens))?;
         }
     }
     writeln!(out)?;

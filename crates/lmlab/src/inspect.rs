@@ -3,13 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_core::{DType, Device};
 use clap::{Args, Subcommand};
 use lmlab_infer::inspect::{attention_trace, next_token, top_positions};
-use lmlab_model::checkpoint::load_model;
 use lmlab_tokenizer::Tokenizer;
 
-use crate::generate::{find_tokenizer, prompt_ids, SamplerArgs};
+use crate::generate::{load_model, prompt_ids, SamplerArgs};
 
 #[derive(Subcommand)]
 pub enum InspectCmd {
@@ -72,8 +70,8 @@ fn piece(tok: &Tokenizer, id: u32) -> String {
 pub fn run(cmd: InspectCmd) -> Result<()> {
     match cmd {
         InspectCmd::NextToken(a) => {
-            let tok = Tokenizer::from_file(find_tokenizer(&a.model, a.tokenizer.as_deref())?)?;
-            let model = load_model(&a.model, DType::F32, &Device::Cpu)?;
+            let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
+            let (model, tok) = (&loaded.model, &loaded.tokenizer);
             let r = next_token(&model, &prompt_ids(&tok, &a.prompt)?, &a.sampler.params(), a.top)?;
             if a.json {
                 let rows: Vec<serde_json::Value> = r.rows.iter().map(|x| {
@@ -91,8 +89,8 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             println!("entropy: {:.2} bits raw, {:.2} bits after sampling steps; {} candidate tokens left", r.entropy_raw_bits, r.entropy_final_bits, r.candidates_final);
         }
         InspectCmd::Attention(a) => {
-            let tok = Tokenizer::from_file(find_tokenizer(&a.model, a.tokenizer.as_deref())?)?;
-            let model = load_model(&a.model, DType::F32, &Device::Cpu)?;
+            let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
+            let (model, tok) = (&loaded.model, &loaded.tokenizer);
             let cfg = model.config().clone();
             if let Some(l) = a.layer {
                 anyhow::ensure!(l < cfg.n_layer, "--layer {l}: the model has {} layers", cfg.n_layer);

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""llama.cpp (through llama-cpp-python) as the reference for lmlab's GGUF inference.
+
+Reads one JSON request on stdin, writes one JSON answer on stdout. Token ids go in and come out,
+so both engines see exactly the same input.
+
+  {"mode": "tokenize", "texts": [...]}                  -> {"ids": [[...], ...]}
+  {"mode": "greedy", "prompts": [[ids]...], "n": 32}    -> {"continuations": [[ids]...]}
+  {"mode": "argmax", "ids": [...]}                      -> {"argmax": [...]}   (next token at every position)
+  {"mode": "bench", "prompt_len": 512, "decode": 128}   -> prefill/decode tokens per second
+
+Usage: python3 bench/llamacpp.py MODEL.gguf [THREADS] < request.json
+Install: pip install llama-cpp-python (builds llama.cpp from source; on CPUs that advertise AMX
+or AVX-512 features a virtual machine does not really provide, build with
+CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF").
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import llama_cpp
+from llama_cpp import Llama
+
+
+def load(path, threads, n_ctx=2048, logits_all=False):
+    return Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                 n_batch=512, logits_all=logits_all, verbose=False, seed=0)
+
+
+def last_argmax(m):
+    # Without logits_all, llama-cpp-python keeps no scores: read the last row from the context.
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(m.ctx, -1), shape=(m.n_vocab(),))
+    return int(np.argmax(logits))
+
+
+def greedy(m, prompt, n):
+    m.reset()
+    m.eval(prompt)
+    out = []
+    for _ in range(n):
+        tok = last_argmax(m)
+        out.append(tok)
+        m.eval([tok])
+    return out
+
+
+def main():
+    path = sys.argv[1]
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    req = json.load(sys.stdin)
+    mode = req["mode"]
+    if mode == "tokenize":
+        m = load(path, threads)
+        ans = {"ids": [m.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in req["texts"]]}
+    elif mode == "greedy":
+        m = load(path, threads)
+        ans = {"continuations": [greedy(m, p, req.get("n", 32)) for p in req["prompts"]]}
+    elif mode == "argmax":
+        ids = req["ids"]
+        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True)
+        m.eval(ids)
+        ans = {"argmax": [int(i) for i in np.argmax(m.scores[: len(ids)], axis=1)]}
+    elif mode == "bench":
+        m = load(path, threads)
+        prompt = [int(t) for t in req.get("ids", [])] or [100 + (i * 7919) % 40000 for i in range(req.get("prompt_len", 512))]
+        m.eval(prompt[:8])  # warm-up
+        m.reset()
+        t0 = time.perf_counter()
+        m.eval(prompt)
+        t1 = time.perf_counter()
+        n = req.get("decode", 128)
+        for _ in range(n):
+            m.eval([last_argmax(m)])
+        t2 = time.perf_counter()
+        ans = {
+            "threads": threads,
+            "prompt_tokens": len(prompt),
+            "prefill_tokens_per_sec": len(prompt) / (t1 - t0),
+            "time_to_first_token_secs": t1 - t0,
+            "decode_tokens": n,
+            "decode_tokens_per_sec": n / (t2 - t1),
+        }
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    json.dump(ans, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

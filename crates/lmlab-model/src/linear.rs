@@ -1,0 +1,152 @@
+//! Linear layers whose weight is either a dense tensor (trainable, any dtype) or a quantized
+//! GGUF block tensor (inference only, multiplied by candle's quantized matmul), and
+//! [`WeightSource`], which builds the model from either freshly initialised variables or
+//! weights loaded from a file.
+//!
+//! The model code asks the source for each tensor by its lmlab name; it does not know whether
+//! the answer came from a `VarBuilder`, a safetensors checkpoint in another naming scheme, or
+//! a GGUF file.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::ops;
+
+/// A weight [out, in].
+#[derive(Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    /// Block-quantized rows; no gradient flows through it.
+    Quantized(Arc<QTensor>, QMatMul),
+}
+
+impl Weight {
+    pub fn quantized(q: QTensor) -> Result<Self> {
+        let q = Arc::new(q);
+        // F32/F16 "quantized" tensors are dequantized by candle into a plain matmul.
+        let mm = QMatMul::from_arc(q.clone())?;
+        Ok(match mm {
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t.to_dtype(DType::F32)?),
+            QMatMul::QTensor(_) => Weight::Quantized(q, mm),
+        })
+    }
+
+    /// The weight as a dense tensor (a dequantized copy for quantized weights).
+    pub fn dense(&self, dev: &Device) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => Ok(t.clone()),
+            Weight::Quantized(q, _) => q.dequantize(dev),
+        }
+    }
+
+    pub fn shape(&self) -> Shape {
+        match self {
+            Weight::Dense(t) => t.shape().clone(),
+            Weight::Quantized(q, _) => q.shape().clone(),
+        }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.shape().dims()[0]
+    }
+}
+
+/// `y = x Wᵀ + b`.
+#[derive(Clone)]
+pub struct Linear {
+    pub w: Weight,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.w {
+            Weight::Dense(w) => ops::linear(x, w, self.b.as_ref()),
+            Weight::Quantized(_, mm) => {
+                let y = mm.forward(&x.contiguous()?)?;
+                match &self.b {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// Where the model's tensors come from.
+#[derive(Clone)]
+pub enum WeightSource<'a> {
+    /// Variables created (or looked up) through a candle `VarBuilder`: training and lmlab
+    /// checkpoints.
+    Vars(VarBuilder<'a>),
+    /// Weights already loaded under their lmlab names (GGUF, foreign safetensors).
+    Loaded { weights: Arc<HashMap<String, Weight>>, prefix: String, dtype: DType, device: Device },
+}
+
+impl<'a> WeightSource<'a> {
+    pub fn loaded(weights: HashMap<String, Weight>, dtype: DType, device: &Device) -> Self {
+        WeightSource::Loaded { weights: Arc::new(weights), prefix: String::new(), dtype, device: device.clone() }
+    }
+
+    pub fn pp(&self, name: impl ToString) -> Self {
+        match self {
+            WeightSource::Vars(vb) => WeightSource::Vars(vb.pp(name)),
+            WeightSource::Loaded { weights, prefix, dtype, device } => WeightSource::Loaded {
+                weights: weights.clone(),
+                prefix: if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{}", name.to_string()) },
+                dtype: *dtype,
+                device: device.clone(),
+            },
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            WeightSource::Vars(vb) => vb.dtype(),
+            WeightSource::Loaded { dtype, .. } => *dtype,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        match self {
+            WeightSource::Vars(vb) => vb.device(),
+            WeightSource::Loaded { device, .. } => device,
+        }
+    }
+
+    /// The weight `name` as stored (quantized weights stay quantized), shape-checked.
+    pub fn weight(&self, shape: impl Into<Shape>, name: &str, init: Init) -> Result<Weight> {
+        let shape = shape.into();
+        match self {
+            WeightSource::Vars(vb) => Ok(Weight::Dense(vb.get_with_hints(shape, name, init)?)),
+            WeightSource::Loaded { weights, prefix, dtype, .. } => {
+                let full = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+                let w = weights.get(&full).ok_or_else(|| candle_core::Error::Msg(format!("the model file has no tensor {full}")))?;
+                if w.shape() != shape {
+                    candle_core::bail!("tensor {full} has shape {:?}, the config expects {:?}", w.shape().dims(), shape.dims());
+                }
+                Ok(match w {
+                    Weight::Dense(t) => Weight::Dense(t.to_dtype(*dtype)?),
+                    q => q.clone(),
+                })
+            }
+        }
+    }
+
+    /// The tensor `name`, dense (dequantized if stored quantized).
+    pub fn tensor(&self, shape: impl Into<Shape>, name: &str, init: Init) -> Result<Tensor> {
+        let dtype = self.dtype();
+        self.weight(shape, name, init)?.dense(self.device())?.to_dtype(dtype)
+    }
+
+    /// A linear layer `prefix.weight` [out, in] with optional `prefix.bias`.
+    pub fn linear(&self, out_dim: usize, in_dim: usize, std: f64, bias: bool) -> Result<Linear> {
+        let w = self.weight((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
+        let b = if bias { Some(self.tensor(out_dim, "bias", Init::Const(0.0))?) } else { None };
+        Ok(Linear { w, b })
+    }
+}

@@ -6,6 +6,7 @@
 //!
 //! What it does not do: tokenization. The engine knows nothing about text, only token ids.
 
+pub mod bench;
 pub mod engine;
 pub mod inspect;
 pub mod reference;

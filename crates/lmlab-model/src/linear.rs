@@ -10,18 +10,28 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::ops;
+use crate::q4_1::Q4_1Matmul;
+
+/// How a quantized weight is multiplied.
+#[derive(Clone)]
+pub enum QuantKernel {
+    /// candle's quantized matmul.
+    Candle(QMatMul),
+    /// lmlab's Q4_1 kernel (see [`crate::q4_1`] for why).
+    Q4_1(Q4_1Matmul),
+}
 
 /// A weight [out, in].
 #[derive(Clone)]
 pub enum Weight {
     Dense(Tensor),
     /// Block-quantized rows; no gradient flows through it.
-    Quantized(Arc<QTensor>, QMatMul),
+    Quantized(Arc<QTensor>, QuantKernel),
 }
 
 impl Weight {
@@ -31,7 +41,12 @@ impl Weight {
         let mm = QMatMul::from_arc(q.clone())?;
         Ok(match mm {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t.to_dtype(DType::F32)?),
-            QMatMul::QTensor(_) => Weight::Quantized(q, mm),
+            QMatMul::QTensor(_) if q.dtype() == GgmlDType::Q4_1 && q.device().is_cpu() => {
+                let (n, k) = q.shape().dims2()?;
+                let kernel = Q4_1Matmul::new(q.data()?.into_owned(), n, k)?;
+                Weight::Quantized(q, QuantKernel::Q4_1(kernel))
+            }
+            QMatMul::QTensor(_) => Weight::Quantized(q, QuantKernel::Candle(mm)),
         })
     }
 
@@ -66,8 +81,12 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.w {
             Weight::Dense(w) => ops::linear(x, w, self.b.as_ref()),
-            Weight::Quantized(_, mm) => {
-                let y = mm.forward(&x.contiguous()?)?;
+            Weight::Quantized(_, kernel) => {
+                let x = x.contiguous()?;
+                let y = match kernel {
+                    QuantKernel::Candle(mm) => mm.forward(&x)?,
+                    QuantKernel::Q4_1(k) => x.apply_op1_no_bwd(k)?,
+                };
                 match &self.b {
                     Some(b) => y.broadcast_add(b),
                     None => Ok(y),

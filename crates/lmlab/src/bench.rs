@@ -1,4 +1,4 @@
-//! `lmlab bench train`.
+//! `lmlab bench train` and `lmlab bench infer`.
 
 use std::path::PathBuf;
 
@@ -12,6 +12,76 @@ use lmlab_train::Preset;
 pub enum BenchCmd {
     /// Training-step throughput, FLOPs and MFU against this machine's measured matmul peak.
     Train(TrainArgs),
+    /// Prefill and decode tokens/s of a model (lmlab folder, GGUF, Hugging Face folder), and
+    /// llama.cpp's for the same GGUF and prompt when llama-cpp-python is installed.
+    Infer(InferArgs),
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt length in tokens (taken from a fixed English text, repeated as needed).
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Greedy decode steps after the prefill.
+    #[arg(long, default_value_t = 128)]
+    decode: usize,
+    /// Skip the llama.cpp reference.
+    #[arg(long)]
+    no_llamacpp: bool,
+    /// bench/llamacpp.py of this checkout.
+    #[arg(long, default_value = "bench/llamacpp.py")]
+    llamacpp_script: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A public-domain paragraph (Jane Austen) to build benchmark prompts from.
+const BENCH_TEXT: &str = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families, that he is considered the rightful property of some one or other of their daughters. ";
+
+fn run_infer(a: InferArgs) -> Result<()> {
+    let loaded = lmlab_model::loader::load(&a.model, None, &Device::Cpu)?;
+    let one = loaded.tokenizer.encode(BENCH_TEXT)?;
+    let prompt: Vec<u32> = one.iter().copied().cycle().take(a.prompt_tokens).collect();
+    eprintln!("lmlab: {} model, prefill {} tokens, decode {} ...", loaded.format, prompt.len(), a.decode);
+    let ours = lmlab_infer::bench::bench_infer(&loaded.model, &prompt, a.decode)?;
+    let reference = if a.no_llamacpp || loaded.format != "gguf" {
+        None
+    } else {
+        match lmlab_infer::reference::LlamaCpp::find(&a.llamacpp_script, &a.model, ours.threads) {
+            Ok(r) => {
+                eprintln!("llama.cpp: same prompt ...");
+                Some(r.bench(&prompt, a.decode)?)
+            }
+            Err(e) => {
+                eprintln!("llama.cpp reference skipped: {e:#}");
+                None
+            }
+        }
+    };
+    let ratio = |key: &str, mine: f64| reference.as_ref().and_then(|r| r[key].as_f64()).map(|theirs| mine / theirs);
+    if a.json {
+        return crate::print_json(&serde_json::json!({
+            "lmlab": ours,
+            "llamacpp": reference,
+            "prefill_ratio": ratio("prefill_tokens_per_sec", ours.prefill_tokens_per_sec),
+            "decode_ratio": ratio("decode_tokens_per_sec", ours.decode_tokens_per_sec),
+        }));
+    }
+    println!("{} ({}), {} threads", a.model.display(), loaded.format, ours.threads);
+    println!("  {:<10} {:>16} {:>14} {:>16}", "", "prefill tok/s", "first token", "decode tok/s");
+    println!("  {:<10} {:>16.1} {:>11.0} ms {:>16.1}", "lmlab", ours.prefill_tokens_per_sec, ours.time_to_first_token_secs * 1e3, ours.decode_tokens_per_sec);
+    if let Some(r) = &reference {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!("  {:<10} {:>16.1} {:>11.0} ms {:>16.1}", "llama.cpp", f("prefill_tokens_per_sec"), f("time_to_first_token_secs") * 1e3, f("decode_tokens_per_sec"));
+        println!(
+            "  lmlab / llama.cpp: prefill {:.2}x, decode {:.2}x",
+            ratio("prefill_tokens_per_sec", ours.prefill_tokens_per_sec).unwrap_or(f64::NAN),
+            ratio("decode_tokens_per_sec", ours.decode_tokens_per_sec).unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -36,6 +106,7 @@ pub struct TrainArgs {
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::Infer(a) => run_infer(a)?,
         BenchCmd::Train(a) => {
             let preset = Preset::from_file(&a.config)?;
             let mut cfg = preset.model.clone();

@@ -72,7 +72,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         InspectCmd::NextToken(a) => {
             let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
             let (model, tok) = (&loaded.model, &loaded.tokenizer);
-            let r = next_token(&model, &prompt_ids(&tok, &a.prompt)?, &a.sampler.params(), a.top)?;
+            let r = next_token(model, &prompt_ids(&tok, &a.prompt)?, &a.sampler.params(), a.top)?;
             if a.json {
                 let rows: Vec<serde_json::Value> = r.rows.iter().map(|x| {
                     let mut v = serde_json::to_value(x).unwrap_or_default();
@@ -99,7 +99,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
                 anyhow::ensure!(h < cfg.n_head, "--head {h}: the model has {} heads", cfg.n_head);
             }
             let prompt = prompt_ids(&tok, &a.prompt)?;
-            let trace = attention_trace(&model, &prompt, a.generate, &a.sampler.params(), &tok.special().stop_ids)?;
+            let trace = attention_trace(model, &prompt, a.generate, &a.sampler.params(), &tok.special().stop_ids)?;
             let which = format!("{} / {}", a.layer.map_or("all layers".into(), |l| format!("layer {l}")), a.head.map_or("all heads".into(), |h| format!("head {h}")));
             if a.json {
                 return crate::print_json(&serde_json::json!({

@@ -7,6 +7,7 @@ so both engines see exactly the same input.
   {"mode": "tokenize", "texts": [...]}                  -> {"ids": [[...], ...]}
   {"mode": "greedy", "prompts": [[ids]...], "n": 32}    -> {"continuations": [[ids]...]}
   {"mode": "argmax", "ids": [...]}                      -> {"argmax": [...]}   (next token at every position)
+  {"mode": "top", "ids": [...], "k": 5}                 -> {"top": [[[id, logit], ...k], ...]} at every position
   {"mode": "bench", "prompt_len": 512, "decode": 128}   -> prefill/decode tokens per second
 
 Usage: python3 bench/llamacpp.py MODEL.gguf [THREADS] < request.json
@@ -61,6 +62,14 @@ def main():
         m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True)
         m.eval(ids)
         ans = {"argmax": [int(i) for i in np.argmax(m.scores[: len(ids)], axis=1)]}
+    elif mode == "top":
+        ids = req["ids"]
+        k = req.get("k", 5)
+        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True)
+        m.eval(ids)
+        scores = np.array(m.scores[: len(ids)])
+        top = np.argsort(-scores, axis=1)[:, :k]
+        ans = {"top": [[[int(t), float(row[t])] for t in tops] for row, tops in zip(scores, top)]}
     elif mode == "bench":
         m = load(path, threads)
         prompt = [int(t) for t in req.get("ids", [])] or [100 + (i * 7919) % 40000 for i in range(req.get("prompt_len", 512))]

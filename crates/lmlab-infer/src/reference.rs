@@ -81,6 +81,16 @@ impl LlamaCpp {
         Ok(Self::ids(&ans["argmax"]))
     }
 
+    /// The `k` most likely next tokens with their logits, after every prefix of `ids`.
+    pub fn top(&self, ids: &[u32], k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
+        let ans = self.request(&serde_json::json!({"mode": "top", "ids": ids, "k": k}))?;
+        let rows = ans["top"].as_array().context("no top")?;
+        Ok(rows
+            .iter()
+            .map(|r| r.as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_u64()? as u32, p[1].as_f64()? as f32))).collect())
+            .collect())
+    }
+
     /// Prefill of `ids`, then `decode` greedy steps, timed inside llama.cpp's process.
     pub fn bench(&self, ids: &[u32], decode: usize) -> Result<Value> {
         self.request(&serde_json::json!({"mode": "bench", "ids": ids, "decode": decode}))

@@ -3,29 +3,56 @@
 //! Prefill fills it in one parallel pass over the prompt; each decode step then computes keys
 //! and values for the one new token only and attends over the cached ones, which is why
 //! generation is sequential but cheap per token. Tensors are [B, H_kv, S, Dh].
+//!
+//! Each layer keeps its keys and values in buffers with room to spare and writes new positions
+//! in place; the buffers double when full. Appending therefore costs the new positions only,
+//! not a copy of the whole history per token (which `cat` would).
 
 use candle_core::{Result, Tensor};
 
+/// Positions a fresh buffer has room for.
+const INITIAL_CAPACITY: usize = 256;
+
 #[derive(Clone, Default)]
 pub struct LayerCache {
+    /// Buffers [B, H_kv, capacity, Dh]; positions `0..len` are filled.
     k: Option<Tensor>,
     v: Option<Tensor>,
+    len: usize,
+}
+
+/// A buffer like `t` with room for `capacity` positions, holding `t`'s first `len` positions.
+fn with_capacity(t: &Tensor, len: usize, capacity: usize) -> Result<Tensor> {
+    let (b, h, _, d) = t.dims4()?;
+    let buf = Tensor::zeros((b, h, capacity, d), t.dtype(), t.device())?;
+    if len > 0 {
+        buf.slice_set(&t.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+    }
+    Ok(buf)
 }
 
 impl LayerCache {
-    /// Appends new keys/values along the time axis and returns the full cached ones.
+    /// Appends new keys/values along the time axis and returns the full cached ones (views of
+    /// the buffers).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match (&self.k, &self.v) {
-            (Some(pk), Some(pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
-            _ => (k.clone(), v.clone()),
-        };
-        self.k = Some(k.clone());
-        self.v = Some(v.clone());
-        Ok((k, v))
+        let new = k.dim(2)?;
+        let needed = self.len + new;
+        let capacity = self.k.as_ref().map_or(0, |b| b.dim(2).unwrap_or(0));
+        if needed > capacity {
+            let grown = needed.max(2 * capacity).max(INITIAL_CAPACITY);
+            let (old_k, old_v) = (self.k.take().unwrap_or_else(|| k.clone()), self.v.take().unwrap_or_else(|| v.clone()));
+            self.k = Some(with_capacity(&old_k, self.len, grown)?);
+            self.v = Some(with_capacity(&old_v, self.len, grown)?);
+        }
+        let (kb, vb) = (self.k.as_ref().expect("allocated"), self.v.as_ref().expect("allocated"));
+        kb.slice_set(&k.contiguous()?, 2, self.len)?;
+        vb.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok((kb.narrow(2, 0, needed)?, vb.narrow(2, 0, needed)?))
     }
 
     pub fn len(&self) -> usize {
-        self.k.as_ref().map_or(0, |k| k.dim(2).unwrap_or(0))
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -49,13 +76,13 @@ impl KvCache {
         self.layers.first().map_or(0, LayerCache::len)
     }
 
-    /// Bytes held by the cached keys and values.
+    /// Bytes of the cached keys and values (filled positions; the buffers' spare room is not
+    /// counted).
     pub fn bytes(&self) -> usize {
         self.layers
             .iter()
-            .flat_map(|l| [&l.k, &l.v])
-            .flatten()
-            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .flat_map(|l| [&l.k, &l.v].into_iter().flatten().map(move |t| (t, l.len)))
+            .map(|(t, len)| t.elem_count() / t.dim(2).unwrap_or(1).max(1) * len * t.dtype().size_in_bytes())
             .sum()
     }
 
@@ -65,7 +92,8 @@ impl KvCache {
         for l in &mut self.layers {
             for t in [&mut l.k, &mut l.v].into_iter().flatten() {
                 let copies: Vec<Tensor> = (0..n).map(|_| t.clone()).collect();
-                *t = Tensor::cat(&copies, 0)?;
+                // A fresh buffer: the copies must not share storage with each other.
+                *t = Tensor::cat(&copies, 0)?.copy()?;
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ pub mod loader;
 pub mod model_file;
 pub mod ops;
 pub mod params;
-pub mod q4_1;
+pub mod qmatmul;
 pub mod seq2seq;
 pub mod size;
 

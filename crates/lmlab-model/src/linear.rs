@@ -10,20 +10,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::ops;
-use crate::q4_1::Q4_1Matmul;
+use crate::qmatmul::QuantMatmul;
 
 /// How a quantized weight is multiplied.
 #[derive(Clone)]
 pub enum QuantKernel {
     /// candle's quantized matmul.
     Candle(QMatMul),
-    /// lmlab's Q4_1 kernel (see [`crate::q4_1`] for why).
-    Q4_1(Q4_1Matmul),
+    /// lmlab's Q4_1 / Q8_0 kernels (see [`crate::qmatmul`] for why).
+    Lmlab(QuantMatmul),
 }
 
 /// A weight [out, in].
@@ -41,12 +41,16 @@ impl Weight {
         let mm = QMatMul::from_arc(q.clone())?;
         Ok(match mm {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t.to_dtype(DType::F32)?),
-            QMatMul::QTensor(_) if q.dtype() == GgmlDType::Q4_1 && q.device().is_cpu() => {
-                let (n, k) = q.shape().dims2()?;
-                let kernel = Q4_1Matmul::new(q.data()?.into_owned(), n, k)?;
-                Weight::Quantized(q, QuantKernel::Q4_1(kernel))
+            QMatMul::QTensor(_) => {
+                let own = match (q.device().is_cpu(), q.shape().dims2()) {
+                    (true, Ok((n, k))) => QuantMatmul::new(q.dtype(), &q.data()?, n, k)?,
+                    _ => None,
+                };
+                match own {
+                    Some(kernel) => Weight::Quantized(q, QuantKernel::Lmlab(kernel)),
+                    None => Weight::Quantized(q, QuantKernel::Candle(mm)),
+                }
             }
-            QMatMul::QTensor(_) => Weight::Quantized(q, QuantKernel::Candle(mm)),
         })
     }
 
@@ -85,7 +89,7 @@ impl Linear {
                 let x = x.contiguous()?;
                 let y = match kernel {
                     QuantKernel::Candle(mm) => mm.forward(&x)?,
-                    QuantKernel::Q4_1(k) => x.apply_op1_no_bwd(k)?,
+                    QuantKernel::Lmlab(k) => x.apply_op1_no_bwd(k)?,
                 };
                 match &self.b {
                     Some(b) => y.broadcast_add(b),

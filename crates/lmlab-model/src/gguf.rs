@@ -1,6 +1,7 @@
 //! Loading GGUF files of the llama architecture (llama.cpp's format) into a [`Gpt`]: quantized
 //! linear weights stay quantized (F32, F16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K and the other ggml block
-//! types candle reads) and are multiplied by candle's quantized matmul; norms and the token
+//! types candle reads) and are multiplied by lmlab's kernels (Q4_1, Q8_0) or candle's quantized
+//! matmul (the rest); norms and the token
 //! embedding table (dequantized for lookups) are dense. The embedded tokenizer and chat template
 //! come back as an [`EmbeddedVocab`].
 //!
@@ -189,7 +190,8 @@ fn to_device(w: Weight, device: &Device) -> Result<Weight> {
     }
     Ok(match w {
         Weight::Dense(t) => Weight::Dense(t.to_device(device)?),
-        Weight::Quantized(q, _) => {
+        Weight::Quantized(q) => {
+            let q = q.qtensor()?;
             let data = q.data()?;
             Weight::quantized(QTensor::new(QStorage::from_data(data, device, q.dtype())?, q.shape().clone())?)?
         }

@@ -1,5 +1,6 @@
 //! Linear layers whose weight is either a dense tensor (trainable, any dtype) or a quantized
-//! GGUF block tensor (inference only, multiplied by candle's quantized matmul), and
+//! GGUF block tensor (inference only, multiplied by lmlab's Q4_1/Q8_0 kernels or candle's
+//! quantized matmul for the other block types), and
 //! [`WeightSource`], which builds the model from either freshly initialised variables or
 //! weights loaded from a file.
 //!
@@ -17,13 +18,25 @@ use candle_nn::{Init, VarBuilder};
 use crate::ops;
 use crate::qmatmul::QuantMatmul;
 
-/// How a quantized weight is multiplied.
+/// A block-quantized weight and the kernel that multiplies by it. Each variant holds the
+/// blocks once: a quantized model takes the memory of its file, not twice that.
 #[derive(Clone)]
-pub enum QuantKernel {
+pub enum QuantWeight {
     /// candle's quantized matmul.
-    Candle(QMatMul),
+    Candle(Arc<QTensor>, QMatMul),
     /// lmlab's Q4_1 / Q8_0 kernels (see [`crate::qmatmul`] for why).
     Lmlab(QuantMatmul),
+}
+
+impl QuantWeight {
+    /// The blocks as a candle tensor (a copy for lmlab's kernels): for dequantizing and moving
+    /// to another device, not for the forward pass.
+    pub fn qtensor(&self) -> Result<Arc<QTensor>> {
+        match self {
+            QuantWeight::Candle(q, _) => Ok(q.clone()),
+            QuantWeight::Lmlab(k) => Ok(Arc::new(k.to_qtensor()?)),
+        }
+    }
 }
 
 /// A weight [out, in].
@@ -31,7 +44,7 @@ pub enum QuantKernel {
 pub enum Weight {
     Dense(Tensor),
     /// Block-quantized rows; no gradient flows through it.
-    Quantized(Arc<QTensor>, QuantKernel),
+    Quantized(QuantWeight),
 }
 
 impl Weight {
@@ -47,8 +60,8 @@ impl Weight {
                     _ => None,
                 };
                 match own {
-                    Some(kernel) => Weight::Quantized(q, QuantKernel::Lmlab(kernel)),
-                    None => Weight::Quantized(q, QuantKernel::Candle(mm)),
+                    Some(kernel) => Weight::Quantized(QuantWeight::Lmlab(kernel)),
+                    None => Weight::Quantized(QuantWeight::Candle(q, mm)),
                 }
             }
         })
@@ -58,14 +71,15 @@ impl Weight {
     pub fn dense(&self, dev: &Device) -> Result<Tensor> {
         match self {
             Weight::Dense(t) => Ok(t.clone()),
-            Weight::Quantized(q, _) => q.dequantize(dev),
+            Weight::Quantized(q) => q.qtensor()?.dequantize(dev),
         }
     }
 
     pub fn shape(&self) -> Shape {
         match self {
             Weight::Dense(t) => t.shape().clone(),
-            Weight::Quantized(q, _) => q.shape().clone(),
+            Weight::Quantized(QuantWeight::Candle(q, _)) => q.shape().clone(),
+            Weight::Quantized(QuantWeight::Lmlab(k)) => k.shape(),
         }
     }
 
@@ -85,11 +99,11 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.w {
             Weight::Dense(w) => ops::linear(x, w, self.b.as_ref()),
-            Weight::Quantized(_, kernel) => {
+            Weight::Quantized(q) => {
                 let x = x.contiguous()?;
-                let y = match kernel {
-                    QuantKernel::Candle(mm) => mm.forward(&x)?,
-                    QuantKernel::Lmlab(k) => x.apply_op1_no_bwd(k)?,
+                let y = match q {
+                    QuantWeight::Candle(_, mm) => mm.forward(&x)?,
+                    QuantWeight::Lmlab(k) => x.apply_op1_no_bwd(k)?,
                 };
                 match &self.b {
                     Some(b) => y.broadcast_add(b),

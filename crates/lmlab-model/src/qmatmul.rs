@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 use half::f16;
 use rayon::prelude::*;
@@ -166,6 +166,20 @@ impl QuantMatmul {
         Ok(Some(Self { kind, weights: Arc::new(ggml.to_vec()), n, k }))
     }
 
+    pub fn shape(&self) -> Shape {
+        Shape::from((self.n, self.k))
+    }
+
+    /// The blocks as a candle tensor (a copy).
+    pub fn to_qtensor(&self) -> Result<QTensor> {
+        let dtype = match self.kind {
+            Kind::Q4_1 => GgmlDType::Q4_1,
+            Kind::Q8_0 => GgmlDType::Q8_0,
+        };
+        let storage = QStorage::from_data(std::borrow::Cow::Borrowed(&self.weights[..]), &candle_core::Device::Cpu, dtype)?;
+        QTensor::new(storage, (self.n, self.k))
+    }
+
     /// The product for `m` rows of `x` (row-major [m, k]) into `dst` [m, n].
     pub fn matmul(&self, x: &[f32], m: usize, dst: &mut [f32]) {
         let (n, k, kind) = (self.n, self.k, self.kind);
@@ -239,7 +253,6 @@ impl CustomOp1 for QuantMatmul {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::QTensor;
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -253,6 +266,7 @@ mod tests {
             let wd: Vec<f32> = q.dequantize(&dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let x: Vec<f32> = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let mm = QuantMatmul::new(dtype, &q.data().unwrap(), n, k).unwrap().unwrap();
+            assert_eq!(mm.to_qtensor().unwrap().data().unwrap(), q.data().unwrap());
             let mut got = vec![0.0; m * n];
             mm.matmul(&x, m, &mut got);
             // Reference: dequantize our own 8-bit activations and multiply in f64.

@@ -185,7 +185,12 @@ impl QuantMatmul {
         let (n, k, kind) = (self.n, self.k, self.kind);
         let blocks = k / BLOCK;
         let mut xq = vec![ZERO_ACT; m * blocks];
-        xq.par_chunks_mut(blocks).zip(x.par_chunks(k)).for_each(|(q, row)| quantize_row(row, q));
+        // A rayon dispatch costs more than quantizing a few rows (decode has one).
+        if m < 16 {
+            xq.chunks_mut(blocks).zip(x.chunks(k)).for_each(|(q, row)| quantize_row(row, q));
+        } else {
+            xq.par_chunks_mut(blocks).zip(x.par_chunks(k)).for_each(|(q, row)| quantize_row(row, q));
+        }
         #[cfg(target_arch = "x86_64")]
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
         let row_bytes = blocks * kind.block_bytes();

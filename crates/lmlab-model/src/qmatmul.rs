@@ -97,6 +97,20 @@ fn scales(kind: Kind, rows: &[u8]) -> Vec<[f32; 2]> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot4_avx2(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
+    dot4_body::<false>(kind, w, dm, x)
+}
+
+/// The same with AVX-VNNI, whose `vpdpbusd` does the u8×i8 products and their sums of four in
+/// one instruction (the integer results are identical).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn dot4_vnni(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
+    dot4_body::<true>(kind, w, dm, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dot4_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
     use std::arch::x86_64::*;
     #[inline(always)]
     unsafe fn hsum(v: __m256) -> f32 {
@@ -121,20 +135,21 @@ unsafe fn dot4_avx2(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: 
                 Some(dm) => *dm[r].get_unchecked(b),
                 None => [f16_at(p), if kind == Kind::Q4_1 { f16_at(p.add(2)) } else { 0.0 }],
             };
-            let pairs = match kind {
+            // The unsigned × signed byte operands of maddubs / vpdpbusd.
+            let (u, s) = match kind {
                 Kind::Q4_1 => {
                     summs[r] += m * xb.s;
                     let packed = _mm_loadu_si128(p.add(4) as *const __m128i);
-                    let wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-                    _mm256_maddubs_epi16(wq, xq)
+                    (_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low), xq)
                 }
                 Kind::Q8_0 => {
-                    // maddubs needs an unsigned operand: move the weight's sign onto x.
+                    // Move the weight's sign onto x so the weight operand is unsigned.
                     let wq = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq))
+                    (_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq))
                 }
             };
-            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            let ints = if VNNI { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s) } else { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones) };
+            let sums = _mm256_cvtepi32_ps(ints);
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), sums, acc[r]);
         }
     }
@@ -193,6 +208,8 @@ impl QuantMatmul {
         }
         #[cfg(target_arch = "x86_64")]
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        #[cfg(target_arch = "x86_64")]
+        let vnni = avx2 && is_x86_feature_detected!("avxvnni");
         let row_bytes = blocks * kind.block_bytes();
         // Work items are runs of weight rows (a multiple of 4): each is read once for all
         // activation rows.
@@ -214,7 +231,8 @@ impl QuantMatmul {
                         while j + 4 <= count {
                             // SAFETY: AVX2, FMA and F16C were detected; every row has `blocks` blocks.
                             let dm4 = (m > 1).then(|| [&dm[j][..], &dm[j + 1][..], &dm[j + 2][..], &dm[j + 3][..]]);
-                            let d = unsafe { dot4_avx2(kind, [rows[j], rows[j + 1], rows[j + 2], rows[j + 3]], dm4, xr) };
+                            let w4 = [rows[j], rows[j + 1], rows[j + 2], rows[j + 3]];
+                            let d = unsafe { if vnni { dot4_vnni(kind, w4, dm4, xr) } else { dot4_avx2(kind, w4, dm4, xr) } };
                             out[i * count + j..i * count + j + 4].copy_from_slice(&d);
                             j += 4;
                         }
@@ -309,6 +327,10 @@ mod tests {
                 for r in 0..4 {
                     assert!((simd[r] - dot_scalar(mm.kind, rows[r], &xq)).abs() < 1e-3, "{dtype:?} row {r}");
                     assert_eq!(simd[r], simd_dm[r], "{dtype:?} row {r}");
+                }
+                if is_x86_feature_detected!("avxvnni") {
+                    let vnni = unsafe { dot4_vnni(mm.kind, [rows[0], rows[1], rows[2], rows[3]], None, &xq) };
+                    assert_eq!(vnni, simd, "{dtype:?}: VNNI and AVX2 integer sums differ");
                 }
             }
         }

@@ -109,11 +109,18 @@ impl CausalSelfAttention {
             None => (k, v),
         };
         let s = k.dim(2)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+
+        // A decode step in inference: one query, plain loops (see decode_attention).
+        let plain = t == 1 && !mode.grad && mode.capture.is_none() && q.dtype() == DType::F32 && q.device().is_cpu();
+        if plain {
+            let y = crate::decode_attention::single_query_attention(&q, &k, &v, scale as f32)?;
+            return self.c_proj.forward(&y.transpose(1, 2)?.reshape((b, t, h * hd))?);
+        }
 
         // Stack each group's query heads along time: [B, Hkv, (H/Hkv)·T, Dh].
         let rep = h / hkv;
         let qg = q.reshape((b, hkv, rep * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
         let scores = match causal_mask(t, s, offset, scores.dtype(), scores.device())? {
             Some(mask) => scores.broadcast_add(&mask)?,

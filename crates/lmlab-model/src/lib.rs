@@ -10,6 +10,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod decode_attention;
 pub mod gguf;
 pub mod gpt;
 pub mod hf;

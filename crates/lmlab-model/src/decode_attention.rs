@@ -74,7 +74,15 @@ fn has_avx2() -> bool {
 
 /// One query head over `s` cached rows: softmax(q·kᵀ·scale)·v added into `out`.
 #[inline(always)]
-fn attend<'a>(q: &[f32], k: impl Fn(usize) -> &'a [f32], v: impl Fn(usize) -> &'a [f32], weights: &mut [f32], scale: f32, out: &mut [f32], dot: impl Fn(&[f32], &[f32]) -> f32, axpy: impl Fn(f32, &[f32], &mut [f32])) {
+/// `(dot, axpy)` are the vector kernels to use.
+fn attend<'a>(
+    q: &[f32],
+    (k, v): (impl Fn(usize) -> &'a [f32], impl Fn(usize) -> &'a [f32]),
+    weights: &mut [f32],
+    scale: f32,
+    out: &mut [f32],
+    (dot, axpy): (impl Fn(&[f32], &[f32]) -> f32, impl Fn(f32, &[f32], &mut [f32])),
+) {
     let mut max = f32::NEG_INFINITY;
     for (si, w) in weights.iter_mut().enumerate() {
         *w = dot(q, k(si)) * scale;
@@ -93,7 +101,7 @@ fn attend<'a>(q: &[f32], k: impl Fn(usize) -> &'a [f32], v: impl Fn(usize) -> &'
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn attend_avx2<'a>(q: &[f32], k: impl Fn(usize) -> &'a [f32], v: impl Fn(usize) -> &'a [f32], weights: &mut [f32], scale: f32, out: &mut [f32]) {
-    attend(q, k, v, weights, scale, out, |a, b| unsafe { dot_avx2(a, b) }, |w, x, o| unsafe { axpy_avx2(w, x, o) })
+    attend(q, (k, v), weights, scale, out, (|a: &[f32], b: &[f32]| unsafe { dot_avx2(a, b) }, |w, x: &[f32], o: &mut [f32]| unsafe { axpy_avx2(w, x, o) }))
 }
 
 /// `q` [B, H, 1, Dh]; `k`, `v` [B, Hkv, S, Dh] with H a multiple of Hkv (query head `h` reads
@@ -132,7 +140,7 @@ pub fn single_query_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) ->
                 unsafe { attend_avx2(qrow, krow, vrow, &mut weights, scale, o) };
                 continue;
             }
-            attend(qrow, krow, vrow, &mut weights, scale, o, dot_scalar, axpy_scalar);
+            attend(qrow, (krow, vrow), &mut weights, scale, o, (dot_scalar, axpy_scalar));
         }
     }
     Tensor::from_vec(out, (b, h, 1, hd), q.device())

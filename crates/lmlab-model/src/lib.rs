@@ -2,10 +2,14 @@
 //!
 //! What it does: the model's config and parameter arithmetic ([`config`]), differentiable
 //! building blocks ([`ops`]), attention with grouped-query heads and weight capture
-//! ([`attention`]), the KV cache ([`kv_cache`]), the model ([`gpt`]), seeded parameters
-//! ([`params`]) and checkpoint files ([`checkpoint`]).
+//! ([`attention`], and [`decode_attention`] for single-query decode steps), the KV cache
+//! ([`kv_cache`]), dense or quantized linear layers ([`linear`], kernels in [`qmatmul`]), the
+//! model ([`gpt`]), seeded parameters ([`params`]), checkpoint files ([`checkpoint`]), real
+//! models from GGUF ([`gguf`]) and Hugging Face folders ([`hf`]) behind one [`loader`], and
+//! the RNN encoder-decoder ([`seq2seq`]).
 //!
-//! What it does not do: optimisation, data, sampling or tokenization.
+//! What it does not do: optimisation, data or sampling. Tokenization only as far as a model
+//! file carries its tokenizer (the loader hands it over from lmlab-tokenizer).
 
 pub mod attention;
 pub mod checkpoint;

@@ -52,7 +52,7 @@ def main():
     req = json.load(sys.stdin)
     mode = req["mode"]
     if mode == "tokenize":
-        m = load(path, threads)
+        m = Llama(model_path=path, vocab_only=True, verbose=False)
         ans = {"ids": [m.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in req["texts"]]}
     elif mode == "greedy":
         m = load(path, threads)

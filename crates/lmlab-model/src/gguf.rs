@@ -105,9 +105,15 @@ pub fn embedded_vocab(c: &Content) -> Result<EmbeddedVocab> {
         tokens: string_list(c, "tokenizer.ggml.tokens")?,
         token_types,
         merges: string_list(c, "tokenizer.ggml.merges")?,
+        scores: match c.metadata.get("tokenizer.ggml.scores") {
+            None => Vec::new(),
+            Some(v) => v.to_vec()?.iter().map(|s| s.to_f32()).collect::<candle_core::Result<_>>()?,
+        },
+        add_space_prefix: c.metadata.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.to_bool().ok()).unwrap_or(true),
         bos: meta_u32(c, "tokenizer.ggml.bos_token_id"),
         eos: meta_u32(c, "tokenizer.ggml.eos_token_id"),
-        add_bos: c.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false),
+        // llama.cpp's default: SentencePiece vocabularies want a BOS, byte-level BPE ones not.
+        add_bos: c.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(meta_str(c, "tokenizer.ggml.model").as_deref() == Some("llama")),
         chat_template: meta_str(c, "tokenizer.chat_template"),
     })
 }

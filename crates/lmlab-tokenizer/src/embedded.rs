@@ -5,8 +5,11 @@
 //!
 //! Byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) are supported with the
 //! pre-tokenizers llama.cpp names `default`/`gpt2`, `smollm` (and the other models that split
-//! digits one by one before the GPT-2 regex) and `llama-bpe` (Llama 3). SentencePiece
-//! vocabularies (`"llama"`) are not: pass that model's `tokenizer.json` instead.
+//! digits one by one before the GPT-2 regex) and `llama-bpe` (Llama 3). SentencePiece BPE
+//! vocabularies (`"llama"`: Llama 2, Mistral, TinyLlama) carry scores instead of merges; the
+//! merges are derived from the scores the way Hugging Face converts such models (every split
+//! of a token into two known pieces, highest-scoring token first), with `▁` for spaces, a
+//! prepended `▁`, and `<0xXX>` byte fallback.
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -26,8 +29,12 @@ pub struct EmbeddedVocab {
     pub pre: String,
     pub tokens: Vec<String>,
     pub token_types: Vec<i32>,
-    /// "left right" pairs, in merge priority order.
+    /// "left right" pairs, in merge priority order (byte-level BPE).
     pub merges: Vec<String>,
+    /// Token scores (SentencePiece vocabularies).
+    pub scores: Vec<f32>,
+    /// Prepend a space (`▁`) to the text (SentencePiece; llama.cpp's `add_space_prefix`).
+    pub add_space_prefix: bool,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub add_bos: bool,
@@ -64,18 +71,8 @@ fn pre_tokenizer(pre: &str) -> Result<(Value, bool)> {
 }
 
 impl EmbeddedVocab {
-    /// The equivalent `tokenizer.json` document.
-    pub fn to_tokenizer_json(&self) -> Result<Value> {
-        if self.model != "gpt2" {
-            bail!("GGUF tokenizer model {:?} is not supported (only byte-level BPE, \"gpt2\"); pass the model's tokenizer.json with --tokenizer", self.model);
-        }
-        if !self.token_types.is_empty() && self.token_types.len() != self.tokens.len() {
-            bail!("GGUF has {} token types for {} tokens", self.token_types.len(), self.tokens.len());
-        }
-        let (pre, ignore_merges) = pre_tokenizer(&self.pre)?;
-        let vocab: serde_json::Map<String, Value> = self.tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
-        let added: Vec<Value> = self
-            .tokens
+    fn added_tokens(&self) -> Vec<Value> {
+        self.tokens
             .iter()
             .enumerate()
             .filter_map(|(i, t)| {
@@ -85,7 +82,78 @@ impl EmbeddedVocab {
                            "normalized": false, "special": ty == TOKEN_TYPE_CONTROL})
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// Merges implied by a SentencePiece BPE vocabulary: for every token, each split into two
+    /// tokens of the vocabulary, ordered by the merged token's score (highest first), ties by
+    /// the pieces' ids.
+    fn spm_merges(&self) -> Vec<(String, String)> {
+        let ids: std::collections::HashMap<&str, usize> = self.tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+        let mut merges: Vec<(f32, usize, usize, &str, &str)> = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if self.token_types.get(i).is_some_and(|&ty| ty != 1) {
+                continue; // only normal tokens are merge results
+            }
+            let score = self.scores.get(i).copied().unwrap_or(0.0);
+            for (cut, _) in t.char_indices().skip(1) {
+                let (l, r) = t.split_at(cut);
+                if let (Some(&li), Some(&ri)) = (ids.get(l), ids.get(r)) {
+                    merges.push((score, li, ri, l, r));
+                }
+            }
+        }
+        merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        merges.into_iter().map(|(_, _, _, l, r)| (l.to_string(), r.to_string())).collect()
+    }
+
+    fn spm_tokenizer_json(&self) -> Result<Value> {
+        let vocab: serde_json::Map<String, Value> = self.tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        let merges: Vec<Value> = self.spm_merges().into_iter().map(|(l, r)| json!([l, r])).collect();
+        let unk = self.tokens.iter().enumerate().find(|(i, _)| self.token_types.get(*i) == Some(&2)).map(|(_, t)| t.clone());
+        Ok(json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": self.added_tokens(),
+            // A normalizer rather than the Metaspace pre-tokenizer: Metaspace skips the prefix when
+            // the text already starts with a space, llama.cpp does not. Like llama.cpp, the prefix
+            // also goes after each special token.
+            "normalizer": {"type": "Sequence", "normalizers": if self.add_space_prefix {
+                json!([{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}])
+            } else {
+                json!([{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}])
+            }},
+            "pre_tokenizer": null,
+            "post_processor": null,
+            "decoder": {"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": if self.add_space_prefix { 1 } else { 0 }, "stop": 0},
+            ]},
+            "model": {
+                "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
+                "ignore_merges": false, "vocab": vocab, "merges": merges,
+            },
+        }))
+    }
+
+    /// The equivalent `tokenizer.json` document.
+    pub fn to_tokenizer_json(&self) -> Result<Value> {
+        if self.model == "llama" {
+            return self.spm_tokenizer_json();
+        }
+        if self.model != "gpt2" {
+            bail!("GGUF tokenizer model {:?} is not supported (byte-level BPE \"gpt2\" and SentencePiece BPE \"llama\" are); pass the model's tokenizer.json with --tokenizer", self.model);
+        }
+        if !self.token_types.is_empty() && self.token_types.len() != self.tokens.len() {
+            bail!("GGUF has {} token types for {} tokens", self.token_types.len(), self.tokens.len());
+        }
+        let (pre, ignore_merges) = pre_tokenizer(&self.pre)?;
+        let vocab: serde_json::Map<String, Value> = self.tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        let added = self.added_tokens();
         Ok(json!({
             "version": "1.0",
             "truncation": null,
@@ -126,6 +194,8 @@ mod tests {
             token_types: vec![3, 1, 1, 1, 1, 1, 1, 1, 1],
             tokens,
             merges: vec!["a b".into(), "Ġ a".into(), "1 2".into()],
+            scores: Vec::new(),
+            add_space_prefix: false,
             bos: None,
             eos: Some(0),
             add_bos: false,
@@ -148,10 +218,41 @@ mod tests {
     }
 
     #[test]
+    fn sentencepiece_vocabularies_merge_by_score_and_fall_back_to_bytes() {
+        let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].iter().map(|s| s.to_string()).collect();
+        let mut types = vec![2, 3, 3];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
+        }
+        let base = tokens.len() as u32;
+        for t in ["▁", "h", "i", "▁h", "hi", "▁hi", "▁▁"] {
+            tokens.push(t.to_string());
+            types.push(1);
+        }
+        let n = tokens.len();
+        // Scores: "▁hi" beats everything; "hi" beats "▁h", so "▁" + "hi" is how "▁hi" forms.
+        let mut scores = vec![0.0f32; n];
+        for (t, s) in [("▁h", -5.0), ("hi", -2.0), ("▁hi", -1.0), ("▁▁", -9.0)] {
+            scores[tokens.iter().position(|x| x == t).unwrap()] = s;
+        }
+        let v = EmbeddedVocab { model: "llama".into(), pre: "default".into(), tokens, token_types: types, scores, add_space_prefix: true, bos: Some(1), eos: Some(2), add_bos: true, ..Default::default() };
+        let tok = v.to_tokenizer().unwrap();
+        let id = |t: &str| tok.token_to_id(t).unwrap();
+        assert_eq!(tok.encode("hi hi").unwrap(), vec![id("▁hi"), id("▁hi")]);
+        // "é" is not in the vocabulary: its UTF-8 bytes come out as byte tokens.
+        assert_eq!(tok.encode("hé").unwrap(), vec![id("▁h"), 3 + 0xC3, 3 + 0xA9]);
+        assert_eq!(tok.decode(&tok.encode("hi hé").unwrap()).unwrap(), "hi hé");
+        assert_eq!(tok.special().bos, Some(1));
+        assert!(tok.special().stop_ids.contains(&2));
+        let _ = base;
+    }
+
+    #[test]
     fn unsupported_vocabularies_are_named() {
         let mut v = vocab("gpt2");
-        v.model = "llama".into();
-        assert!(v.to_tokenizer().err().unwrap().to_string().contains("\"llama\""));
+        v.model = "bert".into();
+        assert!(v.to_tokenizer().err().unwrap().to_string().contains("\"bert\""));
         let e = vocab("deepseek-coder").to_tokenizer().err().unwrap().to_string();
         assert!(e.contains("deepseek-coder"), "{e}");
     }

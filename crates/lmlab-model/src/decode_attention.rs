@@ -127,21 +127,27 @@ pub fn single_query_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) ->
     let rep = h / hkv;
     let avx2 = has_avx2();
     let mut out = vec![0.0f32; b * h * hd];
-    let mut weights = vec![0.0f32; s];
-    for bi in 0..b {
-        for hi in 0..h {
-            let g = hi / rep;
-            let qrow = qv.row(bi, hi, 0, hd);
-            let o = &mut out[(bi * h + hi) * hd..(bi * h + hi + 1) * hd];
-            let (krow, vrow) = (|si| kv.row(bi, g, si, hd), |si| vv.row(bi, g, si, hd));
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: AVX2 and FMA were detected.
-                unsafe { attend_avx2(qrow, krow, vrow, &mut weights, scale, o) };
-                continue;
-            }
-            attend(qrow, (krow, vrow), &mut weights, scale, o, (dot_scalar, axpy_scalar));
+    // One (sequence, head) pair per work item; spread over threads once the cache is long
+    // enough to pay for a rayon dispatch.
+    let one_head = |(bh, o): (usize, &mut [f32])| {
+        let (bi, hi) = (bh / h, bh % h);
+        let g = hi / rep;
+        let mut weights = vec![0.0f32; s];
+        let qrow = qv.row(bi, hi, 0, hd);
+        let (krow, vrow) = (|si| kv.row(bi, g, si, hd), |si| vv.row(bi, g, si, hd));
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 and FMA were detected.
+            unsafe { attend_avx2(qrow, krow, vrow, &mut weights, scale, o) };
+            return;
         }
+        attend(qrow, (krow, vrow), &mut weights, scale, o, (dot_scalar, axpy_scalar));
+    };
+    if s * h >= 2048 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(hd).enumerate().for_each(one_head);
+    } else {
+        out.chunks_mut(hd).enumerate().for_each(one_head);
     }
     Tensor::from_vec(out, (b, h, 1, hd), q.device())
 }
@@ -154,21 +160,24 @@ mod tests {
     #[test]
     fn matches_softmax_attention_computed_with_tensor_ops() {
         let dev = Device::Cpu;
-        let (b, h, hkv, s, hd) = (2, 6, 2, 13, 20);
-        let q = Tensor::randn(0f32, 1.0, (b, h, 1, hd), &dev).unwrap();
-        // Keys and values as views into a larger buffer, as the KV cache hands them out.
-        let kbuf = Tensor::randn(0f32, 1.0, (b, hkv, 32, hd), &dev).unwrap();
-        let vbuf = Tensor::randn(0f32, 1.0, (b, hkv, 32, hd), &dev).unwrap();
-        let (k, v) = (kbuf.narrow(2, 0, s).unwrap(), vbuf.narrow(2, 0, s).unwrap());
-        let scale = 1.0 / (hd as f32).sqrt();
-        let got = single_query_attention(&q, &k, &v, scale).unwrap();
-        // Reference: repeat each key/value head for its query heads, then plain tensor ops.
-        let rep = h / hkv;
-        let expand = |t: &Tensor| t.unsqueeze(2).unwrap().repeat((1, 1, rep, 1, 1)).unwrap().reshape((b, h, s, hd)).unwrap();
-        let (ke, ve) = (expand(&k.contiguous().unwrap()), expand(&v.contiguous().unwrap()));
-        let scores = (q.matmul(&ke.t().unwrap()).unwrap() * scale as f64).unwrap();
-        let want = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&ve).unwrap();
-        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 1e-5, "{diff}");
+        // A short cache (one thread) and a long one (spread over threads).
+        for s in [13, 400] {
+            let (b, h, hkv, hd) = (2, 6, 2, 20);
+            let q = Tensor::randn(0f32, 1.0, (b, h, 1, hd), &dev).unwrap();
+            // Keys and values as views into a larger buffer, as the KV cache hands them out.
+            let kbuf = Tensor::randn(0f32, 1.0, (b, hkv, s + 19, hd), &dev).unwrap();
+            let vbuf = Tensor::randn(0f32, 1.0, (b, hkv, s + 19, hd), &dev).unwrap();
+            let (k, v) = (kbuf.narrow(2, 0, s).unwrap(), vbuf.narrow(2, 0, s).unwrap());
+            let scale = 1.0 / (hd as f32).sqrt();
+            let got = single_query_attention(&q, &k, &v, scale).unwrap();
+            // Reference: repeat each key/value head for its query heads, then plain tensor ops.
+            let rep = h / hkv;
+            let expand = |t: &Tensor| t.unsqueeze(2).unwrap().repeat((1, 1, rep, 1, 1)).unwrap().reshape((b, h, s, hd)).unwrap();
+            let (ke, ve) = (expand(&k.contiguous().unwrap()), expand(&v.contiguous().unwrap()));
+            let scores = (q.matmul(&ke.t().unwrap()).unwrap() * scale as f64).unwrap();
+            let want = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&ve).unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "s={s}: {diff}");
+        }
     }
 }

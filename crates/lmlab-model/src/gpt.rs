@@ -51,6 +51,8 @@ impl NormLayer {
 enum Mlp {
     Gelu { c_fc: Linear, c_proj: Linear },
     SwiGlu { gate: Linear, up: Linear, down: Linear },
+    /// SwiGLU of a quantized model with gate and up stacked into one matmul.
+    SwiGluFused { gate_up: Linear, d_ff: usize, down: Linear },
 }
 
 impl Mlp {
@@ -63,11 +65,15 @@ impl Mlp {
                 c_fc: vb.pp("c_fc").linear(f, d, std, bias)?,
                 c_proj: vb.pp("c_proj").linear(d, f, proj_std, bias)?,
             },
-            Activation::SwiGlu => Mlp::SwiGlu {
-                gate: vb.pp("gate_proj").linear(f, d, std, bias)?,
-                up: vb.pp("up_proj").linear(f, d, std, bias)?,
-                down: vb.pp("down_proj").linear(d, f, proj_std, bias)?,
-            },
+            Activation::SwiGlu => {
+                let gate = vb.pp("gate_proj").linear(f, d, std, bias)?;
+                let up = vb.pp("up_proj").linear(f, d, std, bias)?;
+                let down = vb.pp("down_proj").linear(d, f, proj_std, bias)?;
+                match crate::linear::stack_quantized(&gate, &up) {
+                    Some(gate_up) => Mlp::SwiGluFused { gate_up, d_ff: f, down },
+                    None => Mlp::SwiGlu { gate, up, down },
+                }
+            }
         })
     }
 
@@ -75,6 +81,11 @@ impl Mlp {
         match self {
             Mlp::Gelu { c_fc, c_proj } => c_proj.forward(&c_fc.forward(x)?.gelu()?),
             Mlp::SwiGlu { gate, up, down } => down.forward(&(gate.forward(x)?.silu()? * up.forward(x)?)?),
+            Mlp::SwiGluFused { gate_up, d_ff, down } => {
+                let gu = gate_up.forward(x)?;
+                let last = gu.rank() - 1;
+                down.forward(&(gu.narrow(last, 0, *d_ff)?.silu()? * gu.narrow(last, *d_ff, *d_ff)?)?)
+            }
         }
     }
 }

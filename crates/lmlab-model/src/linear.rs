@@ -114,6 +114,18 @@ impl Linear {
     }
 }
 
+/// `a` and `b` stacked into one layer (outputs of `a`, then of `b`) when both are unbiased and
+/// quantized for lmlab's kernels with the same type: inference then quantizes the shared input
+/// once and dispatches one matmul. None otherwise.
+pub fn stack_quantized(a: &Linear, b: &Linear) -> Option<Linear> {
+    match (&a.w, &b.w, &a.b, &b.b) {
+        (Weight::Quantized(QuantWeight::Lmlab(x)), Weight::Quantized(QuantWeight::Lmlab(y)), None, None) => {
+            Some(Linear { w: Weight::Quantized(QuantWeight::Lmlab(x.concat_rows(y)?)), b: None })
+        }
+        _ => None,
+    }
+}
+
 /// Where the model's tensors come from.
 #[derive(Clone)]
 pub enum WeightSource<'a> {

@@ -184,6 +184,18 @@ impl QuantMatmul {
         Ok(Some(Self { kind, weights: Arc::new(ggml.to_vec()), n, k }))
     }
 
+    /// The rows of `self` then the rows of `other` as one matrix (one activation quantization
+    /// and one dispatch instead of two), or None when their types or widths differ.
+    pub fn concat_rows(&self, other: &QuantMatmul) -> Option<QuantMatmul> {
+        if self.kind != other.kind || self.k != other.k {
+            return None;
+        }
+        let mut weights = Vec::with_capacity(self.weights.len() + other.weights.len());
+        weights.extend_from_slice(&self.weights);
+        weights.extend_from_slice(&other.weights);
+        Some(QuantMatmul { kind: self.kind, weights: Arc::new(weights), n: self.n + other.n, k: self.k })
+    }
+
     pub fn shape(&self) -> Shape {
         Shape::from((self.n, self.k))
     }

@@ -72,7 +72,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         InspectCmd::NextToken(a) => {
             let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
             let (model, tok) = (&loaded.model, &loaded.tokenizer);
-            let r = next_token(model, &prompt_ids(&tok, &a.prompt)?, &a.sampler.params(), a.top)?;
+            let r = next_token(model, &prompt_ids(tok, &a.prompt)?, &a.sampler.params(), a.top)?;
             if a.json {
                 let rows: Vec<serde_json::Value> = r.rows.iter().map(|x| {
                     let mut v = serde_json::to_value(x).unwrap_or_default();
@@ -84,7 +84,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             println!("{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}", "token", "raw", "bias/pen", "temp", "top-k", "top-p", "min-p", "typical");
             let pct = |p: f64| format!("{:.1}%", p * 100.0);
             for x in &r.rows {
-                println!("{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}", piece(&tok, x.token), pct(x.raw), pct(x.adjusted), pct(x.temperature), pct(x.top_k), pct(x.top_p), pct(x.min_p), pct(x.typical_p));
+                println!("{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}", piece(tok, x.token), pct(x.raw), pct(x.adjusted), pct(x.temperature), pct(x.top_k), pct(x.top_p), pct(x.min_p), pct(x.typical_p));
             }
             println!("entropy: {:.2} bits raw, {:.2} bits after sampling steps; {} candidate tokens left", r.entropy_raw_bits, r.entropy_final_bits, r.candidates_final);
         }
@@ -98,7 +98,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             if let Some(h) = a.head {
                 anyhow::ensure!(h < cfg.n_head, "--head {h}: the model has {} heads", cfg.n_head);
             }
-            let prompt = prompt_ids(&tok, &a.prompt)?;
+            let prompt = prompt_ids(tok, &a.prompt)?;
             let trace = attention_trace(model, &prompt, a.generate, &a.sampler.params(), &tok.special().stop_ids)?;
             let which = format!("{} / {}", a.layer.map_or("all layers".into(), |l| format!("layer {l}")), a.head.map_or("all heads".into(), |h| format!("head {h}")));
             if a.json {
@@ -113,8 +113,8 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             let mut values = Vec::new();
             for s in &trace.steps {
                 let avg = s.averaged(a.layer, a.head);
-                let tops: Vec<String> = top_positions(&avg, a.top).iter().map(|&(j, w)| format!("{} {:.0}%", piece(&tok, trace.tokens[j]), w * 100.0)).collect();
-                println!("{:<18} <- {}", piece(&tok, s.token), tops.join(", "));
+                let tops: Vec<String> = top_positions(&avg, a.top).iter().map(|&(j, w)| format!("{} {:.0}%", piece(tok, trace.tokens[j]), w * 100.0)).collect();
+                println!("{:<18} <- {}", piece(tok, s.token), tops.join(", "));
                 values.push(avg);
             }
             let rows: Vec<String> = trace.steps.iter().map(|s| tok.decode(&[s.token]).unwrap_or_default()).collect();

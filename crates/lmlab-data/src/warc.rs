@@ -1,0 +1,397 @@
+//! Reading WARC files (1.0 and 1.1): plain, one gzip member per record (Common Crawl's layout),
+//! or gzip over the whole file, record by record with bounded memory.
+//!
+//! Every record carries the byte offset where it starts in the file — for gzip files, the
+//! offset of the gzip member it starts in, which is what a reader seeks to — so bad input can
+//! be reported by file and offset. Data that is not a WARC record (garbage between records, a
+//! wrong Content-Length) is skipped up to the next `WARC/` line and reported as one
+//! [`Item::Error`]; a truncated record or corrupt compression ends the file with one. Everything
+//! read before has already been returned. Reading never panics on bad input.
+//!
+//! Why hand-written rather than the `warc` crate: it reports no offsets, cannot tell which gzip
+//! member a record came from, and stops with an opaque error on the truncated and corrupt
+//! files Common Crawl readers must survive. Decompression is flate2's.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use flate2::bufread::GzDecoder;
+
+/// Header lines longer than this are not WARC.
+const MAX_LINE: usize = 64 * 1024;
+/// Records larger than this are refused rather than loaded (Common Crawl truncates at 1 MiB).
+pub const MAX_RECORD: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Where the record starts in the file (for gzip files: its gzip member's offset).
+    pub offset: u64,
+    /// "WARC/1.0" or "WARC/1.1".
+    pub version: String,
+    /// Header fields in file order, names as written.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Record {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn warc_type(&self) -> &str {
+        self.header("WARC-Type").unwrap_or("")
+    }
+
+    /// The target URI, without the angle brackets some writers add.
+    pub fn target_uri(&self) -> Option<&str> {
+        self.header("WARC-Target-URI").map(|u| u.trim().trim_start_matches('<').trim_end_matches('>'))
+    }
+
+    pub fn record_id(&self) -> Option<&str> {
+        self.header("WARC-Record-ID")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError {
+    pub offset: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Record(Record),
+    /// The file cannot be read past this point.
+    Error(ReadError),
+}
+
+/// A `BufRead` that counts the bytes consumed from it.
+struct Counting<R> {
+    inner: R,
+    consumed: u64,
+}
+
+impl<R: BufRead> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.consumed += n as u64;
+        self.inner.consume(n);
+    }
+}
+
+/// The decompressed bytes of consecutive gzip members, with the offset of the member being read.
+struct Members {
+    decoder: Option<GzDecoder<Counting<BufReader<File>>>>,
+    member_start: u64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Members {
+    fn new(file: File) -> Self {
+        let src = Counting { inner: BufReader::new(file), consumed: 0 };
+        Self { decoder: Some(GzDecoder::new(src)), member_start: 0, buf: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for Members {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let available = self.fill_buf()?;
+            let n = available.len().min(out.len());
+            out[..n].copy_from_slice(&available[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Members {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos >= self.buf.len() {
+            let Some(decoder) = self.decoder.as_mut() else { return Ok(&[]) };
+            self.buf.resize(64 * 1024, 0);
+            let n = decoder.read(&mut self.buf)?;
+            if n > 0 {
+                self.buf.truncate(n);
+                self.pos = 0;
+                break;
+            }
+            // This member is done: start the next one, if the file goes on.
+            let mut src = self.decoder.take().expect("present").into_inner();
+            self.buf.clear();
+            self.pos = 0;
+            if src.fill_buf()?.is_empty() {
+                return Ok(&[]);
+            }
+            self.member_start = src.consumed;
+            self.decoder = Some(GzDecoder::new(src));
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+enum Source {
+    Plain(Counting<BufReader<File>>),
+    Gzip(Members),
+}
+
+impl Source {
+    fn reader(&mut self) -> &mut dyn BufRead {
+        match self {
+            Source::Plain(r) => r,
+            Source::Gzip(r) => r,
+        }
+    }
+
+    /// Where the next unread byte's record would start, as a file offset.
+    fn offset(&mut self) -> u64 {
+        match self {
+            Source::Plain(r) => r.consumed,
+            Source::Gzip(m) => {
+                // Open the next member first if the current one is used up.
+                let _ = m.fill_buf();
+                m.member_start
+            }
+        }
+    }
+}
+
+/// Iterates over the records of one WARC file; see the module docs.
+pub struct WarcReader {
+    source: Source,
+    done: bool,
+    /// A record's first line (and its offset) found while skipping non-WARC data.
+    pending: Option<(u64, Vec<u8>)>,
+}
+
+/// Opens `path`, detecting gzip by its magic bytes.
+pub fn open(path: &Path) -> Result<WarcReader> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic).with_context(|| format!("reading {}", path.display()))?;
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let source = if n == 2 && magic == [0x1f, 0x8b] { Source::Gzip(Members::new(f)) } else { Source::Plain(Counting { inner: BufReader::new(f), consumed: 0 }) };
+    Ok(WarcReader { source, done: false, pending: None })
+}
+
+/// One line without its line ending; None at end of input.
+fn read_line(r: &mut dyn BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let n = r.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_LINE {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "header line longer than 64 KiB"));
+    }
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
+impl WarcReader {
+    fn next_record(&mut self) -> std::result::Result<Option<Record>, ReadError> {
+        // Skip the blank lines that end the previous record.
+        let (offset, first) = match self.pending.take() {
+            Some(p) => p,
+            None => loop {
+                let offset = self.source.offset();
+                let line = read_line(self.source.reader()).map_err(|e| ReadError { offset, message: e.to_string() })?;
+                match line {
+                    None => return Ok(None),
+                    Some(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
+                    Some(l) => break (offset, l),
+                }
+            },
+        };
+        let err = |message: String| ReadError { offset, message };
+        let first = String::from_utf8_lossy(&first).into_owned();
+        if !first.starts_with("WARC/") {
+            // Skip to the next line that starts a record; report what was skipped.
+            let message = format!("not a WARC record: skipped data starting {:?}", first.chars().take(60).collect::<String>());
+            loop {
+                let at = self.source.offset();
+                match read_line(self.source.reader()) {
+                    Ok(Some(l)) if l.starts_with(b"WARC/") => {
+                        self.pending = Some((at, l));
+                        return Err(err(message));
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Err(err(message)),
+                    Err(e) => return Err(err(format!("{message}; then {e}"))),
+                }
+            }
+        }
+        let mut headers: Vec<(String, String)> = Vec::new();
+        loop {
+            let line = read_line(self.source.reader()).map_err(|e| err(e.to_string()))?.ok_or_else(|| err("file ends inside the record's headers".into()))?;
+            if line.is_empty() {
+                break;
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if line.starts_with([' ', '\t']) {
+                // A continuation of the previous field.
+                match headers.last_mut() {
+                    Some((_, v)) => {
+                        v.push(' ');
+                        v.push_str(line.trim());
+                    }
+                    None => return Err(err("continuation line before any header field".into())),
+                }
+                continue;
+            }
+            let (k, v) = line.split_once(':').ok_or_else(|| err(format!("header line without a colon: {:?}", line.chars().take(60).collect::<String>())))?;
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let length = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+            .ok_or_else(|| err("record has no Content-Length".into()))?
+            .1
+            .parse::<u64>()
+            .map_err(|e| err(format!("Content-Length: {e}")))?;
+        if length > MAX_RECORD {
+            return Err(err(format!("Content-Length {length} exceeds the {MAX_RECORD}-byte limit")));
+        }
+        let mut body = Vec::with_capacity(length as usize);
+        let got = self.source.reader().take(length).read_to_end(&mut body).map_err(|e| err(e.to_string()))?;
+        if (got as u64) < length {
+            return Err(err(format!("file ends inside the record body ({got} of {length} bytes)")));
+        }
+        Ok(Some(Record { offset, version: first.trim().to_string(), headers, body }))
+    }
+}
+
+impl Iterator for WarcReader {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_record() {
+            Ok(Some(r)) => Some(Item::Record(r)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                // Skipped data with a record found after it: go on. Anything else ends the file.
+                self.done = self.pending.is_none();
+                Some(Item::Error(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn records(path: &Path) -> (Vec<Record>, Vec<ReadError>) {
+        let mut recs = Vec::new();
+        let mut errs = Vec::new();
+        for item in open(path).unwrap() {
+            match item {
+                Item::Record(r) => recs.push(r),
+                Item::Error(e) => errs.push(e),
+            }
+        }
+        (recs, errs)
+    }
+
+    fn record_bytes(id: usize, body: &str) -> Vec<u8> {
+        format!("WARC/1.1\r\nWARC-Type: resource\r\nWARC-Record-ID: <urn:test:{id}>\r\nWARC-Target-URI: http://example.com/{id}\r\n  continued\r\nContent-Length: {}\r\n\r\n{body}\r\n\r\n", body.len()).into_bytes()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn plain_member_per_record_and_whole_file_gzip_read_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<Vec<u8>> = (0..3).map(|i| record_bytes(i, &"body ".repeat(i * 100 + 1))).collect();
+        let plain: Vec<u8> = recs.concat();
+        let members: Vec<Vec<u8>> = recs.iter().map(|r| gzip(r)).collect();
+        let files = [("plain.warc", plain.clone()), ("members.warc.gz", members.concat()), ("whole.warc.gz", gzip(&plain))];
+        for (name, bytes) in files {
+            let p = dir.path().join(name);
+            std::fs::write(&p, &bytes).unwrap();
+            let (rs, errs) = records(&p);
+            assert!(errs.is_empty(), "{name}: {errs:?}");
+            assert_eq!(rs.len(), 3, "{name}");
+            for (i, r) in rs.iter().enumerate() {
+                assert_eq!(r.body, "body ".repeat(i * 100 + 1).into_bytes(), "{name}");
+                assert_eq!(r.header("warc-record-id"), Some(format!("<urn:test:{i}>").as_str()));
+                assert_eq!(r.header("WARC-Target-URI"), Some(format!("http://example.com/{i} continued").as_str()));
+            }
+            let offsets: Vec<u64> = rs.iter().map(|r| r.offset).collect();
+            let want: Vec<u64> = match name {
+                "plain.warc" => recs.iter().scan(0, |o, r| { let s = *o; *o += r.len() as u64; Some(s) }).collect(),
+                "members.warc.gz" => members.iter().scan(0, |o, m| { let s = *o; *o += m.len() as u64; Some(s) }).collect(),
+                _ => vec![0, 0, 0],
+            };
+            assert_eq!(offsets, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn truncation_and_garbage_end_the_file_with_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = record_bytes(0, "complete");
+        let second = record_bytes(1, "this body will be cut short");
+        let mut cut = [good.clone(), second.clone()].concat();
+        cut.truncate(good.len() + second.len() - 10);
+        let p = dir.path().join("trunc.warc");
+        std::fs::write(&p, &cut).unwrap();
+        let (rs, errs) = records(&p);
+        assert_eq!(rs.len(), 1);
+        assert_eq!(errs, vec![ReadError { offset: good.len() as u64, message: errs[0].message.clone() }]);
+        assert!(errs[0].message.contains("record body"), "{}", errs[0].message);
+
+        // A corrupt gzip member after a good one.
+        let mut bytes = gzip(&good);
+        let at = bytes.len() as u64;
+        let mut bad = gzip(&second);
+        let mid = bad.len() / 2;
+        bad[mid..].iter_mut().for_each(|b| *b ^= 0x5a);
+        bytes.extend_from_slice(&bad);
+        let p = dir.path().join("corrupt.warc.gz");
+        std::fs::write(&p, &bytes).unwrap();
+        let (rs, errs) = records(&p);
+        assert_eq!(rs.len(), 1);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].offset, at, "{errs:?}");
+
+        // Not WARC at all.
+        let p = dir.path().join("x.warc");
+        std::fs::write(&p, b"<html>hello</html>\n").unwrap();
+        let (rs, errs) = records(&p);
+        assert!(rs.is_empty());
+        assert!(errs[0].message.contains("not a WARC record"), "{errs:?}");
+    }
+}

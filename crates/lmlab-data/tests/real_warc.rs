@@ -1,0 +1,104 @@
+//! WARC files from ../shared/data read against reference figures from warcio (the Python
+//! reader the Common Crawl tools use; counts, types and offsets as it reported them for these
+//! files). Where we read a file differently from warcio, the test says how and why.
+
+use std::path::{Path, PathBuf};
+
+use lmlab_data::warc::{open, Item, ReadError, Record};
+
+fn data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/warc");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: {} is absent", p.display());
+        None
+    }
+}
+
+fn read(path: &Path) -> (Vec<Record>, Vec<ReadError>) {
+    let mut recs = Vec::new();
+    let mut errs = Vec::new();
+    for item in open(path).unwrap() {
+        match item {
+            Item::Record(r) => recs.push(r),
+            Item::Error(e) => errs.push(e),
+        }
+    }
+    (recs, errs)
+}
+
+fn offsets(r: &[Record]) -> Vec<u64> {
+    r.iter().map(|r| r.offset).collect()
+}
+
+fn count(r: &[Record], ty: &str) -> usize {
+    r.iter().filter(|r| r.warc_type() == ty).count()
+}
+
+#[test]
+fn records_and_offsets_match_warcio() {
+    let Some(dir) = data() else { return };
+    // (file, offsets warcio reports)
+    let cases: [(&str, &[u64]); 10] = [
+        ("edge-cases/example.warc", &[0, 488, 1197, 2566, 3370, 4316]),
+        ("edge-cases/example.warc.gz", &[0, 353, 784, 2012, 2621, 3207]),
+        ("edge-cases/example-digest.warc", &[0, 922, 1840, 2758]),
+        ("edge-cases/example-iana.org-chunked.warc", &[0, 405, 8379]),
+        ("edge-cases/example-resource.warc.gz", &[0, 361, 802]),
+        ("edge-cases/example-space-in-target-uri.warc.gz", &[0, 241]),
+        ("edge-cases/example-wget-bad-target-uri.warc.gz", &[0, 410, 824, 1978, 2295, 2681]),
+        ("edge-cases/post-test.warc.gz", &[0, 720, 1196, 1919, 2395, 3118]),
+        ("whirlwind.warc.gz", &[0, 516, 1023, 18374]),
+        ("dolma-sample-0000.warc.gz", &[0, 441, 865, 15477, 15904, 24476, 24881, 30098]),
+    ];
+    for (name, want) in cases {
+        let (recs, errs) = read(&dir.join(name));
+        assert!(errs.is_empty(), "{name}: {errs:?}");
+        assert_eq!(&offsets(&recs)[..want.len()], want, "{name}");
+    }
+    let (ex, _) = read(&dir.join("edge-cases/example.warc"));
+    assert_eq!((count(&ex, "warcinfo"), count(&ex, "response"), count(&ex, "request"), count(&ex, "revisit")), (2, 1, 2, 1));
+    let (dolma, _) = read(&dir.join("dolma-sample-0000.warc.gz"));
+    assert_eq!(dolma.len(), 48);
+    assert_eq!(count(&dolma, "response"), 22, "all 22 responses of the dolma sample");
+    let (ww, _) = read(&dir.join("whirlwind.warc.gz"));
+    let resp = ww.iter().find(|r| r.warc_type() == "response").unwrap();
+    assert!(resp.target_uri().unwrap().contains("wikipedia.org"), "{:?}", resp.target_uri());
+    assert!(resp.body.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&resp.body[..40]));
+    // The space in this target URI is kept as written (warcio percent-encodes it on request).
+    let (sp, _) = read(&dir.join("edge-cases/example-space-in-target-uri.warc.gz"));
+    assert!(sp[1].target_uri().unwrap().contains(' '));
+}
+
+#[test]
+fn damaged_files_keep_what_precedes_the_damage() {
+    let Some(dir) = data() else { return };
+    // Garbage after the third record: warcio warns and goes on, and so do we, with an error
+    // naming the offset of the garbage.
+    let (recs, errs) = read(&dir.join("edge-cases/example-trunc.warc"));
+    assert_eq!(offsets(&recs), vec![0, 488, 1197, 2566]);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].offset, 2560);
+    // A record whose body runs on into the next gzip member: warcio stops after the first
+    // record; we read the members as one stream, so both records come out whole.
+    let (recs, errs) = read(&dir.join("edge-cases/example-wrong-chunks.warc.gz"));
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(offsets(&recs), vec![0, 1130]);
+    assert!(String::from_utf8_lossy(&recs[0].body).trim_end().ends_with("</html>"), "the body runs to the end of the page");
+    // Whole-file gzip (one member for all records): warcio refuses after the first record; the
+    // data pipeline must read these, and all six records are there.
+    for name in ["edge-cases/example-bad-non-chunked.warc.gz", "edge-cases/example-bad.warc.gz.bad"] {
+        let (recs, errs) = read(&dir.join(name));
+        assert!(errs.is_empty(), "{name}: {errs:?}");
+        assert_eq!(recs.len(), 6, "{name}");
+    }
+    // ARC files (WARC's predecessor) are not read yet: one error at offset 0, no panic.
+    for name in ["edge-cases/bad.arc", "edge-cases/example.arc", "edge-cases/example.arc.gz", "edge-cases/example-space-in-url.arc"] {
+        let (recs, errs) = read(&dir.join(name));
+        assert!(recs.is_empty(), "{name}");
+        assert_eq!(errs.len(), 1, "{name}");
+        assert_eq!(errs[0].offset, 0);
+        assert!(errs[0].message.contains("not a WARC record"), "{name}: {}", errs[0].message);
+    }
+}

@@ -102,3 +102,26 @@ fn damaged_files_keep_what_precedes_the_damage() {
         assert!(errs[0].message.contains("not a WARC record"), "{name}: {}", errs[0].message);
     }
 }
+
+#[test]
+fn http_payloads_match_warcio() {
+    use lmlab_data::http::{decode_text, parse_response};
+    let Some(dir) = data() else { return };
+    // Payload sizes warcio's content_stream() gives (chunking and content encoding undone).
+    let dolma: [usize; 22] = [
+        87229, 27203, 11123, 6131, 9346, 14041, 15491, 56016, 25178, 24670, 8984, 24922, 12293, 19544, 30610, 97384, 8999, 12024, 20777, 15973,
+        11562, 202463,
+    ];
+    let sizes = |name: &str| -> Vec<usize> {
+        read(&dir.join(name)).0.iter().filter(|r| r.warc_type() == "response").map(|r| parse_response(&r.body).unwrap().payload.len()).collect()
+    };
+    assert_eq!(sizes("dolma-sample-0000.warc.gz"), dolma);
+    assert_eq!(sizes("whirlwind.warc.gz"), vec![72848]);
+    assert_eq!(sizes("edge-cases/example-iana.org-chunked.warc"), vec![7223]);
+    // The whirlwind page is an Aragonese Wikipedia article in UTF-8.
+    let (ww, _) = read(&dir.join("whirlwind.warc.gz"));
+    let resp = parse_response(&ww.iter().find(|r| r.warc_type() == "response").unwrap().body).unwrap();
+    let (text, enc) = decode_text(&resp.payload, resp.content_type());
+    assert_eq!(enc, "UTF-8");
+    assert!(text.contains("<html") && text.contains("Wikipedia"), "{}", &text[..200]);
+}

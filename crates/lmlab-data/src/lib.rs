@@ -2,11 +2,13 @@
 //!
 //! What it does so far: reads WARC files record by record with byte offsets and recoverable
 //! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
-//! and text decoded by the declared charset ([`http`]). The rest of the pipeline (HTML extraction, language identification,
+//! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
+//! ([`extract`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
 //! What it does not do: tokenization or training.
 
+pub mod extract;
 pub mod http;
 pub mod warc;

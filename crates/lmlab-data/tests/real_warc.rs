@@ -125,3 +125,48 @@ fn http_payloads_match_warcio() {
     assert_eq!(enc, "UTF-8");
     assert!(text.contains("<html") && text.contains("Wikipedia"), "{}", &text[..200]);
 }
+
+#[test]
+fn whirlwind_main_text_against_common_crawls_wet() {
+    use lmlab_data::extract::main_text;
+    use lmlab_data::http::{decode_text, parse_response};
+    let Some(dir) = data() else { return };
+    let (ww, _) = read(&dir.join("whirlwind.warc.gz"));
+    let resp = parse_response(&ww.iter().find(|r| r.warc_type() == "response").unwrap().body).unwrap();
+    let (html, _) = decode_text(&resp.payload, resp.content_type());
+    let ours = main_text(&html);
+    let (wet, _) = read(&dir.join("whirlwind.warc.wet.gz"));
+    let cc = String::from_utf8(wet.iter().find(|r| r.warc_type() == "conversion").unwrap().body.clone()).unwrap();
+
+    // Precision: what we keep is text Common Crawl also found on the page.
+    let cc_words: std::collections::HashSet<&str> = cc.split_whitespace().collect();
+    let our_words: Vec<&str> = ours.split_whitespace().collect();
+    let shared = our_words.iter().filter(|w| cc_words.contains(*w)).count();
+    let precision = shared as f64 / our_words.len() as f64;
+    if std::env::var_os("LMLAB_SHOW").is_some() { eprintln!("{ours}"); }
+    eprintln!("ours {} words / {} chars, Common Crawl's {} words / {} chars; {:.1}% of ours in theirs", our_words.len(), ours.len(), cc.split_whitespace().count(), cc.len(), precision * 100.0);
+    assert!(precision >= 0.95, "{:.3}", precision);
+
+    // Recall of the article: every paragraph of the body is in ours.
+    let doc = scraper::Html::parse_document(&html);
+    let sel = scraper::Selector::parse("#mw-content-text p").unwrap();
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let ours_flat = squash(&ours);
+    let mut paragraphs = 0;
+    for p in doc.select(&sel) {
+        let text = squash(&p.text().collect::<String>());
+        if text.is_empty() {
+            continue;
+        }
+        paragraphs += 1;
+        assert!(ours_flat.contains(&text), "paragraph missing: {text:?}");
+    }
+    assert!(paragraphs >= 4, "only {paragraphs} paragraphs found");
+
+    // The navigation and the 32 language links are gone, so ours is clearly shorter.
+    for gone in ["Menú principal", "Ferramientas personals", "32 idiomas", "Brezhoneg", "Winaray", "Нохчийн", "Descargar como PDF", "Politica de privacidat"] {
+        assert!(!ours.contains(gone), "{gone:?} is still there");
+        assert!(cc.contains(gone), "{gone:?} should be in Common Crawl's text");
+    }
+    assert!((ours.len() as f64) < 0.8 * cc.len() as f64, "ours {} vs theirs {} chars", ours.len(), cc.len());
+}

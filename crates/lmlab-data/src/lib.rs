@@ -3,7 +3,7 @@
 //! What it does so far: reads WARC files record by record with byte offsets and recoverable
 //! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
-//! ([`extract`]). The rest of the pipeline (HTML extraction, language identification,
+//! ([`extract`]), and document quality filters with FineWeb's thresholds ([`quality`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
@@ -11,4 +11,5 @@
 
 pub mod extract;
 pub mod http;
+pub mod quality;
 pub mod warc;

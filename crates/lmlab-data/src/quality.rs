@@ -1,0 +1,361 @@
+//! Document quality filters with FineWeb's published thresholds: Gopher quality and Gopher
+//! repetition (Rae et al. 2021, table A1) and FineWeb's own rules, computed the way datatrove
+//! computes them. Each check returns `Err(rule)` naming the first rule a document breaks; the
+//! rule names are datatrove's, so rejection counts compare across the two tools.
+//!
+//! Words: datatrove splits English with NLTK's tokenizer; here a word is a run of letters,
+//! digits, apostrophes and joining marks, and every other non-space character is a word of its
+//! own (so "end." is two words, as in NLTK). Counts can differ from datatrove's on unusual
+//! punctuation, not on ordinary prose.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+/// A word split: letters/digits (with inner apostrophes) or single punctuation characters.
+pub fn words(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let is_word_char = |c: char| c.is_alphanumeric() || c == '\'' || c == '’' || c == '_';
+    for (i, c) in text.char_indices() {
+        if is_word_char(c) {
+            start.get_or_insert(i);
+            continue;
+        }
+        if let Some(s) = start.take() {
+            out.push(&text[s..i]);
+        }
+        if !c.is_whitespace() {
+            out.push(&text[i..i + c.len_utf8()]);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
+}
+
+fn is_punctuation_word(w: &str) -> bool {
+    w.chars().all(|c| !c.is_alphanumeric())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GopherQuality {
+    pub min_doc_words: usize,
+    pub max_doc_words: usize,
+    pub min_avg_word_length: f64,
+    pub max_avg_word_length: f64,
+    pub max_symbol_word_ratio: f64,
+    pub max_bullet_lines_ratio: f64,
+    pub max_ellipsis_lines_ratio: f64,
+    /// At least this share of words must contain a letter.
+    pub min_alpha_words_ratio: f64,
+    pub min_stop_words: usize,
+    pub stop_words: Vec<String>,
+}
+
+impl Default for GopherQuality {
+    fn default() -> Self {
+        Self {
+            min_doc_words: 50,
+            max_doc_words: 100_000,
+            min_avg_word_length: 3.0,
+            max_avg_word_length: 10.0,
+            max_symbol_word_ratio: 0.1,
+            max_bullet_lines_ratio: 0.9,
+            max_ellipsis_lines_ratio: 0.3,
+            min_alpha_words_ratio: 0.8,
+            min_stop_words: 2,
+            stop_words: ["the", "be", "to", "of", "and", "that", "have", "with"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl GopherQuality {
+    pub fn check(&self, text: &str) -> Result<(), &'static str> {
+        let ws = words(text);
+        let content: Vec<&str> = ws.iter().copied().filter(|w| !is_punctuation_word(w)).collect();
+        if content.len() < self.min_doc_words {
+            return Err("gopher_short_doc");
+        }
+        if content.len() > self.max_doc_words {
+            return Err("gopher_long_doc");
+        }
+        let avg = content.iter().map(|w| w.chars().count()).sum::<usize>() as f64 / content.len() as f64;
+        if avg < self.min_avg_word_length {
+            return Err("gopher_below_avg_threshold");
+        }
+        if avg > self.max_avg_word_length {
+            return Err("gopher_above_avg_threshold");
+        }
+        let n = ws.len() as f64;
+        if text.matches('#').count() as f64 / n > self.max_symbol_word_ratio {
+            return Err("gopher_too_many_hashes");
+        }
+        if (text.matches("...").count() + text.matches('…').count()) as f64 / n > self.max_symbol_word_ratio {
+            return Err("gopher_too_many_ellipsis");
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let nl = lines.len().max(1) as f64;
+        let bullets = lines.iter().filter(|l| l.trim_start().starts_with(['•', '-'])).count();
+        if bullets as f64 / nl > self.max_bullet_lines_ratio {
+            return Err("gopher_too_many_bullets");
+        }
+        let ellipsis = lines.iter().filter(|l| l.trim_end().ends_with("...") || l.trim_end().ends_with('…')).count();
+        if ellipsis as f64 / nl > self.max_ellipsis_lines_ratio {
+            return Err("gopher_too_many_end_ellipsis");
+        }
+        let alpha = ws.iter().filter(|w| w.chars().any(char::is_alphabetic)).count();
+        if (alpha as f64) / n < self.min_alpha_words_ratio {
+            return Err("gopher_below_alpha_threshold");
+        }
+        let stops: HashSet<&str> = self.stop_words.iter().map(String::as_str).collect();
+        if ws.iter().filter(|w| stops.contains(*w)).count() < self.min_stop_words {
+            return Err("gopher_enough_stop_words");
+        }
+        Ok(())
+    }
+}
+
+/// (count, characters) of the elements that repeat an earlier one.
+fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize) {
+    let mut seen = HashSet::new();
+    let (mut n, mut chars) = (0, 0);
+    for it in items {
+        if !seen.insert(it) {
+            n += 1;
+            chars += it.chars().count();
+        }
+    }
+    (n, chars)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GopherRepetition {
+    pub dup_line_frac: f64,
+    pub dup_para_frac: f64,
+    pub dup_line_char_frac: f64,
+    pub dup_para_char_frac: f64,
+    /// (n, max share of characters in the most frequent n-gram).
+    pub top_n_grams: Vec<(usize, f64)>,
+    /// (n, max share of characters in repeated n-grams).
+    pub dup_n_grams: Vec<(usize, f64)>,
+}
+
+impl Default for GopherRepetition {
+    fn default() -> Self {
+        Self {
+            dup_line_frac: 0.3,
+            dup_para_frac: 0.3,
+            dup_line_char_frac: 0.2,
+            dup_para_char_frac: 0.2,
+            top_n_grams: vec![(2, 0.2), (3, 0.18), (4, 0.16)],
+            dup_n_grams: vec![(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        }
+    }
+}
+
+impl GopherRepetition {
+    pub fn check(&self, text: &str) -> Result<(), &'static str> {
+        let len = text.chars().count().max(1) as f64;
+        let trimmed = text.trim();
+        let paragraphs: Vec<&str> = split_blank_runs(trimmed);
+        let (n, chars) = duplicates(paragraphs.iter().copied());
+        if n as f64 / paragraphs.len().max(1) as f64 > self.dup_para_frac {
+            return Err("dup_para_frac");
+        }
+        if chars as f64 / len > self.dup_para_char_frac {
+            return Err("dup_para_char_frac");
+        }
+        // Lines split at runs of newlines, as datatrove does (empty pieces only at the ends).
+        let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
+        let (n, chars) = duplicates(lines.iter().copied());
+        if n as f64 / lines.len().max(1) as f64 > self.dup_line_frac {
+            return Err("dup_line_frac");
+        }
+        if chars as f64 / len > self.dup_line_char_frac {
+            return Err("dup_line_char_frac");
+        }
+        let ws = words(text);
+        for &(n, frac) in &self.top_n_grams {
+            if ws.len() < n {
+                continue;
+            }
+            let mut counts: HashMap<&[&str], usize> = HashMap::new();
+            for g in ws.windows(n) {
+                *counts.entry(g).or_default() += 1;
+            }
+            // The most frequent n-gram (ties: the longest), its characters with single spaces.
+            let top = counts.iter().map(|(g, c)| (*c, g.iter().map(|w| w.chars().count()).sum::<usize>() + n - 1)).max().unwrap_or((0, 0));
+            if (top.0 * top.1) as f64 / len > frac {
+                return Err(match n {
+                    2 => "top_2_gram",
+                    3 => "top_3_gram",
+                    4 => "top_4_gram",
+                    _ => "top_n_gram",
+                });
+            }
+        }
+        for &(n, frac) in &self.dup_n_grams {
+            if repeated_ngram_chars(&ws, n) as f64 / len > frac {
+                return Err(match n {
+                    5 => "duplicated_5_n_grams",
+                    6 => "duplicated_6_n_grams",
+                    7 => "duplicated_7_n_grams",
+                    8 => "duplicated_8_n_grams",
+                    9 => "duplicated_9_n_grams",
+                    10 => "duplicated_10_n_grams",
+                    _ => "duplicated_n_grams",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Paragraphs: the text split at runs of two or more newlines.
+fn split_blank_runs(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("\n\n") {
+        out.push(&rest[..i]);
+        rest = rest[i..].trim_start_matches('\n');
+    }
+    out.push(rest);
+    out
+}
+
+/// Characters (words joined without spaces) in n-grams that repeat an earlier one, skipping
+/// over a repeated n-gram so overlapping repeats are not counted twice (datatrove's rule).
+fn repeated_ngram_chars(ws: &[&str], n: usize) -> usize {
+    let mut seen: HashSet<&[&str]> = HashSet::new();
+    let (mut chars, mut i) = (0, 0);
+    while i + n <= ws.len() {
+        let g = &ws[i..i + n];
+        if seen.contains(g) {
+            chars += g.iter().map(|w| w.chars().count()).sum::<usize>();
+            i += n;
+        } else {
+            seen.insert(g);
+            i += 1;
+        }
+    }
+    chars
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FineWebQuality {
+    /// More than this share of lines must end in terminal punctuation.
+    pub line_punct_thr: f64,
+    pub short_line_thr: f64,
+    pub short_line_length: usize,
+    pub char_duplicates_ratio: f64,
+    pub new_line_ratio: f64,
+}
+
+impl Default for FineWebQuality {
+    fn default() -> Self {
+        Self { line_punct_thr: 0.12, short_line_thr: 0.67, short_line_length: 30, char_duplicates_ratio: 0.01, new_line_ratio: 0.3 }
+    }
+}
+
+impl FineWebQuality {
+    pub fn check(&self, text: &str) -> Result<(), &'static str> {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let nl = lines.len() as f64;
+        let punct = lines.iter().filter(|l| l.ends_with(['.', '\'', '"', '!', '?'])).count() as f64 / nl;
+        if punct <= self.line_punct_thr {
+            return Err("line_punct_ratio");
+        }
+        let short = lines.iter().filter(|l| l.chars().count() <= self.short_line_length).count() as f64 / nl;
+        if short >= self.short_line_thr {
+            return Err("short_line_ratio");
+        }
+        let (_, dup_chars) = duplicates(lines.iter().copied().filter(|l| !l.trim().is_empty()));
+        let body = text.chars().filter(|&c| c != '\n').count().max(1);
+        if dup_chars as f64 / body as f64 >= self.char_duplicates_ratio {
+            return Err("char_dup_ratio");
+        }
+        let n_words = words(text).len().max(1);
+        if text.matches('\n').count() as f64 / n_words as f64 > self.new_line_ratio {
+            return Err("list_ratio");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROSE: &str = "The river runs through the old town, and the people who live there have always loved it. \
+        Every spring the water rises with the melting snow, and the fishermen wait for the best days to go out. \
+        Children play on the banks while their parents talk about the weather and the prices at the market. \
+        In the evening the lights of the houses shine on the water, and the town seems quieter than it is.";
+
+    #[test]
+    fn words_split_punctuation_like_nltk() {
+        assert_eq!(words("Hello, world... it's 3.5!"), vec!["Hello", ",", "world", ".", ".", ".", "it's", "3", ".", "5", "!"]);
+        assert_eq!(words("中文 text"), vec!["中文", "text"]);
+    }
+
+    #[test]
+    fn gopher_quality_keeps_prose_and_names_each_rule() {
+        let g = GopherQuality::default();
+        assert_eq!(g.check(PROSE), Ok(()));
+        assert_eq!(g.check("Too short to be a page."), Err("gopher_short_doc"));
+        let tiny = "a b c d e f g h i j ".repeat(10);
+        assert_eq!(g.check(&tiny), Err("gopher_below_avg_threshold"));
+        let hashes = format!("{PROSE} {}", "#tag ".repeat(20));
+        assert_eq!(g.check(&hashes), Err("gopher_too_many_hashes"));
+        let bullets: String = (0..60).map(|i| format!("- item number {i} of the list\n")).collect();
+        assert_eq!(g.check(&bullets), Err("gopher_too_many_bullets"));
+        let no_stops = "Alpha beta gamma delta epsilon zeta theta iota kappa lambda. ".repeat(6);
+        assert_eq!(g.check(&no_stops), Err("gopher_enough_stop_words"));
+        let numbers = format!("{} the and {}", "12345 ".repeat(60), "river town water ".repeat(4));
+        assert_eq!(g.check(&numbers), Err("gopher_below_alpha_threshold"));
+    }
+
+    #[test]
+    fn gopher_repetition_catches_repeats_at_each_scale() {
+        let r = GopherRepetition::default();
+        assert_eq!(r.check(PROSE), Ok(()));
+        let para = "Buy cheap watches online today, best prices guaranteed for every customer.";
+        let repeated = [para; 5].join("\n\n");
+        assert_eq!(r.check(&repeated), Err("dup_para_frac"));
+        let lines = format!("{PROSE}\nclick here\nclick here\nclick here\nclick here");
+        assert_eq!(r.check(&lines), Err("dup_line_frac"));
+        let spam = format!("{PROSE} {}", "cheap pills ".repeat(30));
+        assert_eq!(r.check(&spam), Err("top_2_gram"));
+        // Repeated 5-grams inside one long line.
+        let looped = format!("{} {}", PROSE, "one two three four five six seven eight nine ten eleven ".repeat(8));
+        assert!(r.check(&looped).is_err());
+    }
+
+    #[test]
+    fn datatrove_repeated_ngram_counting_skips_over_a_repeat() {
+        // "a b a b a b" with n=2: (a b) new, (b a) new, (a b) repeat -> +2, skip to index 4:
+        // (a b) repeat -> +2.
+        assert_eq!(repeated_ngram_chars(&["a", "b", "a", "b", "a", "b"], 2), 4);
+        assert_eq!(repeated_ngram_chars(&["a", "b", "c"], 2), 0);
+    }
+
+    #[test]
+    fn fineweb_rules() {
+        let f = FineWebQuality::default();
+        let doc = PROSE.replace(". ", ".\n");
+        assert_eq!(f.check(&doc), Ok(()));
+        let no_punct = "a line without an ending\nanother one without it\nand a third line here";
+        assert_eq!(f.check(no_punct), Err("line_punct_ratio"));
+        let short = "Home.\nAbout.\nContact.\nA much longer line that ends a sentence properly.";
+        assert_eq!(f.check(short), Err("short_line_ratio"));
+        let dup = format!("{doc}\nThe river runs through the old town, and the people who live there have always loved it.");
+        assert_eq!(f.check(&dup), Err("char_dup_ratio"));
+        // Long lines (not "short"), each a unique three-word item: a list, not prose.
+        let list: String = (0..20).map(|i| format!("Pneumonoultramicroscopic{i} silicovolcanoconiosis.\n")).collect();
+        assert_eq!(f.check(&list), Err("list_ratio"));
+    }
+}

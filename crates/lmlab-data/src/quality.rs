@@ -287,6 +287,114 @@ impl FineWebQuality {
     }
 }
 
+/// Line counts of what [`C4Quality::apply`] removed, by rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct C4LineStats {
+    pub kept: usize,
+    pub too_long_word: usize,
+    pub no_terminal_punct: usize,
+    pub too_few_words: usize,
+    pub javascript: usize,
+    pub policy: usize,
+}
+
+/// C4's rules (Raffel et al. 2020) as datatrove applies them: lines are dropped for a word over
+/// 1000 characters, no terminal punctuation (FineWeb turns this one off), fewer than 3 words,
+/// "javascript", or cookie/terms-of-use phrases; Wikipedia-style citations are cut; a page is
+/// dropped for "lorem ipsum", a curly bracket, or fewer than 5 sentences left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct C4Quality {
+    pub filter_no_terminal_punct: bool,
+    pub min_num_sentences: usize,
+    pub min_words_per_line: usize,
+    pub max_word_length: usize,
+}
+
+impl Default for C4Quality {
+    /// FineWeb's configuration (terminal punctuation not required).
+    fn default() -> Self {
+        Self { filter_no_terminal_punct: false, min_num_sentences: 5, min_words_per_line: 3, max_word_length: 1000 }
+    }
+}
+
+const POLICY_PHRASES: [&str; 6] = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"];
+
+/// Removes "[12]", "[edit]" and "[citation needed]".
+fn remove_citations(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let close = after.find(']');
+        let inner = close.map(|c| &after[..c]);
+        match inner {
+            Some(t) if t.chars().all(|c| c.is_ascii_digit()) || t == "edit" || t == "citation needed" => rest = &after[close.unwrap() + 1..],
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Sentences in a line: runs ending in . ! or ? (at least one for a non-empty line).
+fn sentence_count(line: &str) -> usize {
+    let chars: Vec<char> = line.chars().collect();
+    let ends = chars.iter().enumerate().filter(|(i, c)| matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace())).count();
+    ends.max(1)
+}
+
+impl C4Quality {
+    /// The page with its bad lines removed, or the rule that drops the whole page.
+    pub fn apply(&self, text: &str, stats: &mut C4LineStats) -> Result<String, &'static str> {
+        let mut kept: Vec<String> = Vec::new();
+        let mut sentences = 0;
+        for line in text.lines() {
+            let line = line.trim();
+            let n_words = line.split_whitespace().count();
+            if line.split_whitespace().any(|w| w.chars().count() > self.max_word_length) {
+                stats.too_long_word += 1;
+                continue;
+            }
+            let line = remove_citations(line);
+            if self.filter_no_terminal_punct && (!line.ends_with(['.', '?', '!', '"', '\'']) || line.ends_with("...")) {
+                stats.no_terminal_punct += 1;
+                continue;
+            }
+            if n_words < self.min_words_per_line {
+                stats.too_few_words += 1;
+                continue;
+            }
+            let lower = line.to_lowercase();
+            if lower.contains("lorem ipsum") {
+                return Err("lorem_ipsum");
+            }
+            if lower.contains("javascript") {
+                stats.javascript += 1;
+                continue;
+            }
+            if line.contains('{') {
+                return Err("curly_bracket");
+            }
+            if POLICY_PHRASES.iter().any(|p| lower.contains(p)) {
+                stats.policy += 1;
+                continue;
+            }
+            sentences += sentence_count(&line);
+            stats.kept += 1;
+            kept.push(line);
+        }
+        if sentences < self.min_num_sentences {
+            return Err("too_few_sentences");
+        }
+        Ok(kept.join("\n").trim().to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +449,24 @@ mod tests {
         // (a b) repeat -> +2.
         assert_eq!(repeated_ngram_chars(&["a", "b", "a", "b", "a", "b"], 2), 4);
         assert_eq!(repeated_ngram_chars(&["a", "b", "c"], 2), 0);
+    }
+
+    #[test]
+    fn c4_drops_lines_and_pages_by_its_rules() {
+        let c4 = C4Quality::default();
+        let mut st = C4LineStats::default();
+        let page = "Menu\nThe river runs through the town.[3] It is old.\nPlease enable JavaScript to view this page.\nThis site uses cookies to improve things.\nFishermen wait for spring. The water rises. Children play[citation needed] on the banks.";
+        let out = c4.apply(page, &mut st).unwrap();
+        assert_eq!(out, "The river runs through the town. It is old.\nFishermen wait for spring. The water rises. Children play on the banks.");
+        assert_eq!(st, C4LineStats { kept: 2, too_few_words: 1, javascript: 1, policy: 1, ..Default::default() });
+        assert_eq!(c4.apply("One sentence only here.", &mut st), Err("too_few_sentences"));
+        assert_eq!(c4.apply(&format!("{page}\nvar x = {{ a: 1 }} is code here."), &mut st), Err("curly_bracket"));
+        assert_eq!(c4.apply(&format!("Lorem ipsum dolor sit amet.\n{page}"), &mut st), Err("lorem_ipsum"));
+        // With C4's original terminal-punctuation rule, lines without an ending go too.
+        let strict = C4Quality { filter_no_terminal_punct: true, min_num_sentences: 1, ..Default::default() };
+        let mut st = C4LineStats::default();
+        assert_eq!(strict.apply("A line without an ending\nA line with one.", &mut st).unwrap(), "A line with one.");
+        assert_eq!(st.no_terminal_punct, 1);
     }
 
     #[test]

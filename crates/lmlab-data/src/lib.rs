@@ -3,7 +3,8 @@
 //! What it does so far: reads WARC files record by record with byte offsets and recoverable
 //! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
-//! ([`extract`]), and document quality filters with FineWeb's thresholds ([`quality`]). The rest of the pipeline (HTML extraction, language identification,
+//! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
+//! personal-data scrubbing ([`pii`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
@@ -11,5 +12,6 @@
 
 pub mod extract;
 pub mod http;
+pub mod pii;
 pub mod quality;
 pub mod warc;

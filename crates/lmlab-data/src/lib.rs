@@ -4,7 +4,7 @@
 //! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
 //! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
-//! personal-data scrubbing ([`pii`]). The rest of the pipeline (HTML extraction, language identification,
+//! personal-data scrubbing ([`pii`]), and language identification ([`langid`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
@@ -12,6 +12,7 @@
 
 pub mod extract;
 pub mod http;
+pub mod langid;
 pub mod pii;
 pub mod quality;
 pub mod warc;

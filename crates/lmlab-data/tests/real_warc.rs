@@ -169,4 +169,9 @@ fn whirlwind_main_text_against_common_crawls_wet() {
         assert!(cc.contains(gone), "{gone:?} should be in Common Crawl's text");
     }
     assert!((ours.len() as f64) < 0.8 * cc.len() as f64, "ours {} vs theirs {} chars", ours.len(), cc.len());
+
+    // Aragonese is not among whatlang's languages; like Common Crawl's own identifier
+    // (WARC-Identified-Content-Language: spa) it takes the page for Spanish.
+    assert_eq!(wet.iter().find(|r| r.warc_type() == "conversion").unwrap().header("WARC-Identified-Content-Language"), Some("spa"));
+    assert_eq!(lmlab_data::langid::detect(&ours).unwrap().lang, "spa");
 }

@@ -4,12 +4,14 @@
 //! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
 //! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
-//! personal-data scrubbing ([`pii`]), and language identification ([`langid`]). The rest of the pipeline (HTML extraction, language identification,
+//! personal-data scrubbing ([`pii`]), language identification ([`langid`]), and exact and
+//! MinHash near-duplicate removal ([`dedup`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
 //! What it does not do: tokenization or training.
 
+pub mod dedup;
 pub mod extract;
 pub mod http;
 pub mod langid;

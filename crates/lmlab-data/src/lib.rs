@@ -5,7 +5,7 @@
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
 //! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
 //! personal-data scrubbing ([`pii`]), language identification ([`langid`]), and exact and
-//! MinHash near-duplicate removal ([`dedup`]). The rest of the pipeline (HTML extraction, language identification,
+//! MinHash near-duplicate removal ([`dedup`]), and the URL blocklist ([`urlfilter`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
@@ -17,4 +17,5 @@ pub mod http;
 pub mod langid;
 pub mod pii;
 pub mod quality;
+pub mod urlfilter;
 pub mod warc;

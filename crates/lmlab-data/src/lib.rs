@@ -1,6 +1,7 @@
 //! lmlab-data: from a web crawl to training text.
 //!
-//! What it does so far: reads WARC files record by record with byte offsets and recoverable
+//! What it does so far: reads every input format as one stream of documents ([`input`]: WARC,
+//! WET, JSONL plain/gzip/zstd, text files, folders), WARC files record by record with byte offsets and recoverable
 //! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
 //! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
@@ -14,6 +15,7 @@
 pub mod dedup;
 pub mod extract;
 pub mod http;
+pub mod input;
 pub mod langid;
 pub mod pii;
 pub mod quality;

@@ -175,3 +175,19 @@ fn whirlwind_main_text_against_common_crawls_wet() {
     assert_eq!(wet.iter().find(|r| r.warc_type() == "conversion").unwrap().header("WARC-Identified-Content-Language"), Some("spa"));
     assert_eq!(lmlab_data::langid::detect(&ours).unwrap().lang, "spa");
 }
+
+#[test]
+fn input_stream_reads_warc_responses_and_wet_conversions() {
+    use lmlab_data::input::{read_file, Content, InputItem};
+    let Some(dir) = data() else { return };
+    let docs = |name: &str| -> Vec<lmlab_data::input::Doc> {
+        read_file(&dir.join(name)).filter_map(|i| if let InputItem::Doc(d) = i { Some(d) } else { None }).collect()
+    };
+    let dolma = docs("dolma-sample-0000.warc.gz");
+    assert_eq!(dolma.len(), 22, "one document per response record");
+    assert!(dolma.iter().all(|d| matches!(d.content, Content::Http(_)) && d.url.is_some()));
+    let wet = docs("whirlwind.warc.wet.gz");
+    assert_eq!(wet.len(), 1);
+    assert_eq!(wet[0].url.as_deref(), Some("https://an.wikipedia.org/wiki/Escopete"));
+    assert!(matches!(&wet[0].content, Content::Text(t) if t.contains("Escopete ye un municipio")));
+}

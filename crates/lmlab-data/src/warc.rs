@@ -12,7 +12,6 @@
 //! member a record came from, and stops with an opaque error on the truncated and corrupt
 //! files Common Crawl readers must survive. Decompression is flate2's.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -92,17 +91,20 @@ impl<R: BufRead> BufRead for Counting<R> {
     }
 }
 
+/// Any byte source the reader can take.
+type Input = Box<dyn Read + Send>;
+
 /// The decompressed bytes of consecutive gzip members, with the offset of the member being read.
 struct Members {
-    decoder: Option<GzDecoder<Counting<BufReader<File>>>>,
+    decoder: Option<GzDecoder<Counting<BufReader<Input>>>>,
     member_start: u64,
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl Members {
-    fn new(file: File) -> Self {
-        let src = Counting { inner: BufReader::new(file), consumed: 0 };
+    fn new(input: Input) -> Self {
+        let src = Counting { inner: BufReader::new(input), consumed: 0 };
         Self { decoder: Some(GzDecoder::new(src)), member_start: 0, buf: Vec::new(), pos: 0 }
     }
 }
@@ -150,7 +152,7 @@ impl BufRead for Members {
 }
 
 enum Source {
-    Plain(Counting<BufReader<File>>),
+    Plain(Counting<BufReader<Input>>),
     Gzip(Members),
 }
 
@@ -185,12 +187,23 @@ pub struct WarcReader {
 
 /// Opens `path`, detecting gzip by its magic bytes.
 pub fn open(path: &Path) -> Result<WarcReader> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).with_context(|| format!("reading {}", path.display()))?;
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let source = if n == 2 && magic == [0x1f, 0x8b] { Source::Gzip(Members::new(f)) } else { Source::Plain(Counting { inner: BufReader::new(f), consumed: 0 }) };
-    Ok(WarcReader { source, done: false, pending: None })
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(from_reader(Box::new(f), n == 2 && magic == [0x1f, 0x8b]))
+}
+
+/// Reads WARC records from any byte source (`gzip`: the source is gzip members).
+pub fn from_reader(input: Box<dyn Read + Send>, gzip: bool) -> WarcReader {
+    let source = if gzip { Source::Gzip(Members::new(input)) } else { Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 }) };
+    WarcReader { source, done: false, pending: None }
+}
+
+/// Reads WARC records from bytes in memory, detecting gzip by its magic bytes.
+pub fn from_bytes(bytes: Vec<u8>) -> WarcReader {
+    let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+    from_reader(Box::new(std::io::Cursor::new(bytes)), gzip)
 }
 
 /// One line without its line ending; None at end of input.

@@ -6,7 +6,8 @@
 //! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
 //! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
 //! personal-data scrubbing ([`pii`]), language identification ([`langid`]), and exact and
-//! MinHash near-duplicate removal ([`dedup`]), and the URL blocklist ([`urlfilter`]). The rest of the pipeline (HTML extraction, language identification,
+//! MinHash near-duplicate removal ([`dedup`]), the URL blocklist ([`urlfilter`]), and the
+//! per-document chain of all of them with counts per stage and rule ([`pipeline`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
@@ -18,6 +19,7 @@ pub mod http;
 pub mod input;
 pub mod langid;
 pub mod pii;
+pub mod pipeline;
 pub mod quality;
 pub mod urlfilter;
 pub mod warc;

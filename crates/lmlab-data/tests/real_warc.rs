@@ -191,3 +191,27 @@ fn input_stream_reads_warc_responses_and_wet_conversions() {
     assert_eq!(wet[0].url.as_deref(), Some("https://an.wikipedia.org/wiki/Escopete"));
     assert!(matches!(&wet[0].content, Content::Text(t) if t.contains("Escopete ye un municipio")));
 }
+
+#[test]
+fn dolma_sample_through_the_pipeline() {
+    use lmlab_data::input::{read_file, InputItem};
+    use lmlab_data::pipeline::{Outcome, Pipeline, PipelineConfig};
+    use lmlab_data::urlfilter::UrlBlocklist;
+    let Some(dir) = data() else { return };
+    let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default());
+    let mut kept = Vec::new();
+    for item in read_file(&dir.join("dolma-sample-0000.warc.gz")) {
+        if let InputItem::Doc(d) = item {
+            if let Outcome::Kept { text, .. } = p.process(&d) {
+                kept.push(text);
+            }
+        }
+    }
+    let c = &p.counts;
+    eprintln!("{}", serde_json::to_string_pretty(c).unwrap());
+    assert_eq!(c.documents, 22);
+    let removed: u64 = c.removed.values().flat_map(|r| r.values()).sum();
+    assert_eq!(c.kept + removed, 22, "every document is kept or removed by a named rule");
+    assert_eq!(kept.len() as u64, c.kept);
+    assert!(c.kept >= 1, "some pages of the sample are clean English prose");
+}

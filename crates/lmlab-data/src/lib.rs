@@ -21,5 +21,6 @@ pub mod langid;
 pub mod pii;
 pub mod pipeline;
 pub mod quality;
+pub mod shards;
 pub mod urlfilter;
 pub mod warc;

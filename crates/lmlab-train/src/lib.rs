@@ -16,7 +16,8 @@ pub mod optim;
 pub mod pretrain;
 pub mod schedule;
 pub mod seq2seq;
-pub mod shards;
+/// The token shard format lives with the data pipeline that writes it.
+pub use lmlab_data::shards;
 
 pub use config::{Preset, TrainConfig};
 pub use pretrain::{pretrain, PretrainOptions, PretrainReport};

@@ -7,7 +7,8 @@
 //! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
 //! personal-data scrubbing ([`pii`]), language identification ([`langid`]), and exact and
 //! MinHash near-duplicate removal ([`dedup`]), the URL blocklist ([`urlfilter`]), and the
-//! per-document chain of all of them with counts per stage and rule ([`pipeline`]). The rest of the pipeline (HTML extraction, language identification,
+//! per-document chain of all of them with counts per stage and rule ([`pipeline`]), and the
+//! whole run from inputs to token shards, manifest, rejections and data card ([`prepare`]). The rest of the pipeline (HTML extraction, language identification,
 //! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
 //! progress.
 //!
@@ -20,6 +21,7 @@ pub mod input;
 pub mod langid;
 pub mod pii;
 pub mod pipeline;
+pub mod prepare;
 pub mod quality;
 pub mod shards;
 pub mod urlfilter;

@@ -39,6 +39,23 @@ impl PipelineConfig {
     pub fn standard() -> Self {
         Self { min_chars: 200, scrub_pii: true, ..Default::default() }
     }
+
+    /// Reads a `data.toml`; fields it leaves out keep their defaults (FineWeb's thresholds),
+    /// except that a file without `scrub_pii`/`min_chars` gets the standard values.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut cfg: Self = toml::from_str(&text).with_context(|| format!("{}: not a data pipeline config", path.display()))?;
+        let standard = Self::standard();
+        if !value.contains_key("scrub_pii") {
+            cfg.scrub_pii = standard.scrub_pii;
+        }
+        if !value.contains_key("min_chars") {
+            cfg.min_chars = standard.min_chars;
+        }
+        Ok(cfg)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

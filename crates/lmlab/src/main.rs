@@ -8,6 +8,7 @@ mod pretrain;
 mod seq2seq;
 mod size;
 mod tokenizer;
+mod data;
 mod world;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Command {
     /// Parameters, memory (weights, KV cache, training) and FLOPs of a model.
     Size(size::SizeArgs),
     /// The built-in world: a generated, labelled web crawl with a known truth.
+    /// The data pipeline: crawl or corpus to clean token shards.
+    #[command(subcommand)]
+    Data(data::DataCmd),
     #[command(subcommand)]
     World(world::WorldCmd),
 }
@@ -69,6 +73,7 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Inspect(c) => inspect::run(c),
         Command::Bench(c) => bench::run(c),
+        Command::Data(c) => data::run(c),
         Command::World(c) => world::run(c),
         Command::Size(a) => size::run(a),
         Command::Seq2seq(c) => seq2seq::run(c),

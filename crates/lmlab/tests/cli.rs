@@ -191,3 +191,31 @@ fn seq2seq_train_eval_translate() {
     let bad = lmlab(&["seq2seq", "translate", "--model", &m, "--text", "xyz"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not in the task's vocabulary"));
 }
+
+#[test]
+fn data_prepare_writes_shards_manifest_card_and_rejections() {
+    let warc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/warc/dolma-sample-0000.warc.gz");
+    if !warc.is_file() {
+        eprintln!("SKIPPED: {} is absent", warc.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |name: &str| d.join(name).display().to_string();
+    let text: String = (0..300).map(|i| format!("Line {i}: the research team studies language models and data.\n")).collect();
+    std::fs::write(d.join("corpus.txt"), &text).unwrap();
+    ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("tok.json")]);
+    std::fs::write(d.join("block.txt"), "joe.cat\n").unwrap();
+    let out = ok(&["data", "prepare", "--input", &warc.display().to_string(), "--tokenizer", &p("tok.json"), "--out", &p("data"), "--blocklist", &p("block.txt")]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("22 documents read"), "{stdout}");
+    assert!(stdout.contains("removed by url/blocked_domain: 1"), "{stdout}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("data/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["counts"]["documents"], 22);
+    assert!(m["total_tokens"].as_u64().unwrap() > 1000);
+    assert!(d.join("data/shard-00000.bin").is_file() && d.join("data/data-card.md").is_file() && d.join("data/rejected.jsonl.gz").is_file());
+    // A bad --shard is refused with a message.
+    let bad = lmlab(&["data", "prepare", "--input", &warc.display().to_string(), "--tokenizer", &p("tok.json"), "--out", &p("x"), "--shard", "3/2"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("0 <= i < n"));
+}

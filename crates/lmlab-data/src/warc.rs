@@ -223,6 +223,18 @@ fn read_line(r: &mut dyn BufRead) -> std::io::Result<Option<Vec<u8>>> {
 }
 
 impl WarcReader {
+    /// Reads to the end: every record, and every error, in file order.
+    pub fn read_all(self) -> (Vec<Record>, Vec<ReadError>) {
+        let (mut records, mut errors) = (Vec::new(), Vec::new());
+        for item in self {
+            match item {
+                Item::Record(r) => records.push(r),
+                Item::Error(e) => errors.push(e),
+            }
+        }
+        (records, errors)
+    }
+
     fn next_record(&mut self) -> std::result::Result<Option<Record>, ReadError> {
         // Skip the blank lines that end the previous record.
         let (offset, first) = match self.pending.take() {
@@ -323,15 +335,7 @@ mod tests {
     use std::io::Write;
 
     fn records(path: &Path) -> (Vec<Record>, Vec<ReadError>) {
-        let mut recs = Vec::new();
-        let mut errs = Vec::new();
-        for item in open(path).unwrap() {
-            match item {
-                Item::Record(r) => recs.push(r),
-                Item::Error(e) => errs.push(e),
-            }
-        }
-        (recs, errs)
+        open(path).unwrap().read_all()
     }
 
     fn record_bytes(id: usize, body: &str) -> Vec<u8> {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lmlab_data::warc::{open, Item, ReadError, Record};
+use lmlab_data::warc::{open, ReadError, Record};
 
 fn data() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/warc");
@@ -17,15 +17,7 @@ fn data() -> Option<PathBuf> {
 }
 
 fn read(path: &Path) -> (Vec<Record>, Vec<ReadError>) {
-    let mut recs = Vec::new();
-    let mut errs = Vec::new();
-    for item in open(path).unwrap() {
-        match item {
-            Item::Record(r) => recs.push(r),
-            Item::Error(e) => errs.push(e),
-        }
-    }
-    (recs, errs)
+    open(path).unwrap().read_all()
 }
 
 fn offsets(r: &[Record]) -> Vec<u64> {

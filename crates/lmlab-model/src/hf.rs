@@ -184,25 +184,26 @@ pub fn load_hf(dir: &Path, dtype: DType, dev: &Device) -> Result<(GptConfig, Has
     Ok((cfg, tensors))
 }
 
-/// `tokenizer_config.json`'s chat template and the text of its BOS/EOS tokens, when present.
-pub fn hf_chat_template(dir: &Path) -> Option<(String, String, String)> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?).ok()?;
+/// What `tokenizer_config.json` says about prompts: the chat template with the text of its
+/// BOS/EOS tokens, and whether a BOS token starts every prompt.
+#[derive(Debug, Clone, Default)]
+pub struct HfPromptConfig {
+    pub chat: Option<(String, String, String)>,
+    pub add_bos: bool,
+}
+
+/// Reads `dir/tokenizer_config.json` once; defaults when it is absent or unreadable.
+pub fn hf_prompt_config(dir: &Path) -> HfPromptConfig {
+    let Some(v) = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+        return HfPromptConfig::default();
+    };
     let token = |k: &str| match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
         _ => String::new(),
     };
-    let template = v.get("chat_template").and_then(Value::as_str)?.to_string();
-    Some((template, token("bos_token"), token("eos_token")))
-}
-
-/// Whether `tokenizer_config.json` asks for a BOS token before every prompt.
-pub fn hf_adds_bos(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("tokenizer_config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.get("add_bos_token").and_then(Value::as_bool))
-        .unwrap_or(false)
+    let chat = v.get("chat_template").and_then(Value::as_str).map(|t| (t.to_string(), token("bos_token"), token("eos_token")));
+    HfPromptConfig { chat, add_bos: v.get("add_bos_token").and_then(Value::as_bool).unwrap_or(false) }
 }
 
 #[cfg(test)]

@@ -82,10 +82,6 @@ impl Weight {
             Weight::Quantized(QuantWeight::Lmlab(k)) => k.shape(),
         }
     }
-
-    pub fn out_dim(&self) -> usize {
-        self.shape().dims()[0]
-    }
 }
 
 /// `y = x Wᵀ + b`.

@@ -58,14 +58,13 @@ pub fn load(path: &Path, tokenizer: Option<&Path>, device: &Device) -> Result<Lo
             Some(t) => t,
             None => Tokenizer::from_file(path.join("tokenizer.json")).with_context(|| format!("{}: no usable tokenizer.json; pass --tokenizer", path.display()))?,
         };
-        let chat = hf::hf_chat_template(path);
-        let add_bos = hf::hf_adds_bos(path);
-        if let Some((_, bos, eos)) = &chat {
-            let bos_id = add_bos.then(|| tokenizer.token_to_id(bos)).flatten();
+        let prompt = hf::hf_prompt_config(path);
+        if let Some((_, bos, eos)) = &prompt.chat {
+            let bos_id = prompt.add_bos.then(|| tokenizer.token_to_id(bos)).flatten();
             let eos_id = tokenizer.token_to_id(eos);
             tokenizer.set_model_tokens(bos_id, eos_id);
         }
-        let chat_template = chat.map(|(src, bos, eos)| ChatTemplate::new(src, bos, eos));
+        let chat_template = prompt.chat.map(|(src, bos, eos)| ChatTemplate::new(src, bos, eos));
         return Ok(LoadedModel { model, config, tokenizer, chat_template, format: "hugging face" });
     }
     let config = checkpoint::load_config(path)?;

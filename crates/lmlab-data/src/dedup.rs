@@ -4,7 +4,7 @@
 //!
 //! Streaming: the first document of a group is kept and later ones are reported as duplicates
 //! of it, so the result depends only on the input order, not on threads. Memory is the index:
-//! one 8-byte key per document for exact dedup and 14 per document for MinHash
+//! one 8-byte key per document checked for exact dedup and 14 per kept document for MinHash
 //! ([`Deduplicator::index_bytes`] reports it).
 
 use std::collections::HashMap;
@@ -92,6 +92,19 @@ impl MinHasher {
     pub fn band_keys(&self, sig: &[u64]) -> Vec<u64> {
         sig.chunks(self.cfg.rows).map(|rows| xxh3_64(&rows.iter().flat_map(|r| r.to_le_bytes()).collect::<Vec<u8>>())).collect()
     }
+
+    /// What the index needs of a text. Pure, so worker threads compute it and only the index
+    /// lookups stay sequential.
+    pub fn keys(&self, text: &str) -> DedupKeys {
+        DedupKeys { exact: xxh3_64(normalise(text).as_bytes()), bands: self.band_keys(&self.signature(text)) }
+    }
+}
+
+/// A document's deduplication keys: the hash of its normalised text and one key per MinHash band.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupKeys {
+    pub exact: u64,
+    pub bands: Vec<u64>,
 }
 
 /// Why a document was kept or dropped.
@@ -117,20 +130,43 @@ impl Deduplicator {
 
     /// Checks document `id` against everything seen so far and remembers it if it is kept.
     pub fn check(&mut self, id: u64, text: &str) -> Verdict {
-        let norm = normalise(text);
-        let key = xxh3_64(norm.as_bytes());
-        if let Some(&of) = self.exact.get(&key) {
+        let keys = self.minhash.keys(text);
+        self.check_keys(id, &keys)
+    }
+
+    /// [`Deduplicator::check`] for keys computed elsewhere (by worker threads, or read back
+    /// from a part's `kept.jsonl.gz` when merging).
+    pub fn check_keys(&mut self, id: u64, keys: &DedupKeys) -> Verdict {
+        if let Some(&of) = self.exact.get(&keys.exact) {
             return Verdict::ExactDuplicate { of };
         }
-        let keys = self.minhash.band_keys(&self.minhash.signature(text));
-        if let Some(of) = keys.iter().enumerate().find_map(|(b, k)| self.bands.get(&(b as u16, *k)).copied()) {
+        // A near duplicate's own text is remembered too: a later copy of it is an exact
+        // duplicate whichever of its near twins was kept. This also makes the rule names a
+        // merge of parts reports equal those of one run over everything.
+        self.exact.insert(keys.exact, id);
+        if let Some(of) = keys.bands.iter().enumerate().find_map(|(b, k)| self.bands.get(&(b as u16, *k)).copied()) {
             return Verdict::NearDuplicate { of };
         }
-        self.exact.insert(key, id);
-        for (b, k) in keys.into_iter().enumerate() {
+        for (b, &k) in keys.bands.iter().enumerate() {
             self.bands.insert((b as u16, k), id);
         }
         Verdict::Unique
+    }
+
+    /// Records the text hash of a document removed elsewhere as a near duplicate, whose copies
+    /// must count as exact duplicates here; false when the hash was already known.
+    pub fn remember_exact(&mut self, key: u64, id: u64) -> bool {
+        match self.exact.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+                true
+            }
+        }
+    }
+
+    pub fn hasher(&self) -> &MinHasher {
+        &self.minhash
     }
 
     /// Approximate bytes held by the two indexes (keys, values and hash-table overhead).
@@ -188,7 +224,9 @@ mod tests {
             ws[i] = "changed".into();
         }
         assert_eq!(d.check(2, &ws.join(" ")), Verdict::NearDuplicate { of: 0 });
-        assert_eq!(d.check(3, &words(300, "b")), Verdict::Unique);
+        // A copy of the removed near duplicate is an exact duplicate of it.
+        assert_eq!(d.check(3, &ws.join(" ")), Verdict::ExactDuplicate { of: 2 });
+        assert_eq!(d.check(4, &words(300, "b")), Verdict::Unique);
         assert!(d.index_bytes() > 0);
         // The same input in the same order gives the same verdicts (seeded permutations).
         let mut again = Deduplicator::new(MinHashConfig::default());

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod http;
 pub mod input;
 pub mod langid;
+pub mod merge;
 pub mod pii;
 pub mod pipeline;
 pub mod prepare;

@@ -6,10 +6,10 @@
 use std::sync::OnceLock;
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many of each kind were replaced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PiiCounts {
     pub emails: usize,
     pub ips: usize,
@@ -19,6 +19,18 @@ pub struct PiiCounts {
 impl PiiCounts {
     pub fn total(&self) -> usize {
         self.emails + self.ips + self.phones
+    }
+
+    pub fn sub(&mut self, other: &PiiCounts) {
+        self.emails -= other.emails;
+        self.ips -= other.ips;
+        self.phones -= other.phones;
+    }
+
+    pub fn add(&mut self, other: &PiiCounts) {
+        self.emails += other.emails;
+        self.ips += other.ips;
+        self.phones += other.phones;
     }
 }
 

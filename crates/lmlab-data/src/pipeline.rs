@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::{Deduplicator, MinHashConfig, Verdict};
+use crate::dedup::{DedupKeys, Deduplicator, MinHashConfig, MinHasher, Verdict};
 use crate::input::{Content, Doc};
 use crate::langid::LanguageFilter;
 use crate::quality::{C4LineStats, C4Quality, FineWebQuality, GopherQuality, GopherRepetition};
@@ -65,7 +65,7 @@ pub enum Outcome {
 }
 
 /// Documents in and out of each stage and removals per rule.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StageCounts {
     pub documents: u64,
     pub kept: u64,
@@ -77,15 +77,108 @@ pub struct StageCounts {
 }
 
 impl StageCounts {
-    fn reject(&mut self, stage: &'static str, rule: &str) -> Outcome {
+    pub fn reject(&mut self, stage: &'static str, rule: &str) -> Outcome {
         *self.removed.entry(stage.to_string()).or_default().entry(rule.to_string()).or_default() += 1;
         Outcome::Rejected { stage, rule: rule.to_string() }
     }
+
+    /// Adds another run's counts (a part of the same crawl) to these.
+    pub fn add(&mut self, other: &StageCounts) {
+        self.documents += other.documents;
+        self.kept += other.kept;
+        for (stage, rules) in &other.removed {
+            let mine = self.removed.entry(stage.clone()).or_default();
+            for (rule, n) in rules {
+                *mine.entry(rule.clone()).or_default() += n;
+            }
+        }
+        self.c4_lines.add(&other.c4_lines);
+        self.pii.add(&other.pii);
+        for (lang, n) in &other.kept_by_language {
+            *self.kept_by_language.entry(lang.clone()).or_default() += n;
+        }
+    }
 }
 
-pub struct Pipeline {
+/// A document after the stages that look at it alone, before deduplication.
+#[derive(Debug, Clone)]
+pub struct Filtered {
+    pub verdict: Result<Candidate, (&'static str, &'static str)>,
+    /// C4's line removals in this document (counted whether or not it is kept).
+    pub c4_lines: C4LineStats,
+}
+
+/// A document that passed every filter: its final text (PII scrubbed), language and dedup keys.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub text: String,
+    pub lang: &'static str,
+    pub keys: DedupKeys,
+    pub pii: pii::PiiCounts,
+}
+
+/// The per-document stages: no state, so any number of threads share one.
+pub struct Filters {
     cfg: PipelineConfig,
     blocklist: UrlBlocklist,
+    minhash: MinHasher,
+}
+
+impl Filters {
+    pub fn new(cfg: PipelineConfig, blocklist: UrlBlocklist) -> Self {
+        let minhash = MinHasher::new(cfg.minhash.clone());
+        Self { cfg, blocklist, minhash }
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    /// URL blocklist, extraction, language, quality filters, dedup keys, PII scrubbing.
+    pub fn run(&self, doc: &Doc) -> Filtered {
+        let mut c4_lines = C4LineStats::default();
+        let verdict = self.stages(doc, &mut c4_lines);
+        Filtered { verdict, c4_lines }
+    }
+
+    fn stages(&self, doc: &Doc, c4_lines: &mut C4LineStats) -> Result<Candidate, (&'static str, &'static str)> {
+        if let Some(url) = &doc.url {
+            self.blocklist.check(url).map_err(|rule| ("url", rule))?;
+        }
+        let text = match &doc.content {
+            Content::Text(t) => t.clone(),
+            Content::Http(block) => {
+                let resp = http::parse_response(block).map_err(|_| ("extract", "bad_http"))?;
+                if resp.status != 200 {
+                    return Err(("extract", "http_status_not_200"));
+                }
+                if !resp.content_type().is_none_or(|t| t.to_ascii_lowercase().contains("html")) {
+                    return Err(("extract", "not_html"));
+                }
+                let (html, _) = http::decode_text(&resp.payload, resp.content_type());
+                extract::main_text(&html)
+            }
+        };
+        if text.chars().count() < self.cfg.min_chars {
+            return Err(("extract", "too_short"));
+        }
+        let lang = self.cfg.language.check(&text).map_err(|rule| ("language", rule))?.lang;
+        self.cfg.gopher_quality.check(&text).map_err(|rule| ("gopher_quality", rule))?;
+        let text = self.cfg.c4.apply(&text, c4_lines).map_err(|rule| ("c4", rule))?;
+        self.cfg.fineweb.check(&text).map_err(|rule| ("fineweb", rule))?;
+        self.cfg.gopher_repetition.check(&text).map_err(|rule| ("gopher_repetition", rule))?;
+        // Keys before scrubbing: placeholders would make pages that differ only in an
+        // address look identical.
+        let keys = self.minhash.keys(&text);
+        let (text, pii) = if self.cfg.scrub_pii { pii::scrub(&text) } else { (text, pii::PiiCounts::default()) };
+        Ok(Candidate { text, lang, keys, pii })
+    }
+}
+
+/// The filters plus the sequential part: the dedup index and the counts. Feed documents in
+/// input order (compute [`Filters::run`] on any threads) for a result independent of threads.
+pub struct Pipeline {
+    filters: Filters,
     dedup: Deduplicator,
     pub counts: StageCounts,
     next_id: u64,
@@ -94,74 +187,41 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(cfg: PipelineConfig, blocklist: UrlBlocklist) -> Self {
         let dedup = Deduplicator::new(cfg.minhash.clone());
-        Self { cfg, blocklist, dedup, counts: StageCounts::default(), next_id: 0 }
+        Self { filters: Filters::new(cfg, blocklist), dedup, counts: StageCounts::default(), next_id: 0 }
+    }
+
+    pub fn filters(&self) -> &Filters {
+        &self.filters
     }
 
     /// Runs one document through every stage.
     pub fn process(&mut self, doc: &Doc) -> Outcome {
+        let filtered = self.filters.run(doc);
+        match self.commit(filtered) {
+            Ok(c) => Outcome::Kept { text: c.text, lang: c.lang },
+            Err((rejected, _)) => rejected,
+        }
+    }
+
+    /// Counts a filtered document and deduplicates it against those committed before; gives
+    /// the candidate back when it is kept, else the rejection (with the dedup keys when it
+    /// got as far as dedup).
+    pub fn commit(&mut self, filtered: Filtered) -> Result<Candidate, (Outcome, Option<DedupKeys>)> {
         let c = &mut self.counts;
         c.documents += 1;
-        if let Some(url) = &doc.url {
-            if let Err(rule) = self.blocklist.check(url) {
-                return c.reject("url", rule);
-            }
-        }
-        let text = match &doc.content {
-            Content::Text(t) => t.clone(),
-            Content::Http(block) => {
-                let resp = match http::parse_response(block) {
-                    Ok(r) => r,
-                    Err(_) => return c.reject("extract", "bad_http"),
-                };
-                if resp.status != 200 {
-                    return c.reject("extract", "http_status_not_200");
-                }
-                if !resp.content_type().is_none_or(|t| t.to_ascii_lowercase().contains("html")) {
-                    return c.reject("extract", "not_html");
-                }
-                let (html, _) = http::decode_text(&resp.payload, resp.content_type());
-                extract::main_text(&html)
-            }
-        };
-        if text.chars().count() < self.cfg.min_chars {
-            return c.reject("extract", "too_short");
-        }
-        let lang = match self.cfg.language.check(&text) {
-            Ok(d) => d.lang,
-            Err(rule) => return c.reject("language", rule),
-        };
-        if let Err(rule) = self.cfg.gopher_quality.check(&text) {
-            return c.reject("gopher_quality", rule);
-        }
-        let text = match self.cfg.c4.apply(&text, &mut c.c4_lines) {
-            Ok(t) => t,
-            Err(rule) => return c.reject("c4", rule),
-        };
-        if let Err(rule) = self.cfg.fineweb.check(&text) {
-            return c.reject("fineweb", rule);
-        }
-        if let Err(rule) = self.cfg.gopher_repetition.check(&text) {
-            return c.reject("gopher_repetition", rule);
-        }
+        c.c4_lines.add(&filtered.c4_lines);
+        let cand = filtered.verdict.map_err(|(stage, rule)| (c.reject(stage, rule), None))?;
         let id = self.next_id;
         self.next_id += 1;
-        match self.dedup.check(id, &text) {
+        match self.dedup.check_keys(id, &cand.keys) {
             Verdict::Unique => {}
-            Verdict::ExactDuplicate { .. } => return c.reject("dedup", "exact_duplicate"),
-            Verdict::NearDuplicate { .. } => return c.reject("dedup", "near_duplicate"),
+            Verdict::ExactDuplicate { .. } => return Err((c.reject("dedup", "exact_duplicate"), Some(cand.keys))),
+            Verdict::NearDuplicate { .. } => return Err((c.reject("dedup", "near_duplicate"), Some(cand.keys))),
         }
-        let text = if self.cfg.scrub_pii {
-            let (t, n) = pii::scrub(&text);
-            c.pii.emails += n.emails;
-            c.pii.ips += n.ips;
-            c.pii.phones += n.phones;
-            t
-        } else {
-            text
-        };
+        c.pii.add(&cand.pii);
         c.kept += 1;
-        *c.kept_by_language.entry(lang.to_string()).or_default() += 1;
-        Outcome::Kept { text, lang }
+        *c.kept_by_language.entry(cand.lang.to_string()).or_default() += 1;
+        Ok(cand)
     }
 
     /// Bytes held by the deduplication index.

@@ -1,22 +1,29 @@
 //! `lmlab data prepare`: inputs → [`Pipeline`] → tokens → shards, with `manifest.json` (inputs
 //! with sizes and checksums, counts per stage and rule, errors with file and offset, tokens by
-//! language and source), `rejected.jsonl.gz` (id, url, stage, rule of every removed document)
-//! and `data-card.md` for people.
+//! language and source), `rejected.jsonl.gz` (id, url, stage, rule of every removed document),
+//! `kept.jsonl.gz` (where each kept document's tokens are, and its dedup keys, for `merge`) and
+//! `data-card.md` for people.
 //!
-//! This first version runs on one thread in input order; `--shard i/n` takes every n-th input
-//! file starting at i, so a cluster array job can split a crawl. Not yet here: rayon, the merge
-//! of shard outputs with cross-shard dedup, a progress bar.
+//! Threads: one reader streams documents in input order in batches; rayon runs the per-document
+//! stages and the tokenizer on a batch; then dedup, counting and writing go through the batch in
+//! input order. Memory is bounded by a few batches, one shard buffer and the dedup index, and
+//! the output is byte-identical whatever the thread count. `--shard i/n` takes the i-th of n
+//! contiguous runs of input files, so that merging the parts in order sees the crawl in the
+//! same order as one run over everything.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 use lmlab_tokenizer::Tokenizer;
-use serde::Serialize;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::input::{self, Content, InputError, InputItem};
-use crate::pipeline::{Outcome, Pipeline, PipelineConfig, StageCounts};
+use crate::dedup::DedupKeys;
+use crate::input::{self, Content, Doc, InputError, InputItem};
+use crate::pipeline::{Candidate, Filtered, Pipeline, PipelineConfig, StageCounts};
 use crate::shards::write_shard;
 use crate::urlfilter::UrlBlocklist;
 
@@ -27,11 +34,11 @@ pub struct PrepareOptions {
     pub blocklist: UrlBlocklist,
     /// Tokens per shard file.
     pub shard_tokens: usize,
-    /// (i, n): process input files i, i+n, i+2n, ...
+    /// (i, n): process the i-th of n contiguous parts of the input files.
     pub part: Option<(usize, usize)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InputFile {
     pub path: PathBuf,
     pub bytes: u64,
@@ -39,10 +46,13 @@ pub struct InputFile {
     pub xxh3: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub inputs: Vec<InputFile>,
     pub part: Option<(usize, usize)>,
+    /// The parts a `merge` combined, in order (empty for a single run).
+    #[serde(default)]
+    pub merged_from: Vec<PathBuf>,
     pub config: PipelineConfig,
     pub counts: StageCounts,
     pub errors_total: usize,
@@ -55,17 +65,71 @@ pub struct Manifest {
     pub shards: Vec<(String, usize)>,
     pub dedup_index_bytes: usize,
     pub tokenizer_vocab_size: usize,
+    /// Up to three short examples per `stage/rule`, for the data card.
+    pub removal_examples: Examples,
+}
+
+/// One line of `kept.jsonl.gz`: a kept document, where its tokens are, and its dedup keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeptDoc {
+    pub id: String,
+    pub url: Option<String>,
+    pub file: PathBuf,
+    pub offset: u64,
+    pub lang: String,
+    pub shard: usize,
+    /// First token (BOS when the tokenizer has one) within the shard, and the token count.
+    pub start: usize,
+    pub tokens: usize,
+    pub keys: DedupKeys,
+    /// Personal data replaced in it (a merge that drops it takes these off the totals).
+    pub pii: crate::pii::PiiCounts,
+}
+
+/// One line of `rejected.jsonl.gz`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RejectedDoc {
+    pub id: String,
+    pub url: Option<String>,
+    pub file: PathBuf,
+    pub offset: u64,
+    pub stage: String,
+    pub rule: String,
+    /// For near duplicates: the hash of the normalised text, which `merge` remembers so that
+    /// a later copy counts as an exact duplicate, as in a single run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_key: Option<u64>,
 }
 
 /// A few short examples per removal rule, for the data card.
-type Examples = BTreeMap<String, Vec<String>>;
+pub type Examples = BTreeMap<String, Vec<String>>;
 
-fn checksum(path: &Path) -> Result<InputFile> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(InputFile { path: path.to_path_buf(), bytes: bytes.len() as u64, xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)) })
+/// How far a run has got, for a progress display.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub documents: u64,
+    pub kept: u64,
 }
 
-fn snippet(doc: &input::Doc) -> String {
+fn checksum(path: &Path) -> Result<InputFile> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(InputFile { path: path.to_path_buf(), bytes, xxh3: format!("{:016x}", hasher.digest()) })
+}
+
+fn snippet(doc: &Doc) -> String {
     let head = match &doc.content {
         Content::Text(t) => t.chars().take(80).collect::<String>().replace('\n', " "),
         Content::Http(_) => String::new(),
@@ -77,40 +141,154 @@ fn snippet(doc: &input::Doc) -> String {
     }
 }
 
-pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, mut progress: impl FnMut(&str)) -> Result<Manifest> {
+/// The i-th of n contiguous runs of `files` (sizes differ by at most one file).
+pub fn part_of(files: Vec<PathBuf>, i: usize, n: usize) -> Result<Vec<PathBuf>> {
+    anyhow::ensure!(n > 0 && i < n, "--shard {i}/{n}: need 0 <= i < n");
+    let len = files.len();
+    Ok(files.into_iter().skip(i * len / n).take((i + 1) * len / n - i * len / n).collect())
+}
+
+/// What the reader thread sends: documents and errors in input order, with where they came from.
+enum Batch {
+    File(InputFile),
+    Items(Vec<InputItem>, u64),
+}
+
+const BATCH_DOCS: usize = 256;
+const BATCH_BYTES: usize = 32 << 20;
+
+/// Reads every file in order, sending checksums and batches of items; stops when the receiver
+/// hangs up.
+fn read_inputs(files: Vec<PathBuf>, tx: mpsc::SyncSender<Result<Batch>>) {
+    for file in files {
+        let info = match checksum(&file) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let size = info.bytes;
+        if tx.send(Ok(Batch::File(info))).is_err() {
+            return;
+        }
+        let (mut items, mut bytes, mut last_offset) = (Vec::new(), 0usize, 0u64);
+        for item in input::read_file(&file) {
+            if let InputItem::Doc(d) = &item {
+                bytes += match &d.content {
+                    Content::Http(b) => b.len(),
+                    Content::Text(t) => t.len(),
+                };
+                last_offset = d.offset.min(size);
+            }
+            items.push(item);
+            if items.len() >= BATCH_DOCS || bytes >= BATCH_BYTES {
+                if tx.send(Ok(Batch::Items(std::mem::take(&mut items), last_offset))).is_err() {
+                    return;
+                }
+                bytes = 0;
+            }
+        }
+        if tx.send(Ok(Batch::Items(items, size))).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes kept tokens into shards of about `shard_tokens`, documents never split.
+pub struct ShardWriter {
+    out: PathBuf,
+    vocab: u32,
+    shard_tokens: usize,
+    buffer: Vec<u32>,
+    pub shards: Vec<(String, usize)>,
+}
+
+impl ShardWriter {
+    pub fn new(out: &Path, vocab: u32, shard_tokens: usize) -> Self {
+        Self { out: out.to_path_buf(), vocab, shard_tokens, buffer: Vec::new(), shards: Vec::new() }
+    }
+
+    /// Appends one document; returns (shard index, start within it).
+    pub fn push(&mut self, ids: &[u32]) -> Result<(usize, usize)> {
+        let at = (self.shards.len(), self.buffer.len());
+        self.buffer.extend_from_slice(ids);
+        if self.buffer.len() >= self.shard_tokens {
+            self.flush()?;
+        }
+        Ok(at)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let name = format!("shard-{:05}.bin", self.shards.len());
+        write_shard(&self.out.join(&name), &self.buffer, self.vocab)?;
+        self.shards.push((name, self.buffer.len()));
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+pub fn gz_writer(path: &Path) -> Result<flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>>> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::fast()))
+}
+
+pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progress)) -> Result<Manifest> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    // A manifest from an earlier run would describe shards this run replaces.
+    let _ = std::fs::remove_file(opts.out.join("manifest.json"));
     let mut files = input::expand(&opts.inputs)?;
     if let Some((i, n)) = opts.part {
-        anyhow::ensure!(n > 0 && i < n, "--shard {i}/{n}: need 0 <= i < n");
-        files = files.into_iter().enumerate().filter(|(k, _)| k % n == i).map(|(_, f)| f).collect();
+        files = part_of(files, i, n)?;
     }
+    let mut prog = Progress { bytes_total: files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum(), ..Default::default() };
     let (bos, eos) = (tok.special().bos, tok.special().eos);
     let mut pipeline = Pipeline::new(opts.config.clone(), opts.blocklist.clone());
-    let rejected_path = opts.out.join("rejected.jsonl.gz");
-    let mut rejected = flate2::write::GzEncoder::new(std::io::BufWriter::new(std::fs::File::create(&rejected_path)?), flate2::Compression::default());
+    let mut rejected = gz_writer(&opts.out.join("rejected.jsonl.gz"))?;
+    let mut kept = gz_writer(&opts.out.join("kept.jsonl.gz"))?;
     let (mut errors, mut errors_total) = (Vec::new(), 0usize);
     let mut examples: Examples = BTreeMap::new();
-    let mut buffer: Vec<u32> = Vec::new();
-    let mut shards = Vec::new();
+    let mut writer = ShardWriter::new(&opts.out, tok.vocab_size() as u32, opts.shard_tokens);
     let mut tokens_by_language: BTreeMap<String, u64> = BTreeMap::new();
     let mut documents_by_source: BTreeMap<String, u64> = BTreeMap::new();
     let mut total_tokens = 0u64;
     let mut inputs = Vec::new();
-    let vocab = tok.vocab_size() as u32;
-    let flush = |buffer: &mut Vec<u32>, shards: &mut Vec<(String, usize)>| -> Result<()> {
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        let name = format!("shard-{:05}.bin", shards.len());
-        write_shard(&opts.out.join(&name), buffer, vocab)?;
-        shards.push((name, buffer.len()));
-        buffer.clear();
-        Ok(())
-    };
-    for file in &files {
-        inputs.push(checksum(file)?);
-        progress(&format!("{} ({} bytes)", file.display(), inputs.last().map_or(0, |i| i.bytes)));
-        for item in input::read_file(file) {
+    let (tx, rx) = mpsc::sync_channel(2);
+    let reader = std::thread::spawn(move || read_inputs(files, tx));
+    let mut done_before_file = 0u64;
+    for batch in rx {
+        let (items, file_offset) = match batch? {
+            Batch::File(info) => {
+                done_before_file = prog.bytes_done;
+                inputs.push(info);
+                continue;
+            }
+            Batch::Items(items, off) => (items, off),
+        };
+        // The per-document stages and the tokenizer on all cores, results in input order.
+        let results: Vec<Option<Result<(Filtered, Vec<u32>)>>> = items
+            .par_iter()
+            .map(|item| match item {
+                InputItem::Error(_) => None,
+                InputItem::Doc(doc) => Some((|| {
+                    let f = pipeline.filters().run(doc);
+                    let ids = match &f.verdict {
+                        Ok(c) => {
+                            let mut ids: Vec<u32> = bos.into_iter().collect();
+                            ids.extend(tok.encode(&c.text)?);
+                            ids.extend(eos);
+                            ids
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    Ok((f, ids))
+                })()),
+            })
+            .collect();
+        for (item, result) in items.into_iter().zip(results) {
             let doc = match item {
                 InputItem::Error(e) => {
                     errors_total += 1;
@@ -121,35 +299,41 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, mut progress: impl FnMut(
                 }
                 InputItem::Doc(d) => d,
             };
-            match pipeline.process(&doc) {
-                Outcome::Rejected { stage, rule } => {
-                    let line = serde_json::json!({"id": doc.id, "url": doc.url, "file": doc.file, "offset": doc.offset, "stage": stage, "rule": rule});
-                    writeln!(rejected, "{line}")?;
+            let (filtered, ids) = result.expect("a document has a result")?;
+            match pipeline.commit(filtered) {
+                Err((outcome, keys)) => {
+                    let crate::pipeline::Outcome::Rejected { stage, rule } = outcome else { unreachable!("commit rejects") };
+                    let exact_key = keys.filter(|_| rule == "near_duplicate").map(|k| k.exact);
+                    let line = RejectedDoc { id: doc.id.clone(), url: doc.url.clone(), file: doc.file.clone(), offset: doc.offset, stage: stage.into(), rule: rule.clone(), exact_key };
+                    writeln!(rejected, "{}", serde_json::to_string(&line)?)?;
                     let ex = examples.entry(format!("{stage}/{rule}")).or_default();
                     if ex.len() < 3 {
                         ex.push(snippet(&doc));
                     }
                 }
-                Outcome::Kept { text, lang } => {
-                    let mut ids: Vec<u32> = bos.into_iter().collect();
-                    ids.extend(tok.encode(&text)?);
-                    ids.extend(eos);
+                Ok(Candidate { lang, keys, pii, .. }) => {
+                    let (shard, start) = writer.push(&ids)?;
                     total_tokens += ids.len() as u64;
                     *tokens_by_language.entry(lang.to_string()).or_default() += ids.len() as u64;
-                    *documents_by_source.entry(file.display().to_string()).or_default() += 1;
-                    buffer.extend(ids);
-                    if buffer.len() >= opts.shard_tokens {
-                        flush(&mut buffer, &mut shards)?;
-                    }
+                    *documents_by_source.entry(doc.file.display().to_string()).or_default() += 1;
+                    let line = KeptDoc { id: doc.id, url: doc.url, file: doc.file, offset: doc.offset, lang: lang.into(), shard, start, tokens: ids.len(), keys, pii };
+                    writeln!(kept, "{}", serde_json::to_string(&line)?)?;
                 }
             }
         }
+        prog.bytes_done = done_before_file + file_offset;
+        prog.documents = pipeline.counts.documents;
+        prog.kept = pipeline.counts.kept;
+        progress(&prog);
     }
-    flush(&mut buffer, &mut shards)?;
+    reader.join().map_err(|_| anyhow::anyhow!("the input reader thread panicked"))?;
+    writer.flush()?;
     rejected.finish()?.flush()?;
+    kept.finish()?.flush()?;
     let manifest = Manifest {
         inputs,
         part: opts.part,
+        merged_from: Vec::new(),
         config: opts.config.clone(),
         documents_kept: pipeline.counts.kept,
         counts: pipeline.counts.clone(),
@@ -158,13 +342,19 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, mut progress: impl FnMut(
         total_tokens,
         tokens_by_language,
         documents_by_source,
-        shards,
+        shards: writer.shards,
         dedup_index_bytes: pipeline.dedup_index_bytes(),
         tokenizer_vocab_size: tok.vocab_size(),
+        removal_examples: examples,
     };
-    lmlab_write(&opts.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
-    lmlab_write(&opts.out.join("data-card.md"), data_card(&manifest, &examples).as_bytes())?;
+    write_outputs(&opts.out, &manifest)?;
     Ok(manifest)
+}
+
+/// The data card, then the manifest: a folder with a manifest is a finished run.
+pub fn write_outputs(out: &Path, manifest: &Manifest) -> Result<()> {
+    lmlab_write(&out.join("data-card.md"), data_card(manifest).as_bytes())?;
+    lmlab_write(&out.join("manifest.json"), serde_json::to_string_pretty(manifest)?.as_bytes())
 }
 
 /// Atomic write: temporary file, then rename.
@@ -175,7 +365,8 @@ fn lmlab_write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The human-readable summary: what went in, what came out, what was removed and why.
-pub fn data_card(m: &Manifest, examples: &Examples) -> String {
+pub fn data_card(m: &Manifest) -> String {
+    let examples = &m.removal_examples;
     let mut s = String::from("# Data card\n\n");
     let in_bytes: u64 = m.inputs.iter().map(|i| i.bytes).sum();
     s += &format!("{} input files ({in_bytes} bytes), {} documents read, {} kept, {} tokens in {} shards.\n\n", m.inputs.len(), m.counts.documents, m.documents_kept, m.total_tokens, m.shards.len());
@@ -221,7 +412,7 @@ mod tests {
         let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions { files: vec![text], vocab_size: 300, min_frequency: 2, show_progress: false }).unwrap();
         let cfg = PipelineConfig { min_chars: 20, ..PipelineConfig::standard() };
         let opts = PrepareOptions { inputs: vec![input], out: dir.path().join("data"), config: cfg, blocklist: UrlBlocklist::default(), shard_tokens: 1 << 20, part: None };
-        let m = prepare(&opts, &tok, |_| {}).unwrap();
+        let m = prepare(&opts, &tok, |_: &Progress| {}).unwrap();
         assert_eq!(m.counts.documents, 3);
         assert_eq!(m.documents_kept, 1);
         assert_eq!(m.errors_total, 1, "the line that is not JSON");

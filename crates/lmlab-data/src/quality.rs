@@ -304,7 +304,7 @@ impl FineWebQuality {
 }
 
 /// Line counts of what [`C4Quality::apply`] removed, by rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct C4LineStats {
     pub kept: usize,
     pub too_long_word: usize,
@@ -312,6 +312,17 @@ pub struct C4LineStats {
     pub too_few_words: usize,
     pub javascript: usize,
     pub policy: usize,
+}
+
+impl C4LineStats {
+    pub fn add(&mut self, o: &C4LineStats) {
+        self.kept += o.kept;
+        self.too_long_word += o.too_long_word;
+        self.no_terminal_punct += o.no_terminal_punct;
+        self.too_few_words += o.too_few_words;
+        self.javascript += o.javascript;
+        self.policy += o.policy;
+    }
 }
 
 /// C4's rules (Raffel et al. 2020) as datatrove applies them: lines are dropped for a word over

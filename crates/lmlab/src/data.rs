@@ -1,12 +1,14 @@
-//! `lmlab data prepare`.
+//! `lmlab data prepare` and `lmlab data merge`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lmlab_data::merge::merge;
 use lmlab_data::pipeline::PipelineConfig;
-use lmlab_data::prepare::{prepare, PrepareOptions};
+use lmlab_data::prepare::{prepare, Manifest, PrepareOptions, Progress};
 use lmlab_data::urlfilter::UrlBlocklist;
 use lmlab_tokenizer::Tokenizer;
 
@@ -15,6 +17,21 @@ pub enum DataCmd {
     /// Crawl or corpus to token shards: extraction, language ID, URL blocklist, quality filters,
     /// dedup, PII scrubbing; writes shards, manifest.json, rejected.jsonl.gz and data-card.md.
     Prepare(PrepareArgs),
+    /// Combines `prepare --shard i/n` outputs into one, removing duplicates across the parts.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Part folders written by `data prepare --shard i/n`, in the order 0/n, 1/n, ...
+    #[arg(long, required = true, num_args = 1..)]
+    parts: Vec<PathBuf>,
+    /// Output folder, e.g. runs/NAME/data.
+    #[arg(long)]
+    out: PathBuf,
+    /// Tokens per shard file.
+    #[arg(long, default_value_t = 50_000_000)]
+    shard_tokens: usize,
 }
 
 #[derive(Args)]
@@ -33,7 +50,8 @@ pub struct PrepareArgs {
     /// File of blocked domains and `word:` entries.
     #[arg(long)]
     blocklist: Option<PathBuf>,
-    /// Process part i of n of the input files (i/n), e.g. for a Slurm array.
+    /// Process part i of n of the input files (i/n: the i-th of n contiguous runs of files),
+    /// e.g. one task of a Slurm array; combine the parts with `data merge`.
     #[arg(long, value_parser = parse_part)]
     shard: Option<(usize, usize)>,
     /// Tokens per shard file.
@@ -50,6 +68,37 @@ fn parse_part(s: &str) -> Result<(usize, usize), String> {
     Ok((i, n))
 }
 
+fn byte_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg} [{elapsed_precise}, eta {eta}]")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn summarise(m: &Manifest, out: &std::path::Path, secs: f64) {
+    let bytes: u64 = m.inputs.iter().map(|i| i.bytes).sum();
+    println!(
+        "{} documents read, {} kept, {} tokens in {} shards; {} input errors; {:.1} s, {:.1} MB/s, {:.0} documents/s",
+        m.counts.documents,
+        m.documents_kept,
+        m.total_tokens,
+        m.shards.len(),
+        m.errors_total,
+        secs,
+        bytes as f64 / 1e6 / secs,
+        m.counts.documents as f64 / secs
+    );
+    for (stage, rules) in &m.counts.removed {
+        for (rule, n) in rules {
+            println!("  removed by {stage}/{rule}: {n}");
+        }
+    }
+    println!("dedup index: {:.1} MB", m.dedup_index_bytes as f64 / 1e6);
+    println!("wrote {}/{{manifest.json, data-card.md, kept.jsonl.gz, rejected.jsonl.gz, shard-*.bin}}", out.display());
+}
+
 pub fn run(cmd: DataCmd) -> Result<()> {
     match cmd {
         DataCmd::Prepare(a) => {
@@ -61,25 +110,20 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             let blocklist = a.blocklist.as_deref().map(UrlBlocklist::from_file).transpose()?.unwrap_or_default();
             let opts = PrepareOptions { inputs: a.input, out: a.out.clone(), config, blocklist, shard_tokens: a.shard_tokens, part: a.shard };
             let t0 = Instant::now();
-            let m = prepare(&opts, &tok, |what| eprintln!("reading {what}"))?;
-            let secs = t0.elapsed().as_secs_f64();
-            let bytes: u64 = m.inputs.iter().map(|i| i.bytes).sum();
-            println!(
-                "{} documents read, {} kept, {} tokens in {} shards; {} input errors; {:.1} MB/s, {:.0} documents/s",
-                m.counts.documents,
-                m.documents_kept,
-                m.total_tokens,
-                m.shards.len(),
-                m.errors_total,
-                bytes as f64 / 1e6 / secs,
-                m.counts.documents as f64 / secs
-            );
-            for (stage, rules) in &m.counts.removed {
-                for (rule, n) in rules {
-                    println!("  removed by {stage}/{rule}: {n}");
-                }
-            }
-            println!("wrote {}/{{manifest.json, data-card.md, rejected.jsonl.gz, shard-*.bin}}", a.out.display());
+            let bar = byte_bar(0);
+            let m = prepare(&opts, &tok, |p: &Progress| {
+                bar.set_length(p.bytes_total);
+                bar.set_position(p.bytes_done);
+                let secs = t0.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("{} docs ({:.0}/s), {} kept", p.documents, p.documents as f64 / secs, p.kept));
+            })?;
+            bar.finish_and_clear();
+            summarise(&m, &a.out, t0.elapsed().as_secs_f64());
+        }
+        DataCmd::Merge(a) => {
+            let t0 = Instant::now();
+            let m = merge(&a.parts, &a.out, a.shard_tokens, |part| eprintln!("merging {}", part.display()))?;
+            summarise(&m, &a.out, t0.elapsed().as_secs_f64());
         }
     }
     Ok(())

@@ -116,7 +116,8 @@ pub fn read_file(path: &Path) -> Box<dyn Iterator<Item = InputItem>> {
                         "conversion" => Content::Text(String::from_utf8_lossy(&r.body).into_owned()),
                         _ => return None,
                     };
-                    let id = r.record_id().unwrap_or_default().to_string();
+                    // ARC records have no id: name them by file and offset.
+                    let id = r.record_id().map(String::from).unwrap_or_else(|| format!("{}:{}", path.display(), r.offset));
                     Some(InputItem::Doc(Doc { id, url: r.target_uri().map(String::from), content, file: path.clone(), offset: r.offset }))
                 }
             })),

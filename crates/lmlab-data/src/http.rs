@@ -1,5 +1,5 @@
 //! The HTTP response inside a WARC `response` record: status, headers, and the payload with
-//! `Transfer-Encoding: chunked` and `Content-Encoding` (gzip, deflate) undone; then the page's
+//! `Transfer-Encoding: chunked` and `Content-Encoding` (gzip, deflate, br, zstd) undone; then the page's
 //! text decoded with the charset the HTTP header or the page's `<meta>` names
 //! (`encoding_rs`, the WHATWG decoders browsers use).
 //!
@@ -88,6 +88,12 @@ pub fn parse_response(block: &[u8]) -> Result<HttpResponse, String> {
             }
             out
         }
+        Some(e) if e == "br" => {
+            let mut out = Vec::new();
+            brotli::Decompressor::new(&body[..], 4096).read_to_end(&mut out).map_err(|err| format!("Content-Encoding br: {err}"))?;
+            out
+        }
+        Some(e) if e == "zstd" => zstd::decode_all(&body[..]).map_err(|err| format!("Content-Encoding zstd: {err}"))?,
         Some(e) => return Err(format!("unsupported Content-Encoding {e:?}")),
     };
     Ok(resp)
@@ -191,7 +197,19 @@ mod tests {
         let r = parse_response(b"HTTP/1.0 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\nplain body").unwrap();
         assert_eq!((r.status, r.payload.as_slice()), (404, &b"plain body"[..]));
         assert!(parse_response(b"GET / HTTP/1.1\r\n\r\n").is_err());
+        // Brotli and zstd bodies, as browsers and CDNs send them; corrupt ones are named.
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 9, 22);
+            std::io::Write::write_all(&mut w, html).unwrap();
+        }
+        for (name, encoded) in [("br", br), ("zstd", zstd::encode_all(&html[..], 3).unwrap())] {
+            let mut block = format!("HTTP/1.1 200 OK\r\nContent-Encoding: {name}\r\n\r\n").into_bytes();
+            block.extend_from_slice(&encoded);
+            assert_eq!(parse_response(&block).unwrap().payload, html, "{name}");
+        }
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx").unwrap_err().contains("br"));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: compress\r\n\r\nxx").unwrap_err().contains("unsupported"));
     }
 
     #[test]

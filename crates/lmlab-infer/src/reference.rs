@@ -19,7 +19,9 @@ pub struct LlamaCpp {
     threads: usize,
 }
 
-fn default_python() -> PathBuf {
+/// The Python that runs the bench/ reference scripts: $LMLAB_LLAMACPP_PYTHON, else the venv
+/// `.ci/run` builds (~/.cache/lmlab-venv), else python3.
+pub fn default_python() -> PathBuf {
     if let Some(p) = std::env::var_os("LMLAB_LLAMACPP_PYTHON") {
         return PathBuf::from(p);
     }

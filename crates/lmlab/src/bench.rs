@@ -1,4 +1,4 @@
-//! `lmlab bench train` and `lmlab bench infer`.
+//! `lmlab bench train`, `lmlab bench infer` and `lmlab bench data`.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,9 @@ pub enum BenchCmd {
     /// Prefill and decode tokens/s of a model (lmlab folder, GGUF, Hugging Face folder), and
     /// llama.cpp's for the same GGUF and prompt when llama-cpp-python is installed.
     Infer(InferArgs),
+    /// `data prepare` MB/s and documents/s on a generated crawl (200 MB by default), and
+    /// datatrove's per-core speed on the same files with --datatrove-files N.
+    Data(crate::bench_data::DataArgs),
 }
 
 #[derive(Args)]
@@ -107,6 +110,7 @@ pub struct TrainArgs {
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Infer(a) => run_infer(a)?,
+        BenchCmd::Data(a) => crate::bench_data::run(a)?,
         BenchCmd::Train(a) => {
             let preset = Preset::from_file(&a.config)?;
             let mut cfg = preset.model.clone();

@@ -1,6 +1,7 @@
 //! The `lmlab` command line: argument parsing and display only; every stage is a library call.
 
 mod bench;
+mod bench_data;
 mod experiment;
 mod generate;
 mod inspect;

@@ -16,6 +16,7 @@
 
 pub mod dedup;
 pub mod extract;
+pub mod filter_eval;
 pub mod http;
 pub mod input;
 pub mod langid;

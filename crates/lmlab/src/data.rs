@@ -19,6 +19,21 @@ pub enum DataCmd {
     Prepare(PrepareArgs),
     /// Combines `prepare --shard i/n` outputs into one, removing duplicates across the parts.
     Merge(MergeArgs),
+    /// How well a prepare run kept good pages and removed bad ones, per page kind, against a
+    /// labelled crawl (the built-in world's labels.jsonl).
+    EvalFilters(EvalFiltersArgs),
+}
+
+#[derive(Args)]
+pub struct EvalFiltersArgs {
+    /// labels.jsonl: one line per page with url, kind (and record_id, language, duplicate_of).
+    #[arg(long)]
+    labels: PathBuf,
+    /// The output folder of `data prepare` (or `data merge`).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -119,6 +134,13 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             })?;
             bar.finish_and_clear();
             summarise(&m, &a.out, t0.elapsed().as_secs_f64());
+        }
+        DataCmd::EvalFilters(a) => {
+            let report = lmlab_data::filter_eval::eval_filters(&a.labels, &a.data)?;
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{}", lmlab_data::filter_eval::render(&report));
         }
         DataCmd::Merge(a) => {
             let t0 = Instant::now();

@@ -6,7 +6,8 @@
 //! Boilerplate is recognised by structure, not by site: elements whose tag is boilerplate
 //! (`nav`, `footer`, `aside`, `script`, forms, ...), whose ARIA role is (`navigation`,
 //! `contentinfo`, ...), that are hidden, or whose `id`/`class` words name boilerplate (`menu`,
-//! `sidebar`, `cookie`, `breadcrumb`, `noprint`, ...). Block elements become lines.
+//! `sidebar`, `cookie`, `breadcrumb`, `noprint`, `byline`, ...); the page-level `<header>`
+//! (outside any article); and lists made only of links. Block elements become lines.
 
 use scraper::{ElementRef, Html, Node};
 
@@ -24,8 +25,27 @@ const SKIP_ROLES: &[&str] = &["navigation", "banner", "contentinfo", "menu", "me
 const SKIP_WORDS: &[&str] = &[
     "nav", "navbar", "navigation", "menu", "menubar", "footer", "sidebar", "cookie", "cookies", "consent", "gdpr", "breadcrumb", "breadcrumbs",
     "share", "sharing", "social", "toc", "toolbar", "noprint", "editsection", "printfooter", "catlinks", "skip", "jump", "advert", "advertisement",
-    "ads", "sponsored", "popup", "modal", "newsletter", "subscribe", "related", "comments", "pagination", "pager",
+    "ads", "sponsored", "popup", "modal", "newsletter", "subscribe", "related", "comments", "pagination", "pager", "byline", "dateline", "date",
+    "timestamp",
 ];
+
+/// Characters of text inside `<a>` elements under `el`.
+fn linked_chars(el: &ElementRef) -> usize {
+    el.descendants().filter_map(ElementRef::wrap).filter(|e| e.value().name() == "a").map(|a| a.text().map(|t| t.trim().chars().count()).sum::<usize>()).sum()
+}
+
+/// A list whose every item is (at least 90%) link text: navigation, "see also", related links.
+fn is_link_list(el: &ElementRef) -> bool {
+    if !matches!(el.value().name(), "ul" | "ol") {
+        return false;
+    }
+    let mut items = el.children().filter_map(ElementRef::wrap).filter(|c| c.value().name() == "li").peekable();
+    items.peek().is_some()
+        && items.all(|li| {
+            let all: usize = li.text().map(|t| t.trim().chars().count()).sum();
+            all > 0 && linked_chars(&li) * 10 >= all * 9
+        })
+}
 
 /// Tags that start a new line.
 const BLOCK_TAGS: &[&str] = &[
@@ -43,6 +63,13 @@ fn is_boilerplate(el: &ElementRef) -> bool {
     // boilerplate: never drop them by attributes.
     if matches!(tag, "html" | "body" | "main" | "article") {
         return false;
+    }
+    // The page's banner (logo, site name), not an article's own header.
+    if tag == "header" && !el.ancestors().filter_map(ElementRef::wrap).any(|a| matches!(a.value().name(), "article" | "main")) {
+        return true;
+    }
+    if is_link_list(el) {
+        return true;
     }
     if e.attr("hidden").is_some() || e.attr("aria-hidden").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return true;
@@ -134,6 +161,21 @@ mod tests {
             <footer>Copyright</footer></body></html>"#;
         let text = main_text(html);
         assert_eq!(text, "The Title\nFirst bold paragraph, with a line break.\none\ntwo\ncell a cell b\nKept: canvas is not nav.");
+    }
+
+    #[test]
+    fn page_header_link_lists_and_datelines_go_article_headers_and_text_lists_stay() {
+        let html = r#"<body><header><a class="logo" href="/">SiteName</a></header>
+            <article><header><h1>Headline</h1></header><p class="date">May 3, 2024</p>
+              <p>Body text with a <a href="/x">link</a> inside it.</p>
+              <h2>See also</h2><ul><li><a href="/a">Other page</a></li><li><a href="/b">Another</a> </li></ul>
+              <ol><li>Step one, with <a href="/c">a link</a>.</li><li>Step two.</li></ol>
+            </article></body>"#;
+        assert_eq!(main_text(html), "Headline
+Body text with a link inside it.
+See also
+Step one, with a link.
+Step two.");
     }
 
     #[test]

@@ -32,16 +32,51 @@ pub struct PipelineConfig {
     pub min_chars: usize,
     /// Replace personal data with placeholders.
     pub scrub_pii: bool,
+    /// Settings that replace the ones above for documents of one language (ISO 639-3 code as
+    /// the language stage reports it): FineWeb's thresholds are calibrated on English.
+    pub languages: BTreeMap<String, LanguageRules>,
+}
+
+/// One language's replacements; a stage given here replaces that stage's settings whole
+/// (fields it leaves out take the stage's defaults, not the top-level values).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LanguageRules {
+    pub min_chars: Option<usize>,
+    pub gopher_quality: Option<GopherQuality>,
+    pub c4: Option<C4Quality>,
+    pub fineweb: Option<FineWebQuality>,
+    pub gopher_repetition: Option<GopherRepetition>,
+}
+
+/// Rules for Mandarin text, where every Han character counts as a word
+/// ([`crate::quality::words`]): about three characters carry what an English word does, words
+/// are one character long, C4's "three words per line" would drop every line (there are no
+/// spaces), and the stop words are Chinese function words.
+pub fn mandarin_rules() -> LanguageRules {
+    LanguageRules {
+        min_chars: Some(60),
+        gopher_quality: Some(GopherQuality {
+            min_doc_words: 50,
+            min_avg_word_length: 1.0,
+            max_avg_word_length: 4.0,
+            stop_words: ["的", "了", "是", "在", "和", "有", "也", "就", "不", "这", "与", "为", "以", "于"].map(String::from).to_vec(),
+            ..Default::default()
+        }),
+        c4: Some(C4Quality { min_words_per_line: 0, min_num_sentences: 3, ..Default::default() }),
+        fineweb: Some(FineWebQuality { short_line_length: 10, ..Default::default() }),
+        gopher_repetition: None,
+    }
 }
 
 impl PipelineConfig {
     /// Defaults with PII scrubbing on and a 200-character floor.
     pub fn standard() -> Self {
-        Self { min_chars: 200, scrub_pii: true, ..Default::default() }
+        Self { min_chars: 200, scrub_pii: true, languages: [("cmn".to_string(), mandarin_rules())].into(), ..Default::default() }
     }
 
     /// Reads a `data.toml`; fields it leaves out keep their defaults (FineWeb's thresholds),
-    /// except that a file without `scrub_pii`/`min_chars` gets the standard values.
+    /// except that a file without `scrub_pii`/`min_chars`/`languages` gets the standard values.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -53,6 +88,9 @@ impl PipelineConfig {
         }
         if !value.contains_key("min_chars") {
             cfg.min_chars = standard.min_chars;
+        }
+        if !value.contains_key("languages") {
+            cfg.languages = standard.languages;
         }
         Ok(cfg)
     }
@@ -134,6 +172,25 @@ impl Filters {
         &self.cfg
     }
 
+    /// The text the quality stages see: the document's own text, or an HTTP response's main
+    /// text (an extraction rule names why there is none).
+    pub fn main_text(&self, doc: &Doc) -> Result<String, &'static str> {
+        match &doc.content {
+            Content::Text(t) => Ok(t.clone()),
+            Content::Http(block) => {
+                let resp = http::parse_response(block).map_err(|_| "bad_http")?;
+                if resp.status != 200 {
+                    return Err("http_status_not_200");
+                }
+                if !resp.content_type().is_none_or(|t| t.to_ascii_lowercase().contains("html")) {
+                    return Err("not_html");
+                }
+                let (html, _) = http::decode_text(&resp.payload, resp.content_type());
+                Ok(extract::main_text(&html))
+            }
+        }
+    }
+
     /// URL blocklist, extraction, language, quality filters, dedup keys, PII scrubbing.
     pub fn run(&self, doc: &Doc) -> Filtered {
         let mut c4_lines = C4LineStats::default();
@@ -145,28 +202,19 @@ impl Filters {
         if let Some(url) = &doc.url {
             self.blocklist.check(url).map_err(|rule| ("url", rule))?;
         }
-        let text = match &doc.content {
-            Content::Text(t) => t.clone(),
-            Content::Http(block) => {
-                let resp = http::parse_response(block).map_err(|_| ("extract", "bad_http"))?;
-                if resp.status != 200 {
-                    return Err(("extract", "http_status_not_200"));
-                }
-                if !resp.content_type().is_none_or(|t| t.to_ascii_lowercase().contains("html")) {
-                    return Err(("extract", "not_html"));
-                }
-                let (html, _) = http::decode_text(&resp.payload, resp.content_type());
-                extract::main_text(&html)
-            }
-        };
-        if text.chars().count() < self.cfg.min_chars {
+        let text = self.main_text(doc).map_err(|rule| ("extract", rule))?;
+        // Language first: how short is too short, and the quality thresholds, depend on it.
+        let detected = self.cfg.language.check(&text);
+        let rules = detected.as_ref().ok().and_then(|d| self.cfg.languages.get(d.lang));
+        let cfg = &self.cfg;
+        if text.chars().count() < rules.and_then(|r| r.min_chars).unwrap_or(cfg.min_chars) {
             return Err(("extract", "too_short"));
         }
-        let lang = self.cfg.language.check(&text).map_err(|rule| ("language", rule))?.lang;
-        self.cfg.gopher_quality.check(&text).map_err(|rule| ("gopher_quality", rule))?;
-        let text = self.cfg.c4.apply(&text, c4_lines).map_err(|rule| ("c4", rule))?;
-        self.cfg.fineweb.check(&text).map_err(|rule| ("fineweb", rule))?;
-        self.cfg.gopher_repetition.check(&text).map_err(|rule| ("gopher_repetition", rule))?;
+        let lang = detected.map_err(|rule| ("language", rule))?.lang;
+        rules.and_then(|r| r.gopher_quality.as_ref()).unwrap_or(&cfg.gopher_quality).check(&text).map_err(|rule| ("gopher_quality", rule))?;
+        let text = rules.and_then(|r| r.c4.as_ref()).unwrap_or(&cfg.c4).apply(&text, c4_lines).map_err(|rule| ("c4", rule))?;
+        rules.and_then(|r| r.fineweb.as_ref()).unwrap_or(&cfg.fineweb).check(&text).map_err(|rule| ("fineweb", rule))?;
+        rules.and_then(|r| r.gopher_repetition.as_ref()).unwrap_or(&cfg.gopher_repetition).check(&text).map_err(|rule| ("gopher_repetition", rule))?;
         // Keys before scrubbing: placeholders would make pages that differ only in an
         // address look identical.
         let keys = self.minhash.keys(&text);
@@ -266,6 +314,26 @@ mod tests {
         assert_eq!(c.removed["dedup"]["exact_duplicate"], 1);
         assert_eq!(c.pii.emails, 1);
         assert_eq!(c.kept_by_language["eng"], 1);
+    }
+
+    #[test]
+    fn chinese_pages_meet_mandarin_rules_not_english_ones() {
+        let zh = "河流穿过古老的小镇，住在那里的人们一直很喜欢它。每年春天，河水随着融雪上涨，渔民们等待最好的日子出海。\n\
+            孩子们在岸边玩耍，父母们谈论天气和市场上的价格。晚上，房屋的灯光照在水面上，小镇显得比实际更安静。\n\
+            来这里游玩一天的游客常常会住上一个星期，因为这里的生活节奏缓慢而友善。";
+        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default());
+        match p.process(&doc(zh, None)) {
+            Outcome::Kept { lang, .. } => assert_eq!(lang, "cmn"),
+            other => panic!("{other:?}"),
+        }
+        // Under the English thresholds alone it is too short (fewer than 200 characters).
+        let english_only = PipelineConfig { languages: Default::default(), ..PipelineConfig::standard() };
+        let mut p = Pipeline::new(english_only, UrlBlocklist::default());
+        assert_eq!(p.process(&doc(zh, None)), Outcome::Rejected { stage: "extract", rule: "too_short".into() });
+        // Chinese spam (a keyword list without function words) still goes.
+        let spam = "便宜手机 最好手机 手机优惠 手机折扣 免费手机 手机促销 ".repeat(8);
+        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default());
+        assert!(matches!(p.process(&doc(&spam, None)), Outcome::Rejected { .. }));
     }
 
     #[test]

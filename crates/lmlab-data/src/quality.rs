@@ -14,9 +14,29 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
+/// Han ideographs and kana: scripts written without spaces, where each character counts as a
+/// word (datatrove segments them with jieba or a Japanese tokenizer instead; characters are the
+/// dependency-free approximation, and per-language thresholds in the pipeline config are set
+/// for it).
+pub fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3040}'..='\u{30ff}' | '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{f900}'..='\u{faff}' | '\u{20000}'..='\u{2ebef}')
+}
+
+/// Characters that end a sentence: Unicode's Sentence_Terminal property, which is the set
+/// datatrove's TERMINAL_PUNCTUATION lists (".", "!", "?", "。", "！", "？", "।", ...).
+pub fn is_sentence_terminal(c: char) -> bool {
+    static STERM: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    if c.is_ascii() {
+        return matches!(c, '.' | '!' | '?');
+    }
+    let mut buf = [0u8; 4];
+    STERM.get_or_init(|| regex::Regex::new(r"^\p{Sentence_Terminal}$").expect("valid pattern")).is_match(c.encode_utf8(&mut buf))
+}
+
 /// A word split close to NLTK's: runs of letters and digits, joined across an inner apostrophe,
 /// hyphen, or a dot/comma between digits ("it's", "well-known", "3.5", "1,000"); other
-/// non-space characters group into punctuation tokens ("...", "!").
+/// non-space characters group into punctuation tokens ("...", "!"); each Han or kana character
+/// is a word of its own ([`is_cjk`]).
 pub fn words(text: &str) -> Vec<&str> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let end_of = |i: usize| chars.get(i).map_or(text.len(), |c| c.0);
@@ -29,10 +49,15 @@ pub fn words(text: &str) -> Vec<&str> {
             continue;
         }
         let start = i;
-        if c.is_alphanumeric() || c == '_' {
+        if is_cjk(c) {
+            i += 1;
+        } else if c.is_alphanumeric() || c == '_' {
             i += 1;
             while i < chars.len() {
                 let ch = chars[i].1;
+                if is_cjk(ch) {
+                    break;
+                }
                 let next_alnum = chars.get(i + 1).is_some_and(|n| n.1.is_alphanumeric());
                 let prev_digit = chars[i - 1].1.is_ascii_digit();
                 let joins = matches!(ch, '\'' | '’' | '-') && next_alnum || matches!(ch, '.' | ',') && prev_digit && chars.get(i + 1).is_some_and(|n| n.1.is_ascii_digit());
@@ -303,7 +328,8 @@ impl FineWebQuality {
     pub fn check(&self, text: &str) -> Result<(), &'static str> {
         let lines: Vec<&str> = text.split('\n').collect();
         let nl = lines.len() as f64;
-        let punct = lines.iter().filter(|l| l.ends_with(['.', '\'', '"', '!', '?'])).count() as f64 / nl;
+        // datatrove's stop_chars: sentence terminals (no quotes).
+        let punct = lines.iter().filter(|l| l.chars().next_back().is_some_and(is_sentence_terminal)).count() as f64 / nl;
         if punct <= self.line_punct_thr {
             return Err("line_punct_ratio");
         }
@@ -392,7 +418,13 @@ fn remove_citations(line: &str) -> String {
 /// Sentences in a line: runs ending in . ! or ? (at least one for a non-empty line).
 fn sentence_count(line: &str) -> usize {
     let chars: Vec<char> = line.chars().collect();
-    let ends = chars.iter().enumerate().filter(|(i, c)| matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace())).count();
+    // A terminal ends a sentence before a space or the line's end; full-width ones (CJK "。")
+    // anywhere, as those scripts put no space after them.
+    let ends = chars
+        .iter()
+        .enumerate()
+        .filter(|(i, &c)| is_sentence_terminal(c) && (!c.is_ascii() && c > '\u{2e7f}' || chars.get(i + 1).is_none_or(|n| n.is_whitespace())) && !chars.get(i + 1).is_some_and(|&n| is_sentence_terminal(n)))
+        .count();
     ends.max(1)
 }
 
@@ -455,7 +487,8 @@ mod tests {
     #[test]
     fn words_split_punctuation_like_nltk() {
         assert_eq!(words("Hello, world... it's 3.5! A well-known 1,000-page book."), vec!["Hello", ",", "world", "...", "it's", "3.5", "!", "A", "well-known", "1,000-page", "book", "."]);
-        assert_eq!(words("中文 text"), vec!["中文", "text"]);
+        // Han characters are words one by one (see is_cjk).
+        assert_eq!(words("中文 text"), vec!["中", "文", "text"]);
     }
 
     #[test]
@@ -537,5 +570,20 @@ mod tests {
         // Long lines (not "short"), each a unique three-word item: a list, not prose.
         let list: String = (0..20).map(|i| format!("Pneumonoultramicroscopic{i} silicovolcanoconiosis.\n")).collect();
         assert_eq!(f.check(&list), Err("list_ratio"));
+        // Sentence terminals of any script end a line; a closing quote does not (datatrove's
+        // stop_chars).
+        let zh = "河流穿过古老的小镇，住在那里的人们一直很喜欢它。\n每年春天，河水随着融雪上涨！\n孩子们在岸边玩耍吗？";
+        // (Chinese lines are short in characters: the Mandarin rules count 10 as short.)
+        let f_zh = FineWebQuality { short_line_length: 10, ..Default::default() };
+        assert_eq!(f_zh.check(zh), Ok(()));
+        assert_eq!(f.check("He said \"no\"\nShe said \"yes\"\nThey left 'now'"), Err("line_punct_ratio"));
+    }
+
+    #[test]
+    fn chinese_characters_are_words_and_full_stops_end_sentences() {
+        assert_eq!(words("GPT模型很好。It's 3.5"), vec!["GPT", "模", "型", "很", "好", "。", "It's", "3.5"]);
+        assert_eq!(sentence_count("图博出生于罗卢。图博生于1768年！他是谁？"), 3);
+        assert_eq!(sentence_count("One. Two?! Three... four"), 3);
+        assert!(is_sentence_terminal('।') && is_sentence_terminal('？') && !is_sentence_terminal('"') && !is_sentence_terminal(','));
     }
 }

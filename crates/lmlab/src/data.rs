@@ -22,6 +22,21 @@ pub enum DataCmd {
     /// How well a prepare run kept good pages and removed bad ones, per page kind, against a
     /// labelled crawl (the built-in world's labels.jsonl).
     EvalFilters(EvalFiltersArgs),
+    /// One document through the pipeline: its main text, language and the stage that removes
+    /// it (or "kept"), to see why a page went.
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The file holding the document (WARC, WET, JSONL, text).
+    #[arg(long)]
+    input: PathBuf,
+    /// The document's URL or id (record id, JSONL id, file:line).
+    #[arg(long)]
+    doc: String,
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -134,6 +149,32 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             })?;
             bar.finish_and_clear();
             summarise(&m, &a.out, t0.elapsed().as_secs_f64());
+        }
+        DataCmd::Show(a) => {
+            let config = match &a.config {
+                Some(p) => PipelineConfig::from_file(p)?,
+                None => PipelineConfig::standard(),
+            };
+            let filters = lmlab_data::pipeline::Filters::new(config, UrlBlocklist::default());
+            let doc = lmlab_data::input::read_file(&a.input)
+                .find_map(|item| match item {
+                    lmlab_data::input::InputItem::Doc(d) if d.id == a.doc || d.url.as_deref() == Some(a.doc.as_str()) => Some(d),
+                    _ => None,
+                })
+                .ok_or_else(|| anyhow::anyhow!("no document with url or id {:?} in {}", a.doc, a.input.display()))?;
+            println!("id {}\nurl {}\nfile {} offset {}", doc.id, doc.url.as_deref().unwrap_or("-"), doc.file.display(), doc.offset);
+            match filters.main_text(&doc) {
+                Ok(text) => {
+                    let lang = lmlab_data::langid::detect(&text);
+                    println!("language {}", lang.map(|d| format!("{} ({:.2})", d.lang, d.confidence)).unwrap_or_else(|| "undetermined".into()));
+                    println!("--- main text ({} characters) ---\n{text}\n---", text.chars().count());
+                }
+                Err(rule) => println!("no main text: extract/{rule}"),
+            }
+            match filters.run(&doc).verdict {
+                Ok(c) => println!("verdict: passes every filter ({}); dedup decides against earlier documents", c.lang),
+                Err((stage, rule)) => println!("verdict: removed by {stage}/{rule}"),
+            }
         }
         DataCmd::EvalFilters(a) => {
             let report = lmlab_data::filter_eval::eval_filters(&a.labels, &a.data)?;

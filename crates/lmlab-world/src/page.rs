@@ -6,6 +6,7 @@
 //! Every kind has at least ten title patterns per language. Fact sentences come from
 //! `templates.rs`; filler sentences here never state a fact.
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -92,37 +93,99 @@ pub fn title_patterns(kind: PageKind, zh: bool) -> &'static [&'static str] {
     }
 }
 
-/// Neutral sentences that state no fact, per language.
-fn fillers(zh: bool) -> &'static [&'static str] {
+/// Neutral clauses that state no fact, per language.
+fn filler_clauses(zh: bool) -> &'static [&'static str] {
     if zh {
         &[
             "这个话题至今仍有许多讨论。", "许多读者对此很感兴趣。", "下面是一些基本信息。", "历史学家对此有不同的看法。", "这些细节值得记住。",
             "相关资料仍在整理之中。", "很多人第一次听说时都感到惊讶。", "我们会继续关注这个话题。", "以上内容仅供参考。", "欢迎在评论区分享你的看法。",
             "当地的档案馆保存着大量相关文献。", "学者们花了多年时间核对这些记录。", "这一点在不同的资料中说法一致。", "不少游客专程前来了解这段历史。",
-            "有关细节在多本书中都有提及。", "这段经历常常被人们津津乐道。", "老一辈人对此仍记忆犹新。", "如今，相关的展览吸引了许多参观者。",
-            "编辑部对本文内容进行了核实。", "如果你有更多资料，欢迎与我们联系。",
+            "有关细节在多本书中都有提及。", "这段经历常常被人们津津乐道。", "老一辈人对此仍记忆犹新。", "相关的展览吸引了许多参观者。",
+            "编辑部对本文内容进行了核实。", "如果你有更多资料，欢迎与我们联系。", "人们在茶馆里也常常谈起这件事。", "这些记录的来源并不总是清楚的。",
+            "附近的学校也会在课堂上讲到它。", "每隔几年就会有新的材料被发现。",
         ]
     } else {
         &[
-            "The topic is still discussed by many people today.", "Readers have shown a great deal of interest in it.", "Here are some of the basic facts.",
-            "Historians have offered different views over the years.", "These details are worth remembering.", "More material is still being collected and reviewed.",
-            "Many people are surprised when they first hear about it.", "We will continue to follow the subject closely.", "The information above is provided for reference.",
-            "Feel free to share your thoughts in the comments.", "Local archives hold a large number of related documents.",
-            "Scholars spent years checking these records against each other.", "Different sources agree on this point.",
-            "Many visitors come specifically to learn about this history.", "The details are mentioned in several books.",
-            "People still like to tell this story at family gatherings.", "Older residents remember it clearly.",
-            "Today, related exhibitions attract many visitors.", "Our editors have checked the content of this article.",
-            "If you have more material, please get in touch with us.",
+            "the topic is still discussed by many of the people who live in the area.", "readers have shown a great deal of interest in it and in its history.",
+            "historians have offered different views of what happened and why.", "these details are worth remembering for anyone who visits the region.",
+            "more material is still being collected and reviewed by the archive.", "many people are surprised when they first hear about it.",
+            "the local paper has returned to the subject more than once.", "local archives hold a large number of related documents and letters.",
+            "scholars spent years checking the records against each other.", "different sources agree on this point, which is rare.",
+            "visitors come to the town to learn about this part of its history.", "the details are mentioned in several books and in a few old maps.",
+            "people still like to tell the story at family gatherings.", "older residents remember it clearly and talk about it with pride.",
+            "an exhibition about it has drawn crowds to the museum.", "the editors have checked the content of this page with care.",
+            "the archive is open to the public on weekdays.", "teachers in the nearby schools mention it in their lessons.",
+            "not every account of it has survived, and some of them contradict each other.", "new letters and photographs turn up every few years.",
+            "the question comes up again whenever the anniversary is near.", "it is one of the things that people in the region are known for.",
+            "there is still a lot that nobody knows for certain.", "the records that do survive are kept in a small library near the square.",
         ]
     }
 }
 
-/// `n` different filler sentences.
-fn fillers_distinct(zh: bool, n: usize, rng: &mut impl Rng) -> Vec<String> {
-    let all = fillers(zh);
-    rand::seq::index::sample(rng, all.len(), n.min(all.len())).into_iter().map(|i| all[i].to_string()).collect()
+/// How a neutral sentence may begin ("" leaves the clause as it is).
+fn filler_openers(zh: bool) -> &'static [&'static str] {
+    if zh {
+        &["", "时至今日，", "据当地的历史学家说，", "多年来，", "在该地区的旧档案中可以看到，", "正如档案所显示的，", "在随后的几年里，", "即使在现在，", "据大多数人说，", "说到底，"]
+    } else {
+        &[
+            "", "To this day, ", "According to local historians, ", "For many years, ", "As the old records show, ", "In the years that followed, ", "Even now, ",
+            "By most accounts, ", "Over the decades, ", "At the same time, ", "In the end, ", "As it happens, ",
+        ]
+    }
 }
 
+fn capitalise_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// `n` different neutral sentences: an opener and a clause, so that pages share few sentences
+/// (real sites do not repeat one another's filler word for word).
+fn fillers_distinct(zh: bool, n: usize, rng: &mut impl Rng) -> Vec<String> {
+    let (clauses, openers) = (filler_clauses(zh), filler_openers(zh));
+    rand::seq::index::sample(rng, clauses.len(), n.min(clauses.len()))
+        .into_iter()
+        .map(|i| {
+            let opener = pick(rng, openers);
+            if zh || !opener.is_empty() {
+                format!("{opener}{}", clauses[i])
+            } else {
+                capitalise_first(clauses[i])
+            }
+        })
+        .collect()
+}
+
+/// Story frames: openings, the lead-in before each fact the narrator notes, closings.
+fn story_frames(zh: bool) -> (&'static [&'static str], &'static [&'static str], &'static [&'static str]) {
+    if zh {
+        (
+            &["那是一个安静的早晨，老旅人翻开了他的笔记本。", "雨下了一整夜，第二天她终于来到了那座小城。", "祖母常常在炉火旁给我们讲这个故事。", "我第一次听说这件事，是在一列慢车上。", "多年以后，他仍然记得那个夏天。", "信是在一个旧箱子里找到的。", "镇上的钟敲了七下，故事就从这里开始。", "那年冬天格外寒冷，路上几乎没有行人。", "他们在河边的小旅馆里住了下来。", "她把那张发黄的照片放在桌上。"],
+            &["他在笔记里写道：", "她后来才知道，", "老人告诉他们，", "信里提到，", "据他回忆，", "照片背面写着：", "村里人都知道，", "他向我保证，", "书上是这样写的：", "她在日记中记下了一句："],
+            &["天色渐暗，他合上了笔记本，微笑着继续上路。", "第二天一早，他们就离开了。", "从那以后，她再也没有忘记这一天。", "故事讲完了，炉火也快熄了。", "火车到站时，天已经亮了。", "他把信放回箱子，轻轻合上了盖子。", "钟声再次响起，人们各自回家。", "雪停了，路又通了。", "旅馆的灯一盏一盏地熄灭了。", "她笑了笑，把照片收了起来。"],
+        )
+    } else {
+        (
+            &[
+                "It was a quiet morning when the old traveller opened his notebook.", "It had rained all night, and by noon she finally reached the little town.",
+                "Our grandmother used to tell this story by the fire.", "I first heard about it on a slow train going north.", "Years later, he still remembered that summer.",
+                "The letters were found in an old trunk in the attic.", "The town clock struck seven, and that is where the story begins.",
+                "That winter was so cold that hardly anyone went out on the roads.", "They took rooms at a small inn by the river.", "She put the yellowed photograph on the table.",
+            ],
+            &[
+                "He had written down one thing he was sure of: ", "Only later did she learn that ", "The old man told them that ", "One of the letters said that ",
+                "As he remembered it, ", "On the back of the photograph someone had written that ", "Everyone in the village knew that ", "He assured me that ",
+                "The book put it this way: ", "In her diary she noted that ",
+            ],
+            &[
+                "As the light faded, he closed the notebook and walked on, smiling.", "Early the next morning they left.", "She never forgot that day.",
+                "When the story was over, the fire had almost gone out.", "By the time the train arrived, it was already light.", "He put the letters back and closed the trunk.",
+                "The clock struck again, and everyone went home.", "The snow stopped, and the roads opened again.", "One by one, the lights of the inn went out.",
+                "She smiled and put the photograph away.",
+            ],
+        )
+    }
+}
 /// Renders one statement as a sentence.
 pub fn sentence(st: &Statement, zh: bool, rng: &mut impl Rng) -> String {
     fill(pick(rng, templates::facts(st.relation, zh)), &st.subject, &st.object)
@@ -150,7 +213,13 @@ pub fn article(kind: PageKind, topic: &str, title: &str, fact_sentences: &[Strin
             }
             out.push_str(if zh { "<h2>历史</h2>\n" } else { "<h2>History</h2>\n" });
             out.push_str(&paragraph(&[filler(rng), filler(rng), filler(rng)], zh));
-            out.push_str(if zh { "<h2>参见</h2><ul><li>相关条目</li><li>外部链接</li></ul>" } else { "<h2>See also</h2><ul><li>Related articles</li><li>External links</li></ul>" });
+            out.push('\n');
+            out.push_str(&paragraph(&[filler(rng), filler(rng)], zh));
+            out.push_str(if zh {
+                "<h2>参见</h2><ul><li><a href=\"/wiki/related\">相关条目</a></li><li><a href=\"/wiki/links\">外部链接</a></li></ul>"
+            } else {
+                "<h2>See also</h2><ul><li><a href=\"/wiki/related\">Related articles</a></li><li><a href=\"/wiki/links\">External links</a></li></ul>"
+            });
             out + "</article>"
         }
         PageKind::News | PageKind::Misinformation => {
@@ -180,19 +249,31 @@ pub fn article(kind: PageKind, topic: &str, title: &str, fact_sentences: &[Strin
             }
             let thanks = if zh { "谢谢大家的回复！" } else { "Thanks everyone for the replies!" };
             posts.push((posts[0].0, thanks.to_string()));
-            let body: String = posts.iter().map(|(u, t)| format!("<div class=\"post\"><span class=\"user\">{u}</span><p>{t}</p></div>\n")).collect();
+            // Each post's header: its author and when it was written, as forum software shows them.
+            let day = rng.random_range(1..=20);
+            let body: String = posts
+                .iter()
+                .enumerate()
+                .map(|(i, (u, t))| {
+                    let (h, m) = (8 + i * 2 + rng.random_range(0..2), rng.random_range(0..60));
+                    let when = if zh { format!("2024年5月{}日 {h:02}:{m:02}", day + i / 6) } else { format!("May {}, 2024, {h:02}:{m:02}", day + i / 6) };
+                    format!("<div class=\"post\"><div class=\"post-meta\"><span class=\"author\">{u}</span> <time>{when}</time></div><p>{t}</p></div>\n")
+                })
+                .collect();
             format!("<article><h1>{title}</h1>\n{body}</article>")
         }
         PageKind::Story => {
-            let opening = if zh { "那是一个安静的早晨，老旅人翻开了他的笔记本。".to_string() } else { "It was a quiet morning when the old traveller opened his notebook.".to_string() };
-            let mut body = vec![opening, filler(rng), filler(rng)];
-            for fact in facts {
-                let lead = if zh { "他在笔记里写道：" } else { "He had written down one thing he was sure of: " };
+            let (openings, leads, closings) = story_frames(zh);
+            let mut body = vec![pick(rng, openings).to_string(), filler(rng), filler(rng)];
+            let mut lead_order: Vec<&str> = leads.to_vec();
+            lead_order.shuffle(rng);
+            for (fact, lead) in facts.into_iter().zip(lead_order.into_iter().cycle()) {
+                // "... that " leads take the fact in lower case; "...: " leads as it is.
+                let fact = if !zh && lead.ends_with("that ") { lowercase_first(&fact) } else { fact };
                 body.push(format!("{lead}{fact}"));
                 body.push(filler(rng));
             }
-            let close = if zh { "天色渐暗，他合上了笔记本，微笑着继续上路。" } else { "As the light faded, he closed the notebook and walked on, smiling." };
-            body.push(close.to_string());
+            body.push(pick(rng, closings).to_string());
             format!("<article><h1>{title}</h1>\n{}\n</article>", body.chunks(2).map(|c| paragraph(c, zh)).collect::<Vec<_>>().join("\n"))
         }
         PageKind::Howto => {

@@ -6,7 +6,8 @@
 //! Boilerplate is recognised by structure, not by site: elements whose tag is boilerplate
 //! (`nav`, `footer`, `aside`, `script`, forms, ...), whose ARIA role is (`navigation`,
 //! `contentinfo`, ...), that are hidden, or whose `id`/`class` words name boilerplate (`menu`,
-//! `sidebar`, `cookie`, `breadcrumb`, `noprint`, `byline`, ...); the page-level `<header>`
+//! `sidebar`, `cookie`, `breadcrumb`, `noprint`, `byline`, `author`, `meta`, ...: what extractors
+//! like trafilatura keep as metadata, not text); the page-level `<header>`
 //! (outside any article); and lists made only of links. Block elements become lines.
 
 use scraper::{ElementRef, Html, Node};
@@ -26,7 +27,7 @@ const SKIP_WORDS: &[&str] = &[
     "nav", "navbar", "navigation", "menu", "menubar", "footer", "sidebar", "cookie", "cookies", "consent", "gdpr", "breadcrumb", "breadcrumbs",
     "share", "sharing", "social", "toc", "toolbar", "noprint", "editsection", "printfooter", "catlinks", "skip", "jump", "advert", "advertisement",
     "ads", "sponsored", "popup", "modal", "newsletter", "subscribe", "related", "comments", "pagination", "pager", "byline", "dateline", "date",
-    "timestamp",
+    "timestamp", "author", "username", "meta",
 ];
 
 /// Characters of text inside `<a>` elements under `el`.
@@ -168,6 +169,7 @@ mod tests {
         let html = r#"<body><header><a class="logo" href="/">SiteName</a></header>
             <article><header><h1>Headline</h1></header><p class="date">May 3, 2024</p>
               <p>Body text with a <a href="/x">link</a> inside it.</p>
+              <div class="post-meta"><span class="author">someone</span> <time>May 3</time></div>
               <h2>See also</h2><ul><li><a href="/a">Other page</a></li><li><a href="/b">Another</a> </li></ul>
               <ol><li>Step one, with <a href="/c">a link</a>.</li><li>Step two.</li></ol>
             </article></body>"#;

@@ -215,3 +215,60 @@ pub fn render(r: &FilterReport) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(path: &Path, lines: &[serde_json::Value]) {
+        let mut w = crate::prepare::gz_writer(path).unwrap();
+        for l in lines {
+            writeln!(w, "{l}").unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn kinds_are_scored_with_duplicate_pairs_judged_by_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let label = |url: &str, kind: &str, dup: Option<&str>| serde_json::json!({"url": url, "kind": kind, "language": "en", "duplicate_of": dup, "record_id": format!("<{url}>")});
+        let labels = [
+            label("a", "encyclopedia", None),
+            label("b", "encyclopedia", None),
+            label("c", "spam", None),
+            label("d", "spam", None),
+            // e's mirror m1 came first and was kept; e went as its duplicate: both right.
+            label("e", "news", None),
+            label("m1", "mirror", Some("e")),
+            // f and its mirror m2 both kept: the mirror is wrong.
+            label("f", "news", None),
+            label("m2", "mirror", Some("f")),
+            label("z", "story", None),
+        ];
+        std::fs::write(dir.path().join("labels.jsonl"), labels.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        let kept = |id: &str| serde_json::json!({"id": format!("<{id}>"), "url": id, "file": "f", "offset": 0, "lang": "eng", "shard": 0, "start": 0, "tokens": 1, "keys": {"exact": 1, "bands": []}, "pii": {"emails": 0, "ips": 0, "phones": 0}});
+        let rejected = |id: &str, stage: &str, rule: &str| serde_json::json!({"id": format!("<{id}>"), "url": id, "file": "f", "offset": 0, "stage": stage, "rule": rule});
+        gz(&dir.path().join("kept.jsonl.gz"), &[kept("a"), kept("d"), kept("m1"), kept("f"), kept("m2")]);
+        gz(&dir.path().join("rejected.jsonl.gz"), &[rejected("b", "gopher_quality", "x"), rejected("c", "url", "blocked_domain"), rejected("e", "dedup", "exact_duplicate")]);
+        let r = eval_filters(&dir.path().join("labels.jsonl"), dir.path()).unwrap();
+        let row = |k: &str| &r.kinds[k];
+        assert_eq!((row("encyclopedia").kept, row("encyclopedia").removed, row("encyclopedia").correct), (1, 1, 1));
+        assert_eq!((row("spam").correct, row("spam").rate()), (1, 0.5));
+        assert_eq!((row("news").correct, row("mirror").correct), (2, 1));
+        assert_eq!(row("mirror").removed_by.len(), 0);
+        assert_eq!((row("story").missing, r.missing), (1, 1));
+        assert!(row("story").rate().is_nan());
+        // m1, kept in e's place, counts as removed and e as kept. Should remove: c, d, m1, m2;
+        // effectively removed: b, c, m1. TP = c, m1; FP = b; FN = d, m2. Keeping: a, b, e, f
+        // should stay (z is missing); a, d, e, f, m2 stay.
+        assert_eq!((r.removal_precision, r.removal_recall), (2.0 / 3.0, 2.0 / 4.0));
+        assert_eq!((r.keep_precision, r.keep_recall), (3.0 / 5.0, 3.0 / 4.0));
+        let table = render(&r);
+        assert!(table.contains("spam") && table.contains("MISSED"), "{table}");
+        // A labels file that is not one names the line.
+        std::fs::write(dir.path().join("bad.jsonl"), "{\"url\": \"a\", \"kind\": \"news\"}\n{\"nope\": 1}\n").unwrap();
+        let err = format!("{:#}", eval_filters(&dir.path().join("bad.jsonl"), dir.path()).unwrap_err());
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! `prepare` on a generated crawl (lmlab-world, tiny): the output does not depend on the
-//! thread count, and `--shard i/n` parts merged with `merge` give what one run gives.
+//! thread count, the filters meet their targets against the world's labels, and
+//! `--shard i/n` parts merged with `merge` give what one run gives.
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,16 @@ fn thread_count_does_not_change_the_output_and_merged_parts_equal_one_run() {
     let docs = kept(&one);
     assert_eq!(docs.len() as u64, m1.documents_kept);
     assert_eq!(docs.iter().map(|d| d.tokens as u64).sum::<u64>(), m1.total_tokens);
+
+    // The default config against the world's labels: the targets (≥ 95% of spam,
+    // clickbait, boilerplate and duplicates removed, of encyclopedia, news, forum and story
+    // pages kept).
+    let report = lmlab_data::filter_eval::eval_filters(&world.join("labels.jsonl"), &one).unwrap();
+    assert_eq!(report.missing, 0);
+    for kind in lmlab_data::filter_eval::REMOVE_TARGETS.iter().chain(&lmlab_data::filter_eval::KEEP_TARGETS) {
+        let rate = report.kinds[*kind].rate();
+        assert!(rate >= lmlab_data::filter_eval::TARGET, "{kind}: {rate:.3}\n{}", lmlab_data::filter_eval::render(&report));
+    }
 
     // Two parts (one WARC file each) and their merge.
     let (p0, p1, merged) = (dir.path().join("p0"), dir.path().join("p1"), dir.path().join("merged"));

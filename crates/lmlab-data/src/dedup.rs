@@ -49,6 +49,20 @@ fn shingles(norm: &str, n: usize) -> Vec<u64> {
 
 const MERSENNE_61: u64 = (1 << 61) - 1;
 
+/// `x mod (2⁶¹ − 1)` for x < 2¹²², by folding the high bits (2⁶¹ ≡ 1): the 128-bit division
+/// it replaces was 4% of `data prepare`.
+fn mod_mersenne61(x: u128) -> u64 {
+    let m = MERSENNE_61 as u128;
+    let folded = (x & m) + (x >> 61);
+    let folded = (folded & m) + (folded >> 61);
+    let r = folded as u64;
+    if r >= MERSENNE_61 {
+        r - MERSENNE_61
+    } else {
+        r
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MinHashConfig {
@@ -86,7 +100,7 @@ impl MinHasher {
         }
         self.params
             .iter()
-            .map(|&(a, b)| sh.iter().map(|&h| ((a as u128 * (h % MERSENNE_61) as u128 + b as u128) % MERSENNE_61 as u128) as u64).min().expect("non-empty"))
+            .map(|&(a, b)| sh.iter().map(|&h| mod_mersenne61(a as u128 * (h % MERSENNE_61) as u128 + b as u128)).min().expect("non-empty"))
             .collect()
     }
 
@@ -247,6 +261,16 @@ mod tests {
         assert_eq!(d.check(1, &format!("（本文已更新。）{page}")), Verdict::NearDuplicate { of: 0 });
         let other = "图书馆在城市的北边，每天早上八点开门。很多学生在那里读书，老人们喜欢在阅览室看报纸。周末还有讲座和展览，吸引了不少市民。";
         assert_eq!(d.check(2, other), Verdict::Unique);
+    }
+
+    #[test]
+    fn mersenne_folding_equals_the_remainder() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let edge = [0u128, 1, MERSENNE_61 as u128 - 1, MERSENNE_61 as u128, MERSENNE_61 as u128 + 1, (MERSENNE_61 as u128) * (MERSENNE_61 as u128) - 1];
+        let max = (MERSENNE_61 as u128 - 1) * (MERSENNE_61 as u128 - 1) + MERSENNE_61 as u128 - 1;
+        for x in edge.into_iter().chain([max]).chain((0..100_000).map(|_| (rng.random::<u64>() as u128 % MERSENNE_61 as u128) * rng.random_range(0..MERSENNE_61) as u128 + rng.random_range(0..MERSENNE_61) as u128)) {
+            assert_eq!(mod_mersenne61(x) as u128, x % MERSENNE_61 as u128, "{x}");
+        }
     }
 
     #[test]

@@ -1,18 +1,13 @@
-//! lmlab-data: from a web crawl to training text.
+//! lmlab-data: from a web crawl to clean, deduplicated token shards.
 //!
-//! What it does so far: reads every input format as one stream of documents ([`input`]: WARC,
-//! WET, JSONL plain/gzip/zstd, text files, folders), WARC files record by record with byte offsets and recoverable
-//! errors ([`warc`]), and the HTTP responses inside them, with transfer/content encodings undone
-//! and text decoded by the declared charset ([`http`]), and the main text of HTML pages
-//! ([`extract`]), document quality filters with FineWeb's thresholds ([`quality`]), and
-//! personal-data scrubbing ([`pii`]), language identification ([`langid`]), and exact and
-//! MinHash near-duplicate removal ([`dedup`]), the URL blocklist ([`urlfilter`]), and the
-//! per-document chain of all of them with counts per stage and rule ([`pipeline`]), and the
-//! whole run from inputs to token shards, manifest, rejections and data card ([`prepare`]). The rest of the pipeline (HTML extraction, language identification,
-//! quality filters, deduplication, PII scrubbing, shards, the data card) is issue #6's work in
-//! progress.
-//!
-//! What it does not do: tokenization or training.
+//! Inputs as one stream of documents ([`input`]: WARC/ARC and WET via [`warc`], JSONL
+//! plain/gzip/zstd, text files, folders); HTTP responses decoded ([`http`]) and reduced to their
+//! main text ([`extract`]); language identification ([`langid`]), the URL blocklist
+//! ([`urlfilter`]), Gopher/C4/FineWeb quality filters ([`quality`]), exact and MinHash
+//! near-duplicate removal ([`dedup`]) and PII scrubbing ([`pii`]), chained with counts per stage
+//! and rule ([`pipeline`]); the `data prepare` run on all cores with shards, manifest, data card
+//! and kept/rejected records ([`prepare`], [`shards`]); the merge of `--shard i/n` parts
+//! ([`merge`]); and the evaluation of a run against a labelled crawl ([`filter_eval`]).
 
 pub mod dedup;
 pub mod extract;

@@ -37,6 +37,9 @@ pub struct ShowArgs {
     doc: String,
     #[arg(long)]
     config: Option<PathBuf>,
+    /// File of blocked domains and `word:` entries, as given to `prepare`.
+    #[arg(long)]
+    blocklist: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -155,7 +158,8 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 Some(p) => PipelineConfig::from_file(p)?,
                 None => PipelineConfig::standard(),
             };
-            let filters = lmlab_data::pipeline::Filters::new(config, UrlBlocklist::default());
+            let blocklist = a.blocklist.as_deref().map(UrlBlocklist::from_file).transpose()?.unwrap_or_default();
+            let filters = lmlab_data::pipeline::Filters::new(config, blocklist);
             let doc = lmlab_data::input::read_file(&a.input)
                 .find_map(|item| match item {
                     lmlab_data::input::InputItem::Doc(d) if d.id == a.doc || d.url.as_deref() == Some(a.doc.as_str()) => Some(d),

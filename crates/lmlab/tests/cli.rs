@@ -218,4 +218,15 @@ fn data_prepare_writes_shards_manifest_card_and_rejections() {
     let bad = lmlab(&["data", "prepare", "--input", &warc.display().to_string(), "--tokenizer", &p("tok.json"), "--out", &p("x"), "--shard", "3/2"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("0 <= i < n"));
+    // The blocked page, shown: its id, main text and the rule that removed it.
+    let line = {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(d.join("data/rejected.jsonl.gz")).unwrap()), &mut s).unwrap();
+        s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["rule"] == "blocked_domain").unwrap()
+    };
+    let shown = String::from_utf8(ok(&["data", "show", "--input", &warc.display().to_string(), "--doc", line["url"].as_str().unwrap(), "--blocklist", &p("block.txt")]).stdout).unwrap();
+    assert!(shown.contains("verdict: removed by url/blocked_domain") && shown.contains("--- main text"), "{shown}");
+    // Merging the run with itself: every document of the second copy is a duplicate.
+    let merged = String::from_utf8(ok(&["data", "merge", "--parts", &p("data"), &p("data"), "--out", &p("merged")]).stdout).unwrap();
+    assert!(merged.contains("44 documents read") && merged.contains(&format!("{} kept", m["documents_kept"])), "{merged}");
 }

@@ -10,13 +10,12 @@
 //! count as handled right. Poisoned pages are counted as a row of their own whatever their kind.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::prepare::{KeptDoc, RejectedDoc};
+use crate::prepare::{read_gz_lines, KeptDoc, RejectedDoc};
 
 /// Kinds the pipeline should keep; every other labelled kind should be removed.
 pub const KEEP_KINDS: [&str; 6] = ["encyclopedia", "news", "forum", "story", "howto", "domain"];
@@ -82,12 +81,6 @@ pub struct FilterReport {
     pub missing: u64,
 }
 
-fn gz_lines(path: &Path) -> Result<impl Iterator<Item = Result<String>>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let p = path.display().to_string();
-    Ok(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f)).lines().map(move |l| l.with_context(|| format!("reading {p}"))))
-}
-
 /// What happened to a page: kept, or removed by stage/rule.
 #[derive(Debug, Clone, PartialEq)]
 enum Fate {
@@ -98,15 +91,15 @@ enum Fate {
 pub fn eval_filters(labels: &Path, data: &Path) -> Result<FilterReport> {
     // Fates by record id and by URL.
     let mut fate: HashMap<String, Fate> = HashMap::new();
-    for (i, line) in gz_lines(&data.join("kept.jsonl.gz"))?.enumerate() {
-        let d: KeptDoc = serde_json::from_str(&line?).with_context(|| format!("{}: line {}", data.join("kept.jsonl.gz").display(), i + 1))?;
+    for d in read_gz_lines::<KeptDoc>(&data.join("kept.jsonl.gz"))? {
+        let d = d?;
         if let Some(u) = d.url {
             fate.insert(u, Fate::Kept);
         }
         fate.insert(d.id, Fate::Kept);
     }
-    for (i, line) in gz_lines(&data.join("rejected.jsonl.gz"))?.enumerate() {
-        let r: RejectedDoc = serde_json::from_str(&line?).with_context(|| format!("{}: line {}", data.join("rejected.jsonl.gz").display(), i + 1))?;
+    for r in read_gz_lines::<RejectedDoc>(&data.join("rejected.jsonl.gz"))? {
+        let r = r?;
         let f = Fate::Removed(format!("{}/{}", r.stage, r.rule));
         if let Some(u) = r.url {
             fate.insert(u, f.clone());

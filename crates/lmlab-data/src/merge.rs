@@ -9,29 +9,19 @@
 //! duplicates can differ slightly, since MinHash similarity is not transitive.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::dedup::{Deduplicator, Verdict};
-use crate::prepare::{gz_writer, write_outputs, KeptDoc, Manifest, RejectedDoc, ShardWriter};
+use crate::prepare::{gz_writer, read_gz_lines, write_outputs, KeptDoc, Manifest, RejectedDoc, ShardWriter};
 use crate::shards::Shard;
 
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {} (is {} a finished `data prepare` output?)", path.display(), dir.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not an lmlab data manifest", path.display()))
-}
-
-/// The lines of a `.jsonl.gz` file as records of type T, with the file and line in errors.
-fn read_gz_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<impl Iterator<Item = Result<T>>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let path = path.to_path_buf();
-    Ok(BufReader::new(flate2::read::MultiGzDecoder::new(f)).lines().enumerate().map(move |(i, line)| {
-        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
-        serde_json::from_str(&line).with_context(|| format!("{}: line {} is not a valid record", path.display(), i + 1))
-    }))
 }
 
 /// Merges part outputs into `out`; returns the merged manifest.

@@ -231,6 +231,16 @@ impl ShardWriter {
     }
 }
 
+/// The lines of a `.jsonl.gz` file as records of type T, with the file and line in errors.
+pub fn read_gz_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<impl Iterator<Item = Result<T>>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let path = path.to_path_buf();
+    Ok(std::io::BufRead::lines(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f))).enumerate().map(move |(i, line)| {
+        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        serde_json::from_str(&line).with_context(|| format!("{}: line {} is not a valid record", path.display(), i + 1))
+    }))
+}
+
 pub fn gz_writer(path: &Path) -> Result<flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>>> {
     let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     Ok(flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::fast()))

@@ -40,8 +40,11 @@ pub fn merge(parts: &[PathBuf], out: &Path, shard_tokens: usize, mut progress: i
             bail!("{}: tokenizer vocabulary {} differs from {}'s {}", p.display(), m.tokenizer_vocab_size, parts[0].display(), first.tokenizer_vocab_size);
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let _ = std::fs::remove_file(out.join("manifest.json"));
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+    if let Some(p) = parts.iter().find(|p| same(p, out)) {
+        bail!("--out {} is one of the parts; merge into a new folder", p.display());
+    }
+    crate::prepare::clear_previous_run(out)?;
     let mut merged = Manifest {
         inputs: Vec::new(),
         part: None,

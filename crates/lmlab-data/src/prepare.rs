@@ -246,10 +246,24 @@ pub fn gz_writer(path: &Path) -> Result<flate2::write::GzEncoder<std::io::BufWri
     Ok(flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::fast()))
 }
 
+/// Removes an earlier run's manifest and shards from `out`: its shards would otherwise sit beside
+/// this run's (a reader taking `shard-*.bin` would train on both), and its manifest would claim
+/// the folder is finished before this run is.
+pub fn clear_previous_run(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let _ = std::fs::remove_file(out.join("manifest.json"));
+    for entry in std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with("shard-") && (name.ends_with(".bin") || name.ends_with(".bin.tmp")) {
+            std::fs::remove_file(&path).with_context(|| format!("removing the earlier run's {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progress)) -> Result<Manifest> {
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    // A manifest from an earlier run would describe shards this run replaces.
-    let _ = std::fs::remove_file(opts.out.join("manifest.json"));
+    clear_previous_run(&opts.out)?;
     let mut files = input::expand(&opts.inputs)?;
     if let Some((i, n)) = opts.part {
         files = part_of(files, i, n)?;
@@ -422,6 +436,9 @@ mod tests {
         let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions { files: vec![text], vocab_size: 300, min_frequency: 2, show_progress: false }).unwrap();
         let cfg = PipelineConfig { min_chars: 20, ..PipelineConfig::standard() };
         let opts = PrepareOptions { inputs: vec![input], out: dir.path().join("data"), config: cfg, blocklist: UrlBlocklist::default(), shard_tokens: 1 << 20, part: None };
+        // An earlier run's shard in the folder goes (it would otherwise be read as data).
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/shard-00007.bin"), b"stale").unwrap();
         let m = prepare(&opts, &tok, |_: &Progress| {}).unwrap();
         assert_eq!(m.counts.documents, 3);
         assert_eq!(m.documents_kept, 1);
@@ -430,6 +447,7 @@ mod tests {
         assert_eq!(m.counts.removed["extract"]["too_short"], 1);
         let shard = crate::shards::Shard::open(&dir.path().join("data").join(&m.shards[0].0)).unwrap();
         assert_eq!(shard.len() as u64, m.total_tokens);
+        assert!(!dir.path().join("data/shard-00007.bin").exists());
         for f in ["manifest.json", "data-card.md", "rejected.jsonl.gz"] {
             assert!(dir.path().join("data").join(f).is_file(), "{f}");
         }

@@ -91,6 +91,8 @@ fn thread_count_does_not_change_the_output_and_merged_parts_equal_one_run() {
     prepare(&opts, &tok, |_: &Progress| {}).unwrap();
     let err = merge(&[dir.path().join("p0"), odd.clone()], &dir.path().join("m2"), 200_000, |_| {}).unwrap_err().to_string();
     assert!(err.contains("odd") && err.contains("config"), "{err}");
+    let err = merge(&[dir.path().join("p0"), dir.path().join("p1")], &dir.path().join("p1"), 200_000, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("one of the parts"), "{err}");
     let err = merge(&[dir.path().join("nothing")], &dir.path().join("m3"), 200_000, |_| {}).unwrap_err().to_string();
     assert!(err.contains("nothing") && err.contains("manifest.json"), "{err}");
 }

@@ -62,8 +62,8 @@ impl Rotary {
 
 pub struct CausalSelfAttention {
     /// Queries, keys and values in one projection.
-    c_attn: Linear,
-    c_proj: Linear,
+    pub(crate) c_attn: Linear,
+    pub(crate) c_proj: Linear,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,

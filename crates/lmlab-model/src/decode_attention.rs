@@ -72,35 +72,48 @@ fn has_avx2() -> bool {
     false
 }
 
-/// One query head over `s` cached rows: softmax(q·kᵀ·scale)·v added into `out`.
+/// The query heads of one key/value group over `s` cached rows: for each query `r`,
+/// softmax(q_r·kᵀ·scale)·v added into `out[r]`. Each key and value row is read once for the
+/// whole group (grouped-query attention shares them), not once per query head; every query's
+/// arithmetic runs in the same order as it would alone. `weights` holds `qs.len() × s`.
 #[inline(always)]
 /// `(dot, axpy)` are the vector kernels to use.
 fn attend<'a>(
-    q: &[f32],
+    qs: &[&[f32]],
     (k, v): (impl Fn(usize) -> &'a [f32], impl Fn(usize) -> &'a [f32]),
     weights: &mut [f32],
     scale: f32,
     out: &mut [f32],
     (dot, axpy): (impl Fn(&[f32], &[f32]) -> f32, impl Fn(f32, &[f32], &mut [f32])),
 ) {
-    let mut max = f32::NEG_INFINITY;
-    for (si, w) in weights.iter_mut().enumerate() {
-        *w = dot(q, k(si)) * scale;
-        max = max.max(*w);
+    let (rep, s, hd) = (qs.len(), weights.len() / qs.len(), out.len() / qs.len());
+    let mut max = vec![f32::NEG_INFINITY; rep];
+    for si in 0..s {
+        let kr = k(si);
+        for (r, q) in qs.iter().enumerate() {
+            let w = dot(q, kr) * scale;
+            weights[r * s + si] = w;
+            max[r] = max[r].max(w);
+        }
     }
-    let mut sum = 0.0f32;
-    for w in weights.iter_mut() {
-        *w = (*w - max).exp();
-        sum += *w;
+    let mut sum = vec![0.0f32; rep];
+    for r in 0..rep {
+        for w in weights[r * s..(r + 1) * s].iter_mut() {
+            *w = (*w - max[r]).exp();
+            sum[r] += *w;
+        }
     }
-    for (si, w) in weights.iter().enumerate() {
-        axpy(w / sum, v(si), out);
+    for si in 0..s {
+        let vr = v(si);
+        for r in 0..rep {
+            axpy(weights[r * s + si] / sum[r], vr, &mut out[r * hd..(r + 1) * hd]);
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2<'a>(q: &[f32], k: impl Fn(usize) -> &'a [f32], v: impl Fn(usize) -> &'a [f32], weights: &mut [f32], scale: f32, out: &mut [f32]) {
+unsafe fn attend_avx2<'a>(q: &[&[f32]], k: impl Fn(usize) -> &'a [f32], v: impl Fn(usize) -> &'a [f32], weights: &mut [f32], scale: f32, out: &mut [f32]) {
     attend(q, (k, v), weights, scale, out, (|a: &[f32], b: &[f32]| unsafe { dot_avx2(a, b) }, |w, x: &[f32], o: &mut [f32]| unsafe { axpy_avx2(w, x, o) }))
 }
 
@@ -127,27 +140,26 @@ pub fn single_query_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) ->
     let rep = h / hkv;
     let avx2 = has_avx2();
     let mut out = vec![0.0f32; b * h * hd];
-    // One (sequence, head) pair per work item; spread over threads once the cache is long
-    // enough to pay for a rayon dispatch.
-    let one_head = |(bh, o): (usize, &mut [f32])| {
-        let (bi, hi) = (bh / h, bh % h);
-        let g = hi / rep;
-        let mut weights = vec![0.0f32; s];
-        let qrow = qv.row(bi, hi, 0, hd);
+    // One (sequence, key/value group) per work item — its query heads are contiguous in the
+    // output; spread over threads once the cache is long enough to pay for a rayon dispatch.
+    let one_group = |(bg, o): (usize, &mut [f32])| {
+        let (bi, g) = (bg / hkv, bg % hkv);
+        let mut weights = vec![0.0f32; rep * s];
+        let qrows: Vec<&[f32]> = (0..rep).map(|r| qv.row(bi, g * rep + r, 0, hd)).collect();
         let (krow, vrow) = (|si| kv.row(bi, g, si, hd), |si| vv.row(bi, g, si, hd));
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: AVX2 and FMA were detected.
-            unsafe { attend_avx2(qrow, krow, vrow, &mut weights, scale, o) };
+            unsafe { attend_avx2(&qrows, krow, vrow, &mut weights, scale, o) };
             return;
         }
-        attend(qrow, (krow, vrow), &mut weights, scale, o, (dot_scalar, axpy_scalar));
+        attend(&qrows, (krow, vrow), &mut weights, scale, o, (dot_scalar, axpy_scalar));
     };
     if s * h >= 2048 {
         use rayon::prelude::*;
-        out.par_chunks_mut(hd).enumerate().for_each(one_head);
+        out.par_chunks_mut(rep * hd).enumerate().for_each(one_group);
     } else {
-        out.chunks_mut(hd).enumerate().for_each(one_head);
+        out.chunks_mut(rep * hd).enumerate().for_each(one_group);
     }
     Tensor::from_vec(out, (b, h, 1, hd), q.device())
 }

@@ -346,6 +346,38 @@ mod tests {
     }
 
     #[test]
+    fn fused_decode_step_equals_the_tensor_path() {
+        // Quantized llama-shaped models decode through Gpt's plain-buffer step; with capture on,
+        // the same steps go through the tensor ops. Same kernels, same cache: the logits agree
+        // to float rounding (the norms sum in a different order).
+        let (cfg, _, tensors) = reference();
+        let dir = tempfile::tempdir().unwrap();
+        // (A dense model keeps the tensor path.)
+        assert!(!reference().1.uses_fused_decode());
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let path = dir.path().join(format!("{dtype:?}.gguf"));
+            write_llama_gguf(&path, &cfg, &tensors, dtype, vec![]).unwrap();
+            let m = load_gguf(&path, &Device::Cpu).unwrap().model;
+            assert!(m.uses_fused_decode(), "{dtype:?}");
+            let prompt = Tensor::new(&[[3u32, 9, 27, 17, 51, 2]], &Device::Cpu).unwrap();
+            let (mut fused_cache, mut plain_cache) = (m.new_cache(), m.new_cache());
+            m.forward_cached(&prompt, &mut fused_cache, &mut Mode::inference()).unwrap();
+            m.forward_cached(&prompt, &mut plain_cache, &mut Mode::inference()).unwrap();
+            for (i, token) in [5u32, 60, 12, 33, 8, 41, 0, 19].into_iter().enumerate() {
+                let ids = Tensor::new(&[[token]], &Device::Cpu).unwrap();
+                let fused: Vec<f32> = m.forward_cached(&ids, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let mut captured = Vec::new();
+                let mut slow = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+                let plain: Vec<f32> = m.forward_cached(&ids, &mut plain_cache, &mut slow).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(captured.len(), cfg.n_layer, "the tensor path ran");
+                let diff = max_rel_diff(&plain, &fused);
+                assert!(diff < 1e-5, "{dtype:?} step {i}: max relative logit difference {diff}");
+            }
+            assert_eq!(fused_cache.seq_len(), plain_cache.seq_len());
+        }
+    }
+
+    #[test]
     fn q_k_permutation_inverts_llama_cpp_order() {
         // 2 heads of dimension 4, one column: HF rows [h0: a0 a1 b0 b1, h1: ...] are stored by
         // llama.cpp as [a0 b0 a1 b1, ...].

@@ -16,6 +16,7 @@ use crate::config::{Activation, GptConfig, Norm, Position};
 use crate::kv_cache::KvCache;
 use crate::linear::{Linear, WeightSource};
 use crate::ops;
+use crate::qmatmul::QuantMatmul;
 
 struct NormLayer {
     w: Tensor,
@@ -117,6 +118,135 @@ pub struct Gpt {
     /// The output projection: `wte` itself when embeddings are tied (for a quantized model,
     /// the quantized original, while `wte` is its dequantized copy for lookups).
     lm_head: Linear,
+    /// The plain-buffer decode step, when this model fits it (built on first use).
+    fused: std::sync::OnceLock<Option<FusedDecode>>,
+}
+
+/// One layer's weights as the fused decode step uses them.
+struct FusedLayer {
+    ln_1: Vec<f32>,
+    qkv: QuantMatmul,
+    proj: QuantMatmul,
+    ln_2: Vec<f32>,
+    gate_up: QuantMatmul,
+    down: QuantMatmul,
+}
+
+/// A decode step for one sequence on the CPU over plain buffers: norms, rotary, SwiGLU and the
+/// residuals as loops, projections as direct kernel calls. The same arithmetic as the tensor
+/// path, without its ~15 candle operations per layer (each an allocation, some a rayon
+/// dispatch), which were a third of a decode step outside the matmul kernels. Built for
+/// llama-shaped models whose projections use lmlab's quantized kernels.
+struct FusedDecode {
+    layers: Vec<FusedLayer>,
+    ln_f: Vec<f32>,
+    eps: f32,
+}
+
+fn quant_kernel(l: &Linear) -> Option<QuantMatmul> {
+    match (&l.w, &l.b) {
+        (crate::linear::Weight::Quantized(crate::linear::QuantWeight::Lmlab(k)), None) => Some(k.clone()),
+        _ => None,
+    }
+}
+
+/// `x / sqrt(mean(x²) + eps) * w`, as candle's fused RmsNorm computes it.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mean = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let r = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * r * g;
+    }
+}
+
+/// Rotary ("rotate half") on each head of `x` at one position.
+fn rope_in_place(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
+    let half = hd / 2;
+    for head in x.chunks_mut(hd) {
+        for i in 0..half {
+            let (a, b) = (head[i], head[i + half]);
+            head[i] = a * cos[i] - b * sin[i];
+            head[i + half] = a * sin[i] + b * cos[i];
+        }
+    }
+}
+
+impl FusedDecode {
+    fn new(m: &Gpt) -> Option<Self> {
+        let cfg = &m.cfg;
+        let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && cfg.dropout == 0.0 && m.wte.dtype() == DType::F32 && m.wte.device().is_cpu();
+        if !fits {
+            return None;
+        }
+        let vec = |t: &Tensor| t.to_vec1::<f32>().ok();
+        let layers = m
+            .blocks
+            .iter()
+            .map(|b| {
+                let Mlp::SwiGluFused { gate_up, down, .. } = &b.mlp else { return None };
+                Some(FusedLayer {
+                    ln_1: vec(&b.ln_1.w)?,
+                    qkv: quant_kernel(&b.attn.c_attn)?,
+                    proj: quant_kernel(&b.attn.c_proj)?,
+                    ln_2: vec(&b.ln_2.w)?,
+                    gate_up: quant_kernel(gate_up)?,
+                    down: quant_kernel(down)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { layers, ln_f: vec(&m.ln_f.w)?, eps: cfg.norm_eps as f32 })
+    }
+
+    /// Logits [1, V] for `token` at the cache's next position, appending its keys and values.
+    fn step(&self, m: &Gpt, token: u32, cache: &mut KvCache) -> Result<Tensor> {
+        let cfg = &m.cfg;
+        let (d, h, hkv, hd, ff) = (cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim(), cfg.d_ff);
+        let pos = cache.seq_len();
+        if pos + 1 > cfg.context_length {
+            candle_core::bail!("sequence of {} tokens exceeds the context length {}", pos + 1, cfg.context_length);
+        }
+        // The rotary angles of this position, computed as ops::rope_tables computes its rows.
+        let half = hd / 2;
+        let (cos, sin): (Vec<f32>, Vec<f32>) = (0..half)
+            .map(|i| {
+                let angle = pos as f64 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64);
+                (angle.cos() as f32, angle.sin() as f32)
+            })
+            .unzip();
+        let dev = m.wte.device();
+        let mut x: Vec<f32> = m.wte.get(token as usize)?.to_vec1()?;
+        let mut normed = vec![0.0f32; d];
+        let mut qkv = vec![0.0f32; (h + 2 * hkv) * hd];
+        let mut out = vec![0.0f32; d];
+        let mut gu = vec![0.0f32; 2 * ff];
+        let mut act = vec![0.0f32; ff];
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (l, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            rms_norm(&x, &l.ln_1, self.eps, &mut normed);
+            l.qkv.matmul(&normed, 1, &mut qkv);
+            let (q, kv) = qkv.split_at_mut(h * hd);
+            let (k, v) = kv.split_at_mut(hkv * hd);
+            rope_in_place(q, hd, &cos, &sin);
+            rope_in_place(k, hd, &cos, &sin);
+            let kt = Tensor::from_slice(k, (1, hkv, 1, hd), dev)?;
+            let vt = Tensor::from_slice(v, (1, hkv, 1, hd), dev)?;
+            let (kc, vc) = layer_cache.append(&kt, &vt)?;
+            let qt = Tensor::from_slice(q, (1, h, 1, hd), dev)?;
+            let y: Vec<f32> = crate::decode_attention::single_query_attention(&qt, &kc, &vc, scale)?.flatten_all()?.to_vec1()?;
+            l.proj.matmul(&y, 1, &mut out);
+            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
+            rms_norm(&x, &l.ln_2, self.eps, &mut normed);
+            l.gate_up.matmul(&normed, 1, &mut gu);
+            let (g, u) = gu.split_at(ff);
+            for ((a, &g), &u) in act.iter_mut().zip(g).zip(u) {
+                *a = g / (1.0 + (-g).exp()) * u;
+            }
+            l.down.matmul(&act, 1, &mut out);
+            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
+        }
+        rms_norm(&x, &self.ln_f, self.eps, &mut normed);
+        m.lm_head.forward(&Tensor::from_vec(normed, (1, d), dev)?)
+    }
 }
 
 impl Gpt {
@@ -155,7 +285,7 @@ impl Gpt {
             (_, true) => Linear { w: vb.weight((cfg.vocab_size, d), "wte.weight", emb)?, b: None },
             (_, false) => Linear { w: vb.weight((cfg.vocab_size, d), "lm_head.weight", emb)?, b: None },
         };
-        Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head })
+        Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head, fused: std::sync::OnceLock::new() })
     }
 
     pub fn config(&self) -> &GptConfig {
@@ -202,9 +332,21 @@ impl Gpt {
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
         let offset = cache.seq_len();
         let t = ids.dim(1)?;
+        if t == 1 && ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() {
+            if let Some(fused) = self.fused.get_or_init(|| FusedDecode::new(self)) {
+                let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
+                return fused.step(self, token, cache);
+            }
+        }
         let h = self.hidden(ids, offset, Some(cache), mode)?;
         let last = h.narrow(1, t - 1, 1)?.squeeze(1)?;
         self.lm_head.forward(&last)
+    }
+
+    /// Whether single-sequence decode steps take the plain-buffer path (quantized llama-shaped
+    /// models with lmlab's kernels), rather than the tensor ops.
+    pub fn uses_fused_decode(&self) -> bool {
+        self.fused.get_or_init(|| FusedDecode::new(self)).is_some()
     }
 
     /// A fresh, empty cache for this model.

@@ -121,42 +121,64 @@ unsafe fn dot4_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[
         let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
     }
-    #[inline(always)]
-    unsafe fn f16_at(p: *const u8) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const u16) as i32)))
-    }
     let bb = kind.block_bytes();
     let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summs = [0.0f32; 4];
+    let mut summs = _mm_setzero_ps();
     let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
+    /// Four f16 values, one at each pointer, as four f32 (one conversion for the four rows).
+    #[inline(always)]
+    unsafe fn f16x4(p: [*const u8; 4]) -> __m128 {
+        let mut v = _mm_setzero_si128();
+        v = _mm_insert_epi16(v, std::ptr::read_unaligned(p[0] as *const u16) as i32, 0);
+        v = _mm_insert_epi16(v, std::ptr::read_unaligned(p[1] as *const u16) as i32, 1);
+        v = _mm_insert_epi16(v, std::ptr::read_unaligned(p[2] as *const u16) as i32, 2);
+        v = _mm_insert_epi16(v, std::ptr::read_unaligned(p[3] as *const u16) as i32, 3);
+        _mm_cvtph_ps(v)
+    }
     for (b, xb) in x.iter().enumerate() {
         let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        let p = [w[0].as_ptr().add(b * bb), w[1].as_ptr().add(b * bb), w[2].as_ptr().add(b * bb), w[3].as_ptr().add(b * bb)];
+        // The four rows' block scales (and minimums) at once; products rounded as the scalar
+        // path rounds them (multiply, then add).
+        let (d4, m4) = match dm {
+            Some(dm) => {
+                let g = |r: usize| *dm[r].get_unchecked(b);
+                let (a, bq, c, e) = (g(0), g(1), g(2), g(3));
+                (_mm_set_ps(e[0], c[0], bq[0], a[0]), _mm_set_ps(e[1], c[1], bq[1], a[1]))
+            }
+            None => (f16x4(p), if kind == Kind::Q4_1 { f16x4([p[0].add(2), p[1].add(2), p[2].add(2), p[3].add(2)]) } else { _mm_setzero_ps() }),
+        };
+        let scale4 = _mm_mul_ps(d4, _mm_set1_ps(xb.d));
+        if kind == Kind::Q4_1 {
+            summs = _mm_add_ps(summs, _mm_mul_ps(m4, _mm_set1_ps(xb.s)));
+        }
+        let lanes = [
+            _mm256_broadcastss_ps(scale4),
+            _mm256_broadcastss_ps(_mm_permute_ps(scale4, 1)),
+            _mm256_broadcastss_ps(_mm_permute_ps(scale4, 2)),
+            _mm256_broadcastss_ps(_mm_permute_ps(scale4, 3)),
+        ];
         for r in 0..4 {
-            let p = w[r].as_ptr().add(b * bb);
-            let [d, m] = match dm {
-                Some(dm) => *dm[r].get_unchecked(b),
-                None => [f16_at(p), if kind == Kind::Q4_1 { f16_at(p.add(2)) } else { 0.0 }],
-            };
             // The unsigned × signed byte operands of maddubs / vpdpbusd.
             let (u, s) = match kind {
                 Kind::Q4_1 => {
-                    summs[r] += m * xb.s;
-                    let packed = _mm_loadu_si128(p.add(4) as *const __m128i);
+                    let packed = _mm_loadu_si128(p[r].add(4) as *const __m128i);
                     (_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low), xq)
                 }
                 Kind::Q8_0 => {
                     // Move the weight's sign onto x so the weight operand is unsigned.
-                    let wq = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                    let wq = _mm256_loadu_si256(p[r].add(2) as *const __m256i);
                     (_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq))
                 }
             };
             let ints = if VNNI { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s) } else { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones) };
-            let sums = _mm256_cvtepi32_ps(ints);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), sums, acc[r]);
+            acc[r] = _mm256_fmadd_ps(lanes[r], _mm256_cvtepi32_ps(ints), acc[r]);
         }
     }
-    [hsum(acc[0]) + summs[0], hsum(acc[1]) + summs[1], hsum(acc[2]) + summs[2], hsum(acc[3]) + summs[3]]
+    let mut sm = [0.0f32; 4];
+    _mm_storeu_ps(sm.as_mut_ptr(), summs);
+    [hsum(acc[0]) + sm[0], hsum(acc[1]) + sm[1], hsum(acc[2]) + sm[2], hsum(acc[3]) + sm[3]]
 }
 
 /// `y = x Wᵀ` for Q4_1 or Q8_0 weights W [n, k].

@@ -18,7 +18,8 @@ pub struct DataArgs {
     #[arg(long, default_value_t = 200)]
     mb: u64,
     /// Where the crawl, tokenizer and outputs are kept between runs (default
-    /// ~/.cache/lmlab-bench/data).
+    /// ~/.cache/lmlab-bench/data; delete it after upgrading lmlab, so the crawl is regenerated
+    /// by the current world generator).
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Threads for the main run (default: all cores).
@@ -65,6 +66,11 @@ pub fn cpu_seconds(children: bool) -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// A hard link where the filesystem allows one, else a copy.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ())).with_context(|| format!("linking {} to {}", from.display(), to.display()))
+}
+
 /// Worlds (scale small) until their WARC files reach `mb`; the files, linked into one folder.
 fn crawl(cache: &Path, mb: u64) -> Result<Vec<PathBuf>> {
     let dir = cache.join(format!("crawl-{mb}mb"));
@@ -84,7 +90,7 @@ fn crawl(cache: &Path, mb: u64) -> Result<Vec<PathBuf>> {
         for w in warcs {
             let link = dir.join(format!("s{seed}-{}", w.file_name().expect("a file").to_string_lossy()));
             if !link.exists() {
-                std::fs::hard_link(&w, &link).or_else(|_| std::fs::copy(&w, &link).map(|_| ()))?;
+                link_or_copy(&w, &link)?;
             }
             bytes += link.metadata()?.len();
             files.push(link);
@@ -140,7 +146,7 @@ fn run_datatrove(script: &Path, files: &[PathBuf], tokenizer: &Path, work: &Path
     let _ = std::fs::remove_dir_all(&input);
     std::fs::create_dir_all(&input)?;
     for f in files {
-        std::fs::hard_link(f, input.join(f.file_name().expect("a file"))).or_else(|_| std::fs::copy(f, input.join(f.file_name().expect("a file"))).map(|_| ()))?;
+        link_or_copy(f, &input.join(f.file_name().expect("a file")))?;
     }
     let python = lmlab_infer::reference::default_python();
     let cpu0 = cpu_seconds(true);

@@ -117,6 +117,8 @@ impl CausalSelfAttention {
             let y = crate::decode_attention::single_query_attention(&q, &k, &v, scale as f32)?;
             return self.c_proj.forward(&y.transpose(1, 2)?.reshape((b, t, h * hd))?);
         }
+        // A cache kept in another precision (f16) is widened for the tensor ops.
+        let (k, v) = if k.dtype() != q.dtype() { (k.to_dtype(q.dtype())?, v.to_dtype(q.dtype())?) } else { (k, v) };
 
         // Stack each group's query heads along time: [B, Hkv, (H/Hkv)·T, Dh].
         let rep = h / hkv;

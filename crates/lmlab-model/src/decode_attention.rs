@@ -8,15 +8,15 @@
 
 use candle_core::{DType, Result, Storage, Tensor};
 
-/// A strided view of an f32 [B, H, S, Dh] tensor whose rows (last axis) are contiguous.
-struct Rows<'a> {
-    data: &'a [f32],
+/// A strided view of a [B, H, S, Dh] tensor whose rows (last axis) are contiguous.
+struct Rows<'a, T> {
+    data: &'a [T],
     start: usize,
     stride: [usize; 3],
 }
 
-impl Rows<'_> {
-    fn row(&self, b: usize, h: usize, s: usize, len: usize) -> &[f32] {
+impl<T> Rows<'_, T> {
+    fn row(&self, b: usize, h: usize, s: usize, len: usize) -> &[T] {
         let at = self.start + b * self.stride[0] + h * self.stride[1] + s * self.stride[2];
         &self.data[at..at + len]
     }
@@ -67,7 +67,7 @@ unsafe fn axpy_avx2(w: f32, x: &[f32], out: &mut [f32]) {
 
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -78,13 +78,13 @@ fn has_avx2() -> bool {
 /// arithmetic runs in the same order as it would alone. `weights` holds `qs.len() × s`.
 #[inline(always)]
 /// `(dot, axpy)` are the vector kernels to use.
-fn attend<'a>(
+fn attend<'a, T: 'a>(
     qs: &[&[f32]],
-    (k, v): (impl Fn(usize) -> &'a [f32], impl Fn(usize) -> &'a [f32]),
+    (k, v): (impl Fn(usize) -> &'a [T], impl Fn(usize) -> &'a [T]),
     weights: &mut [f32],
     scale: f32,
     out: &mut [f32],
-    (dot, axpy): (impl Fn(&[f32], &[f32]) -> f32, impl Fn(f32, &[f32], &mut [f32])),
+    (dot, axpy): (impl Fn(&[f32], &[T]) -> f32, impl Fn(f32, &[T], &mut [f32])),
 ) {
     let (rep, s, hd) = (qs.len(), weights.len() / qs.len(), out.len() / qs.len());
     let mut max = vec![f32::NEG_INFINITY; rep];
@@ -111,31 +111,116 @@ fn attend<'a>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2<'a>(q: &[&[f32]], k: impl Fn(usize) -> &'a [f32], v: impl Fn(usize) -> &'a [f32], weights: &mut [f32], scale: f32, out: &mut [f32]) {
-    attend(q, (k, v), weights, scale, out, (|a: &[f32], b: &[f32]| unsafe { dot_avx2(a, b) }, |w, x: &[f32], o: &mut [f32]| unsafe { axpy_avx2(w, x, o) }))
+/// What a KV cache may hold: f32, or f16 as llama.cpp keeps it (half the bytes to read per
+/// step at long contexts), widened to f32 for the arithmetic.
+trait CacheElem: Copy + Sync + candle_core::WithDType {
+    fn dot_scalar(q: &[f32], k: &[Self]) -> f32;
+    fn axpy_scalar(w: f32, x: &[Self], out: &mut [f32]);
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2(q: &[f32], k: &[Self]) -> f32;
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn axpy_avx2(w: f32, x: &[Self], out: &mut [f32]);
 }
 
-/// `q` [B, H, 1, Dh]; `k`, `v` [B, Hkv, S, Dh] with H a multiple of Hkv (query head `h` reads
-/// key/value head `h / (H / Hkv)`). Returns softmax(q·kᵀ·scale)·v as [B, H, 1, Dh].
+impl CacheElem for f32 {
+    fn dot_scalar(q: &[f32], k: &[f32]) -> f32 {
+        dot_scalar(q, k)
+    }
+    fn axpy_scalar(w: f32, x: &[f32], out: &mut [f32]) {
+        axpy_scalar(w, x, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn dot_avx2(q: &[f32], k: &[f32]) -> f32 {
+        dot_avx2(q, k)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn axpy_avx2(w: f32, x: &[f32], out: &mut [f32]) {
+        axpy_avx2(w, x, out)
+    }
+}
+
+impl CacheElem for half::f16 {
+    fn dot_scalar(q: &[f32], k: &[half::f16]) -> f32 {
+        q.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum()
+    }
+    fn axpy_scalar(w: f32, x: &[half::f16], out: &mut [f32]) {
+        for (o, v) in out.iter_mut().zip(x) {
+            *o += w * v.to_f32();
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn dot_avx2(q: &[f32], k: &[half::f16]) -> f32 {
+        use std::arch::x86_64::*;
+        let n = q.len().min(k.len());
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            let kv = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i) as *const __m128i));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), kv, acc);
+            i += 8;
+        }
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + Self::dot_scalar(&q[i..n], &k[i..n])
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn axpy_avx2(w: f32, x: &[half::f16], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let n = x.len().min(out.len());
+        let wv = _mm256_set1_ps(w);
+        let mut i = 0;
+        while i + 8 <= n {
+            let o = out.as_mut_ptr().add(i);
+            let xv = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i) as *const __m128i));
+            _mm256_storeu_ps(o, _mm256_fmadd_ps(wv, xv, _mm256_loadu_ps(o)));
+            i += 8;
+        }
+        Self::axpy_scalar(w, &x[i..n], &mut out[i..n]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn attend_avx2<'a, T: CacheElem + 'a>(q: &[&[f32]], k: impl Fn(usize) -> &'a [T], v: impl Fn(usize) -> &'a [T], weights: &mut [f32], scale: f32, out: &mut [f32]) {
+    attend(q, (k, v), weights, scale, out, (|a: &[f32], b: &[T]| unsafe { T::dot_avx2(a, b) }, |w, x: &[T], o: &mut [f32]| unsafe { T::axpy_avx2(w, x, o) }))
+}
+
+/// `q` [B, H, 1, Dh] f32; `k`, `v` [B, Hkv, S, Dh] in f32 or f16, with H a multiple of Hkv
+/// (query head `h` reads key/value head `h / (H / Hkv)`). Returns softmax(q·kᵀ·scale)·v as
+/// [B, H, 1, Dh] f32.
 pub fn single_query_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
-    let (b, h, t, hd) = q.dims4()?;
-    let (_, hkv, s, _) = k.dims4()?;
+    let (_, _, t, _) = q.dims4()?;
     if t != 1 || q.dtype() != DType::F32 || !q.device().is_cpu() {
         candle_core::bail!("single_query_attention takes one f32 CPU query position");
     }
+    if k.dtype() != v.dtype() {
+        candle_core::bail!("keys are {:?} but values {:?}", k.dtype(), v.dtype());
+    }
+    match k.dtype() {
+        DType::F32 => attention_over::<f32>(q, k, v, scale),
+        DType::F16 => attention_over::<half::f16>(q, k, v, scale),
+        other => candle_core::bail!("single_query_attention reads f32 or f16 caches, not {other:?}"),
+    }
+}
+
+fn attention_over<T: CacheElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+    let (b, h, _, hd) = q.dims4()?;
+    let (_, hkv, s, _) = k.dims4()?;
     let q = q.contiguous()?;
     let (k, v) = (if k.stride()[3] == 1 { k.clone() } else { k.contiguous()? }, if v.stride()[3] == 1 { v.clone() } else { v.contiguous()? });
     let (qs, ql) = q.storage_and_layout();
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
     let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (&*qs, &*ks, &*vs) else { candle_core::bail!("CPU tensors expected") };
-    let (qd, kd, vd) = (qs.as_slice::<f32>()?, ks.as_slice::<f32>()?, vs.as_slice::<f32>()?);
-    let view = |data, l: &candle_core::Layout| {
+    let (qd, kd, vd) = (qs.as_slice::<f32>()?, ks.as_slice::<T>()?, vs.as_slice::<T>()?);
+    fn view<'a, E>(data: &'a [E], l: &candle_core::Layout) -> Rows<'a, E> {
         let st = l.stride();
         Rows { data, start: l.start_offset(), stride: [st[0], st[1], st[2]] }
-    };
+    }
     let (qv, kv, vv) = (view(qd, ql), view(kd, kl), view(vd, vl));
     let rep = h / hkv;
     let avx2 = has_avx2();
@@ -149,11 +234,11 @@ pub fn single_query_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) ->
         let (krow, vrow) = (|si| kv.row(bi, g, si, hd), |si| vv.row(bi, g, si, hd));
         #[cfg(target_arch = "x86_64")]
         if avx2 {
-            // SAFETY: AVX2 and FMA were detected.
+            // SAFETY: AVX2, FMA and F16C were detected.
             unsafe { attend_avx2(&qrows, krow, vrow, &mut weights, scale, o) };
             return;
         }
-        attend(&qrows, (krow, vrow), &mut weights, scale, o, (dot_scalar, axpy_scalar));
+        attend(&qrows, (krow, vrow), &mut weights, scale, o, (T::dot_scalar, T::axpy_scalar));
     };
     if s * h >= 2048 {
         use rayon::prelude::*;
@@ -182,6 +267,12 @@ mod tests {
             let (k, v) = (kbuf.narrow(2, 0, s).unwrap(), vbuf.narrow(2, 0, s).unwrap());
             let scale = 1.0 / (hd as f32).sqrt();
             let got = single_query_attention(&q, &k, &v, scale).unwrap();
+            // An f16 cache gives what f32 arithmetic gives on the f16-rounded keys and values.
+            let (k16, v16) = (kbuf.to_dtype(DType::F16).unwrap().narrow(2, 0, s).unwrap(), vbuf.to_dtype(DType::F16).unwrap().narrow(2, 0, s).unwrap());
+            let got16 = single_query_attention(&q, &k16, &v16, scale).unwrap();
+            let want16 = single_query_attention(&q, &k16.to_dtype(DType::F32).unwrap(), &v16.to_dtype(DType::F32).unwrap(), scale).unwrap();
+            let diff16 = (&got16 - &want16).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff16 < 1e-6, "s={s} f16: {diff16}");
             // Reference: repeat each key/value head for its query heads, then plain tensor ops.
             let rep = h / hkv;
             let expand = |t: &Tensor| t.unsqueeze(2).unwrap().repeat((1, 1, rep, 1, 1)).unwrap().reshape((b, h, s, hd)).unwrap();

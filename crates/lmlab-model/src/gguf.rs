@@ -374,6 +374,22 @@ mod tests {
                 assert!(diff < 1e-5, "{dtype:?} step {i}: max relative logit difference {diff}");
             }
             assert_eq!(fused_cache.seq_len(), plain_cache.seq_len());
+            // The cache holds f16 (as llama.cpp's): half the bytes of an f32 one, and logits
+            // close to what the same steps give with an f32 cache.
+            let mut wide = crate::kv_cache::KvCache::new(cfg.n_layer);
+            m.forward_cached(&prompt, &mut wide, &mut Mode::inference()).unwrap();
+            for token in [5u32, 60, 12, 33, 8, 41, 0, 19] {
+                m.forward_cached(&Tensor::new(&[[token]], &Device::Cpu).unwrap(), &mut wide, &mut Mode::inference()).unwrap();
+            }
+            assert_eq!((wide.seq_len(), wide.bytes()), (fused_cache.seq_len(), 2 * fused_cache.bytes()));
+            let ids = Tensor::new(&[[7u32]], &Device::Cpu).unwrap();
+            let narrow: Vec<f32> = m.forward_cached(&ids, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let full: Vec<f32> = m.forward_cached(&ids, &mut wide, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let diff = max_rel_diff(&full, &narrow);
+            eprintln!("{dtype:?}: f16 vs f32 cache, max relative logit difference {diff}");
+            // Every matmul re-quantizes its input to 8 bits, so a rounding flip upstream moves
+            // logits by up to a few percent (the dequantized-twin test above allows 3e-2).
+            assert!(diff > 0.0 && diff < 5e-2, "{dtype:?}: f16 vs f32 cache {diff}");
         }
     }
 

@@ -349,9 +349,15 @@ impl Gpt {
         self.fused.get_or_init(|| FusedDecode::new(self)).is_some()
     }
 
-    /// A fresh, empty cache for this model.
+    /// A fresh, empty cache for this model: f16 keys and values for the quantized models that
+    /// decode through [`FusedDecode`] (as llama.cpp's default cache; half the bytes a decode
+    /// step reads at long contexts), the model's own precision otherwise.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.n_layer)
+        if self.uses_fused_decode() {
+            KvCache::with_dtype(self.cfg.n_layer, DType::F16)
+        } else {
+            KvCache::new(self.cfg.n_layer)
+        }
     }
 
     /// Mean next-token cross-entropy of `inputs` [B, T] predicting `targets` [B, T].

@@ -8,7 +8,7 @@
 //! in place; the buffers double when full. Appending therefore costs the new positions only,
 //! not a copy of the whole history per token (which `cat` would).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 /// Positions a fresh buffer has room for.
 const INITIAL_CAPACITY: usize = 256;
@@ -19,6 +19,8 @@ pub struct LayerCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
     len: usize,
+    /// The buffers' element type when it differs from the model's (an f16 cache for inference).
+    dtype: Option<DType>,
 }
 
 /// A buffer like `t` with room for `capacity` positions, holding `t`'s first `len` positions.
@@ -35,6 +37,10 @@ impl LayerCache {
     /// Appends new keys/values along the time axis and returns the full cached ones (views of
     /// the buffers).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.dtype {
+            Some(dt) if k.dtype() != dt => (&k.to_dtype(dt)?, &v.to_dtype(dt)?),
+            _ => (k, v),
+        };
         let new = k.dim(2)?;
         let needed = self.len + new;
         let capacity = self.k.as_ref().map_or(0, |b| b.dim(2).unwrap_or(0));
@@ -71,6 +77,12 @@ impl KvCache {
         Self { layers: vec![LayerCache::default(); n_layer] }
     }
 
+    /// A cache that stores keys and values as `dtype` (f16 halves what a decode step reads at
+    /// long contexts, as llama.cpp's default cache does; attention widens them again).
+    pub fn with_dtype(n_layer: usize, dtype: DType) -> Self {
+        Self { layers: vec![LayerCache { dtype: Some(dtype), ..Default::default() }; n_layer] }
+    }
+
     /// Positions cached so far (the offset of the next token).
     pub fn seq_len(&self) -> usize {
         self.layers.first().map_or(0, LayerCache::len)
@@ -101,7 +113,7 @@ impl KvCache {
 
     pub fn clear(&mut self) {
         for l in &mut self.layers {
-            *l = LayerCache::default();
+            *l = LayerCache { dtype: l.dtype, ..Default::default() };
         }
     }
 }

@@ -335,7 +335,10 @@ impl Gpt {
         if t == 1 && ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() {
             if let Some(fused) = self.fused.get_or_init(|| FusedDecode::new(self)) {
                 let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
-                return fused.step(self, token, cache);
+                // The whole step on a pool thread: its ~120 parallel kernel calls then start
+                // from inside the pool instead of each parking the calling thread and waking it
+                // again (two context switches per call).
+                return rayon::scope(|_| fused.step(self, token, cache));
             }
         }
         let h = self.hidden(ids, offset, Some(cache), mode)?;

@@ -148,6 +148,9 @@ pub fn part_of(files: Vec<PathBuf>, i: usize, n: usize) -> Result<Vec<PathBuf>> 
     Ok(files.into_iter().skip(i * len / n).take((i + 1) * len / n - i * len / n).collect())
 }
 
+/// A document after the per-document stages, with its tokens when it passed them.
+type FilteredTokens = (Filtered, Vec<u32>);
+
 /// What the reader thread sends: documents and errors in input order, with where they came from.
 enum Batch {
     File(InputFile),
@@ -293,7 +296,7 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progre
             Batch::Items(items, off) => (items, off),
         };
         // The per-document stages and the tokenizer on all cores, results in input order.
-        let results: Vec<Option<Result<(Filtered, Vec<u32>)>>> = items
+        let results: Vec<Option<Result<FilteredTokens>>> = items
             .par_iter()
             .map(|item| match item {
                 InputItem::Error(_) => None,

@@ -175,7 +175,7 @@ pub fn run(a: DataArgs) -> Result<()> {
     };
     let files = crawl(&cache, a.mb)?;
     let tok = tokenizer(&cache)?;
-    let threads = a.threads.unwrap_or_else(|| rayon::current_num_threads());
+    let threads = a.threads.unwrap_or_else(rayon::current_num_threads);
     eprintln!("lmlab data prepare: {} files, {threads} threads ...", files.len());
     let main = run_lmlab(&files, &tok, cache.join("out-lmlab"), threads)?;
     let mut compare = None;

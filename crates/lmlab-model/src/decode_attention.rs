@@ -84,7 +84,7 @@ fn attend<'a, T: 'a>(
     weights: &mut [f32],
     scale: f32,
     out: &mut [f32],
-    (dot, axpy): (impl Fn(&[f32], &[T]) -> f32, impl Fn(f32, &[T], &mut [f32])),
+    (dot, axpy, exp_shifted): (impl Fn(&[f32], &[T]) -> f32, impl Fn(f32, &[T], &mut [f32]), impl Fn(&mut [f32], f32) -> f32),
 ) {
     let (rep, s, hd) = (qs.len(), weights.len() / qs.len(), out.len() / qs.len());
     let mut max = vec![f32::NEG_INFINITY; rep];
@@ -96,19 +96,65 @@ fn attend<'a, T: 'a>(
             max[r] = max[r].max(w);
         }
     }
-    let mut sum = vec![0.0f32; rep];
-    for r in 0..rep {
-        for w in weights[r * s..(r + 1) * s].iter_mut() {
-            *w = (*w - max[r]).exp();
-            sum[r] += *w;
-        }
-    }
+    let sum: Vec<f32> = (0..rep).map(|r| exp_shifted(&mut weights[r * s..(r + 1) * s], max[r])).collect();
     for si in 0..s {
         let vr = v(si);
         for r in 0..rep {
             axpy(weights[r * s + si] / sum[r], vr, &mut out[r * hd..(r + 1) * hd]);
         }
     }
+}
+
+/// `w ← exp(w − max)` for every weight; returns their sum.
+fn exp_shifted_scalar(w: &mut [f32], max: f32) -> f32 {
+    let mut sum = 0.0f32;
+    for x in w.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    sum
+}
+
+/// e^x for eight lanes, x ≤ 0 (softmax arguments): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a
+/// degree-6 polynomial (Cephes' expf coefficients), times 2^n built in the exponent bits.
+/// Within 2 ulp of `f32::exp`; below −87.3 (where f32 underflows) the result is 0.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3), _CMP_LT_OQ);
+    let x = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
+    let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // r = x − n·ln2 in two steps (ln2 split into a part exact in f32 and the rest).
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    _mm256_andnot_ps(underflow, _mm256_mul_ps(er, pow2n))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn exp_shifted_avx2(w: &mut [f32], max: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let m = _mm256_set1_ps(max);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= w.len() {
+        let p = w.as_mut_ptr().add(i);
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+        _mm256_storeu_ps(p, e);
+        acc = _mm256_add_ps(acc, e);
+        i += 8;
+    }
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + exp_shifted_scalar(&mut w[i..], max)
 }
 
 /// What a KV cache may hold: f32, or f16 as llama.cpp keeps it (half the bytes to read per
@@ -186,7 +232,14 @@ impl CacheElem for half::f16 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn attend_avx2<'a, T: CacheElem + 'a>(q: &[&[f32]], k: impl Fn(usize) -> &'a [T], v: impl Fn(usize) -> &'a [T], weights: &mut [f32], scale: f32, out: &mut [f32]) {
-    attend(q, (k, v), weights, scale, out, (|a: &[f32], b: &[T]| unsafe { T::dot_avx2(a, b) }, |w, x: &[T], o: &mut [f32]| unsafe { T::axpy_avx2(w, x, o) }))
+    attend(
+        q,
+        (k, v),
+        weights,
+        scale,
+        out,
+        (|a: &[f32], b: &[T]| unsafe { T::dot_avx2(a, b) }, |w, x: &[T], o: &mut [f32]| unsafe { T::axpy_avx2(w, x, o) }, |w: &mut [f32], m| unsafe { exp_shifted_avx2(w, m) }),
+    )
 }
 
 /// `q` [B, H, 1, Dh] f32; `k`, `v` [B, Hkv, S, Dh] in f32 or f16, with H a multiple of Hkv
@@ -238,7 +291,7 @@ fn attention_over<T: CacheElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) 
             unsafe { attend_avx2(&qrows, krow, vrow, &mut weights, scale, o) };
             return;
         }
-        attend(&qrows, (krow, vrow), &mut weights, scale, o, (T::dot_scalar, T::axpy_scalar));
+        attend(&qrows, (krow, vrow), &mut weights, scale, o, (T::dot_scalar, T::axpy_scalar, exp_shifted_scalar));
     };
     if s * h >= 2048 {
         use rayon::prelude::*;
@@ -253,6 +306,29 @@ fn attention_over<T: CacheElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) 
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn vector_exp_is_within_two_ulp_of_libm() {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            use std::arch::x86_64::*;
+            let xs: Vec<f32> = (0..200_000).map(|i| -(i as f32) * 4.4e-4).chain([0.0, -1e-30, -87.0, -87.3, -88.0, -100.0, -1e30]).collect();
+            for chunk in xs.chunks(8).filter(|c| c.len() == 8) {
+                let mut got = [0.0f32; 8];
+                // SAFETY: AVX2 and FMA were detected.
+                unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp8(_mm256_loadu_ps(chunk.as_ptr()))) };
+                for (x, g) in chunk.iter().zip(got) {
+                    let want = x.exp();
+                    if *x < -87.3 {
+                        assert_eq!(g, 0.0, "e^{x}");
+                    } else {
+                        let ulp = (want.to_bits() as i64 - g.to_bits() as i64).abs();
+                        assert!(ulp <= 2, "e^{x}: {g} vs {want} ({ulp} ulp)");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn matches_softmax_attention_computed_with_tensor_ops() {

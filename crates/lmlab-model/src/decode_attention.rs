@@ -72,37 +72,63 @@ fn has_avx2() -> bool {
     false
 }
 
-/// The query heads of one key/value group over `s` cached rows: for each query `r`,
-/// softmax(q_r·kᵀ·scale)·v added into `out[r]`. Each key and value row is read once for the
-/// whole group (grouped-query attention shares them), not once per query head; every query's
-/// arithmetic runs in the same order as it would alone. `weights` holds `qs.len() × s`.
+/// The query heads of one key/value group over cached rows `first..first + len` (len =
+/// `weights.len() / qs.len()`): for each query `r`, the largest score `m_r`, `l_r = Σ e^(score −
+/// m_r)`, and `Σ e^(score − m_r)·v` added into `out[r]` — a softmax part that
+/// [`merge_parts`] combines with the other parts of the cache. With `whole` (the range is the
+/// whole cache) the weights are normalised before they are summed into `out` and `l_r` is 1:
+/// the plain softmax, rounded as before parts existed. Each key and value row is read
+/// once for the whole group (grouped-query attention shares them), not once per query head.
 #[inline(always)]
-/// `(dot, axpy)` are the vector kernels to use.
+/// `(dot, axpy, exp_shifted)` are the vector kernels to use.
 fn attend<'a, T: 'a>(
     qs: &[&[f32]],
     (k, v): (impl Fn(usize) -> &'a [T], impl Fn(usize) -> &'a [T]),
+    (first, whole): (usize, bool),
     weights: &mut [f32],
     scale: f32,
     out: &mut [f32],
     (dot, axpy, exp_shifted): (impl Fn(&[f32], &[T]) -> f32, impl Fn(f32, &[T], &mut [f32]), impl Fn(&mut [f32], f32) -> f32),
-) {
-    let (rep, s, hd) = (qs.len(), weights.len() / qs.len(), out.len() / qs.len());
+) -> Vec<(f32, f32)> {
+    let (rep, len, hd) = (qs.len(), weights.len() / qs.len(), out.len() / qs.len());
     let mut max = vec![f32::NEG_INFINITY; rep];
-    for si in 0..s {
-        let kr = k(si);
+    for i in 0..len {
+        let kr = k(first + i);
         for (r, q) in qs.iter().enumerate() {
             let w = dot(q, kr) * scale;
-            weights[r * s + si] = w;
+            weights[r * len + i] = w;
             max[r] = max[r].max(w);
         }
     }
-    let sum: Vec<f32> = (0..rep).map(|r| exp_shifted(&mut weights[r * s..(r + 1) * s], max[r])).collect();
-    for si in 0..s {
-        let vr = v(si);
+    let mut sum: Vec<f32> = (0..rep).map(|r| exp_shifted(&mut weights[r * len..(r + 1) * len], max[r])).collect();
+    for i in 0..len {
+        let vr = v(first + i);
         for r in 0..rep {
-            axpy(weights[r * s + si] / sum[r], vr, &mut out[r * hd..(r + 1) * hd]);
+            let w = if whole { weights[r * len + i] / sum[r] } else { weights[r * len + i] };
+            axpy(w, vr, &mut out[r * hd..(r + 1) * hd]);
         }
     }
+    if whole {
+        sum.fill(1.0);
+    }
+    max.into_iter().zip(sum).collect()
+}
+
+/// Combines softmax parts over disjoint ranges of the cache: with `M` the largest part maximum,
+/// each part's sum and output are scaled by `e^(m − M)`, and the output divided by the total sum.
+fn merge_parts(parts: &[(Vec<(f32, f32)>, Vec<f32>)], r: usize, hd: usize, out: &mut [f32]) {
+    let big = parts.iter().map(|(ms, _)| ms[r].0).fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0f32;
+    out.fill(0.0);
+    for (ms, o) in parts {
+        let (m, l) = ms[r];
+        let c = (m - big).exp();
+        total += c * l;
+        for (d, x) in out.iter_mut().zip(&o[r * hd..(r + 1) * hd]) {
+            *d += c * x;
+        }
+    }
+    out.iter_mut().for_each(|d| *d /= total);
 }
 
 /// `w ← exp(w − max)` for every weight; returns their sum.
@@ -231,10 +257,11 @@ impl CacheElem for half::f16 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn attend_avx2<'a, T: CacheElem + 'a>(q: &[&[f32]], k: impl Fn(usize) -> &'a [T], v: impl Fn(usize) -> &'a [T], weights: &mut [f32], scale: f32, out: &mut [f32]) {
+unsafe fn attend_avx2<'a, T: CacheElem + 'a>(q: &[&[f32]], k: impl Fn(usize) -> &'a [T], v: impl Fn(usize) -> &'a [T], range: (usize, bool), weights: &mut [f32], scale: f32, out: &mut [f32]) -> Vec<(f32, f32)> {
     attend(
         q,
         (k, v),
+        range,
         weights,
         scale,
         out,
@@ -277,27 +304,42 @@ fn attention_over<T: CacheElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) 
     let (qv, kv, vv) = (view(qd, ql), view(kd, kl), view(vd, vl));
     let rep = h / hkv;
     let avx2 = has_avx2();
-    let mut out = vec![0.0f32; b * h * hd];
-    // One (sequence, key/value group) per work item — its query heads are contiguous in the
-    // output; spread over threads once the cache is long enough to pay for a rayon dispatch.
-    let one_group = |(bg, o): (usize, &mut [f32])| {
+    // Work items: (sequence, key/value group, range of cached positions). A long cache is cut
+    // into ranges so that every thread gets an equal share (SmolLM2 has 3 groups for 2
+    // threads); a short one is one item per group, on this thread.
+    let parallel = s * h >= 2048;
+    let pieces = if parallel { (2 * rayon::current_num_threads()).div_ceil(hkv).clamp(1, s.max(1)) } else { 1 };
+    let one_part = |item: usize| -> (Vec<(f32, f32)>, Vec<f32>) {
+        let (bg, c) = (item / pieces, item % pieces);
         let (bi, g) = (bg / hkv, bg % hkv);
-        let mut weights = vec![0.0f32; rep * s];
+        let (first, end) = (c * s / pieces, (c + 1) * s / pieces);
+        let mut weights = vec![0.0f32; rep * (end - first)];
+        let mut o = vec![0.0f32; rep * hd];
         let qrows: Vec<&[f32]> = (0..rep).map(|r| qv.row(bi, g * rep + r, 0, hd)).collect();
         let (krow, vrow) = (|si| kv.row(bi, g, si, hd), |si| vv.row(bi, g, si, hd));
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: AVX2, FMA and F16C were detected.
-            unsafe { attend_avx2(&qrows, krow, vrow, &mut weights, scale, o) };
-            return;
+            let ms = unsafe { attend_avx2(&qrows, krow, vrow, (first, pieces == 1), &mut weights, scale, &mut o) };
+            return (ms, o);
         }
-        attend(&qrows, (krow, vrow), &mut weights, scale, o, (T::dot_scalar, T::axpy_scalar, exp_shifted_scalar));
+        let ms = attend(&qrows, (krow, vrow), (first, pieces == 1), &mut weights, scale, &mut o, (T::dot_scalar, T::axpy_scalar, exp_shifted_scalar));
+        (ms, o)
     };
-    if s * h >= 2048 {
+    let items = b * hkv * pieces;
+    let parts: Vec<(Vec<(f32, f32)>, Vec<f32>)> = if parallel {
         use rayon::prelude::*;
-        out.par_chunks_mut(rep * hd).enumerate().for_each(one_group);
+        (0..items).into_par_iter().map(one_part).collect()
     } else {
-        out.chunks_mut(rep * hd).enumerate().for_each(one_group);
+        (0..items).map(one_part).collect()
+    };
+    let mut out = vec![0.0f32; b * h * hd];
+    for (bg, group_parts) in parts.chunks(pieces).enumerate() {
+        let (bi, g) = (bg / hkv, bg % hkv);
+        for r in 0..rep {
+            let at = (bi * h + g * rep + r) * hd;
+            merge_parts(group_parts, r, hd, &mut out[at..at + hd]);
+        }
     }
     Tensor::from_vec(out, (b, h, 1, hd), q.device())
 }
@@ -306,6 +348,34 @@ fn attention_over<T: CacheElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) 
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn softmax_parts_merge_to_the_whole() {
+        // Two query heads over 37 rows, in one piece and in three uneven pieces merged.
+        let (rep, s, hd) = (2, 37, 8);
+        let val = |i: usize| ((i * 7919 % 1000) as f32 / 250.0) - 2.0;
+        let keys: Vec<Vec<f32>> = (0..s).map(|i| (0..hd).map(|j| val(i * hd + j)).collect()).collect();
+        let vals: Vec<Vec<f32>> = (0..s).map(|i| (0..hd).map(|j| val(5000 + i * hd + j)).collect()).collect();
+        let qs: Vec<Vec<f32>> = (0..rep).map(|r| (0..hd).map(|j| val(9000 + r * hd + j)).collect()).collect();
+        let qrefs: Vec<&[f32]> = qs.iter().map(|q| &q[..]).collect();
+        let kernels = (dot_scalar, axpy_scalar, exp_shifted_scalar);
+        let part = |first: usize, end: usize, whole: bool| {
+            let (mut w, mut o) = (vec![0.0; rep * (end - first)], vec![0.0; rep * hd]);
+            let ms = attend(&qrefs, (|i| &keys[i][..], |i| &vals[i][..]), (first, whole), &mut w, 0.5, &mut o, kernels);
+            (ms, o)
+        };
+        let whole = [part(0, s, true)];
+        let pieces = [part(0, 5, false), part(5, 30, false), part(30, s, false)];
+        for r in 0..rep {
+            let (mut a, mut b) = (vec![0.0; hd], vec![0.0; hd]);
+            merge_parts(&whole, r, hd, &mut a);
+            merge_parts(&pieces, r, hd, &mut b);
+            assert_eq!(a, whole[0].1[r * hd..(r + 1) * hd], "one piece passes through unchanged");
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-6, "head {r}: {x} vs {y}");
+            }
+        }
+    }
 
     #[test]
     fn vector_exp_is_within_two_ulp_of_libm() {

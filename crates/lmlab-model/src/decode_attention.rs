@@ -32,6 +32,16 @@ fn axpy_scalar(w: f32, x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The sum of eight lanes (pairwise: high half onto low, then within the four).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn hsum8(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
+}
+
 // The default x86-64 target has no AVX: without these the loops run 4 lanes wide at best.
 // They are inlined into `attend_avx2`, which enables the features.
 #[cfg(target_arch = "x86_64")]
@@ -45,9 +55,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc);
         i += 8;
     }
-    let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + dot_scalar(&a[i..n], &b[i..n])
+    hsum8(acc) + dot_scalar(&a[i..n], &b[i..n])
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -178,9 +186,7 @@ unsafe fn exp_shifted_avx2(w: &mut [f32], max: f32) -> f32 {
         acc = _mm256_add_ps(acc, e);
         i += 8;
     }
-    let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + exp_shifted_scalar(&mut w[i..], max)
+    hsum8(acc) + exp_shifted_scalar(&mut w[i..], max)
 }
 
 /// What a KV cache may hold: f32, or f16 as llama.cpp keeps it (half the bytes to read per
@@ -234,9 +240,7 @@ impl CacheElem for half::f16 {
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), kv, acc);
             i += 8;
         }
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + Self::dot_scalar(&q[i..n], &k[i..n])
+        hsum8(acc) + Self::dot_scalar(&q[i..n], &k[i..n])
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]

@@ -174,7 +174,7 @@ fn rope_in_place(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
 impl FusedDecode {
     fn new(m: &Gpt) -> Option<Self> {
         let cfg = &m.cfg;
-        let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && cfg.dropout == 0.0 && m.wte.dtype() == DType::F32 && m.wte.device().is_cpu();
+        let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && m.wte.dtype() == DType::F32 && m.wte.device().is_cpu();
         if !fits {
             return None;
         }
@@ -205,14 +205,8 @@ impl FusedDecode {
         if pos + 1 > cfg.context_length {
             candle_core::bail!("sequence of {} tokens exceeds the context length {}", pos + 1, cfg.context_length);
         }
-        // The rotary angles of this position, computed as ops::rope_tables computes its rows.
-        let half = hd / 2;
-        let (cos, sin): (Vec<f32>, Vec<f32>) = (0..half)
-            .map(|i| {
-                let angle = pos as f64 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64);
-                (angle.cos() as f32, angle.sin() as f32)
-            })
-            .unzip();
+        // This position's row of the rotary tables the tensor path uses.
+        let (cos, sin): (Vec<f32>, Vec<f32>) = ops::rope_row(pos, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip();
         let dev = m.wte.device();
         let mut x: Vec<f32> = m.wte.get(token as usize)?.to_vec1()?;
         let mut normed = vec![0.0f32; d];
@@ -332,7 +326,8 @@ impl Gpt {
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
         let offset = cache.seq_len();
         let t = ids.dim(1)?;
-        if t == 1 && ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() {
+        // The fused step has no dropout, capture or gradient: those passes take the tensor ops.
+        if t == 1 && ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
             if let Some(fused) = self.fused.get_or_init(|| FusedDecode::new(self)) {
                 let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
                 // The whole step on a pool thread: its ~120 parallel kernel calls then start

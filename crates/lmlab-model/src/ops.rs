@@ -70,17 +70,23 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Tensor::cat(&[r1, r2], D::Minus1)
 }
 
+/// (cos, sin) of the rotary angles of position `pos`: pair `i` turns by pos·θ^(−2i/Dh).
+pub fn rope_row(pos: usize, head_dim: usize, theta: f64) -> impl Iterator<Item = (f64, f64)> {
+    (0..head_dim / 2).map(move |i| {
+        let angle = pos as f64 * (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64));
+        (angle.cos(), angle.sin())
+    })
+}
+
 /// cos and sin tables [max_len, head_dim/2] for rotary embedding.
 pub fn rope_tables(max_len: usize, head_dim: usize, theta: f64, dtype: DType, dev: &Device) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
     let mut cos = Vec::with_capacity(max_len * half);
     let mut sin = Vec::with_capacity(max_len * half);
     for pos in 0..max_len {
-        for i in 0..half {
-            let freq = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
-            let angle = pos as f64 * freq;
-            cos.push(angle.cos());
-            sin.push(angle.sin());
+        for (c, s) in rope_row(pos, head_dim, theta) {
+            cos.push(c);
+            sin.push(s);
         }
     }
     let cos = Tensor::from_vec(cos, (max_len, half), dev)?.to_dtype(dtype)?;

@@ -115,12 +115,7 @@ unsafe fn dot4_vnni(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: 
 #[inline(always)]
 unsafe fn dot4_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
     use std::arch::x86_64::*;
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
-    }
+    use crate::decode_attention::hsum8 as hsum;
     let bb = kind.block_bytes();
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut summs = _mm_setzero_ps();

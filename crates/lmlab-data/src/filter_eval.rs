@@ -9,7 +9,7 @@
 //! was removed as a duplicate, the pipeline merely kept the other member of the pair, and both
 //! count as handled right. Poisoned pages are counted as a row of their own whatever their kind.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -116,14 +116,11 @@ pub fn eval_filters(labels: &Path, data: &Path) -> Result<FilterReport> {
     let fate_of = |l: &Label| l.record_id.as_ref().and_then(|id| fate.get(id)).or_else(|| fate.get(&l.url)).cloned();
     let url_fate: HashMap<&str, Option<Fate>> = labels.iter().map(|l| (l.url.as_str(), fate_of(l))).collect();
     // Originals with a kept copy: their removal as a duplicate is the pair's one removal.
-    let mut copy_kept: HashMap<&str, bool> = HashMap::new();
-    for l in &labels {
-        if let Some(orig) = &l.duplicate_of {
-            if url_fate.get(l.url.as_str()) == Some(&Some(Fate::Kept)) {
-                copy_kept.insert(orig.as_str(), true);
-            }
-        }
-    }
+    let copy_kept: HashSet<&str> = labels
+        .iter()
+        .filter(|l| url_fate.get(l.url.as_str()) == Some(&Some(Fate::Kept)))
+        .filter_map(|l| l.duplicate_of.as_deref())
+        .collect();
     let removed_as_dup = |f: &Option<Fate>| matches!(f, Some(Fate::Removed(r)) if r.starts_with("dedup/"));
     let mut report = FilterReport::default();
     let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
@@ -153,7 +150,7 @@ pub fn eval_filters(labels: &Path, data: &Path) -> Result<FilterReport> {
         // Duplicate pairs: a kept copy whose original went as a duplicate stands in for it.
         let swapped = match &l.duplicate_of {
             Some(orig) => kept && url_fate.get(orig.as_str()).is_some_and(removed_as_dup),
-            None => !kept && removed_as_dup(&Some(f.clone())) && copy_kept.contains_key(l.url.as_str()),
+            None => !kept && removed_as_dup(&Some(f.clone())) && copy_kept.contains(l.url.as_str()),
         };
         let effectively_kept = kept != swapped;
         let correct = effectively_kept == should_keep;

@@ -29,6 +29,11 @@ pub fn is_sentence_terminal(c: char) -> bool {
     if c.is_ascii() {
         return matches!(c, '.' | '!' | '?');
     }
+    // Letters, digits and spaces never end a sentence: skip the regex for them (every Han
+    // character of a Chinese line comes through here).
+    if c.is_alphanumeric() || c.is_whitespace() {
+        return false;
+    }
     let mut buf = [0u8; 4];
     STERM.get_or_init(|| regex::Regex::new(r"^\p{Sentence_Terminal}$").expect("valid pattern")).is_match(c.encode_utf8(&mut buf))
 }

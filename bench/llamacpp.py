@@ -5,10 +5,19 @@ Reads one JSON request on stdin, writes one JSON answer on stdout. Token ids go 
 so both engines see exactly the same input.
 
   {"mode": "tokenize", "texts": [...]}                  -> {"ids": [[...], ...]}
-  {"mode": "greedy", "prompts": [[ids]...], "n": 32}    -> {"continuations": [[ids]...]}
+  {"mode": "greedy", "prompts": [[ids]...], "n": 32}    -> {"continuations": [[ids]...],
+                                                            "top": [[[[id, logit], ...k] per step] per prompt]}
   {"mode": "argmax", "ids": [...]}                      -> {"argmax": [...]}   (next token at every position)
   {"mode": "top", "ids": [...], "k": 5}                 -> {"top": [[[id, logit], ...k], ...]} at every position
+  {"mode": "logits", "ids": [...], "at": [[ids]...]}    -> {"logits": [[...], ...]}   (the logits of the
+                                                            tokens `at[i]` after the prefix ids[..=i])
   {"mode": "bench", "prompt_len": 512, "decode": 128}   -> prefill/decode tokens per second
+
+"variant" (greedy, argmax, top, logits) picks how llama.cpp evaluates, to measure how much its own
+results move between equally valid ways of computing them:
+  "batch" (default): prompts in batches of 512 tokens, flash attention off;
+  "serial": one token per evaluation (every position computed as a decode step);
+  "flash": batches of 512 with flash attention on.
 
 Usage: python3 bench/llamacpp.py MODEL.gguf [THREADS] < request.json
 Install: pip install llama-cpp-python (builds llama.cpp from source; on CPUs that advertise AMX
@@ -24,26 +33,39 @@ import llama_cpp
 from llama_cpp import Llama
 
 
-def load(path, threads, n_ctx=2048, logits_all=False):
+def load(path, threads, n_ctx=2048, logits_all=False, variant="batch"):
+    if variant not in ("batch", "serial", "flash"):
+        raise SystemExit(f"unknown variant {variant!r}")
+    batch = 1 if variant == "serial" else 512
     return Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                 n_batch=512, logits_all=logits_all, verbose=False, seed=0)
+                 n_batch=batch, n_ubatch=batch, flash_attn=variant == "flash",
+                 logits_all=logits_all, verbose=False, seed=0)
+
+
+def top_k(row, k):
+    return [[int(t), float(row[t])] for t in np.argsort(-row)[:k]]
+
+
+def last_logits(m):
+    # Without logits_all, llama-cpp-python keeps no scores: read the last row from the context.
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(m.ctx, -1), shape=(m.n_vocab(),))
 
 
 def last_argmax(m):
-    # Without logits_all, llama-cpp-python keeps no scores: read the last row from the context.
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(m.ctx, -1), shape=(m.n_vocab(),))
-    return int(np.argmax(logits))
+    return int(np.argmax(last_logits(m)))
 
 
-def greedy(m, prompt, n):
+def greedy(m, prompt, n, k):
+    """n greedy tokens after `prompt`, and the k best logits at each step."""
     m.reset()
     m.eval(prompt)
-    out = []
+    out, tops = [], []
     for _ in range(n):
-        tok = last_argmax(m)
-        out.append(tok)
-        m.eval([tok])
-    return out
+        row = last_logits(m)
+        tops.append(top_k(row, k))
+        out.append(int(np.argmax(row)))
+        m.eval([out[-1]])
+    return out, tops
 
 
 def main():
@@ -51,25 +73,30 @@ def main():
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     req = json.load(sys.stdin)
     mode = req["mode"]
+    variant = req.get("variant", "batch")
     if mode == "tokenize":
         m = Llama(model_path=path, vocab_only=True, verbose=False)
         ans = {"ids": [m.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in req["texts"]]}
     elif mode == "greedy":
-        m = load(path, threads)
-        ans = {"continuations": [greedy(m, p, req.get("n", 32)) for p in req["prompts"]]}
+        m = load(path, threads, variant=variant)
+        runs = [greedy(m, p, req.get("n", 32), req.get("k", 5)) for p in req["prompts"]]
+        ans = {"continuations": [r[0] for r in runs], "top": [r[1] for r in runs]}
     elif mode == "argmax":
         ids = req["ids"]
-        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True)
+        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True, variant=variant)
         m.eval(ids)
         ans = {"argmax": [int(i) for i in np.argmax(m.scores[: len(ids)], axis=1)]}
     elif mode == "top":
         ids = req["ids"]
         k = req.get("k", 5)
-        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True)
+        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True, variant=variant)
         m.eval(ids)
-        scores = np.array(m.scores[: len(ids)])
-        top = np.argsort(-scores, axis=1)[:, :k]
-        ans = {"top": [[[int(t), float(row[t])] for t in tops] for row, tops in zip(scores, top)]}
+        ans = {"top": [top_k(row, k) for row in np.array(m.scores[: len(ids)])]}
+    elif mode == "logits":
+        ids, at = req["ids"], req["at"]
+        m = load(path, threads, n_ctx=max(2048, len(ids) + 8), logits_all=True, variant=variant)
+        m.eval(ids)
+        ans = {"logits": [[float(row[t]) for t in toks] for row, toks in zip(np.array(m.scores[: len(ids)]), at)]}
     elif mode == "bench":
         m = load(path, threads)
         prompt = [int(t) for t in req.get("ids", [])] or [100 + (i * 7919) % 40000 for i in range(req.get("prompt_len", 512))]

@@ -12,6 +12,37 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+/// How llama.cpp evaluates a prompt. All three are llama.cpp computing the same model; their
+/// results differ in rounding, which measures how much a second engine can be expected to agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Batches of 512 tokens, flash attention off (llama-cpp-python's defaults).
+    Batch,
+    /// One token per evaluation: every position computed as a decode step.
+    Serial,
+    /// Batches of 512 with flash attention on.
+    Flash,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Batch => "batch",
+            Variant::Serial => "serial",
+            Variant::Flash => "flash",
+        }
+    }
+}
+
+/// A token's k best next tokens with their logits, best first.
+pub type Top = Vec<(u32, f32)>;
+
+/// Greedy continuations and, for each of their steps, the k best logits llama.cpp saw.
+pub struct Greedy {
+    pub continuations: Vec<Vec<u32>>,
+    pub top: Vec<Vec<Top>>,
+}
+
 pub struct LlamaCpp {
     python: PathBuf,
     script: PathBuf,
@@ -71,10 +102,20 @@ impl LlamaCpp {
         Ok(ans["ids"].as_array().context("no ids")?.iter().map(Self::ids).collect())
     }
 
-    /// Greedy continuations of `n` tokens.
-    pub fn greedy(&self, prompts: &[Vec<u32>], n: usize) -> Result<Vec<Vec<u32>>> {
-        let ans = self.request(&serde_json::json!({"mode": "greedy", "prompts": prompts, "n": n}))?;
-        Ok(ans["continuations"].as_array().context("no continuations")?.iter().map(Self::ids).collect())
+    fn tops(rows: &Value) -> Vec<Top> {
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r.as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_u64()? as u32, p[1].as_f64()? as f32))).collect())
+            .collect()
+    }
+
+    /// Greedy continuations of `n` tokens, with the `k` best logits at each step.
+    pub fn greedy(&self, prompts: &[Vec<u32>], n: usize, k: usize, variant: Variant) -> Result<Greedy> {
+        let ans = self.request(&serde_json::json!({"mode": "greedy", "prompts": prompts, "n": n, "k": k, "variant": variant.name()}))?;
+        let continuations = ans["continuations"].as_array().context("no continuations")?.iter().map(Self::ids).collect();
+        let top = ans["top"].as_array().context("no top")?.iter().map(Self::tops).collect();
+        Ok(Greedy { continuations, top })
     }
 
     /// The most likely next token after every prefix of `ids`.
@@ -84,13 +125,16 @@ impl LlamaCpp {
     }
 
     /// The `k` most likely next tokens with their logits, after every prefix of `ids`.
-    pub fn top(&self, ids: &[u32], k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
-        let ans = self.request(&serde_json::json!({"mode": "top", "ids": ids, "k": k}))?;
-        let rows = ans["top"].as_array().context("no top")?;
-        Ok(rows
-            .iter()
-            .map(|r| r.as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_u64()? as u32, p[1].as_f64()? as f32))).collect())
-            .collect())
+    pub fn top(&self, ids: &[u32], k: usize, variant: Variant) -> Result<Vec<Top>> {
+        let ans = self.request(&serde_json::json!({"mode": "top", "ids": ids, "k": k, "variant": variant.name()}))?;
+        Ok(Self::tops(ans.get("top").context("no top")?))
+    }
+
+    /// After every prefix `ids[..=i]`, the logits of the tokens `at[i]`.
+    pub fn logits_at(&self, ids: &[u32], at: &[Vec<u32>], variant: Variant) -> Result<Vec<Vec<f32>>> {
+        let ans = self.request(&serde_json::json!({"mode": "logits", "ids": ids, "at": at, "variant": variant.name()}))?;
+        let rows = ans["logits"].as_array().context("no logits")?;
+        Ok(rows.iter().map(|r| r.as_array().into_iter().flatten().filter_map(|v| v.as_f64().map(|x| x as f32)).collect()).collect())
     }
 
     /// Prefill of `ids`, then `decode` greedy steps, timed inside llama.cpp's process.

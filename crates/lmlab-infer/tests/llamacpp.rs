@@ -2,9 +2,13 @@
 //! the embedded tokenizer encodes like llama.cpp, greedy continuations match token for token,
 //! and the next-token argmax agrees over a 512-token text.
 //!
-//! The two agreement targets are not met yet (see docs/PERFORMANCE.md): those tests are
-//! ignored by default and print the figures with `cargo test --release -p lmlab-infer --test
-//! llamacpp -- --ignored --nocapture`.
+//! The two agreement targets (99% of argmaxes, 4 of 5 greedy continuations) are not met
+//! and are ignored by default; `cargo test --release -p lmlab-infer --test llamacpp --
+//! --include-ignored --nocapture` prints the figures. llama.cpp does not meet them against
+//! itself either: evaluating the same tokens one at a time, or with flash attention, changes
+//! 3% of its argmaxes and 4 of 5 continuations. The tests that run by default hold lmlab to
+//! what those variants show: it differs from llama.cpp only at llama.cpp's own near-ties, and
+//! not more often than llama.cpp's variants do.
 //!
 //! Needs the GGUF (`.ci/run` fetches it) and llama-cpp-python (`.ci/run` installs it into
 //! ~/.cache/lmlab-venv); each test says SKIPPED, and why, when either is missing.
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use lmlab_infer::reference::LlamaCpp;
+use lmlab_infer::reference::{LlamaCpp, Top, Variant};
 use lmlab_infer::{generate, GenerateRequest, SamplingParams};
 use lmlab_model::loader::{self, LoadedModel};
 use lmlab_model::Mode;
@@ -44,6 +48,81 @@ fn setup() -> Option<(LoadedModel, LlamaCpp)> {
         }
     };
     Some((loader::load(&path, None, &Device::Cpu).unwrap(), reference))
+}
+
+/// `n` greedy tokens from lmlab, running all `n` steps (as llama.cpp's side does).
+fn greedy_ours(m: &LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut req = GenerateRequest::new(prompt.to_vec(), n, SamplingParams { temperature: 0.0, ..SamplingParams::default() });
+    req.stop_ids = Vec::new();
+    generate(&m.model, &req, |_, _| {}, |_, _| false).unwrap().samples.remove(0).tokens
+}
+
+const QUESTIONS: [&str; 5] = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain photosynthesis in one sentence.",
+    "List three primary colors.",
+    "What is 12 times 12?",
+];
+
+/// How far below llama.cpp's best logit `token` lies in the row `top` (its k best, best first).
+/// A token outside the k best is at least as far as the k-th.
+fn gap_below_best(top: &Top, token: u32) -> f32 {
+    let best = top[0].1;
+    best - top.iter().find(|(id, _)| *id == token).unwrap_or(top.last().unwrap()).1
+}
+
+/// How llama.cpp's results move between equally valid ways of evaluating the 512-token text:
+/// one token at a time (serial) and with flash attention, each against its default (batch).
+/// Measured once per test process.
+struct SelfConsistency {
+    /// The default evaluation's 8 best tokens with their logits, at every position.
+    batch: Vec<Top>,
+    /// The most positions at which one variant picks a different argmax.
+    flips: usize,
+    /// Per position, the most a variant moves the gap between the best token and any of the
+    /// other seven: two tokens closer than this are a tie for llama.cpp itself.
+    shifts: Vec<f32>,
+}
+
+/// Per position, the largest change in the gaps between `batch`'s best token and its other
+/// top tokens when their logits are `other` (in the same order) instead.
+fn gap_shifts(batch: &[Top], other: &[Vec<f32>]) -> Vec<f32> {
+    batch
+        .iter()
+        .zip(other)
+        .map(|(b, o)| b.iter().zip(o).map(|(&(_, lb), &lo)| ((b[0].1 - lb) - (o[0] - lo)).abs()).fold(0.0f32, f32::max))
+        .collect()
+}
+
+fn percentile(xs: &[f32], p: f64) -> f32 {
+    let mut v = xs.to_vec();
+    v.sort_by(f32::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn max_of(xs: &[f32]) -> f32 {
+    xs.iter().copied().fold(0.0, f32::max)
+}
+
+fn llama_cpp_self_consistency(reference: &LlamaCpp, ids: &[u32]) -> &'static SelfConsistency {
+    static MEASURED: std::sync::OnceLock<SelfConsistency> = std::sync::OnceLock::new();
+    MEASURED.get_or_init(|| {
+        let batch = reference.top(ids, 8, Variant::Batch).unwrap();
+        let at: Vec<Vec<u32>> = batch.iter().map(|t| t.iter().map(|p| p.0).collect()).collect();
+        let mut flips = 0;
+        let mut shifts = vec![0.0f32; ids.len()];
+        for variant in [Variant::Serial, Variant::Flash] {
+            let other = reference.logits_at(ids, &at, variant).unwrap();
+            let s = gap_shifts(&batch, &other);
+            // Its argmax differs where another of the batch's top tokens now scores higher.
+            let changed = other.iter().filter(|o| o[1..].iter().any(|&l| l > o[0])).count();
+            eprintln!("llama.cpp {variant:?} vs batch: {changed} of {} argmaxes differ; gap shifts median {:.3}, 95th percentile {:.3}, max {:.3}", ids.len(), percentile(&s, 0.5), percentile(&s, 0.95), max_of(&s));
+            flips = flips.max(changed);
+            shifts.iter_mut().zip(s).for_each(|(a, b)| *a = a.max(b));
+        }
+        SelfConsistency { batch, flips, shifts }
+    })
 }
 
 fn chat(m: &LoadedModel, question: &str) -> String {
@@ -127,23 +206,15 @@ fn sentencepiece_vocabulary_encodes_like_llama_cpp() {
 }
 
 #[test]
-#[ignore = "target not met yet: 0-1 of 5 continuations match (needs 4); run with --ignored to measure"]
+#[ignore = "target not met: 1 of 5 continuations match (needs 4; llama.cpp's own serial evaluation matches its batch one on 1); run with --ignored to measure"]
 fn greedy_continuations_match_llama_cpp() {
     let Some((m, reference)) = setup() else { return };
-    let questions = [
-        "What is the capital of France?",
-        "Write a haiku about the sea.",
-        "Explain photosynthesis in one sentence.",
-        "List three primary colors.",
-        "What is 12 times 12?",
-    ];
+    let questions = QUESTIONS;
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| m.tokenizer.encode(&chat(&m, q)).unwrap()).collect();
-    let theirs = reference.greedy(&prompts, 32).unwrap();
+    let theirs = reference.greedy(&prompts, 32, 1, Variant::Batch).unwrap().continuations;
     let mut matched = 0;
     for ((q, prompt), want) in questions.iter().zip(&prompts).zip(&theirs) {
-        let mut req = GenerateRequest::new(prompt.clone(), 32, SamplingParams { temperature: 0.0, ..SamplingParams::default() });
-        req.stop_ids = Vec::new(); // llama.cpp's side runs all 32 steps too
-        let ours = generate(&m.model, &req, |_, _| {}, |_, _| false).unwrap().samples.remove(0).tokens;
+        let ours = greedy_ours(&m, prompt, 32);
         let same = ours == *want;
         let first_diff = ours.iter().zip(want).position(|(a, b)| a != b);
         eprintln!("{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}", if same { "match" } else { "DIFFER" }, m.tokenizer.decode(&ours).unwrap(), m.tokenizer.decode(want).unwrap());
@@ -196,7 +267,7 @@ fn with_quantization_taken_out_logits_match_llama_cpp() {
     let f32_path = dir.path().join("smollm2-f32.gguf");
     dequantized_copy(&gguf_path(), &f32_path);
     let reference = LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &f32_path, 2).unwrap();
-    let theirs = reference.top(&ids, 5).unwrap();
+    let theirs = reference.top(&ids, 5, Variant::Batch).unwrap();
     let ours = loader::load(&f32_path, None, &Device::Cpu).unwrap();
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits: Vec<Vec<f32>> = ours.model.forward(&input, &mut Mode::inference()).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
@@ -216,7 +287,7 @@ fn with_quantization_taken_out_logits_match_llama_cpp() {
 }
 
 #[test]
-#[ignore = "target not met yet: 96-97.5% agreement (needs 99%); run with --ignored to measure"]
+#[ignore = "target not met: 96% agreement (needs 99%; llama.cpp's own serial and flash-attention evaluations agree with its batch one at 96.9-97.3%); run with --ignored to measure"]
 fn next_token_argmax_agrees_over_512_tokens() {
     let Some((m, reference)) = setup() else { return };
     let Some(ids) = book_ids(&m) else { return };
@@ -233,4 +304,62 @@ fn next_token_argmax_agrees_over_512_tokens() {
     let share = agree as f64 / ids.len() as f64;
     eprintln!("argmax agreement with llama.cpp: {agree}/512 = {:.2}%", share * 100.0);
     assert!(share >= 0.99, "argmax agrees at only {:.2}% of positions", share * 100.0);
+}
+
+// The two targets above ask for more agreement than llama.cpp has with itself: evaluating the
+// same 512 tokens one at a time instead of in a batch, or with flash attention, changes 3-4% of
+// its argmaxes and 4 of its 5 greedy continuations (measured in the tests below). The property
+// that can be held to is the one those variants show: an engine computing the same model
+// differs from llama.cpp only where llama.cpp's own variants do, at near-ties.
+
+#[test]
+fn argmax_differs_from_llama_cpp_only_at_its_own_near_ties() {
+    let Some((m, reference)) = setup() else { return };
+    let Some(ids) = book_ids(&m) else { return };
+    let own = llama_cpp_self_consistency(&reference, &ids);
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let logits: Vec<Vec<f32>> = m.model.forward(&input, &mut Mode::inference()).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    let ours_at: Vec<Vec<f32>> = own.batch.iter().zip(&logits).map(|(t, row)| t.iter().map(|p| row[p.0 as usize]).collect()).collect();
+    let shifts = gap_shifts(&own.batch, &ours_at);
+    let tie = max_of(&own.shifts);
+    eprintln!("lmlab vs llama.cpp batch: gap shifts median {:.3}, 95th percentile {:.3}, max {:.3}", percentile(&shifts, 0.5), percentile(&shifts, 0.95), max_of(&shifts));
+    let mut differ = 0;
+    for (i, (row, top)) in logits.iter().zip(&own.batch).enumerate() {
+        let ours = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+        if ours != top[0].0 {
+            differ += 1;
+            let gap = gap_below_best(top, ours);
+            assert!(gap <= tie, "position {i}: lmlab's pick is {gap:.3} below llama.cpp's best, beyond what its own variants move ({tie:.3})");
+        }
+    }
+    eprintln!("{differ} of {} argmaxes differ from llama.cpp's (its own variants: up to {})", ids.len(), own.flips);
+    // Flips at near-ties come and go by chance (roughly Poisson): allow two standard deviations.
+    let allowed = own.flips as f64 + 2.0 * (own.flips as f64).sqrt();
+    assert!(differ as f64 <= allowed, "{differ} argmaxes differ; llama.cpp's own variants change up to {} (allowed {allowed:.0})", own.flips);
+}
+
+#[test]
+fn greedy_continuations_part_from_llama_cpp_only_at_its_own_near_ties() {
+    let Some((m, reference)) = setup() else { return };
+    let Some(ids) = book_ids(&m) else { return };
+    let tie = max_of(&llama_cpp_self_consistency(&reference, &ids).shifts);
+    let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| m.tokenizer.encode(&chat(&m, q)).unwrap()).collect();
+    let theirs = reference.greedy(&prompts, 32, 8, Variant::Batch).unwrap();
+    let serial = reference.greedy(&prompts, 32, 1, Variant::Serial).unwrap();
+    let same_as_serial = theirs.continuations.iter().zip(&serial.continuations).filter(|(a, b)| a == b).count();
+    let mut same = 0;
+    for (((q, prompt), want), top) in QUESTIONS.iter().zip(&prompts).zip(&theirs.continuations).zip(&theirs.top) {
+        let ours = greedy_ours(&m, prompt, 32);
+        // Up to where they part the two continuations are the same text, so llama.cpp's logits
+        // at that step judge our token.
+        match ours.iter().zip(want).position(|(a, b)| a != b) {
+            None => same += 1,
+            Some(step) => {
+                let gap = gap_below_best(&top[step], ours[step]);
+                eprintln!("{q:?}: parts at step {step}, lmlab's token {gap:.3} below llama.cpp's best");
+                assert!(gap <= tie, "{q:?}: at step {step} lmlab's token is {gap:.3} below llama.cpp's best, beyond what its own variants move ({tie:.3})");
+            }
+        }
+    }
+    eprintln!("greedy: {same} of 5 continuations equal llama.cpp's (its own serial evaluation: {same_as_serial} of 5)");
 }

@@ -6,9 +6,11 @@
 //! quantize the activations to 8 bits exactly as ggml's x86 code does (scale 127/amax, round
 //! half to even, for Q4_1 `s = fp16(d · Σq)`), then take block dot products with AVX2 (a
 //! scalar path with the same arithmetic serves other CPUs). Weights stay in ggml's block layout
-//! (decoding is bound by memory bandwidth: unpacking the f16 scales to f32 made it slower), four
-//! weight rows share each activation block load, and rayon spreads runs of weight rows over
-//! the threads.
+//! (decoding is bound by memory bandwidth: unpacking the f16 scales to f32 made it slower).
+//! Decode takes four weight rows against the one activation row, prefetching the weights ahead;
+//! prefill takes four weight rows against two activation rows, so each weight block is unpacked
+//! once for both and its scales are converted once for all rows. Rayon spreads runs of weight
+//! rows over the threads.
 
 use std::sync::Arc;
 
@@ -51,6 +53,11 @@ fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
     }
 }
 
+/// How far ahead of each weight row's current block a decode pass asks for memory: 2-8 KB
+/// all measured alike (2.8-11 groups of four 360-byte rows of SmolLM2-135M); 4 KB is the middle.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_AHEAD: usize = 4096;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// ggml block: f16 scale `d`, f16 minimum `m`, 16 bytes of nibbles (low nibbles are
@@ -89,38 +96,103 @@ fn dot_scalar(kind: Kind, w: &[u8], x: &[ActBlock]) -> f32 {
     acc + summs
 }
 
-/// Each block's scale and minimum as f32, for a run of rows that many activation rows will
-/// meet (prefill): converting them once beats converting them per activation row.
-fn scales(kind: Kind, rows: &[u8]) -> Vec<[f32; 2]> {
-    rows.chunks_exact(kind.block_bytes()).map(|b| [half(b, 0), if kind == Kind::Q4_1 { half(b, 2) } else { 0.0 }]).collect()
+/// The scales and minimums of four weight rows, block by block, as f32 in the order the
+/// prefill kernel loads them (`[d0..d3]`, `[m0..m3]`): converting them once beats converting
+/// them for every activation row they meet.
+fn group_scales(kind: Kind, w: [&[u8]; 4]) -> Vec<[[f32; 4]; 2]> {
+    let bb = kind.block_bytes();
+    (0..w[0].len() / bb)
+        .map(|b| {
+            let at = |r: usize, off: usize| half(w[r], b * bb + off);
+            let m = |r: usize| if kind == Kind::Q4_1 { at(r, 2) } else { 0.0 };
+            [[at(0, 0), at(1, 0), at(2, 0), at(3, 0)], [m(0), m(1), m(2), m(3)]]
+        })
+        .collect()
 }
 
-/// Four weight rows against one activation row: each activation block is loaded once. With
-/// `dm`, block scales come from there instead of being converted from f16.
+/// Four weight rows against one activation row (decode): each activation block is loaded once.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot4_avx2(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
-    dot4_body::<false>(kind, w, dm, x)
+unsafe fn dot4_avx2(kind: Kind, w: [&[u8]; 4], x: &[ActBlock]) -> [f32; 4] {
+    dot4_body::<false>(kind, w, x)
 }
 
 /// The same with AVX-VNNI, whose `vpdpbusd` does the u8×i8 products and their sums of four in
 /// one instruction (the integer results are identical).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn dot4_vnni(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
-    dot4_body::<true>(kind, w, dm, x)
+unsafe fn dot4_vnni(kind: Kind, w: [&[u8]; 4], x: &[ActBlock]) -> [f32; 4] {
+    dot4_body::<true>(kind, w, x)
+}
+
+/// Four weight rows against two activation rows (prefill): each weight block is unpacked once
+/// for both, its scales come ready from [`group_scales`]. Per output the same operations in the
+/// same order as [`dot4_avx2`], so prefill and decode give identical numbers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4x2_avx2(kind: Kind, w: [&[u8]; 4], dm: &[[[f32; 4]; 2]], x: [&[ActBlock]; 2]) -> [[f32; 4]; 2] {
+    dot4x2_body::<false>(kind, w, dm, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn dot4x2_vnni(kind: Kind, w: [&[u8]; 4], dm: &[[[f32; 4]; 2]], x: [&[ActBlock]; 2]) -> [[f32; 4]; 2] {
+    dot4x2_body::<true>(kind, w, dm, x)
+}
+
+/// One weight block as the unsigned operand of maddubs / vpdpbusd: Q4_1's nibbles as bytes
+/// (low nibbles are elements 0..16), Q8_0's bytes as they are (signed; see [`int_dot`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn weight_bytes(kind: Kind, block: *const u8) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    match kind {
+        Kind::Q4_1 => {
+            let packed = _mm_loadu_si128(block.add(4) as *const __m128i);
+            _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0F))
+        }
+        Kind::Q8_0 => _mm256_loadu_si256(block.add(2) as *const __m256i),
+    }
+}
+
+/// The block's integer dot product in eight lanes of partial sums.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn int_dot<const VNNI: bool>(kind: Kind, wb: std::arch::x86_64::__m256i, xq: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let (u, s) = match kind {
+        Kind::Q4_1 => (wb, xq),
+        // Move the weight's sign onto x so the weight operand is unsigned.
+        Kind::Q8_0 => (_mm256_sign_epi8(wb, wb), _mm256_sign_epi8(xq, wb)),
+    };
+    if VNNI {
+        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    } else {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+/// Lane `r` of `v` in all eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lanes4(v: std::arch::x86_64::__m128) -> [std::arch::x86_64::__m256; 4] {
+    use std::arch::x86_64::*;
+    [
+        _mm256_broadcastss_ps(v),
+        _mm256_broadcastss_ps(_mm_permute_ps(v, 1)),
+        _mm256_broadcastss_ps(_mm_permute_ps(v, 2)),
+        _mm256_broadcastss_ps(_mm_permute_ps(v, 3)),
+    ]
 }
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn dot4_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[f32; 2]]; 4]>, x: &[ActBlock]) -> [f32; 4] {
+unsafe fn dot4_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], x: &[ActBlock]) -> [f32; 4] {
     use std::arch::x86_64::*;
     use crate::decode_attention::hsum8 as hsum;
     let bb = kind.block_bytes();
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut summs = _mm_setzero_ps();
-    let low = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
     /// Four f16 values, one at each pointer, as four f32 (one conversion for the four rows).
     #[inline(always)]
     unsafe fn f16x4(p: [*const u8; 4]) -> __m128 {
@@ -134,46 +206,70 @@ unsafe fn dot4_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: Option<[&[[
     for (b, xb) in x.iter().enumerate() {
         let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
         let p = [w[0].as_ptr().add(b * bb), w[1].as_ptr().add(b * bb), w[2].as_ptr().add(b * bb), w[3].as_ptr().add(b * bb)];
+        // Decode meets each weight once, streaming it from memory. Four rows interleaved at
+        // 20 or 34 bytes a step are short streams the hardware prefetcher follows late; asking
+        // for the bytes a few groups of rows ahead took a decode-sized pass from 6.3 to ~9.5
+        // GB/s on 2 threads (docs/PERFORMANCE.md, step 12). Prefetches are hints: an address
+        // past the end is never read.
+        for row in p {
+            _mm_prefetch(row.wrapping_add(PREFETCH_AHEAD) as *const i8, _MM_HINT_T0);
+        }
         // The four rows' block scales (and minimums) at once; products rounded as the scalar
         // path rounds them (multiply, then add).
-        let (d4, m4) = match dm {
-            Some(dm) => {
-                let g = |r: usize| *dm[r].get_unchecked(b);
-                let (a, bq, c, e) = (g(0), g(1), g(2), g(3));
-                (_mm_set_ps(e[0], c[0], bq[0], a[0]), _mm_set_ps(e[1], c[1], bq[1], a[1]))
-            }
-            None => (f16x4(p), if kind == Kind::Q4_1 { f16x4([p[0].add(2), p[1].add(2), p[2].add(2), p[3].add(2)]) } else { _mm_setzero_ps() }),
-        };
+        let d4 = f16x4(p);
         let scale4 = _mm_mul_ps(d4, _mm_set1_ps(xb.d));
         if kind == Kind::Q4_1 {
+            let m4 = f16x4([p[0].add(2), p[1].add(2), p[2].add(2), p[3].add(2)]);
             summs = _mm_add_ps(summs, _mm_mul_ps(m4, _mm_set1_ps(xb.s)));
         }
-        let lanes = [
-            _mm256_broadcastss_ps(scale4),
-            _mm256_broadcastss_ps(_mm_permute_ps(scale4, 1)),
-            _mm256_broadcastss_ps(_mm_permute_ps(scale4, 2)),
-            _mm256_broadcastss_ps(_mm_permute_ps(scale4, 3)),
-        ];
+        let lanes = lanes4(scale4);
         for r in 0..4 {
-            // The unsigned × signed byte operands of maddubs / vpdpbusd.
-            let (u, s) = match kind {
-                Kind::Q4_1 => {
-                    let packed = _mm_loadu_si128(p[r].add(4) as *const __m128i);
-                    (_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low), xq)
-                }
-                Kind::Q8_0 => {
-                    // Move the weight's sign onto x so the weight operand is unsigned.
-                    let wq = _mm256_loadu_si256(p[r].add(2) as *const __m256i);
-                    (_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq))
-                }
-            };
-            let ints = if VNNI { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s) } else { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones) };
+            let ints = int_dot::<VNNI>(kind, weight_bytes(kind, p[r]), xq);
             acc[r] = _mm256_fmadd_ps(lanes[r], _mm256_cvtepi32_ps(ints), acc[r]);
         }
     }
     let mut sm = [0.0f32; 4];
     _mm_storeu_ps(sm.as_mut_ptr(), summs);
     [hsum(acc[0]) + sm[0], hsum(acc[1]) + sm[1], hsum(acc[2]) + sm[2], hsum(acc[3]) + sm[3]]
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dot4x2_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: &[[[f32; 4]; 2]], x: [&[ActBlock]; 2]) -> [[f32; 4]; 2] {
+    use std::arch::x86_64::*;
+    use crate::decode_attention::hsum8 as hsum;
+    let bb = kind.block_bytes();
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+    let mut summs = [_mm_setzero_ps(); 2];
+    for (b, s) in dm.iter().enumerate() {
+        let wb = [
+            weight_bytes(kind, w[0].as_ptr().add(b * bb)),
+            weight_bytes(kind, w[1].as_ptr().add(b * bb)),
+            weight_bytes(kind, w[2].as_ptr().add(b * bb)),
+            weight_bytes(kind, w[3].as_ptr().add(b * bb)),
+        ];
+        let d4 = _mm_loadu_ps(s[0].as_ptr());
+        for c in 0..2 {
+            let xb = x[c].get_unchecked(b);
+            let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+            if kind == Kind::Q4_1 {
+                summs[c] = _mm_add_ps(summs[c], _mm_mul_ps(_mm_loadu_ps(s[1].as_ptr()), _mm_set1_ps(xb.s)));
+            }
+            let lanes = lanes4(_mm_mul_ps(d4, _mm_set1_ps(xb.d)));
+            for r in 0..4 {
+                acc[c][r] = _mm256_fmadd_ps(lanes[r], _mm256_cvtepi32_ps(int_dot::<VNNI>(kind, wb[r], xq)), acc[c][r]);
+            }
+        }
+    }
+    let mut out = [[0.0f32; 4]; 2];
+    for c in 0..2 {
+        let mut sm = [0.0f32; 4];
+        _mm_storeu_ps(sm.as_mut_ptr(), summs[c]);
+        for r in 0..4 {
+            out[c][r] = hsum(acc[c][r]) + sm[r];
+        }
+    }
+    out
 }
 
 /// `y = x Wᵀ` for Q4_1 or Q8_0 weights W [n, k].
@@ -253,24 +349,34 @@ impl QuantMatmul {
             .map(|(item, wrows)| {
                 let count = wrows.len() / row_bytes;
                 let rows: Vec<&[u8]> = wrows.chunks_exact(row_bytes).collect();
-                let dm: Vec<Vec<[f32; 2]>> = if m > 1 { rows.iter().map(|r| scales(kind, r)).collect() } else { Vec::new() };
                 let mut out = vec![0.0f32; m * count];
-                for i in 0..m {
-                    let xr = &xq[i * blocks..(i + 1) * blocks];
-                    let mut j = 0;
-                    #[cfg(target_arch = "x86_64")]
-                    if avx2 {
-                        while j + 4 <= count {
+                let mut j = 0;
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    while j + 4 <= count {
+                        let w4 = [rows[j], rows[j + 1], rows[j + 2], rows[j + 3]];
+                        if m == 1 {
                             // SAFETY: AVX2, FMA and F16C were detected; every row has `blocks` blocks.
-                            let dm4 = (m > 1).then(|| [&dm[j][..], &dm[j + 1][..], &dm[j + 2][..], &dm[j + 3][..]]);
-                            let w4 = [rows[j], rows[j + 1], rows[j + 2], rows[j + 3]];
-                            let d = unsafe { if vnni { dot4_vnni(kind, w4, dm4, xr) } else { dot4_avx2(kind, w4, dm4, xr) } };
-                            out[i * count + j..i * count + j + 4].copy_from_slice(&d);
-                            j += 4;
+                            let d = unsafe { if vnni { dot4_vnni(kind, w4, &xq) } else { dot4_avx2(kind, w4, &xq) } };
+                            out[j..j + 4].copy_from_slice(&d);
+                        } else {
+                            let dm = group_scales(kind, w4);
+                            // Activation rows in pairs; an odd last row is paired with itself.
+                            for i in (0..m).step_by(2) {
+                                let i2 = (i + 1).min(m - 1);
+                                let x2 = [&xq[i * blocks..(i + 1) * blocks], &xq[i2 * blocks..(i2 + 1) * blocks]];
+                                // SAFETY: as above; `dm` has one entry per block.
+                                let d = unsafe { if vnni { dot4x2_vnni(kind, w4, &dm, x2) } else { dot4x2_avx2(kind, w4, &dm, x2) } };
+                                out[i * count + j..i * count + j + 4].copy_from_slice(&d[0]);
+                                out[i2 * count + j..i2 * count + j + 4].copy_from_slice(&d[1]);
+                            }
                         }
+                        j += 4;
                     }
-                    for (jj, row) in rows.iter().enumerate().skip(j) {
-                        out[i * count + jj] = dot_scalar(kind, row, xr);
+                }
+                for (jj, row) in rows.iter().enumerate().skip(j) {
+                    for i in 0..m {
+                        out[i * count + jj] = dot_scalar(kind, row, &xq[i * blocks..(i + 1) * blocks]);
                     }
                 }
                 (item * rows_per_item, out)
@@ -353,16 +459,22 @@ mod tests {
             let rows: Vec<&[u8]> = mm.weights.chunks_exact(k / BLOCK * mm.kind.block_bytes()).collect();
             #[cfg(target_arch = "x86_64")]
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
-                let simd = unsafe { dot4_avx2(mm.kind, [rows[0], rows[1], rows[2], rows[3]], None, &xq) };
-                let dm: Vec<Vec<[f32; 2]>> = rows.iter().map(|r| scales(mm.kind, r)).collect();
-                let simd_dm = unsafe { dot4_avx2(mm.kind, [rows[0], rows[1], rows[2], rows[3]], Some([&dm[0], &dm[1], &dm[2], &dm[3]]), &xq) };
+                let w4 = [rows[0], rows[1], rows[2], rows[3]];
+                let simd = unsafe { dot4_avx2(mm.kind, w4, &xq) };
+                // The prefill kernel, the same row paired with a second one, gives the same bits.
+                let other: Vec<f32> = x.iter().rev().map(|v| v * 0.5).collect();
+                let mut xq2 = vec![ZERO_ACT; k / BLOCK];
+                quantize_row(&other, &mut xq2);
+                let dm = group_scales(mm.kind, w4);
+                let pair = unsafe { dot4x2_avx2(mm.kind, w4, &dm, [&xq, &xq2]) };
+                assert_eq!(pair, [simd, unsafe { dot4_avx2(mm.kind, w4, &xq2) }], "{dtype:?}: prefill and decode kernels differ");
                 for r in 0..4 {
                     assert!((simd[r] - dot_scalar(mm.kind, rows[r], &xq)).abs() < 1e-3, "{dtype:?} row {r}");
-                    assert_eq!(simd[r], simd_dm[r], "{dtype:?} row {r}");
                 }
                 if is_x86_feature_detected!("avxvnni") {
-                    let vnni = unsafe { dot4_vnni(mm.kind, [rows[0], rows[1], rows[2], rows[3]], None, &xq) };
+                    let vnni = unsafe { dot4_vnni(mm.kind, w4, &xq) };
                     assert_eq!(vnni, simd, "{dtype:?}: VNNI and AVX2 integer sums differ");
+                    assert_eq!(unsafe { dot4x2_vnni(mm.kind, w4, &dm, [&xq, &xq2]) }, pair, "{dtype:?}: VNNI and AVX2 prefill kernels differ");
                 }
             }
         }

@@ -348,6 +348,23 @@ fn attention_over<T: CacheElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) 
     Tensor::from_vec(out, (b, h, 1, hd), q.device())
 }
 
+/// `w ← exp(w − max)` for every weight, eight lanes at a time where the CPU allows; returns
+/// their sum. Shared with the prompt attention so both round alike.
+pub(crate) fn exp_shifted(w: &mut [f32], max: f32) -> f32 {
+    // The features enabled here, so that the always-inlined vector code compiles to them.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn vector(w: &mut [f32], max: f32) -> f32 {
+        exp_shifted_avx2(w, max)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA were detected.
+        return unsafe { vector(w, max) };
+    }
+    exp_shifted_scalar(w, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

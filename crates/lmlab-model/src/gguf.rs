@@ -346,10 +346,10 @@ mod tests {
     }
 
     #[test]
-    fn fused_decode_step_equals_the_tensor_path() {
-        // Quantized llama-shaped models decode through Gpt's plain-buffer step; with capture on,
-        // the same steps go through the tensor ops. Same kernels, same cache: the logits agree
-        // to float rounding (the norms sum in a different order).
+    fn fused_prefill_and_decode_equal_the_tensor_path() {
+        // Quantized llama-shaped models prefill and decode through Gpt's plain-buffer pass; with
+        // capture on, the same steps go through the tensor ops. Same kernels, same cache: the
+        // logits agree to float rounding (norms and attention sum in a different order).
         let (cfg, _, tensors) = reference();
         let dir = tempfile::tempdir().unwrap();
         // (A dense model keeps the tensor path.)
@@ -361,8 +361,21 @@ mod tests {
             assert!(m.uses_fused_decode(), "{dtype:?}");
             let prompt = Tensor::new(&[[3u32, 9, 27, 17, 51, 2]], &Device::Cpu).unwrap();
             let (mut fused_cache, mut plain_cache) = (m.new_cache(), m.new_cache());
-            m.forward_cached(&prompt, &mut fused_cache, &mut Mode::inference()).unwrap();
-            m.forward_cached(&prompt, &mut plain_cache, &mut Mode::inference()).unwrap();
+            let fused: Vec<f32> = m.forward_cached(&prompt, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let mut captured = Vec::new();
+            let mut slow = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+            let plain: Vec<f32> = m.forward_cached(&prompt, &mut plain_cache, &mut slow).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(captured.len(), cfg.n_layer, "the tensor path ran");
+            let diff = max_rel_diff(&plain, &fused);
+            eprintln!("{dtype:?} prefill: max relative logit difference {diff}");
+            assert!(diff < 1e-5, "{dtype:?} prefill: max relative logit difference {diff}");
+            for (a, b) in fused_cache.layers.iter().zip(&plain_cache.layers) {
+                let ((ka, va), (kb, vb)) = (a.keys_values().unwrap(), b.keys_values().unwrap());
+                for (x, y) in [(ka, kb), (va, vb)] {
+                    let diff = (x.to_dtype(DType::F32).unwrap() - y.to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                    assert!(diff < 1e-3, "{dtype:?}: cached keys or values differ by {diff}");
+                }
+            }
             for (i, token) in [5u32, 60, 12, 33, 8, 41, 0, 19].into_iter().enumerate() {
                 let ids = Tensor::new(&[[token]], &Device::Cpu).unwrap();
                 let fused: Vec<f32> = m.forward_cached(&ids, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();

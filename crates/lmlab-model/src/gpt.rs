@@ -118,11 +118,11 @@ pub struct Gpt {
     /// The output projection: `wte` itself when embeddings are tied (for a quantized model,
     /// the quantized original, while `wte` is its dequantized copy for lookups).
     lm_head: Linear,
-    /// The plain-buffer decode step, when this model fits it (built on first use).
-    fused: std::sync::OnceLock<Option<FusedDecode>>,
+    /// The plain-buffer prefill and decode, when this model fits it (built on first use).
+    fused: std::sync::OnceLock<Option<FusedForward>>,
 }
 
-/// One layer's weights as the fused decode step uses them.
+/// One layer's weights as the fused pass uses them.
 struct FusedLayer {
     ln_1: Vec<f32>,
     qkv: QuantMatmul,
@@ -132,12 +132,14 @@ struct FusedLayer {
     down: QuantMatmul,
 }
 
-/// A decode step for one sequence on the CPU over plain buffers: norms, rotary, SwiGLU and the
-/// residuals as loops, projections as direct kernel calls. The same arithmetic as the tensor
-/// path, without its ~15 candle operations per layer (each an allocation, some a rayon
-/// dispatch), which were a third of a decode step outside the matmul kernels. Built for
+/// Prefill and decode for one sequence on the CPU over plain buffers: norms, rotary, SwiGLU and
+/// the residuals as loops, projections as direct kernel calls, attention over the KV cache in
+/// place. The same arithmetic as the tensor path without its ~15 candle operations per layer
+/// (each an allocation, some a rayon dispatch, and for a prompt the copies into heads, the
+/// causal mask, the f16 cache widened to f32 and the masked half of the score matrix), which
+/// were a third of a decode step and half of a prefill outside the matmul kernels. Built for
 /// llama-shaped models whose projections use lmlab's quantized kernels.
-struct FusedDecode {
+struct FusedForward {
     layers: Vec<FusedLayer>,
     ln_f: Vec<f32>,
     eps: f32,
@@ -171,7 +173,18 @@ fn rope_in_place(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
-impl FusedDecode {
+/// `f` on each pair of `width_in`-wide input row and `width_out`-wide output row, across the
+/// threads when there are enough rows to pay for the dispatch (a decode step has one).
+fn per_row(input: &[f32], width_in: usize, out: &mut [f32], width_out: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    if input.len() / width_in >= 16 {
+        out.par_chunks_mut(width_out).zip(input.par_chunks(width_in)).for_each(|(o, i)| f(i, o));
+    } else {
+        out.chunks_mut(width_out).zip(input.chunks(width_in)).for_each(|(o, i)| f(i, o));
+    }
+}
+
+impl FusedForward {
     fn new(m: &Gpt) -> Option<Self> {
         let cfg = &m.cfg;
         let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && m.wte.dtype() == DType::F32 && m.wte.device().is_cpu();
@@ -197,49 +210,66 @@ impl FusedDecode {
         Some(Self { layers, ln_f: vec(&m.ln_f.w)?, eps: cfg.norm_eps as f32 })
     }
 
-    /// Logits [1, V] for `token` at the cache's next position, appending its keys and values.
-    fn step(&self, m: &Gpt, token: u32, cache: &mut KvCache) -> Result<Tensor> {
+    /// Logits [1, V] for the last of `tokens`, which sit at the cache's next positions (a
+    /// prompt, or one token of a decode step); their keys and values are appended.
+    fn run(&self, m: &Gpt, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let cfg = &m.cfg;
         let (d, h, hkv, hd, ff) = (cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim(), cfg.d_ff);
-        let pos = cache.seq_len();
-        if pos + 1 > cfg.context_length {
-            candle_core::bail!("sequence of {} tokens exceeds the context length {}", pos + 1, cfg.context_length);
+        let (t, pos) = (tokens.len(), cache.seq_len());
+        if pos + t > cfg.context_length {
+            candle_core::bail!("sequence of {} tokens exceeds the context length {}", pos + t, cfg.context_length);
         }
-        // This position's row of the rotary tables the tensor path uses.
-        let (cos, sin): (Vec<f32>, Vec<f32>) = ops::rope_row(pos, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip();
+        // These positions' rows of the rotary tables the tensor path uses.
+        let rope: Vec<(Vec<f32>, Vec<f32>)> = (pos..pos + t).map(|p| ops::rope_row(p, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip()).collect();
         let dev = m.wte.device();
-        let mut x: Vec<f32> = m.wte.get(token as usize)?.to_vec1()?;
-        let mut normed = vec![0.0f32; d];
-        let mut qkv = vec![0.0f32; (h + 2 * hkv) * hd];
-        let mut out = vec![0.0f32; d];
-        let mut gu = vec![0.0f32; 2 * ff];
-        let mut act = vec![0.0f32; ff];
+        let mut x: Vec<f32> = m.wte.index_select(&Tensor::new(tokens, dev)?, 0)?.flatten_all()?.to_vec1()?;
+        let width = (h + 2 * hkv) * hd;
+        let mut normed = vec![0.0f32; t * d];
+        let mut qkv = vec![0.0f32; t * width];
+        let mut q = vec![0.0f32; t * h * hd];
+        let mut out = vec![0.0f32; t * d];
+        let mut gu = vec![0.0f32; t * 2 * ff];
+        let mut act = vec![0.0f32; t * ff];
         let scale = 1.0 / (hd as f32).sqrt();
         for (l, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            rms_norm(&x, &l.ln_1, self.eps, &mut normed);
-            l.qkv.matmul(&normed, 1, &mut qkv);
-            let (q, kv) = qkv.split_at_mut(h * hd);
-            let (k, v) = kv.split_at_mut(hkv * hd);
-            rope_in_place(q, hd, &cos, &sin);
-            rope_in_place(k, hd, &cos, &sin);
-            let kt = Tensor::from_slice(k, (1, hkv, 1, hd), dev)?;
-            let vt = Tensor::from_slice(v, (1, hkv, 1, hd), dev)?;
-            let (kc, vc) = layer_cache.append(&kt, &vt)?;
-            let qt = Tensor::from_slice(q, (1, h, 1, hd), dev)?;
-            let y: Vec<f32> = crate::decode_attention::single_query_attention(&qt, &kc, &vc, scale)?.flatten_all()?.to_vec1()?;
-            l.proj.matmul(&y, 1, &mut out);
-            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
-            rms_norm(&x, &l.ln_2, self.eps, &mut normed);
-            l.gate_up.matmul(&normed, 1, &mut gu);
-            let (g, u) = gu.split_at(ff);
-            for ((a, &g), &u) in act.iter_mut().zip(g).zip(u) {
-                *a = g / (1.0 + (-g).exp()) * u;
+            per_row(&x, d, &mut normed, d, |row, o| rms_norm(row, &l.ln_1, self.eps, o));
+            l.qkv.matmul(&normed, t, &mut qkv);
+            // Queries stay by position; keys and values go by head, as the cache holds them.
+            let (mut k, mut v) = (vec![0.0f32; hkv * t * hd], vec![0.0f32; hkv * t * hd]);
+            for (ti, (row, (cos, sin))) in qkv.chunks_mut(width).zip(&rope).enumerate() {
+                let (qr, kv) = row.split_at_mut(h * hd);
+                let (kr, vr) = kv.split_at_mut(hkv * hd);
+                rope_in_place(qr, hd, cos, sin);
+                rope_in_place(kr, hd, cos, sin);
+                q[ti * h * hd..(ti + 1) * h * hd].copy_from_slice(qr);
+                for g in 0..hkv {
+                    k[(g * t + ti) * hd..(g * t + ti + 1) * hd].copy_from_slice(&kr[g * hd..(g + 1) * hd]);
+                    v[(g * t + ti) * hd..(g * t + ti + 1) * hd].copy_from_slice(&vr[g * hd..(g + 1) * hd]);
+                }
             }
-            l.down.matmul(&act, 1, &mut out);
+            let (kc, vc) = layer_cache.append(&Tensor::from_vec(k, (1, hkv, t, hd), dev)?, &Tensor::from_vec(v, (1, hkv, t, hd), dev)?)?;
+            let y: Vec<f32> = if t == 1 {
+                let qt = Tensor::from_slice(&q, (1, h, 1, hd), dev)?;
+                crate::decode_attention::single_query_attention(&qt, &kc, &vc, scale)?.flatten_all()?.to_vec1()?
+            } else {
+                crate::prefill_attention::causal_attention(&q, t, h, &kc, &vc, scale)?
+            };
+            l.proj.matmul(&y, t, &mut out);
+            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
+            per_row(&x, d, &mut normed, d, |row, o| rms_norm(row, &l.ln_2, self.eps, o));
+            l.gate_up.matmul(&normed, t, &mut gu);
+            per_row(&gu, 2 * ff, &mut act, ff, |row, o| {
+                let (g, u) = row.split_at(ff);
+                for ((a, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *a = g / (1.0 + (-g).exp()) * u;
+                }
+            });
+            l.down.matmul(&act, t, &mut out);
             x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
         }
-        rms_norm(&x, &self.ln_f, self.eps, &mut normed);
-        m.lm_head.forward(&Tensor::from_vec(normed, (1, d), dev)?)
+        let mut last = vec![0.0f32; d];
+        rms_norm(&x[(t - 1) * d..], &self.ln_f, self.eps, &mut last);
+        m.lm_head.forward(&Tensor::from_vec(last, (1, d), dev)?)
     }
 }
 
@@ -326,14 +356,14 @@ impl Gpt {
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
         let offset = cache.seq_len();
         let t = ids.dim(1)?;
-        // The fused step has no dropout, capture or gradient: those passes take the tensor ops.
-        if t == 1 && ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
-            if let Some(fused) = self.fused.get_or_init(|| FusedDecode::new(self)) {
-                let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
-                // The whole step on a pool thread: its ~120 parallel kernel calls then start
+        // The fused pass has no dropout, capture or gradient: those passes take the tensor ops.
+        if ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
+            if let Some(fused) = self.fused.get_or_init(|| FusedForward::new(self)) {
+                let tokens = ids.flatten_all()?.to_vec1::<u32>()?;
+                // The whole pass on a pool thread: its ~120 parallel kernel calls then start
                 // from inside the pool instead of each parking the calling thread and waking it
                 // again (two context switches per call).
-                return rayon::scope(|_| fused.step(self, token, cache));
+                return rayon::scope(|_| fused.run(self, &tokens, cache));
             }
         }
         let h = self.hidden(ids, offset, Some(cache), mode)?;
@@ -341,14 +371,14 @@ impl Gpt {
         self.lm_head.forward(&last)
     }
 
-    /// Whether single-sequence decode steps take the plain-buffer path (quantized llama-shaped
-    /// models with lmlab's kernels), rather than the tensor ops.
+    /// Whether single-sequence prefill and decode take the plain-buffer path (quantized
+    /// llama-shaped models with lmlab's kernels), rather than the tensor ops.
     pub fn uses_fused_decode(&self) -> bool {
-        self.fused.get_or_init(|| FusedDecode::new(self)).is_some()
+        self.fused.get_or_init(|| FusedForward::new(self)).is_some()
     }
 
     /// A fresh, empty cache for this model: f16 keys and values for the quantized models that
-    /// decode through [`FusedDecode`] (as llama.cpp's default cache; half the bytes a decode
+    /// decode through [`FusedForward`] (as llama.cpp's default cache; half the bytes a decode
     /// step reads at long contexts), the model's own precision otherwise.
     pub fn new_cache(&self) -> KvCache {
         if self.uses_fused_decode() {

@@ -61,6 +61,12 @@ impl LayerCache {
         self.len
     }
 
+    /// The cached keys and values [B, H_kv, len, Dh] (views of the buffers), None when empty.
+    pub fn keys_values(&self) -> Option<(Tensor, Tensor)> {
+        let (k, v) = (self.k.as_ref()?, self.v.as_ref()?);
+        Some((k.narrow(2, 0, self.len).ok()?, v.narrow(2, 0, self.len).ok()?))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -24,6 +24,7 @@ pub mod loader;
 pub mod model_file;
 pub mod ops;
 pub mod params;
+pub mod prefill_attention;
 pub mod qmatmul;
 pub mod seq2seq;
 pub mod size;

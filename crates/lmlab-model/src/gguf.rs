@@ -277,7 +277,7 @@ mod tests {
 
     /// A llama-shaped model whose matrices have 256 columns (the k-quant block size).
     fn reference() -> (GptConfig, Gpt, HashMap<String, Tensor>) {
-        let cfg = GptConfig { tie_embeddings: false, ..GptConfig::llama_style(64, 32, 2, 4, 2, 256, 256) };
+        let cfg = GptConfig { tie_embeddings: false, ..GptConfig::llama_style(64, 64, 2, 4, 2, 256, 256) };
         let (_, params) = init_trainable(&cfg, 7, DType::F32, &Device::Cpu).unwrap();
         // Larger weights than the init's 0.02 so that the logits spread out.
         let tensors: HashMap<String, Tensor> =
@@ -360,22 +360,37 @@ mod tests {
             let m = load_gguf(&path, &Device::Cpu).unwrap().model;
             assert!(m.uses_fused_decode(), "{dtype:?}");
             let prompt = Tensor::new(&[[3u32, 9, 27, 17, 51, 2]], &Device::Cpu).unwrap();
+            // A second prompt onto the filled cache (as a chat's next turn): 40 rows, so the
+            // row loops run across threads and attention takes two blocks of query rows.
+            let more: Vec<u32> = (0..40).map(|i| (i * 13 + 5) % 64).collect();
+            let more = Tensor::new(more.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
             let (mut fused_cache, mut plain_cache) = (m.new_cache(), m.new_cache());
-            let fused: Vec<f32> = m.forward_cached(&prompt, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let mut captured = Vec::new();
-            let mut slow = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
-            let plain: Vec<f32> = m.forward_cached(&prompt, &mut plain_cache, &mut slow).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            assert_eq!(captured.len(), cfg.n_layer, "the tensor path ran");
-            let diff = max_rel_diff(&plain, &fused);
-            eprintln!("{dtype:?} prefill: max relative logit difference {diff}");
-            assert!(diff < 1e-5, "{dtype:?} prefill: max relative logit difference {diff}");
-            for (a, b) in fused_cache.layers.iter().zip(&plain_cache.layers) {
-                let ((ka, va), (kb, vb)) = (a.keys_values().unwrap(), b.keys_values().unwrap());
-                for (x, y) in [(ka, kb), (va, vb)] {
-                    let diff = (x.to_dtype(DType::F32).unwrap() - y.to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                    assert!(diff < 1e-3, "{dtype:?}: cached keys or values differ by {diff}");
+            // The first prompt's attention is short enough to round alike in both paths; over the
+            // second, gemm and the tensor path sum in different orders, and a one-ulp difference
+            // that flips an 8-bit activation rounding in a later matmul moves logits by up to a
+            // few percent (the f16-cache check below meets the same amplifier).
+            for (chunk, tolerance) in [(&prompt, 1e-5), (&more, 3e-2)] {
+                let fused: Vec<f32> = m.forward_cached(chunk, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let mut captured = Vec::new();
+                let mut slow = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+                let plain: Vec<f32> = m.forward_cached(chunk, &mut plain_cache, &mut slow).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(captured.len(), cfg.n_layer, "the tensor path ran");
+                let diff = max_rel_diff(&plain, &fused);
+                eprintln!("{dtype:?} prefill of {:?}: max relative logit difference {diff}", chunk.dims());
+                assert!(diff < tolerance, "{dtype:?} prefill of {:?}: max relative logit difference {diff}", chunk.dims());
+                if tolerance == 1e-5 {
+                    // Before any flip both paths cached the same keys and values.
+                    for (a, b) in fused_cache.layers.iter().zip(&plain_cache.layers) {
+                        let ((ka, va), (kb, vb)) = (a.keys_values().unwrap(), b.keys_values().unwrap());
+                        for (x, y) in [(ka, kb), (va, vb)] {
+                            let diff = (x.to_dtype(DType::F32).unwrap() - y.to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                            assert!(diff < 1e-3, "{dtype:?}: cached keys or values differ by {diff}");
+                        }
+                    }
                 }
             }
+            // Decode steps from one shared cache, so that only the step itself is compared.
+            plain_cache = fused_cache.clone();
             for (i, token) in [5u32, 60, 12, 33, 8, 41, 0, 19].into_iter().enumerate() {
                 let ids = Tensor::new(&[[token]], &Device::Cpu).unwrap();
                 let fused: Vec<f32> = m.forward_cached(&ids, &mut fused_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -391,6 +406,7 @@ mod tests {
             // close to what the same steps give with an f32 cache.
             let mut wide = crate::kv_cache::KvCache::new(cfg.n_layer);
             m.forward_cached(&prompt, &mut wide, &mut Mode::inference()).unwrap();
+            m.forward_cached(&more, &mut wide, &mut Mode::inference()).unwrap();
             for token in [5u32, 60, 12, 33, 8, 41, 0, 19] {
                 m.forward_cached(&Tensor::new(&[[token]], &Device::Cpu).unwrap(), &mut wide, &mut Mode::inference()).unwrap();
             }

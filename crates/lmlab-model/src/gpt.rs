@@ -356,6 +356,9 @@ impl Gpt {
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
         let offset = cache.seq_len();
         let t = ids.dim(1)?;
+        if t == 0 {
+            candle_core::bail!("forward_cached was given no tokens");
+        }
         // The fused pass has no dropout, capture or gradient: those passes take the tensor ops.
         if ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
             if let Some(fused) = self.fused.get_or_init(|| FusedForward::new(self)) {

@@ -13,7 +13,7 @@ use candle_core::{DType, Result, Tensor};
 /// Positions a fresh buffer has room for.
 const INITIAL_CAPACITY: usize = 256;
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct LayerCache {
     /// Buffers [B, H_kv, capacity, Dh]; positions `0..len` are filled.
     k: Option<Tensor>,
@@ -31,6 +31,15 @@ fn with_capacity(t: &Tensor, len: usize, capacity: usize) -> Result<Tensor> {
         buf.slice_set(&t.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
     }
     Ok(buf)
+}
+
+impl Clone for LayerCache {
+    /// An independent copy. Appends write into the buffers in place, so a clone that shared
+    /// them (as a derived `Clone` of tensors would) would see the other's new positions.
+    fn clone(&self) -> Self {
+        let copy = |t: &Option<Tensor>| t.as_ref().map(|t| t.copy().expect("copying a KV cache buffer in memory"));
+        Self { k: copy(&self.k), v: copy(&self.v), len: self.len, dtype: self.dtype }
+    }
 }
 
 impl LayerCache {
@@ -121,5 +130,25 @@ impl KvCache {
         for l in &mut self.layers {
             *l = LayerCache { dtype: l.dtype, ..Default::default() };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_clone_does_not_see_the_originals_later_appends() {
+        let dev = Device::Cpu;
+        let row = |x: f32| Tensor::full(x, (1, 1, 1, 2), &dev).unwrap();
+        let mut original = LayerCache::default();
+        original.append(&row(1.0), &row(1.0)).unwrap();
+        let mut copy = original.clone();
+        original.append(&row(2.0), &row(2.0)).unwrap();
+        copy.append(&row(3.0), &row(3.0)).unwrap();
+        let values = |c: &LayerCache| c.keys_values().unwrap().0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(values(&original), [1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(values(&copy), [1.0, 1.0, 3.0, 3.0]);
     }
 }

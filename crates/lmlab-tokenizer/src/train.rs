@@ -77,7 +77,9 @@ pub fn train(opts: &TrainOptions) -> Result<Tokenizer> {
     tk.with_pre_tokenizer(Some(pre_tokenizer()?));
     tk.with_decoder(Some(ByteLevelDecoder::default()));
     let files: Vec<String> = opts.files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    tk.train_from_files(&mut trainer, files).map_err(|e| anyhow!("BPE training failed: {e}"))?;
+    let names = files.join(", ");
+    // `tokenizers` does not say which file failed (e.g. one that is not UTF-8 text): name them all.
+    tk.train_from_files(&mut trainer, files).map_err(|e| anyhow!("BPE training on {names} failed: {e}"))?;
     tk.add_special_tokens(&specials);
     Ok(Tokenizer::from_hf(tk))
 }

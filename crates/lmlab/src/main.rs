@@ -47,10 +47,10 @@ enum Command {
     Experiment(experiment::ExperimentCmd),
     /// Parameters, memory (weights, KV cache, training) and FLOPs of a model.
     Size(size::SizeArgs),
-    /// The built-in world: a generated, labelled web crawl with a known truth.
     /// The data pipeline: crawl or corpus to clean token shards.
     #[command(subcommand)]
     Data(data::DataCmd),
+    /// The built-in world: a generated, labelled web crawl with a known truth.
     #[command(subcommand)]
     World(world::WorldCmd),
 }

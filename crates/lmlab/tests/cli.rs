@@ -124,6 +124,18 @@ fn world_generate_and_grade() {
     assert_eq!(stats["pages_by_kind"]["poison"], 2);
     assert!(w.join("crawl/world-00000.warc.gz").is_file());
 
+    // A tokenizer learned from the crawl reads the pages' extracted text, not their HTML: no
+    // token carries markup, and the temporary text file is gone afterwards.
+    let tok = dir.path().join("tok").join("tokenizer.json");
+    let out = ok(&["tokenizer", "train", "--input", &w.join("crawl").display().to_string(), "--vocab-size", "1024", "--out", &tok.display().to_string()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("documents ("), "{}", String::from_utf8_lossy(&out.stderr));
+    let vocab: serde_json::Value = serde_json::from_slice(&std::fs::read(&tok).unwrap()).unwrap();
+    let vocab = vocab["model"]["vocab"].as_object().unwrap();
+    assert_eq!(vocab.len(), 1024);
+    let markup: Vec<&String> = vocab.keys().filter(|t| ["href", "div", "</", "<p", "class="].iter().any(|m| t.contains(m))).collect();
+    assert!(markup.is_empty(), "tokens with HTML markup: {markup:?}");
+    assert_eq!(std::fs::read_dir(dir.path().join("tok")).unwrap().count(), 1, "only tokenizer.json is left");
+
     // Answer a facts set: every 4th question right, every 4th+1 abstained, the rest wrong.
     let questions = std::fs::read_to_string(w.join("eval/facts.jsonl")).unwrap();
     let mut answers = String::new();

@@ -402,6 +402,23 @@ mod tests {
                 assert!(diff < 1e-5, "{dtype:?} step {i}: max relative logit difference {diff}");
             }
             assert_eq!(fused_cache.seq_len(), plain_cache.seq_len());
+            // Three sequences continuing from the same cache (n samples of one prompt) take one
+            // fused step together; the tensor path gives the same logits for each.
+            let mut batch_cache = fused_cache.clone();
+            batch_cache.repeat_batch(3).unwrap();
+            let mut plain_batch = batch_cache.clone();
+            let ids = Tensor::new(&[[4u32], [22], [63]], &Device::Cpu).unwrap();
+            let fused: Vec<f32> = m.forward_cached(&ids, &mut batch_cache, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let mut captured = Vec::new();
+            let mut slow = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+            let plain: Vec<f32> = m.forward_cached(&ids, &mut plain_batch, &mut slow).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!((captured.len(), fused.len()), (cfg.n_layer, 3 * cfg.vocab_size));
+            let diff = max_rel_diff(&plain, &fused);
+            assert!(diff < 1e-5, "{dtype:?} batched step: max relative logit difference {diff}");
+            // And each row is what that sequence alone would get.
+            let mut alone = fused_cache.clone();
+            let one: Vec<f32> = m.forward_cached(&Tensor::new(&[[22u32]], &Device::Cpu).unwrap(), &mut alone, &mut Mode::inference()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert!(max_rel_diff(&one, &fused[cfg.vocab_size..2 * cfg.vocab_size]) < 1e-5, "{dtype:?}: batched row 1 differs from the lone step");
             // The cache holds f16 (as llama.cpp's): half the bytes of an f32 one, and logits
             // close to what the same steps give with an f32 cache.
             let mut wide = crate::kv_cache::KvCache::new(cfg.n_layer);

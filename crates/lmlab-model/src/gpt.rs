@@ -132,7 +132,7 @@ struct FusedLayer {
     down: QuantMatmul,
 }
 
-/// Prefill and decode for one sequence on the CPU over plain buffers: norms, rotary, SwiGLU and
+/// Prefill of one sequence and decode steps of one or several, on the CPU over plain buffers: norms, rotary, SwiGLU and
 /// the residuals as loops, projections as direct kernel calls, attention over the KV cache in
 /// place. The same arithmetic as the tensor path without its ~15 candle operations per layer
 /// (each an allocation, some a rayon dispatch, and for a prompt the copies into heads, the
@@ -210,66 +210,79 @@ impl FusedForward {
         Some(Self { layers, ln_f: vec(&m.ln_f.w)?, eps: cfg.norm_eps as f32 })
     }
 
-    /// Logits [1, V] for the last of `tokens`, which sit at the cache's next positions (a
-    /// prompt, or one token of a decode step); their keys and values are appended.
-    fn run(&self, m: &Gpt, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+    /// `ids` [b, t] with b = 1 (a prompt, or one sequence's decode step) or t = 1 (one decode
+    /// step of b sequences that share a cache length, e.g. n samples of one prompt): logits
+    /// [b, V] of each sequence's last token. The tokens sit at the cache's next positions;
+    /// their keys and values are appended.
+    fn run(&self, m: &Gpt, ids: &[u32], (b, t): (usize, usize), cache: &mut KvCache) -> Result<Tensor> {
         let cfg = &m.cfg;
         let (d, h, hkv, hd, ff) = (cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim(), cfg.d_ff);
-        let (t, pos) = (tokens.len(), cache.seq_len());
+        let (rows, pos) = (ids.len(), cache.seq_len());
+        if rows != b * t || !(b == 1 || t == 1) {
+            candle_core::bail!("the fused pass takes one sequence or one token per sequence, not [{b}, {t}]");
+        }
         if pos + t > cfg.context_length {
             candle_core::bail!("sequence of {} tokens exceeds the context length {}", pos + t, cfg.context_length);
         }
-        // These positions' rows of the rotary tables the tensor path uses.
-        let rope: Vec<(Vec<f32>, Vec<f32>)> = (pos..pos + t).map(|p| ops::rope_row(p, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip()).collect();
+        // Each row's position, and its row of the rotary tables the tensor path uses.
+        let rope: Vec<(Vec<f32>, Vec<f32>)> = (0..rows)
+            .map(|r| ops::rope_row(pos + r % t, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip())
+            .collect();
         let dev = m.wte.device();
-        let mut x: Vec<f32> = m.wte.index_select(&Tensor::new(tokens, dev)?, 0)?.flatten_all()?.to_vec1()?;
+        let mut x: Vec<f32> = m.wte.index_select(&Tensor::new(ids, dev)?, 0)?.flatten_all()?.to_vec1()?;
         let width = (h + 2 * hkv) * hd;
-        let mut normed = vec![0.0f32; t * d];
-        let mut qkv = vec![0.0f32; t * width];
-        let mut q = vec![0.0f32; t * h * hd];
-        let mut out = vec![0.0f32; t * d];
-        let mut gu = vec![0.0f32; t * 2 * ff];
-        let mut act = vec![0.0f32; t * ff];
+        let mut normed = vec![0.0f32; rows * d];
+        let mut qkv = vec![0.0f32; rows * width];
+        let mut q = vec![0.0f32; rows * h * hd];
+        let mut out = vec![0.0f32; rows * d];
+        let mut gu = vec![0.0f32; rows * 2 * ff];
+        let mut act = vec![0.0f32; rows * ff];
         let scale = 1.0 / (hd as f32).sqrt();
         for (l, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             per_row(&x, d, &mut normed, d, |row, o| rms_norm(row, &l.ln_1, self.eps, o));
-            l.qkv.matmul(&normed, t, &mut qkv);
-            // Queries stay by position; keys and values go by head, as the cache holds them.
-            let (mut k, mut v) = (vec![0.0f32; hkv * t * hd], vec![0.0f32; hkv * t * hd]);
-            for (ti, (row, (cos, sin))) in qkv.chunks_mut(width).zip(&rope).enumerate() {
+            l.qkv.matmul(&normed, rows, &mut qkv);
+            // Queries stay by row; keys and values go [b, head, t, Dh], as the cache holds them.
+            let (mut k, mut v) = (vec![0.0f32; rows * hkv * hd], vec![0.0f32; rows * hkv * hd]);
+            for (r, (row, (cos, sin))) in qkv.chunks_mut(width).zip(&rope).enumerate() {
                 let (qr, kv) = row.split_at_mut(h * hd);
                 let (kr, vr) = kv.split_at_mut(hkv * hd);
                 rope_in_place(qr, hd, cos, sin);
                 rope_in_place(kr, hd, cos, sin);
-                q[ti * h * hd..(ti + 1) * h * hd].copy_from_slice(qr);
+                q[r * h * hd..(r + 1) * h * hd].copy_from_slice(qr);
+                let (bi, ti) = (r / t, r % t);
                 for g in 0..hkv {
-                    k[(g * t + ti) * hd..(g * t + ti + 1) * hd].copy_from_slice(&kr[g * hd..(g + 1) * hd]);
-                    v[(g * t + ti) * hd..(g * t + ti + 1) * hd].copy_from_slice(&vr[g * hd..(g + 1) * hd]);
+                    let at = ((bi * hkv + g) * t + ti) * hd;
+                    k[at..at + hd].copy_from_slice(&kr[g * hd..(g + 1) * hd]);
+                    v[at..at + hd].copy_from_slice(&vr[g * hd..(g + 1) * hd]);
                 }
             }
-            let (kc, vc) = layer_cache.append(&Tensor::from_vec(k, (1, hkv, t, hd), dev)?, &Tensor::from_vec(v, (1, hkv, t, hd), dev)?)?;
+            let (kc, vc) = layer_cache.append(&Tensor::from_vec(k, (b, hkv, t, hd), dev)?, &Tensor::from_vec(v, (b, hkv, t, hd), dev)?)?;
             let y: Vec<f32> = if t == 1 {
-                let qt = Tensor::from_slice(&q, (1, h, 1, hd), dev)?;
+                let qt = Tensor::from_slice(&q, (b, h, 1, hd), dev)?;
                 crate::decode_attention::single_query_attention(&qt, &kc, &vc, scale)?.flatten_all()?.to_vec1()?
             } else {
                 crate::prefill_attention::causal_attention(&q, t, h, &kc, &vc, scale)?
             };
-            l.proj.matmul(&y, t, &mut out);
+            l.proj.matmul(&y, rows, &mut out);
             x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
             per_row(&x, d, &mut normed, d, |row, o| rms_norm(row, &l.ln_2, self.eps, o));
-            l.gate_up.matmul(&normed, t, &mut gu);
+            l.gate_up.matmul(&normed, rows, &mut gu);
             per_row(&gu, 2 * ff, &mut act, ff, |row, o| {
                 let (g, u) = row.split_at(ff);
                 for ((a, &g), &u) in o.iter_mut().zip(g).zip(u) {
                     *a = g / (1.0 + (-g).exp()) * u;
                 }
             });
-            l.down.matmul(&act, t, &mut out);
+            l.down.matmul(&act, rows, &mut out);
             x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
         }
-        let mut last = vec![0.0f32; d];
-        rms_norm(&x[(t - 1) * d..], &self.ln_f, self.eps, &mut last);
-        m.lm_head.forward(&Tensor::from_vec(last, (1, d), dev)?)
+        // Each sequence's last row.
+        let mut last = vec![0.0f32; b * d];
+        for (bi, o) in last.chunks_mut(d).enumerate() {
+            let r = bi * t + t - 1;
+            rms_norm(&x[r * d..(r + 1) * d], &self.ln_f, self.eps, o);
+        }
+        m.lm_head.forward(&Tensor::from_vec(last, (b, d), dev)?)
     }
 }
 
@@ -360,13 +373,14 @@ impl Gpt {
             candle_core::bail!("forward_cached was given no tokens");
         }
         // The fused pass has no dropout, capture or gradient: those passes take the tensor ops.
-        if ids.dim(0)? == 1 && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
+        let b = ids.dim(0)?;
+        if (b == 1 || t == 1) && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
             if let Some(fused) = self.fused.get_or_init(|| FusedForward::new(self)) {
                 let tokens = ids.flatten_all()?.to_vec1::<u32>()?;
                 // The whole pass on a pool thread: its ~120 parallel kernel calls then start
                 // from inside the pool instead of each parking the calling thread and waking it
                 // again (two context switches per call).
-                return rayon::scope(|_| fused.run(self, &tokens, cache));
+                return rayon::scope(|_| fused.run(self, &tokens, (b, t), cache));
             }
         }
         let h = self.hidden(ids, offset, Some(cache), mode)?;
@@ -374,8 +388,9 @@ impl Gpt {
         self.lm_head.forward(&last)
     }
 
-    /// Whether single-sequence prefill and decode take the plain-buffer path (quantized
-    /// llama-shaped models with lmlab's kernels), rather than the tensor ops.
+    /// Whether prefill of one sequence and decode steps (of one or several sequences) take the
+    /// plain-buffer path (quantized llama-shaped models with lmlab's kernels), rather than the
+    /// tensor ops.
     pub fn uses_fused_decode(&self) -> bool {
         self.fused.get_or_init(|| FusedForward::new(self)).is_some()
     }

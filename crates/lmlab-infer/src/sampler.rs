@@ -92,7 +92,7 @@ pub fn softmax_sorted(logits: &[f64], t: f64) -> Dist {
     for p in &mut d {
         p.1 /= z;
     }
-    d.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    d.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     d
 }
 
@@ -147,7 +147,7 @@ pub fn min_p(d: Dist, p: f64) -> Dist {
 pub fn typical_p(d: Dist, p: f64) -> Dist {
     let h: f64 = -d.iter().filter(|q| q.1 > 0.0).map(|q| q.1 * q.1.ln()).sum::<f64>();
     let mut by_typicality: Vec<(u32, f64)> = d.clone();
-    by_typicality.sort_by(|a, b| {
+    by_typicality.sort_unstable_by(|a, b| {
         let da = (-a.1.ln() - h).abs();
         let db = (-b.1.ln() - h).abs();
         da.total_cmp(&db).then(a.0.cmp(&b.0))
@@ -161,7 +161,7 @@ pub fn typical_p(d: Dist, p: f64) -> Dist {
             break;
         }
     }
-    kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    kept.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     renormalise(kept)
 }
 

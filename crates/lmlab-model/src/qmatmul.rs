@@ -182,8 +182,10 @@ unsafe fn weight_bytes(kind: Kind, block: *const u8) -> std::arch::x86_64::__m25
     use std::arch::x86_64::*;
     match kind {
         Kind::Q4_1 => {
-            let packed = _mm_loadu_si128(block.add(4) as *const __m128i);
-            _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0F))
+            // The 16 packed bytes in both halves by the load itself, the high half shifted:
+            // no insert on the shuffle port, which the kernels' broadcasts also need.
+            let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(block.add(4) as *const __m128i));
+            _mm256_and_si256(_mm256_blend_epi32(both, _mm256_srli_epi16(both, 4), 0xF0), _mm256_set1_epi8(0x0F))
         }
         Kind::Q8_0 => _mm256_loadu_si256(block.add(2) as *const __m256i),
     }
@@ -280,16 +282,18 @@ unsafe fn dot4x2_body<const VNNI: bool>(kind: Kind, w: [&[u8]; 4], dm: &[[[f32; 
             weight_bytes(kind, w[2].as_ptr().add(b * bb)),
             weight_bytes(kind, w[3].as_ptr().add(b * bb)),
         ];
-        let d4 = _mm_loadu_ps(s[0].as_ptr());
         for c in 0..2 {
             let xb = x[c].get_unchecked(b);
             let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
             if kind == Kind::Q4_1 {
                 summs[c] = _mm_fmadd_ps(_mm_loadu_ps(s[1].as_ptr()), _mm_set1_ps(xb.s), summs[c]);
             }
-            let lanes = lanes4(_mm_mul_ps(d4, _mm_set1_ps(xb.d)));
+            // Each output's scale broadcast from memory (a load, not a shuffle) and multiplied:
+            // the same product as the decode kernel's, so the same bits.
+            let xd = _mm256_broadcast_ss(&xb.d);
             for r in 0..4 {
-                acc[c][r] = _mm256_fmadd_ps(lanes[r], _mm256_cvtepi32_ps(int_dot::<VNNI>(kind, wb[r], xq)), acc[c][r]);
+                let lane = _mm256_mul_ps(_mm256_broadcast_ss(&s[0][r]), xd);
+                acc[c][r] = _mm256_fmadd_ps(lane, _mm256_cvtepi32_ps(int_dot::<VNNI>(kind, wb[r], xq)), acc[c][r]);
             }
         }
     }

@@ -9,6 +9,8 @@
 //! and kept/rejected records ([`prepare`], [`shards`]); the merge of `--shard i/n` parts
 //! ([`merge`]); and the evaluation of a run against a labelled crawl ([`filter_eval`]).
 
+#![forbid(unsafe_code)]
+
 pub mod dedup;
 pub mod extract;
 pub mod filter_eval;

@@ -91,9 +91,9 @@ pub struct Shard {
 impl Shard {
     pub fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("opening shard {}", path.display()))?;
-        // SAFETY: the file is opened read-only; lmlab never rewrites a shard in place (writes go
-        // to a temporary file that is renamed), so the mapping is not modified under us.
-        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+        // lmlab never rewrites a shard in place (writes go to a temporary file that is renamed),
+        // which is the contract `map_readonly` asks for.
+        let map = lmlab_kernels::map_readonly(&file).with_context(|| format!("mapping {}", path.display()))?;
         let what = path.display().to_string();
         let header = ShardHeader::decode(&map, &what)?;
         let expected = HEADER_LEN as u64 + header.count * u64::from(header.token_bytes);

@@ -5,5 +5,7 @@
 //!
 //! What it does not do: training loops themselves (lmlab-train) or model code (lmlab-model).
 
+#![forbid(unsafe_code)]
+
 pub mod architectures;
 pub mod plot;

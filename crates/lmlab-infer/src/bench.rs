@@ -3,7 +3,7 @@
 //! steps that ignore end tokens), so the two can be set side by side.
 
 use anyhow::Result;
-use lmlab_model::Gpt;
+use lmlab_model::CausalLm;
 use serde::Serialize;
 
 use crate::engine::{generate, GenerateRequest};
@@ -21,7 +21,7 @@ pub struct InferBench {
 
 /// Prefill `prompt`, then `decode` greedy steps. A short warm-up run goes first so that lazy
 /// allocations and thread pools are not timed.
-pub fn bench_infer(model: &Gpt, prompt: &[u32], decode: usize) -> Result<InferBench> {
+pub fn bench_infer(model: &dyn CausalLm, prompt: &[u32], decode: usize) -> Result<InferBench> {
     let greedy = SamplingParams { temperature: 0.0, ..SamplingParams::default() };
     let warm = GenerateRequest::new(prompt[..prompt.len().min(8)].to_vec(), 2, greedy.clone());
     generate(model, &warm, |_, _| {}, |_, _| false)?;

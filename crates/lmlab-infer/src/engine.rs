@@ -7,12 +7,18 @@
 //! `use_cache = false` every step recomputes the whole sequences instead, which gives identical
 //! tokens and shows what the cache saves. The engine knows only token ids; stop strings are
 //! checked by the caller's `stop` callback.
+//!
+//! The phases of one call:
+//! 1. prefill: the prompt through the model into a fresh cache, once;
+//! 2. fork: `n` independent copies of that cache, one per sample;
+//! 3. decode: each step samples a token for every unfinished sample and feeds all of them in
+//!    one batched step ([`CausalLm::decode_batch`]); finished samples leave the batch.
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
-use lmlab_model::{Gpt, Mode};
+use lmlab_model::{CausalLm, KvCache};
 use serde::Serialize;
 
 use crate::sampler::{softmax_sorted, Sampler, SamplingParams};
@@ -89,9 +95,9 @@ fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
 
 /// Generates up to `max_tokens` after the prompt for each of `n` samples. `on_token(i, id)` is
 /// called for each new token of sample i; `stop(i, tokens)` may end sample i (stop strings).
-pub fn generate(model: &Gpt, req: &GenerateRequest, mut on_token: impl FnMut(usize, u32), mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Generation> {
+pub fn generate(model: &dyn CausalLm, req: &GenerateRequest, mut on_token: impl FnMut(usize, u32), mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Generation> {
     req.sampling.validate()?;
-    let ctx = model.config().context_length;
+    let ctx = model.context_length();
     let n = req.n.max(1);
     if req.prompt.is_empty() {
         bail!("the prompt is empty (it needs at least one token)");
@@ -99,50 +105,56 @@ pub fn generate(model: &Gpt, req: &GenerateRequest, mut on_token: impl FnMut(usi
     if req.prompt.len() > ctx {
         bail!("the prompt has {} tokens but the model's context is {ctx}", req.prompt.len());
     }
+    if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= model.vocab_size()) {
+        bail!("prompt token {bad} is outside the model's vocabulary of {}", model.vocab_size());
+    }
     let dev = model.device().clone();
     let mut samplers: Vec<Sampler> = (0..n).map(|i| Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() })).collect();
-    let mut cache = model.new_cache();
+    let mut caches: Vec<KvCache> = Vec::new();
     let mut seqs: Vec<Vec<u32>> = vec![req.prompt.clone(); n];
     let mut samples: Vec<Sample> = (0..n).map(|_| Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() }).collect();
     let mut done = vec![req.max_tokens == 0; n];
     let mut timings = Timings { prompt_tokens: req.prompt.len(), ..Default::default() };
     let start = Instant::now();
 
-    // Next-token logits for every sample: prefill (or full recomputation) when `last` is None.
-    let mut next_logits = |seqs: &[Vec<u32>], last: Option<&[u32]>| -> Result<Vec<Vec<f32>>> {
+    // Next-token logits of the samples in `active`: prefill (or full recomputation) when
+    // `last` is None, else one decode step feeding `last[i]` to sample `active[i]`.
+    let mut next_logits = |seqs: &[Vec<u32>], active: &[usize], last: Option<&[u32]>| -> Result<Vec<Vec<f32>>> {
         if !req.use_cache {
-            let len = seqs[0].len();
-            let flat: Vec<u32> = seqs.iter().flatten().copied().collect();
-            let ids = Tensor::from_vec(flat, (seqs.len(), len), &dev)?;
-            return rows(&model.forward(&ids, &mut Mode::inference())?.narrow(1, len - 1, 1)?.squeeze(1)?);
+            let len = seqs[active[0]].len();
+            let flat: Vec<u32> = active.iter().flat_map(|&i| seqs[i].iter().copied()).collect();
+            let ids = Tensor::from_vec(flat, (active.len(), len), &dev)?;
+            return rows(&model.logits_all(&ids)?.narrow(1, len - 1, 1)?.squeeze(1)?);
         }
         match last {
             None => {
-                let logits = model.forward_cached(&Tensor::new(req.prompt.as_slice(), &dev)?.unsqueeze(0)?, &mut cache, &mut Mode::inference())?;
-                if seqs.len() > 1 {
-                    cache.repeat_batch(seqs.len())?;
-                }
+                // 1. prefill, 2. fork.
+                let mut cache = model.new_cache();
+                let logits = model.forward_cached(&Tensor::new(req.prompt.as_slice(), &dev)?.unsqueeze(0)?, &mut cache)?;
+                caches = vec![cache; n];
                 let row = rows(&logits)?.remove(0);
-                Ok(vec![row; seqs.len()])
+                Ok(vec![row; active.len()])
             }
-            Some(tokens) => rows(&model.forward_cached(&Tensor::new(tokens, &dev)?.unsqueeze(1)?, &mut cache, &mut Mode::inference())?),
+            Some(tokens) => {
+                // 3. decode: the unfinished samples' caches, in `active` order.
+                let mut refs: Vec<&mut KvCache> = caches.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, c)| c).collect();
+                rows(&model.decode_batch(tokens, &mut refs)?)
+            }
         }
     };
 
     if !done.iter().all(|&d| d) {
-        let mut logits = next_logits(&seqs, None)?;
+        let mut active: Vec<usize> = (0..n).collect();
+        let mut logits = next_logits(&seqs, &active, None)?;
         timings.prefill_secs = start.elapsed().as_secs_f64();
         let mut decode_start = None;
         loop {
-            let mut step_tokens = Vec::with_capacity(n);
-            for i in 0..n {
-                let token = if done[i] { *seqs[i].last().expect("non-empty") } else { samplers[i].sample(&logits[i], &seqs[i]) };
+            let mut step_tokens = Vec::with_capacity(active.len());
+            for (row, &i) in active.iter().enumerate() {
+                let token = samplers[i].sample(&logits[row], &seqs[i]);
                 step_tokens.push(token);
-                if done[i] {
-                    continue;
-                }
                 if let Some(k) = req.logprobs {
-                    let d = softmax_sorted(&logits[i].iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 1.0);
+                    let d = softmax_sorted(&logits[row].iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 1.0);
                     let lp = d.iter().find(|q| q.0 == token).map_or(f64::NEG_INFINITY, |q| q.1.ln());
                     samples[i].logprobs.push(TokenLogprob { token, logprob: lp, top: d.iter().take(k).map(|q| (q.0, q.1.ln())).collect() });
                 }
@@ -163,12 +175,14 @@ pub fn generate(model: &Gpt, req: &GenerateRequest, mut on_token: impl FnMut(usi
                 timings.time_to_first_token_secs = start.elapsed().as_secs_f64();
                 decode_start = Some(Instant::now());
             }
-            if done.iter().all(|&d| d) {
+            // Finished samples leave the batch.
+            let next: Vec<(usize, u32)> = active.iter().zip(&step_tokens).filter(|(i, _)| !done[**i]).map(|(&i, &t)| (i, t)).collect();
+            if next.is_empty() {
                 break;
             }
-            // Finished samples keep decoding their last token so the batch stays aligned; their
-            // outputs are ignored.
-            logits = next_logits(&seqs, Some(&step_tokens))?;
+            active = next.iter().map(|p| p.0).collect();
+            let tokens: Vec<u32> = next.iter().map(|p| p.1).collect();
+            logits = next_logits(&seqs, &active, Some(&tokens))?;
         }
         timings.decode_secs = decode_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     }
@@ -183,7 +197,7 @@ mod tests {
     use super::*;
     use candle_core::Device;
     use lmlab_model::checkpoint::init_trainable;
-    use lmlab_model::GptConfig;
+    use lmlab_model::{Gpt, GptConfig};
 
     fn model() -> Gpt {
         let cfg = GptConfig { n_kv_head: 1, ..GptConfig::gpt2_style(32, 24, 2, 2, 16, 32) };

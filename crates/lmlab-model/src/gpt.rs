@@ -118,171 +118,12 @@ pub struct Gpt {
     /// The output projection: `wte` itself when embeddings are tied (for a quantized model,
     /// the quantized original, while `wte` is its dequantized copy for lookups).
     lm_head: Linear,
-    /// The plain-buffer prefill and decode, when this model fits it (built on first use).
-    fused: std::sync::OnceLock<Option<FusedForward>>,
-}
-
-/// One layer's weights as the fused pass uses them.
-struct FusedLayer {
-    ln_1: Vec<f32>,
-    qkv: QuantMatmul,
-    proj: QuantMatmul,
-    ln_2: Vec<f32>,
-    gate_up: QuantMatmul,
-    down: QuantMatmul,
-}
-
-/// Prefill of one sequence and decode steps of one or several, on the CPU over plain buffers: norms, rotary, SwiGLU and
-/// the residuals as loops, projections as direct kernel calls, attention over the KV cache in
-/// place. The same arithmetic as the tensor path without its ~15 candle operations per layer
-/// (each an allocation, some a rayon dispatch, and for a prompt the copies into heads, the
-/// causal mask, the f16 cache widened to f32 and the masked half of the score matrix), which
-/// were a third of a decode step and half of a prefill outside the matmul kernels. Built for
-/// llama-shaped models whose projections use lmlab's quantized kernels.
-struct FusedForward {
-    layers: Vec<FusedLayer>,
-    ln_f: Vec<f32>,
-    eps: f32,
 }
 
 fn quant_kernel(l: &Linear) -> Option<QuantMatmul> {
     match (&l.w, &l.b) {
         (crate::linear::Weight::Quantized(crate::linear::QuantWeight::Lmlab(k)), None) => Some(k.clone()),
         _ => None,
-    }
-}
-
-/// `x / sqrt(mean(x²) + eps) * w`, as candle's fused RmsNorm computes it.
-fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let mean = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let r = 1.0 / (mean + eps).sqrt();
-    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * r * g;
-    }
-}
-
-/// Rotary ("rotate half") on each head of `x` at one position.
-fn rope_in_place(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
-    let half = hd / 2;
-    for head in x.chunks_mut(hd) {
-        for i in 0..half {
-            let (a, b) = (head[i], head[i + half]);
-            head[i] = a * cos[i] - b * sin[i];
-            head[i + half] = a * sin[i] + b * cos[i];
-        }
-    }
-}
-
-/// `f` on each pair of `width_in`-wide input row and `width_out`-wide output row, across the
-/// threads when there are enough rows to pay for the dispatch (a decode step has one).
-fn per_row(input: &[f32], width_in: usize, out: &mut [f32], width_out: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
-    use rayon::prelude::*;
-    if input.len() / width_in >= 16 {
-        out.par_chunks_mut(width_out).zip(input.par_chunks(width_in)).for_each(|(o, i)| f(i, o));
-    } else {
-        out.chunks_mut(width_out).zip(input.chunks(width_in)).for_each(|(o, i)| f(i, o));
-    }
-}
-
-impl FusedForward {
-    fn new(m: &Gpt) -> Option<Self> {
-        let cfg = &m.cfg;
-        let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && m.wte.dtype() == DType::F32 && m.wte.device().is_cpu();
-        if !fits {
-            return None;
-        }
-        let vec = |t: &Tensor| t.to_vec1::<f32>().ok();
-        let layers = m
-            .blocks
-            .iter()
-            .map(|b| {
-                let Mlp::SwiGluFused { gate_up, down, .. } = &b.mlp else { return None };
-                Some(FusedLayer {
-                    ln_1: vec(&b.ln_1.w)?,
-                    qkv: quant_kernel(&b.attn.c_attn)?,
-                    proj: quant_kernel(&b.attn.c_proj)?,
-                    ln_2: vec(&b.ln_2.w)?,
-                    gate_up: quant_kernel(gate_up)?,
-                    down: quant_kernel(down)?,
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self { layers, ln_f: vec(&m.ln_f.w)?, eps: cfg.norm_eps as f32 })
-    }
-
-    /// `ids` [b, t] with b = 1 (a prompt, or one sequence's decode step) or t = 1 (one decode
-    /// step of b sequences that share a cache length, e.g. n samples of one prompt): logits
-    /// [b, V] of each sequence's last token. The tokens sit at the cache's next positions;
-    /// their keys and values are appended.
-    fn run(&self, m: &Gpt, ids: &[u32], (b, t): (usize, usize), cache: &mut KvCache) -> Result<Tensor> {
-        let cfg = &m.cfg;
-        let (d, h, hkv, hd, ff) = (cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim(), cfg.d_ff);
-        let (rows, pos) = (ids.len(), cache.seq_len());
-        if rows != b * t || !(b == 1 || t == 1) {
-            candle_core::bail!("the fused pass takes one sequence or one token per sequence, not [{b}, {t}]");
-        }
-        if pos + t > cfg.context_length {
-            candle_core::bail!("sequence of {} tokens exceeds the context length {}", pos + t, cfg.context_length);
-        }
-        // Each row's position, and its row of the rotary tables the tensor path uses.
-        let rope: Vec<(Vec<f32>, Vec<f32>)> = (0..rows)
-            .map(|r| ops::rope_row(pos + r % t, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip())
-            .collect();
-        let dev = m.wte.device();
-        let mut x: Vec<f32> = m.wte.index_select(&Tensor::new(ids, dev)?, 0)?.flatten_all()?.to_vec1()?;
-        let width = (h + 2 * hkv) * hd;
-        let mut normed = vec![0.0f32; rows * d];
-        let mut qkv = vec![0.0f32; rows * width];
-        let mut q = vec![0.0f32; rows * h * hd];
-        let mut out = vec![0.0f32; rows * d];
-        let mut gu = vec![0.0f32; rows * 2 * ff];
-        let mut act = vec![0.0f32; rows * ff];
-        let scale = 1.0 / (hd as f32).sqrt();
-        for (l, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            per_row(&x, d, &mut normed, d, |row, o| rms_norm(row, &l.ln_1, self.eps, o));
-            l.qkv.matmul(&normed, rows, &mut qkv);
-            // Queries stay by row; keys and values go [b, head, t, Dh], as the cache holds them.
-            let (mut k, mut v) = (vec![0.0f32; rows * hkv * hd], vec![0.0f32; rows * hkv * hd]);
-            for (r, (row, (cos, sin))) in qkv.chunks_mut(width).zip(&rope).enumerate() {
-                let (qr, kv) = row.split_at_mut(h * hd);
-                let (kr, vr) = kv.split_at_mut(hkv * hd);
-                rope_in_place(qr, hd, cos, sin);
-                rope_in_place(kr, hd, cos, sin);
-                q[r * h * hd..(r + 1) * h * hd].copy_from_slice(qr);
-                let (bi, ti) = (r / t, r % t);
-                for g in 0..hkv {
-                    let at = ((bi * hkv + g) * t + ti) * hd;
-                    k[at..at + hd].copy_from_slice(&kr[g * hd..(g + 1) * hd]);
-                    v[at..at + hd].copy_from_slice(&vr[g * hd..(g + 1) * hd]);
-                }
-            }
-            let (kc, vc) = layer_cache.append(&Tensor::from_vec(k, (b, hkv, t, hd), dev)?, &Tensor::from_vec(v, (b, hkv, t, hd), dev)?)?;
-            let y: Vec<f32> = if t == 1 {
-                let qt = Tensor::from_slice(&q, (b, h, 1, hd), dev)?;
-                crate::decode_attention::single_query_attention(&qt, &kc, &vc, scale)?.flatten_all()?.to_vec1()?
-            } else {
-                crate::prefill_attention::causal_attention(&q, t, h, &kc, &vc, scale)?
-            };
-            l.proj.matmul(&y, rows, &mut out);
-            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
-            per_row(&x, d, &mut normed, d, |row, o| rms_norm(row, &l.ln_2, self.eps, o));
-            l.gate_up.matmul(&normed, rows, &mut gu);
-            per_row(&gu, 2 * ff, &mut act, ff, |row, o| {
-                let (g, u) = row.split_at(ff);
-                for ((a, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *a = g / (1.0 + (-g).exp()) * u;
-                }
-            });
-            l.down.matmul(&act, rows, &mut out);
-            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
-        }
-        // Each sequence's last row.
-        let mut last = vec![0.0f32; b * d];
-        for (bi, o) in last.chunks_mut(d).enumerate() {
-            let r = bi * t + t - 1;
-            rms_norm(&x[r * d..(r + 1) * d], &self.ln_f, self.eps, o);
-        }
-        m.lm_head.forward(&Tensor::from_vec(last, (b, d), dev)?)
     }
 }
 
@@ -322,7 +163,7 @@ impl Gpt {
             (_, true) => Linear { w: vb.weight((cfg.vocab_size, d), "wte.weight", emb)?, b: None },
             (_, false) => Linear { w: vb.weight((cfg.vocab_size, d), "lm_head.weight", emb)?, b: None },
         };
-        Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head, fused: std::sync::OnceLock::new() })
+        Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head })
     }
 
     pub fn config(&self) -> &GptConfig {
@@ -365,45 +206,115 @@ impl Gpt {
 
     /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,
     /// and returns logits [B, V] of the last position only: prefill (T = prompt length) and each
-    /// decode step (T = 1) are the same call.
-    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
+    /// decode step (T = 1) are the same call. `mode` may capture attention weights.
+    pub fn forward_cached_mode(&self, ids: &Tensor, cache: &mut KvCache, mode: &mut Mode) -> Result<Tensor> {
         let offset = cache.seq_len();
         let t = ids.dim(1)?;
         if t == 0 {
             candle_core::bail!("forward_cached was given no tokens");
-        }
-        // The fused pass has no dropout, capture or gradient: those passes take the tensor ops.
-        let b = ids.dim(0)?;
-        if (b == 1 || t == 1) && !mode.grad && mode.capture.is_none() && mode.dropout.is_none() {
-            if let Some(fused) = self.fused.get_or_init(|| FusedForward::new(self)) {
-                let tokens = ids.flatten_all()?.to_vec1::<u32>()?;
-                // The whole pass on a pool thread: its ~120 parallel kernel calls then start
-                // from inside the pool instead of each parking the calling thread and waking it
-                // again (two context switches per call).
-                return rayon::scope(|_| fused.run(self, &tokens, (b, t), cache));
-            }
         }
         let h = self.hidden(ids, offset, Some(cache), mode)?;
         let last = h.narrow(1, t - 1, 1)?.squeeze(1)?;
         self.lm_head.forward(&last)
     }
 
-    /// Whether prefill of one sequence and decode steps (of one or several sequences) take the
-    /// plain-buffer path (quantized llama-shaped models with lmlab's kernels), rather than the
-    /// tensor ops.
-    pub fn uses_fused_decode(&self) -> bool {
-        self.fused.get_or_init(|| FusedForward::new(self)).is_some()
+    /// Every parameter under its lmlab name (see the module documentation), dense: quantized
+    /// weights are dequantized, a stacked gate|up projection is split back into its two.
+    pub fn named_weights(&self) -> Result<std::collections::HashMap<String, Tensor>> {
+        let dev = self.wte.device();
+        let mut out = std::collections::HashMap::new();
+        let dense = |l: &Linear| l.w.dense(dev)?.to_dtype(self.dtype());
+        let linear = |out: &mut std::collections::HashMap<String, Tensor>, name: String, l: &Linear| -> Result<()> {
+            out.insert(format!("{name}.weight"), dense(l)?);
+            if let Some(b) = &l.b {
+                out.insert(format!("{name}.bias"), b.clone());
+            }
+            Ok(())
+        };
+        for (i, b) in self.blocks.iter().enumerate() {
+            linear(&mut out, format!("h.{i}.attn.c_attn"), &b.attn.c_attn)?;
+            linear(&mut out, format!("h.{i}.attn.c_proj"), &b.attn.c_proj)?;
+            match &b.mlp {
+                Mlp::Gelu { c_fc, c_proj } => {
+                    linear(&mut out, format!("h.{i}.mlp.c_fc"), c_fc)?;
+                    linear(&mut out, format!("h.{i}.mlp.c_proj"), c_proj)?;
+                }
+                Mlp::SwiGlu { gate, up, down } => {
+                    linear(&mut out, format!("h.{i}.mlp.gate_proj"), gate)?;
+                    linear(&mut out, format!("h.{i}.mlp.up_proj"), up)?;
+                    linear(&mut out, format!("h.{i}.mlp.down_proj"), down)?;
+                }
+                Mlp::SwiGluFused { gate_up, d_ff, down } => {
+                    let w = dense(gate_up)?;
+                    linear(&mut out, format!("h.{i}.mlp.down_proj"), down)?;
+                    out.insert(format!("h.{i}.mlp.gate_proj.weight"), w.narrow(0, 0, *d_ff)?.contiguous()?);
+                    out.insert(format!("h.{i}.mlp.up_proj.weight"), w.narrow(0, *d_ff, *d_ff)?.contiguous()?);
+                }
+            }
+            for (n, norm) in [("ln_1", &b.ln_1), ("ln_2", &b.ln_2)] {
+                out.insert(format!("h.{i}.{n}.weight"), norm.w.clone());
+                if let Some(bias) = &norm.b {
+                    out.insert(format!("h.{i}.{n}.bias"), bias.clone());
+                }
+            }
+        }
+        out.insert("ln_f.weight".into(), self.ln_f.w.clone());
+        if let Some(bias) = &self.ln_f.b {
+            out.insert("ln_f.bias".into(), bias.clone());
+        }
+        out.insert("wte.weight".into(), self.wte.clone());
+        if let Some(wpe) = &self.wpe {
+            out.insert("wpe.weight".into(), wpe.clone());
+        }
+        if !self.cfg.tie_embeddings {
+            out.insert("lm_head.weight".into(), dense(&self.lm_head)?);
+        }
+        Ok(out)
     }
 
-    /// A fresh, empty cache for this model: f16 keys and values for the quantized models that
-    /// decode through [`FusedForward`] (as llama.cpp's default cache; half the bytes a decode
-    /// step reads at long contexts), the model's own precision otherwise.
-    pub fn new_cache(&self) -> KvCache {
-        if self.uses_fused_decode() {
-            KvCache::with_dtype(self.cfg.n_layer, DType::F16)
-        } else {
-            KvCache::new(self.cfg.n_layer)
+    /// A dense copy of this model: quantized weights dequantized (to fine-tune a GGUF model, or
+    /// to run its tensor path on plain matmuls).
+    pub fn dequantized(&self) -> Result<Gpt> {
+        let vb = VarBuilder::from_tensors(self.named_weights()?, self.dtype(), self.device());
+        Gpt::new(&self.cfg, vb)
+    }
+
+    /// The output projection.
+    pub(crate) fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+
+    /// The embedding rows of `ids`, flattened (inputs of the plain-buffer pass).
+    pub(crate) fn embeddings(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.wte.index_select(&Tensor::new(ids, self.wte.device())?, 0)?.flatten_all()?.to_vec1()
+    }
+
+    /// Each layer's weights for [`crate::QuantizedLlama`] and the final norm's, when every
+    /// projection runs on lmlab's quantized kernels and the model is llama-shaped (RMSNorm,
+    /// rotary positions, stacked SwiGLU, f32 on the CPU).
+    pub(crate) fn quant_layers(&self) -> Option<(Vec<crate::quantized::QuantLayer>, Vec<f32>)> {
+        let cfg = &self.cfg;
+        let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && self.wte.dtype() == DType::F32 && self.wte.device().is_cpu();
+        if !fits {
+            return None;
         }
+        let vec = |t: &Tensor| t.to_vec1::<f32>().ok();
+        let layers = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let Mlp::SwiGluFused { gate_up, down, .. } = &b.mlp else { return None };
+                Some(crate::quantized::QuantLayer {
+                    ln_1: vec(&b.ln_1.w)?,
+                    qkv: quant_kernel(&b.attn.c_attn)?,
+                    proj: quant_kernel(&b.attn.c_proj)?,
+                    ln_2: vec(&b.ln_2.w)?,
+                    gate_up: quant_kernel(gate_up)?,
+                    down: quant_kernel(down)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((layers, vec(&self.ln_f.w)?))
     }
 
     /// Mean next-token cross-entropy of `inputs` [B, T] predicting `targets` [B, T].
@@ -411,5 +322,47 @@ impl Gpt {
         let logits = self.forward(inputs, mode)?;
         let (b, t, v) = logits.dims3()?;
         ops::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?, None)
+    }
+}
+
+impl crate::CausalLm for Gpt {
+    fn config(&self) -> &GptConfig {
+        &self.cfg
+    }
+
+    fn device(&self) -> &Device {
+        self.wte.device()
+    }
+
+    fn kind(&self) -> &'static str {
+        "dense"
+    }
+
+    fn new_cache(&self) -> KvCache {
+        KvCache::for_model(self.cfg.n_layer, self.cfg.n_kv_head, self.cfg.head_dim(), self.dtype())
+    }
+
+    fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.forward_cached_mode(ids, cache, &mut Mode::inference())
+    }
+
+    /// One sequence after another: the tensor path has no per-sequence positions. (Quantized
+    /// models decode the batch in one pass.)
+    fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        crate::causal_lm::check_batch(&self.cfg, tokens, caches)?;
+        let rows = tokens
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(&t, c)| self.forward_cached_mode(&Tensor::new(&[[t]], self.device())?, c, &mut Mode::inference()))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&rows, 0)
+    }
+
+    fn logits_all(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward(ids, &mut Mode::inference())
+    }
+
+    fn as_gpt(&self) -> Option<&Gpt> {
+        Some(self)
     }
 }

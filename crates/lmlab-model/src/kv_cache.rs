@@ -84,23 +84,49 @@ impl LayerCache {
 /// One [`LayerCache`] per layer, and the number of positions they hold.
 #[derive(Clone)]
 pub struct KvCache {
-    pub layers: Vec<LayerCache>,
+    pub(crate) layers: Vec<LayerCache>,
+    /// Key (= value) values per position per sequence (`n_kv_head · head_dim`), when known.
+    kv_width: Option<usize>,
+    /// The element type keys and values are stored in, when fixed.
+    dtype: Option<DType>,
 }
 
 impl KvCache {
+    /// A cache for `n_layer` layers, in the model's own precision.
     pub fn new(n_layer: usize) -> Self {
-        Self { layers: vec![LayerCache::default(); n_layer] }
+        Self { layers: vec![LayerCache::default(); n_layer], kv_width: None, dtype: None }
     }
 
     /// A cache that stores keys and values as `dtype` (f16 halves what a decode step reads at
     /// long contexts, as llama.cpp's default cache does; attention widens them again).
     pub fn with_dtype(n_layer: usize, dtype: DType) -> Self {
-        Self { layers: vec![LayerCache { dtype: Some(dtype), ..Default::default() }; n_layer] }
+        Self { layers: vec![LayerCache { dtype: Some(dtype), ..Default::default() }; n_layer], kv_width: None, dtype: Some(dtype) }
+    }
+
+    /// A cache for a model of `n_layer` layers with `n_kv_head` key/value heads of `head_dim`,
+    /// storing `dtype`: it can report [`KvCache::bytes_per_token`] before it holds anything.
+    pub fn for_model(n_layer: usize, n_kv_head: usize, head_dim: usize, dtype: DType) -> Self {
+        Self { kv_width: Some(n_kv_head * head_dim), ..Self::with_dtype(n_layer, dtype) }
     }
 
     /// Positions cached so far (the offset of the next token).
     pub fn seq_len(&self) -> usize {
         self.layers.first().map_or(0, LayerCache::len)
+    }
+
+    /// Layer `i`'s keys and values.
+    pub fn layer(&self, i: usize) -> Option<&LayerCache> {
+        self.layers.get(i)
+    }
+
+    /// Number of layers.
+    pub fn n_layer(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Sequences held side by side (1 for an empty cache).
+    pub fn batch_size(&self) -> usize {
+        self.layers.first().and_then(|l| l.k.as_ref()).map_or(1, |k| k.dim(0).unwrap_or(1))
     }
 
     /// Bytes of the cached keys and values (filled positions; the buffers' spare room is not
@@ -111,6 +137,34 @@ impl KvCache {
             .flat_map(|l| [&l.k, &l.v].into_iter().flatten().map(move |t| (t, l.len)))
             .map(|(t, len)| t.elem_count() / t.dim(2).unwrap_or(1).max(1) * len * t.dtype().size_in_bytes())
             .sum()
+    }
+
+    /// Bytes one more position of one sequence takes (keys and values of every layer): known
+    /// from the model's shape for a cache made by [`KvCache::for_model`], else from what it
+    /// holds; None for an empty cache of unknown shape.
+    pub fn bytes_per_token(&self) -> Option<usize> {
+        if let (Some(w), Some(dt)) = (self.kv_width, self.dtype) {
+            return Some(self.layers.len() * 2 * w * dt.size_in_bytes());
+        }
+        let len = self.seq_len();
+        (len > 0).then(|| self.bytes() / (len * self.batch_size()))
+    }
+
+    /// Bytes reserved by the buffers, spare room included (what the cache costs in memory).
+    pub fn reserved_bytes(&self) -> usize {
+        self.layers.iter().flat_map(|l| [&l.k, &l.v].into_iter().flatten()).map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+    }
+
+    /// Forgets every position from `len` on (a rejected draft, a chat turn taken back); the
+    /// buffers keep their room. Longer than the cache is an error.
+    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
+        if len > self.seq_len() {
+            candle_core::bail!("cannot truncate a cache of {} positions to {len}", self.seq_len());
+        }
+        for l in &mut self.layers {
+            l.len = len;
+        }
+        Ok(())
     }
 
     /// Repeats a batch-1 cache `n` times along the batch axis, so `n` continuations of one
@@ -126,6 +180,7 @@ impl KvCache {
         Ok(())
     }
 
+    /// Empties the cache and frees its buffers.
     pub fn clear(&mut self) {
         for l in &mut self.layers {
             *l = LayerCache { dtype: l.dtype, ..Default::default() };
@@ -150,5 +205,42 @@ mod tests {
         let values = |c: &LayerCache| c.keys_values().unwrap().0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(values(&original), [1.0, 1.0, 2.0, 2.0]);
         assert_eq!(values(&copy), [1.0, 1.0, 3.0, 3.0]);
+    }
+
+    #[test]
+    fn grows_past_its_first_buffer_truncates_and_reports_its_size() {
+        let dev = Device::Cpu;
+        // Two layers, 2 key/value heads of 3 dims, f16: 2 layers · 2 (k, v) · 6 values · 2 bytes.
+        let mut cache = KvCache::for_model(2, 2, 3, DType::F16);
+        assert_eq!((cache.bytes_per_token(), cache.seq_len(), cache.batch_size()), (Some(48), 0, 1));
+        // 300 positions, one at a time: past the first 256-position buffer, so it doubles once.
+        for pos in 0..300 {
+            let row = Tensor::full(pos as f32, (1, 2, 1, 3), &dev).unwrap();
+            for l in &mut cache.layers {
+                l.append(&row, &(&row + 0.5).unwrap()).unwrap();
+            }
+        }
+        assert_eq!((cache.seq_len(), cache.bytes()), (300, 300 * 48));
+        assert_eq!(cache.reserved_bytes(), 512 * 48, "the buffer doubled from 256 to 512 positions");
+        // Every position kept its own values across the growth (f16 holds integers to 2048).
+        let (k, v) = cache.layers[1].keys_values().unwrap();
+        let k: Vec<f32> = k.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = v.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for head in 0..2 {
+            for pos in [0usize, 255, 256, 299] {
+                assert_eq!(k[(head * 300 + pos) * 3], pos as f32);
+                assert_eq!(v[(head * 300 + pos) * 3 + 2], pos as f32 + 0.5);
+            }
+        }
+        cache.truncate(10).unwrap();
+        assert_eq!((cache.seq_len(), cache.bytes()), (10, 10 * 48));
+        assert!(cache.truncate(11).is_err());
+        // The next append lands at position 10.
+        let row = Tensor::full(-1.0f32, (1, 2, 1, 3), &dev).unwrap();
+        let (k, _) = cache.layers[0].append(&row, &row).unwrap();
+        assert_eq!(k.dims(), &[1, 2, 11, 3]);
+        assert_eq!(k.narrow(2, 10, 1).unwrap().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![-1.0; 6]);
+        cache.clear();
+        assert_eq!((cache.seq_len(), cache.reserved_bytes()), (0, 0));
     }
 }

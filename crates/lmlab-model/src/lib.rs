@@ -2,16 +2,21 @@
 //!
 //! What it does: the model's config and parameter arithmetic ([`config`]), differentiable
 //! building blocks ([`ops`]), attention with grouped-query heads and weight capture
-//! ([`attention`], and [`decode_attention`] for single-query decode steps), the KV cache
-//! ([`kv_cache`]), dense or quantized linear layers ([`linear`], kernels in [`qmatmul`]), the
-//! model ([`gpt`]), seeded parameters ([`params`]), checkpoint files ([`checkpoint`]), real
-//! models from GGUF ([`gguf`]) and Hugging Face folders ([`hf`]) behind one [`loader`], and
-//! the RNN encoder-decoder ([`seq2seq`]).
+//! ([`attention`], and [`decode_attention`] / [`prefill_attention`] over the KV cache), the KV
+//! cache ([`kv_cache`]), dense or quantized linear layers ([`linear`], [`qmatmul`]), the dense
+//! model ([`Gpt`]), quantized llama models run over plain buffers ([`QuantizedLlama`]), the one
+//! inference interface both implement ([`CausalLm`]), seeded parameters ([`params`]),
+//! checkpoint files ([`checkpoint`]), the weights of GGUF files ([`gguf`]) and Hugging Face
+//! folders ([`hf`]), and the RNN encoder-decoder ([`seq2seq`]).
 //!
-//! What it does not do: optimisation, data or sampling. Tokenization only as far as a model
-//! file carries its tokenizer (the loader hands it over from lmlab-tokenizer).
+//! What it does not do: optimisation, data, sampling or tokenization (`lmlab_infer::Model`
+//! pairs a network with its tokenizer). It holds no `unsafe` code: the SIMD kernels live in
+//! `lmlab-kernels`.
+
+#![forbid(unsafe_code)]
 
 pub mod attention;
+mod causal_lm;
 pub mod checkpoint;
 pub mod config;
 pub mod decode_attention;
@@ -20,16 +25,18 @@ pub mod gpt;
 pub mod hf;
 pub mod kv_cache;
 pub mod linear;
-pub mod loader;
 pub mod model_file;
 pub mod ops;
 pub mod params;
 pub mod prefill_attention;
 pub mod qmatmul;
+mod quantized;
 pub mod seq2seq;
 pub mod size;
 
 pub use attention::Mode;
+pub use causal_lm::CausalLm;
+pub use quantized::QuantizedLlama;
 pub use config::{Activation, GptConfig, Norm, ParamCount, Position};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;

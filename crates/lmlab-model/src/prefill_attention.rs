@@ -1,79 +1,23 @@
-//! Causal attention for a prompt's new positions over the KV cache (prefill), in blocks of
-//! query rows through gemm.
+//! Causal attention for a prompt's new positions over the KV cache (prefill): the
+//! tensor-facing side of `lmlab_kernels::causal_attention` (blocks of query rows through gemm).
 //!
 //! Why not candle ops: the tensor path scores every query against every cached key, masks the
 //! future half away, widens the whole f16 cache to f32 and copies heads in and out of their
-//! layout; why not the decode step's loop per query row: it widens each f16 key and value once
-//! per query head and row, which made it 2.5× slower than the tensor path. Here each block of
-//! 32 query rows (all query heads of one key/value group together, as grouped-query attention
-//! shares the keys) meets only the keys up to its last row, in two small gemms.
+//! layout. Here each block of 32 query rows meets only the keys up to its last row.
 
 use candle_core::{DType, Result, Tensor};
-use rayon::prelude::*;
-
-use crate::decode_attention::exp_shifted;
-
-/// Query rows per block: large enough for gemm to run at speed, small enough that the masked
-/// corner of the diagonal block (about half a block of keys per row) stays cheap.
-const ROWS: usize = 32;
 
 /// `q` [t, H·Dh] f32, the queries of the last `t` positions of the cache `k`, `v`
 /// [1, Hkv, S, Dh] (f32 or f16; H a multiple of Hkv, query head `h` reading key/value head
 /// `h / (H / Hkv)`). Row `i` attends to cached positions `0..=S−t+i`. Returns [t, H·Dh].
 pub fn causal_attention(q: &[f32], t: usize, h: usize, k: &Tensor, v: &Tensor, scale: f32) -> Result<Vec<f32>> {
     let (b, hkv, s, hd) = k.dims4()?;
-    if b != 1 || t == 0 || q.len() != t * h * hd || s < t || hkv == 0 || !h.is_multiple_of(hkv) || v.dims4()? != (b, hkv, s, hd) {
-        candle_core::bail!("causal_attention: {} query values for {t} rows and {h} heads do not fit a {:?} cache", q.len(), k.dims());
+    if b != 1 || v.dims4()? != (b, hkv, s, hd) {
+        candle_core::bail!("causal_attention takes one sequence's keys and values, not {:?} and {:?}", k.dims(), v.dims());
     }
     // Each group's keys and values as contiguous f32 [S, Dh], widened once for all rows.
     let widen = |x: &Tensor| -> Result<Vec<f32>> { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
-    let (kf, vf) = (widen(k)?, widen(v)?);
-    let rep = h / hkv;
-    let blocks = t.div_ceil(ROWS);
-    let parts: Vec<(usize, usize, Vec<f32>)> = (0..hkv * blocks)
-        .into_par_iter()
-        .map(|item| {
-            let (g, blk) = (item / blocks, item % blocks);
-            let (i0, i1) = (blk * ROWS, ((blk + 1) * ROWS).min(t));
-            // Rows of the block's matrices: (query row, head of the group), row-major.
-            let rows = (i1 - i0) * rep;
-            let len = s - t + i1;
-            let mut qs = Vec::with_capacity(rows * hd);
-            for i in i0..i1 {
-                qs.extend_from_slice(&q[i * h * hd + g * rep * hd..i * h * hd + (g + 1) * rep * hd]);
-            }
-            let (kg, vg) = (&kf[g * s * hd..(g + 1) * s * hd], &vf[g * s * hd..(g + 1) * s * hd]);
-            let mut scores = vec![0.0f32; rows * len];
-            // SAFETY: every matrix lies inside its buffer with the strides given: scores
-            // [rows, len], qs [rows, hd], keys read as their transpose [hd, len].
-            unsafe {
-                gemm::gemm(rows, len, hd, scores.as_mut_ptr(), 1, len as isize, false, qs.as_ptr(), 1, hd as isize, kg.as_ptr(), hd as isize, 1, 0.0, scale, false, false, false, gemm::Parallelism::None);
-            }
-            for (row, w) in scores.chunks_mut(len).enumerate() {
-                // Softmax over this row's own prefix; later keys get weight 0.
-                let visible = s - t + i0 + row / rep + 1;
-                let (seen, future) = w.split_at_mut(visible);
-                let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum = exp_shifted(seen, max);
-                seen.iter_mut().for_each(|x| *x /= sum);
-                future.fill(0.0);
-            }
-            let mut out = vec![0.0f32; rows * hd];
-            // SAFETY: out [rows, hd], scores [rows, len], values [len, hd], all in bounds.
-            unsafe {
-                gemm::gemm(rows, hd, len, out.as_mut_ptr(), 1, hd as isize, false, scores.as_ptr(), 1, len as isize, vg.as_ptr(), 1, hd as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
-            }
-            (g, i0, out)
-        })
-        .collect();
-    let mut out = vec![0.0f32; t * h * hd];
-    for (g, i0, o) in parts {
-        for (r, chunk) in o.chunks(rep * hd).enumerate() {
-            let at = (i0 + r) * h * hd + g * rep * hd;
-            out[at..at + rep * hd].copy_from_slice(chunk);
-        }
-    }
-    Ok(out)
+    lmlab_kernels::causal_attention(q, t, h, &widen(k)?, &widen(v)?, (hkv, s, hd), scale).map_err(candle_core::Error::Msg)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, D};
 use lmlab_model::checkpoint::init_trainable;
-use lmlab_model::{Activation, GptConfig, Mode, Norm, Position};
+use lmlab_model::{Activation, CausalLm, GptConfig, Mode, Norm, Position};
 
 fn tiny(norm: Norm, activation: Activation, position: Position, tie: bool, bias: bool, n_kv_head: usize) -> GptConfig {
     GptConfig {
@@ -83,9 +83,9 @@ fn kv_cache_decoding_matches_full_recomputation() {
         // Prefill the first 5 tokens in one pass, then decode one token at a time.
         let mut cache = model.new_cache();
         let prefill = 5;
-        let mut rows = vec![model.forward_cached(&seq.narrow(1, 0, prefill).unwrap(), &mut cache, &mut Mode::inference()).unwrap()];
+        let mut rows = vec![model.forward_cached_mode(&seq.narrow(1, 0, prefill).unwrap(), &mut cache, &mut Mode::inference()).unwrap()];
         for pos in prefill..cfg.context_length {
-            rows.push(model.forward_cached(&seq.narrow(1, pos, 1).unwrap(), &mut cache, &mut Mode::inference()).unwrap());
+            rows.push(model.forward_cached_mode(&seq.narrow(1, pos, 1).unwrap(), &mut cache, &mut Mode::inference()).unwrap());
         }
         assert_eq!(cache.seq_len(), cfg.context_length);
         for (i, row) in rows.iter().enumerate() {
@@ -94,7 +94,7 @@ fn kv_cache_decoding_matches_full_recomputation() {
             assert!(diff <= 1e-4, "{cfg:?}: position {pos} differs by {diff}");
         }
         // Going past the context is an error, not a panic.
-        assert!(model.forward_cached(&seq.narrow(1, 0, 1).unwrap(), &mut cache, &mut Mode::inference()).is_err());
+        assert!(model.forward_cached_mode(&seq.narrow(1, 0, 1).unwrap(), &mut cache, &mut Mode::inference()).is_err());
     }
 }
 

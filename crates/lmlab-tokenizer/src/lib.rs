@@ -9,6 +9,8 @@
 //!
 //! What it does not do: anything about tensors.
 
+#![forbid(unsafe_code)]
+
 pub mod bytes;
 pub mod chat;
 pub mod embedded;

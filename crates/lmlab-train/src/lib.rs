@@ -7,6 +7,8 @@
 //!
 //! What it does not do: model architecture (lmlab-model) or sampling (lmlab-infer).
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use lmlab_model::checkpoint::{init_trainable, load_safetensors, save_safetensors, trainable_from_tensors, write_atomic};
 use lmlab_model::params::{ParamBackend, ParamSet};
 use lmlab_model::seq2seq::{Seq2Seq, Seq2SeqConfig, BOS, EOS, PAD};
-use lmlab_model::{ops, Gpt, GptConfig, Mode};
+use lmlab_model::{ops, CausalLm, Gpt, GptConfig, Mode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -263,7 +263,7 @@ impl Seq2SeqModel {
                 bail!("source of {} tokens exceeds the Transformer's context ({ctx})", s.len());
             }
             let mut cache = m.new_cache();
-            let mut logits = m.forward_cached(&Tensor::new(seq.as_slice(), dev)?.unsqueeze(0)?, &mut cache, &mut Mode::inference())?;
+            let mut logits = m.forward_cached_mode(&Tensor::new(seq.as_slice(), dev)?.unsqueeze(0)?, &mut cache, &mut Mode::inference())?;
             let mut out = Vec::new();
             while out.len() < max_out && seq.len() < ctx {
                 let next = logits.argmax(candle_core::D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?[0];
@@ -272,7 +272,7 @@ impl Seq2SeqModel {
                 }
                 out.push(next);
                 seq.push(next);
-                logits = m.forward_cached(&Tensor::new(&[next], dev)?.unsqueeze(0)?, &mut cache, &mut Mode::inference())?;
+                logits = m.forward_cached_mode(&Tensor::new(&[next], dev)?.unsqueeze(0)?, &mut cache, &mut Mode::inference())?;
             }
             outs.push(out);
         }

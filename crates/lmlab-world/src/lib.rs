@@ -8,6 +8,8 @@
 //!
 //! What it does not do: read crawls or filter them (lmlab-data), or train (lmlab-train).
 
+#![forbid(unsafe_code)]
+
 pub mod crawl;
 pub mod grade;
 pub mod kb;

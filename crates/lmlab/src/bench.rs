@@ -44,12 +44,12 @@ pub struct InferArgs {
 const BENCH_TEXT: &str = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families, that he is considered the rightful property of some one or other of their daughters. ";
 
 fn run_infer(a: InferArgs) -> Result<()> {
-    let loaded = lmlab_model::loader::load(&a.model, None, &Device::Cpu)?;
-    let one = loaded.tokenizer.encode(BENCH_TEXT)?;
+    let loaded = lmlab_infer::Model::load(&a.model, &lmlab_infer::LoadOptions::default(), &Device::Cpu)?;
+    let one = loaded.tokenizer().encode(BENCH_TEXT)?;
     let prompt: Vec<u32> = one.iter().copied().cycle().take(a.prompt_tokens).collect();
-    eprintln!("lmlab: {} model, prefill {} tokens, decode {} ...", loaded.format, prompt.len(), a.decode);
-    let ours = lmlab_infer::bench::bench_infer(&loaded.model, &prompt, a.decode)?;
-    let reference = if a.no_llamacpp || loaded.format != "gguf" {
+    eprintln!("lmlab: {} model, prefill {} tokens, decode {} ...", loaded.format(), prompt.len(), a.decode);
+    let ours = lmlab_infer::bench::bench_infer(&loaded, &prompt, a.decode)?;
+    let reference = if a.no_llamacpp || loaded.format() != "gguf" {
         None
     } else {
         match lmlab_infer::reference::LlamaCpp::find(&a.llamacpp_script, &a.model, ours.threads) {
@@ -72,7 +72,7 @@ fn run_infer(a: InferArgs) -> Result<()> {
             "decode_ratio": ratio("decode_tokens_per_sec", ours.decode_tokens_per_sec),
         }));
     }
-    println!("{} ({}), {} threads", a.model.display(), loaded.format, ours.threads);
+    println!("{} ({}), {} threads", a.model.display(), loaded.format(), ours.threads);
     println!("  {:<10} {:>16} {:>14} {:>16}", "", "prefill tok/s", "first token", "decode tok/s");
     println!("  {:<10} {:>16.1} {:>11.0} ms {:>16.1}", "lmlab", ours.prefill_tokens_per_sec, ours.time_to_first_token_secs * 1e3, ours.decode_tokens_per_sec);
     if let Some(r) = &reference {

@@ -53,18 +53,7 @@ struct Run {
     mb_per_cpu_sec: f64,
 }
 
-/// User + system CPU seconds used so far by this process, or with `children` by the child
-/// processes waited for.
-pub fn cpu_seconds(children: bool) -> f64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let who = if children { libc::RUSAGE_CHILDREN } else { libc::RUSAGE_SELF };
-    // SAFETY: getrusage writes into the struct we own; it fails only for an invalid `who`.
-    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
+use lmlab_kernels::cpu_seconds;
 
 /// A hard link where the filesystem allows one, else a copy.
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {

@@ -3,13 +3,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::Device;
 use clap::Args;
-use lmlab_infer::{generate, GenerateRequest, SamplingParams};
-use lmlab_model::loader::{self, LoadedModel};
-use lmlab_tokenizer::chat::Message;
-use lmlab_tokenizer::Tokenizer;
+use lmlab_infer::{generate, GenerateRequest, LoadOptions, Model, SamplingParams, StopText};
 
 /// Sampler flags shared by `generate` and `inspect`.
 #[derive(Args, Clone)]
@@ -102,38 +99,20 @@ pub struct GenerateArgs {
 }
 
 /// Loads the model the user named, with its tokenizer.
-pub fn load_model(model: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
-    loader::load(model, tokenizer, &Device::Cpu).with_context(|| format!("loading {}", model.display()))
-}
-
-/// Prompt ids for `text`: through the model's chat template as a user message when `chat`,
-/// else the model's begin token (if it wants one) and the text.
-pub fn chat_or_plain_prompt(m: &LoadedModel, text: &str, chat: bool, system: Option<&str>) -> Result<Vec<u32>> {
-    if !chat {
-        return prompt_ids(&m.tokenizer, text);
-    }
-    let template = m.chat_template.as_ref().with_context(|| format!("this {} model has no chat template", m.format))?;
-    let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
-    messages.push(Message::new("user", text));
-    m.tokenizer.encode(&template.render(&messages, true)?)
-}
-
-/// Prompt ids: `<|bos|>` (training documents start with it) then the text.
-pub fn prompt_ids(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    let mut ids: Vec<u32> = tok.special().bos.into_iter().collect();
-    ids.extend(tok.encode(text)?);
-    Ok(ids)
+pub fn load_model(model: &Path, tokenizer: Option<&Path>) -> Result<Model> {
+    Model::load(model, &LoadOptions { tokenizer, ..Default::default() }, &Device::Cpu)
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
-    let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
-    let prompt = chat_or_plain_prompt(&loaded, &a.prompt, a.chat, a.system.as_deref())?;
-    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+    let model = load_model(&a.model, a.tokenizer.as_deref())?;
+    let prompt = model.prompt(&a.prompt, a.chat, a.system.as_deref())?;
+    let tok = model.tokenizer();
+    let stops = StopText::new(tok, a.stop.clone());
     let req = GenerateRequest {
         prompt: prompt.clone(),
         max_tokens: a.max_tokens,
         sampling: a.sampler.params(),
-        stop_ids: tok.special().stop_ids.clone(),
+        stop_ids: stops.stop_ids().to_vec(),
         use_cache: !a.no_cache,
         n: a.n,
         logprobs: a.logprobs,
@@ -146,32 +125,23 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         write!(out, "{shown_prompt}")?;
         out.flush()?;
     }
-    let stops = req.stop_ids.clone();
-    let stop_strings = a.stop.clone();
-    let text_of = |ids: &[u32]| -> String {
-        let kept: Vec<u32> = ids.iter().copied().filter(|id| !stops.contains(id)).collect();
-        tok.decode(&kept).unwrap_or_default()
-    };
     let gen = generate(
-        model,
+        &model,
         &req,
         |_, id| {
-            if stream && !stops.contains(&id) {
+            if stream && !stops.stop_ids().contains(&id) {
                 if let Ok(bytes) = tok.decode_bytes(&[id]) {
                     let _ = out.write_all(&bytes);
                     let _ = out.flush();
                 }
             }
         },
-        |_, ids| !stop_strings.is_empty() && stop_strings.iter().any(|s| text_of(ids).contains(s.as_str())),
+        |_, ids| stops.hit(ids),
     )?;
     let t = &gen.timings;
     if a.json {
         for s in &gen.samples {
-            let mut text = text_of(&s.tokens);
-            if let Some(cut) = stop_strings.iter().filter_map(|st| text.find(st.as_str())).min() {
-                text.truncate(cut);
-            }
+            let text = stops.final_text(&s.tokens);
             let logprobs: Option<Vec<serde_json::Value>> = a.logprobs.map(|_| {
                 s.logprobs
                     .iter()
@@ -202,7 +172,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     }
     if !stream {
         for (i, s) in gen.samples.iter().enumerate() {
-            writeln!(out, "--- sample {} ---\n{}{}", i + 1, shown_prompt, text_of(&s.tokens))?;
+            writeln!(out, "--- sample {} ---\n{}{}", i + 1, shown_prompt, stops.text(&s.tokens))?;
         }
     }
     writeln!(out)?;

@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use lmlab_infer::inspect::{attention_trace, next_token, top_positions};
 use lmlab_tokenizer::Tokenizer;
 
-use crate::generate::{load_model, prompt_ids, SamplerArgs};
+use crate::generate::{load_model, SamplerArgs};
+use lmlab_infer::prompt_ids;
+use lmlab_model::CausalLm;
 
 #[derive(Subcommand)]
 pub enum InspectCmd {
@@ -70,9 +72,9 @@ fn piece(tok: &Tokenizer, id: u32) -> String {
 pub fn run(cmd: InspectCmd) -> Result<()> {
     match cmd {
         InspectCmd::NextToken(a) => {
-            let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
-            let (model, tok) = (&loaded.model, &loaded.tokenizer);
-            let r = next_token(model, &prompt_ids(tok, &a.prompt)?, &a.sampler.params(), a.top)?;
+            let model = load_model(&a.model, a.tokenizer.as_deref())?;
+            let tok = model.tokenizer();
+            let r = next_token(&model, &prompt_ids(tok, &a.prompt)?, &a.sampler.params(), a.top)?;
             if a.json {
                 let rows: Vec<serde_json::Value> = r.rows.iter().map(|x| {
                     let mut v = serde_json::to_value(x).unwrap_or_default();
@@ -90,7 +92,10 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         }
         InspectCmd::Attention(a) => {
             let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
-            let (model, tok) = (&loaded.model, &loaded.tokenizer);
+            let tok = loaded.tokenizer();
+            // Attention weights are captured on the tensor path (a quantized model's shares
+            // its weights).
+            let model = loaded.as_gpt().ok_or_else(|| anyhow::anyhow!("{}: this model has no tensor path to capture attention from", a.model.display()))?;
             let cfg = model.config().clone();
             if let Some(l) = a.layer {
                 anyhow::ensure!(l < cfg.n_layer, "--layer {l}: the model has {} layers", cfg.n_layer);

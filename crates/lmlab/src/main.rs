@@ -1,5 +1,7 @@
 //! The `lmlab` command line: argument parsing and display only; every stage is a library call.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod bench_data;
 mod experiment;

@@ -2,6 +2,9 @@
 //! reader the Common Crawl tools use; counts, types and offsets as it reported them for these
 //! files). Where we read a file differently from warcio, the test says how and why.
 
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
+
 use std::path::{Path, PathBuf};
 
 use lmlab_data::warc::{open, ReadError, Record};
@@ -11,7 +14,7 @@ fn data() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} is absent", p.display());
+        prereq::missing(&format!("{} is absent", p.display()));
         None
     }
 }

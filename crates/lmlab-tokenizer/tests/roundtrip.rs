@@ -1,5 +1,8 @@
 //! Tokenizer behaviour: training, byte-exact round trips, special tokens, foreign tokenizers.
 
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
+
 use std::path::PathBuf;
 
 use lmlab_tokenizer::{special, stats, train, TrainOptions, Tokenizer};
@@ -9,7 +12,7 @@ fn shared_data() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: ../shared/data is absent ({}), real-data checks not run", p.display());
+        prereq::missing(&format!("../shared/data is absent ({}), real-data checks not run", p.display()));
         None
     }
 }

@@ -182,6 +182,8 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
     }
     // 3. Other good pages until every planned occurrence is used.
     let kinds = [(PageKind::News, 0.35), (PageKind::Forum, 0.25), (PageKind::Story, 0.25), (PageKind::Howto, 0.15)];
+    // Indexed: the loop body reads and decrements `remaining[ei]` between draws from `rng`.
+    #[allow(clippy::needless_range_loop)]
     for ei in 0..kb.entities.len() {
         while let Some(max_fi) = (0..remaining[ei].len()).filter(|&fi| remaining[ei][fi] > 0).max_by_key(|&fi| (remaining[ei][fi], std::cmp::Reverse(fi))) {
             let facts: Vec<(usize, usize)> = (0..remaining[ei].len()).filter(|&fi| remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6))).map(|fi| (ei, fi)).collect();

@@ -49,6 +49,11 @@ impl Kind {
     }
 }
 
+/// A fact planned for an entity: its relation and (English value, Chinese value, entity id of
+/// the value when it is an entity).
+type PlannedFact = (Relation, (String, String, Option<String>));
+
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
@@ -149,6 +154,7 @@ pub const COLOURS: [(&str, &str); 10] = [
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+
 pub struct Entity {
     pub id: String,
     pub kind: Kind,
@@ -208,7 +214,7 @@ impl Kb {
         let entity_object = |idx: usize| -> (String, String, Option<String>) { (entities[idx].name.clone(), entities[idx].name_zh.clone(), Some(entities[idx].id.clone())) };
 
         // Each country's capital is one of the cities (the first len(countries) cities).
-        let mut planned: Vec<Vec<(Relation, (String, String, Option<String>))>> = vec![Vec::new(); entities.len()];
+        let mut planned: Vec<Vec<PlannedFact>> = vec![Vec::new(); entities.len()];
         for (ci, &city) in cities.iter().enumerate() {
             let country = countries[ci % countries.len()];
             planned[city].push((Relation::LocatedIn, entity_object(country)));

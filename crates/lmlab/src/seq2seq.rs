@@ -112,7 +112,7 @@ pub fn run(cmd: Seq2SeqCmd) -> Result<()> {
         Seq2SeqCmd::Translate(a) => {
             let model = Seq2SeqModel::load(&a.model, &dev)?;
             let src = model.spec.vocab.encode(&a.text)?;
-            let out = model.greedy(&[src.clone()], src.len() * 2 + 10, &dev)?;
+            let out = model.greedy(std::slice::from_ref(&src), src.len() * 2 + 10, &dev)?;
             println!("{}", model.spec.vocab.decode(&out[0]));
         }
     }

@@ -1,6 +1,9 @@
 //! End to end through the binary: tokenizer train → encode/decode → pretrain → generate, and the
 //! errors a user meets first.
 
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -208,7 +211,7 @@ fn seq2seq_train_eval_translate() {
 fn data_prepare_writes_shards_manifest_card_and_rejections() {
     let warc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/warc/dolma-sample-0000.warc.gz");
     if !warc.is_file() {
-        eprintln!("SKIPPED: {} is absent", warc.display());
+        prereq::missing(&format!("{} is absent", warc.display()));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (what CI runs, after .ci/run has installed the prerequisites): formatting,
+# lints, the whole test suite, then the suite again with SIMD forced off (LMLAB_SIMD=off), so
+# every kernel's portable fallback carries the same assertions as its SIMD version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lmlab-target}"
+
+step() { printf '\n==> %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (warnings are errors)"
+cargo clippy --release --workspace --all-targets -- -D warnings
+step "tests"
+cargo test --release --workspace
+step "tests with SIMD forced off (LMLAB_SIMD=off)"
+LMLAB_SIMD=off cargo test --release --workspace

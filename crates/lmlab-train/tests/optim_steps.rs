@@ -1,0 +1,198 @@
+//! The optimiser over several steps: AdamW against an f64 reference written from the formula,
+//! weight decay on matrices only, and clipping by the global norm.
+
+use candle_core::{DType, Device, Tensor, Var};
+use lmlab_model::checkpoint::init_trainable;
+use lmlab_model::{GptConfig, ParamSet};
+use lmlab_train::optim::{clip_global_norm, global_norm, AdamW, AdamWConfig};
+
+fn params(list: &[(&str, &[f32], &[usize])]) -> ParamSet {
+    let params = list.iter().map(|(name, values, shape)| (name.to_string(), Var::from_tensor(&Tensor::from_slice(values, *shape, &Device::Cpu).unwrap()).unwrap())).collect();
+    ParamSet { params }
+}
+
+fn values(ps: &ParamSet, i: usize) -> Vec<f32> {
+    ps.params[i].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// How the hand-written reference may deviate from AdamW, to show the test tells them apart.
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    no_bias_correction: bool,
+    no_second_bias_correction: bool,
+    swap_betas: bool,
+    /// L2 regularisation (wd·p added to the gradient) instead of decoupled decay.
+    coupled_decay: bool,
+    /// Decay applied after the Adam update instead of before it.
+    decay_after_update: bool,
+}
+
+/// AdamW in f64, straight from the formula (Loshchilov & Hutter; PyTorch's torch.optim.AdamW):
+/// m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ),
+/// p ← p(1 − lr·wd), p ← p − lr·m̂/(√v̂ + ε).
+fn reference(p0: &[f32], grads: &[Vec<f32>], lrs: &[f64], cfg: &AdamWConfig, decay: bool, var: Variant) -> Vec<f64> {
+    let (b1, b2) = if var.swap_betas { (cfg.beta2, cfg.beta1) } else { (cfg.beta1, cfg.beta2) };
+    let wd = if decay { cfg.weight_decay } else { 0.0 };
+    let mut p: Vec<f64> = p0.iter().map(|&x| f64::from(x)).collect();
+    let mut m = vec![0.0f64; p.len()];
+    let mut v = vec![0.0f64; p.len()];
+    for (t, (g, &lr)) in grads.iter().zip(lrs).enumerate() {
+        let t = t as i32 + 1;
+        for i in 0..p.len() {
+            let mut gi = f64::from(g[i]);
+            if var.coupled_decay {
+                gi += wd * p[i];
+            }
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            let bc1 = if var.no_bias_correction { 1.0 } else { 1.0 - b1.powi(t) };
+            let bc2 = if var.no_bias_correction || var.no_second_bias_correction { 1.0 } else { 1.0 - b2.powi(t) };
+            let update = lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + cfg.eps);
+            if var.coupled_decay {
+                p[i] -= update;
+            } else if var.decay_after_update {
+                p[i] = (p[i] - update) * (1.0 - lr * wd);
+            } else {
+                p[i] = p[i] * (1.0 - lr * wd) - update;
+            }
+        }
+    }
+    p
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+#[test]
+fn adamw_over_five_steps_matches_an_f64_reference_with_bias_correction_and_decoupled_decay() {
+    // β₁ ≠ β₂ (so a swap shows), ε = 1e-3 (comparable to the smallest gradients, so where ε
+    // enters matters), a learning rate that changes every step as under the schedule, and
+    // gradients that change sign and size from step to step.
+    let cfg = AdamWConfig { beta1: 0.8, beta2: 0.9, eps: 1e-3, weight_decay: 0.1, decay_embeddings: false };
+    let p0: [f32; 6] = [1.0, -2.0, 0.5, 3.0, -0.75, 0.25];
+    let grads: Vec<Vec<f32>> = vec![
+        vec![0.5, -0.25, 1.0, -2.0, 0.02, 0.3],
+        vec![-0.3, -0.5, 0.2, 1.5, 0.01, 0.3],
+        vec![0.1, 0.4, -0.6, -0.5, -0.03, 0.0],
+        vec![0.8, -0.1, 0.05, 2.5, 0.0, -0.3],
+        vec![-0.2, 0.3, 0.9, -1.0, 0.04, 0.1],
+    ];
+    let lrs = [0.05, 0.1, 0.08, 0.04, 0.02];
+    // The same values as a decayed matrix and as a norm weight (never decayed).
+    let ps = params(&[("h.0.mlp.c_fc.weight", &p0, &[2, 3]), ("h.0.ln_1.weight", &p0, &[6])]);
+    let mut opt = AdamW::new(&ps, cfg.clone()).unwrap();
+    for (g, &lr) in grads.iter().zip(&lrs) {
+        let gm = Tensor::from_slice(g, (2, 3), &Device::Cpu).unwrap();
+        let gn = Tensor::from_slice(g, 6, &Device::Cpu).unwrap();
+        opt.step(&[gm, gn], lr).unwrap();
+    }
+    assert_eq!(opt.t, 5);
+    // f32 keeps 24 bits: each step rounds p (|p| < 4, half an ulp ≤ 2.4e-7) and an update of at
+    // most lr·(1 + rounding) ≈ 0.1, so five steps stay within 2e-6 of the exact values.
+    let tol = 2e-6;
+    for (i, decay) in [(0, true), (1, false)] {
+        let got: Vec<f64> = values(&ps, i).into_iter().map(f64::from).collect();
+        let want = reference(&p0, &grads, &lrs, &cfg, decay, Variant::default());
+        assert!(max_diff(&got, &want) < tol, "{}: {got:?} vs reference {want:?}", ps.params[i].0);
+        // The reference is sharp enough to see the mistakes one would make: each variant moves
+        // the parameters by far more than the tolerance.
+        let variants = [
+            ("no bias correction", Variant { no_bias_correction: true, ..Default::default() }),
+            ("no second-moment bias correction", Variant { no_second_bias_correction: true, ..Default::default() }),
+            ("β₁ and β₂ swapped", Variant { swap_betas: true, ..Default::default() }),
+        ];
+        for (what, var) in variants {
+            let wrong = reference(&p0, &grads, &lrs, &cfg, decay, var);
+            assert!(max_diff(&wrong, &want) > 100.0 * tol, "{what} is indistinguishable");
+            assert!(max_diff(&got, &wrong) > 50.0 * tol, "{}: AdamW behaves as with {what}", ps.params[i].0);
+        }
+        if decay {
+            for (what, var) in [
+                ("coupled (L2) decay", Variant { coupled_decay: true, ..Default::default() }),
+                ("decay after the update", Variant { decay_after_update: true, ..Default::default() }),
+            ] {
+                let wrong = reference(&p0, &grads, &lrs, &cfg, decay, var);
+                assert!(max_diff(&wrong, &want) > 100.0 * tol, "{what} is indistinguishable");
+                assert!(max_diff(&got, &wrong) > 50.0 * tol, "AdamW behaves as with {what}");
+            }
+        }
+    }
+    // The two parameters saw the same gradients; only decay separates them.
+    assert_ne!(values(&ps, 0), values(&ps, 1));
+}
+
+fn tiny(dropout: f64) -> GptConfig {
+    GptConfig { dropout, ..GptConfig::llama_style(64, 16, 2, 4, 2, 32, 64) }
+}
+
+#[test]
+fn weight_decay_reaches_matrices_only_and_embeddings_only_when_asked() {
+    // Both model families (GPT-2 has biases, LayerNorm and learned positions; Llama has RMSNorm
+    // and untied lm_head). Decayed = exactly the parameters with two or more axes that are not
+    // token/position embeddings: decided from shapes here, from names in the optimiser.
+    let gpt2 = GptConfig { tie_embeddings: false, ..GptConfig::gpt2_style(64, 16, 2, 4, 32, 64) };
+    for model in [tiny(0.0), gpt2] {
+        let (_, ps) = init_trainable(&model, 0, DType::F32, &Device::Cpu).unwrap();
+        let is_embedding = |n: &str| n.starts_with("wte.") || n.starts_with("wpe.");
+        for decay_embeddings in [false, true] {
+            let cfg = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.5, decay_embeddings };
+            let mut opt = AdamW::new(&ps, cfg).unwrap();
+            let expect: Vec<&str> = ps.params.iter().filter(|(n, v)| v.rank() >= 2 && (decay_embeddings || !is_embedding(n))).map(|(n, _)| n.as_str()).collect();
+            assert_eq!(opt.decayed(), expect);
+            assert!(ps.params.iter().any(|(n, v)| v.rank() == 1 && !expect.contains(&n.as_str())), "the model has vectors, none decayed");
+            // With zero gradients Adam's update is 0/(0 + ε) = 0, so one step shows the decay
+            // alone: lr·wd = 0.25·0.5, a factor 0.875 that is exact in binary.
+            let before: Vec<Vec<f32>> = (0..ps.params.len()).map(|i| values(&ps, i)).collect();
+            let zeros: Vec<Tensor> = ps.params.iter().map(|(_, v)| v.zeros_like().unwrap()).collect();
+            opt.step(&zeros, 0.25).unwrap();
+            for (i, (name, _)) in ps.params.iter().enumerate() {
+                let want: Vec<f32> = if expect.contains(&name.as_str()) { before[i].iter().map(|x| x * 0.875).collect() } else { before[i].clone() };
+                assert_eq!(values(&ps, i), want, "{name} (decay_embeddings {decay_embeddings})");
+            }
+            // Undo, so the next configuration starts from the same weights.
+            for (i, (_, v)) in ps.params.iter().enumerate() {
+                v.set(&Tensor::from_slice(&before[i], v.shape(), &Device::Cpu).unwrap()).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn clipping_scales_all_gradients_by_one_global_factor_before_the_update() {
+    let dev = Device::Cpu;
+    let grads = || vec![Tensor::new(&[3.0f32, 0.0], &dev).unwrap(), Tensor::new(&[[4.0f32]], &dev).unwrap()];
+    // Global norm √(3² + 4²) = 5; the limit 2.5 scales every gradient by 2.5/(5 + 1e-6) (the
+    // 1e-6 is torch's clip_grad_norm_ guard).
+    let mut g = grads();
+    assert!((clip_global_norm(&mut g, 2.5).unwrap() - 5.0).abs() < 1e-12);
+    let s = 2.5 / (5.0 + 1e-6);
+    let (a, b) = (g[0].to_vec1::<f32>().unwrap(), g[1].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    // f32 rounding of values ≤ 4: below 1e-6.
+    assert!((f64::from(a[0]) - 3.0 * s).abs() < 1e-6 && a[1] == 0.0 && (f64::from(b[0]) - 4.0 * s).abs() < 1e-6, "{a:?} {b:?}");
+    assert!((global_norm(&g).unwrap() - 2.5).abs() < 1e-6);
+    // At or under the limit, and with clipping off (0), the gradients are untouched.
+    for limit in [5.0, 6.0, 0.0] {
+        let mut g = grads();
+        clip_global_norm(&mut g, limit).unwrap();
+        assert_eq!(g[0].to_vec1::<f32>().unwrap(), [3.0, 0.0]);
+        assert_eq!(g[1].flatten_all().unwrap().to_vec1::<f32>().unwrap(), [4.0]);
+    }
+
+    // Through AdamW: with ε = 1 the first update lr·g/(|g| + ε) depends on the gradient's size,
+    // so it shows the clipped values: 0.1·1.5/2.5 = 0.06 and 0.1·2/3, where clipping each
+    // tensor to 2.5 on its own would give 0.1·2.5/3.5 for both, and no clipping 0.075 and 0.08.
+    let ps = params(&[("h.0.attn.c_proj.weight", &[0.0, 0.0], &[2]), ("h.0.mlp.c_fc.weight", &[0.0], &[1, 1])]);
+    let mut opt = AdamW::new(&ps, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1.0, weight_decay: 0.0, decay_embeddings: false }).unwrap();
+    let mut g = grads();
+    clip_global_norm(&mut g, 2.5).unwrap();
+    opt.step(&g, 0.1).unwrap();
+    let (g0, g1) = (3.0 * s, 4.0 * s);
+    let (p0, p1) = (values(&ps, 0), values(&ps, 1));
+    // The weights start at 0, so they equal minus the update: a few f32 roundings of values
+    // below 0.1 (ulp 7.5e-9).
+    assert!((f64::from(p0[0]) + 0.1 * g0 / (g0 + 1.0)).abs() < 5e-8, "{p0:?}");
+    assert_eq!(p0[1], 0.0);
+    assert!((f64::from(p1[0]) + 0.1 * g1 / (g1 + 1.0)).abs() < 5e-8, "{p1:?}");
+    assert!((f64::from(p0[0]) + 0.06).abs() < 1e-6 && (f64::from(p1[0]) + 0.2 / 3.0).abs() < 1e-6);
+}

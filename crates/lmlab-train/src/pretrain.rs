@@ -98,6 +98,26 @@ pub fn evaluate(model: &Gpt, data: &TokenData, batches: usize, batch: usize, seq
     Ok(total / batches as f64)
 }
 
+/// Gradient accumulation over `k` micro-batches: `micro_loss(i)` is the mean loss of micro-batch
+/// i; each is scaled by 1/k and their gradients summed, so k micro-batches of B sequences give the
+/// gradients of one batch of k·B (a test checks this). Returns the mean loss and the gradients.
+pub fn accumulate_grads(opt: &AdamW, k: usize, mut micro_loss: impl FnMut(u64) -> Result<Tensor>) -> Result<(f64, Vec<Tensor>)> {
+    anyhow::ensure!(k > 0, "gradient accumulation needs at least one micro-batch");
+    let mut loss_sum = 0.0;
+    let mut grads: Option<Vec<Tensor>> = None;
+    for micro in 0..k as u64 {
+        let loss = micro_loss(micro)?;
+        loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let scaled = (loss / k as f64)?;
+        let g = opt.collect_grads(&scaled.backward()?)?;
+        grads = Some(match grads {
+            None => g,
+            Some(acc) => acc.iter().zip(&g).map(|(a, b)| a + b).collect::<candle_core::Result<_>>()?,
+        });
+    }
+    Ok((loss_sum / k as f64, grads.expect("k >= 1")))
+}
+
 pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
     let dev = opts.device.clone();
     let tokenizer = match &opts.tokenizer {
@@ -210,24 +230,13 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
     let mut window_start = (Instant::now(), tokens_seen);
     while step < train_cfg.max_steps {
         let lr = lr_at(step, train_cfg.max_steps, train_cfg.warmup_steps, train_cfg.lr, train_cfg.min_lr);
-        let mut loss_sum = 0.0;
-        let mut grads: Option<Vec<Tensor>> = None;
-        for micro in 0..train_cfg.grad_accum as u64 {
+        let (loss, mut grads) = accumulate_grads(&opt, train_cfg.grad_accum, |micro| {
             let (x, y) = data.train_batch(train_cfg.seed, step, micro, train_cfg.batch_size, seq, &dev)?;
             let mut rng = ops::step_rng(train_cfg.seed, step * train_cfg.grad_accum as u64 + micro, 1);
             let mut mode = Mode { grad: true, dropout: Some(&mut rng), capture: None };
-            let loss = model.loss(&x, &y, &mut mode)?;
-            loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let scaled = (loss / train_cfg.grad_accum as f64)?;
-            let g = opt.collect_grads(&scaled.backward()?)?;
-            grads = Some(match grads {
-                None => g,
-                Some(acc) => acc.iter().zip(&g).map(|(a, b)| a + b).collect::<candle_core::Result<_>>()?,
-            });
-        }
-        let mut grads = grads.expect("grad_accum >= 1");
+            Ok(model.loss(&x, &y, &mut mode)?)
+        })?;
         let grad_norm = clip_global_norm(&mut grads, train_cfg.grad_clip)?;
-        let loss = loss_sum / train_cfg.grad_accum as f64;
         if !loss.is_finite() {
             save(step, tokens_seen, elapsed_before + started.elapsed().as_secs_f64(), last_loss, last_eval, &opt)?;
             bail!("loss became {loss} at step {step}; the last good state is saved in {} (try a lower lr)", opts.out.display());

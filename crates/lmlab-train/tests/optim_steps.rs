@@ -1,10 +1,12 @@
 //! The optimiser over several steps: AdamW against an f64 reference written from the formula,
-//! weight decay on matrices only, and clipping by the global norm.
+//! weight decay on matrices only, clipping by the global norm, and gradient accumulation
+//! against one larger batch.
 
 use candle_core::{DType, Device, Tensor, Var};
 use lmlab_model::checkpoint::init_trainable;
-use lmlab_model::{GptConfig, ParamSet};
+use lmlab_model::{GptConfig, Mode, ParamSet};
 use lmlab_train::optim::{clip_global_norm, global_norm, AdamW, AdamWConfig};
+use lmlab_train::pretrain::accumulate_grads;
 
 fn params(list: &[(&str, &[f32], &[usize])]) -> ParamSet {
     let params = list.iter().map(|(name, values, shape)| (name.to_string(), Var::from_tensor(&Tensor::from_slice(values, *shape, &Device::Cpu).unwrap()).unwrap())).collect();
@@ -195,4 +197,55 @@ fn clipping_scales_all_gradients_by_one_global_factor_before_the_update() {
     assert_eq!(p0[1], 0.0);
     assert!((f64::from(p1[0]) + 0.1 * g1 / (g1 + 1.0)).abs() < 5e-8, "{p1:?}");
     assert!((f64::from(p0[0]) + 0.06).abs() < 1e-6 && (f64::from(p1[0]) + 0.2 / 3.0).abs() < 1e-6);
+}
+#[test]
+fn accumulating_k_micro_batches_equals_one_k_times_larger_batch() {
+    let dev = Device::Cpu;
+    let cfg = tiny(0.0);
+    let tokens: Vec<u32> = (0..4 * 17).map(|i| ((i * 13 + i / 5) % 64) as u32).collect();
+    let all = Tensor::from_vec(tokens, (4, 17), &dev).unwrap();
+    let (x, y) = (all.narrow(1, 0, 16).unwrap(), all.narrow(1, 1, 16).unwrap());
+    // ε = 1e-4: the first AdamW update lr·g/(|g| + ε) then moves by at most lr/ε per unit of
+    // gradient difference, so the parameter tolerance below follows from the gradient one.
+    let adamw = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-4, weight_decay: 0.1, decay_embeddings: false };
+    let lr = 1e-3;
+    // k micro-batches of 4/k rows each, through the trainer's accumulation, then one step.
+    let run = |k: usize| {
+        let (model, ps) = init_trainable(&cfg, 0, DType::F32, &dev).unwrap();
+        let mut opt = AdamW::new(&ps, adamw.clone()).unwrap();
+        let rows = 4 / k;
+        let (loss, grads) = accumulate_grads(&opt, k, |micro| {
+            let (xs, ys) = (x.narrow(0, micro as usize * rows, rows)?, y.narrow(0, micro as usize * rows, rows)?);
+            Ok(model.loss(&xs, &ys, &mut Mode::training_without_dropout())?)
+        })
+        .unwrap();
+        let flat: Vec<Vec<f32>> = grads.iter().map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+        opt.step(&grads, lr).unwrap();
+        let after: Vec<Vec<f32>> = (0..ps.params.len()).map(|i| values(&ps, i)).collect();
+        (loss, flat, after)
+    };
+    let (loss1, grads1, params1) = run(1);
+    for k in [2, 4] {
+        let (loss_k, grads_k, params_k) = run(k);
+        // Means of 64 f32 terms against means of 64/k: f32 sums of n terms in another order
+        // differ by about n·2⁻²⁴ ≈ 4e-6 relatively.
+        assert!((loss_k - loss1).abs() < 1e-5 * loss1, "k={k}: loss {loss_k} vs {loss1}");
+        let mut worst = 0.0f32;
+        for (i, (a, b)) in grads_k.iter().zip(&grads1).enumerate() {
+            let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(scale > 0.0, "parameter {i} has no gradient");
+            let d = a.iter().zip(b).fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            // The same sums over 64 token positions, split and reordered: 1e-5 of the largest
+            // gradient of the tensor is 2-3 times n·2⁻²⁴.
+            assert!(d <= 1e-5 * scale, "k={k}, parameter {i}: gradients differ by {d} (largest {scale})");
+            worst = worst.max(d);
+        }
+        // Parameters after one step: by lr/ε times the gradient difference, plus rounding of
+        // weights below 1 (1e-7).
+        let tol = lr / 1e-4 * f64::from(worst) + 1e-7;
+        for (i, (a, b)) in params_k.iter().zip(&params1).enumerate() {
+            let d = a.iter().zip(b).fold(0.0f64, |m, (p, q)| m.max(f64::from((p - q).abs())));
+            assert!(d <= tol, "k={k}, parameter {i}: weights differ by {d} after the step (allowed {tol})");
+        }
+    }
 }

@@ -237,9 +237,12 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
             Ok(model.loss(&x, &y, &mut mode)?)
         })?;
         let grad_norm = clip_global_norm(&mut grads, train_cfg.grad_clip)?;
-        if !loss.is_finite() {
+        // Checked before the update: gradients can overflow while the loss is still finite, and
+        // applying them would leave non-finite weights in the "last good state".
+        if !loss.is_finite() || !grad_norm.is_finite() {
             save(step, tokens_seen, elapsed_before + started.elapsed().as_secs_f64(), last_loss, last_eval, &opt)?;
-            bail!("loss became {loss} at step {step}; the last good state is saved in {} (try a lower lr)", opts.out.display());
+            let what = if loss.is_finite() { format!("the gradient norm became {grad_norm} (loss {loss})") } else { format!("loss became {loss}") };
+            bail!("{what} at step {step}; the last good state is saved in {} (try a lower lr)", opts.out.display());
         }
         opt.step(&grads, lr)?;
         step += 1;

@@ -1,12 +1,20 @@
-//! The optimiser over several steps: AdamW against an f64 reference written from the formula,
-//! weight decay on matrices only, clipping by the global norm, and gradient accumulation
-//! against one larger batch.
+//! The optimiser over several steps and the paths around it: AdamW against an f64 reference
+//! written from the formula, weight decay on matrices only, clipping by the global norm,
+//! gradient accumulation against one larger batch, and the stop on a non-finite loss or
+//! gradient.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use lmlab_model::checkpoint::init_trainable;
 use lmlab_model::{GptConfig, Mode, ParamSet};
+use lmlab_train::checkpoint;
 use lmlab_train::optim::{clip_global_norm, global_norm, AdamW, AdamWConfig};
 use lmlab_train::pretrain::accumulate_grads;
+use lmlab_train::shards::write_shard;
+use lmlab_train::{pretrain, Preset, PretrainOptions, TrainConfig};
 
 fn params(list: &[(&str, &[f32], &[usize])]) -> ParamSet {
     let params = list.iter().map(|(name, values, shape)| (name.to_string(), Var::from_tensor(&Tensor::from_slice(values, *shape, &Device::Cpu).unwrap()).unwrap())).collect();
@@ -248,4 +256,106 @@ fn accumulating_k_micro_batches_equals_one_k_times_larger_batch() {
             assert!(d <= tol, "k={k}, parameter {i}: weights differ by {d} after the step (allowed {tol})");
         }
     }
+}
+fn write_data(dir: &Path) -> PathBuf {
+    let tokens: Vec<u32> = (0..6000u32).map(|i| (i % 7) * 5 + (i / 7) % 3).collect();
+    let path = dir.join("data.bin");
+    write_shard(&path, &tokens, 64).unwrap();
+    path
+}
+
+fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<u64>, train: TrainConfig) -> PretrainOptions {
+    PretrainOptions {
+        preset: Preset { model: tiny(0.1), train },
+        data: vec![data.to_path_buf()],
+        tokenizer: None,
+        out: dir.join(out).join("base"),
+        resume,
+        stop_after,
+        stop: Arc::new(AtomicBool::new(false)),
+        show_progress: false,
+        device: Device::Cpu,
+        dtype: DType::F32,
+    }
+}
+
+fn train_config() -> TrainConfig {
+    TrainConfig {
+        batch_size: 4,
+        grad_accum: 2,
+        max_steps: 20,
+        lr: 3e-3,
+        min_lr: 3e-4,
+        warmup_steps: 5,
+        eval_every: 5,
+        eval_batches: 2,
+        save_every: 0,
+        log_every: 1,
+        val_fraction: 0.1,
+        seed: 42,
+        ..TrainConfig::default()
+    }
+}
+
+fn metric_steps(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect()
+}
+#[test]
+fn non_finite_gradients_stop_training_before_the_update_with_the_last_good_state_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+    // An absurd learning rate: the first update takes the weights to about ±1e30 (finite); the
+    // next step's loss is still finite (ln 64, the logits are flat) but its gradients overflow
+    // to NaN. Applying them would save NaN weights as the "last good state".
+    let train = TrainConfig { lr: 1e30, min_lr: 1e30, warmup_steps: 0, max_steps: 10, ..train_config() };
+    let err = pretrain(options(dir.path(), &data, "nan", false, None, train.clone())).err().expect("training must stop on non-finite gradients");
+    let msg = format!("{err:#}");
+    let base = dir.path().join("nan/base");
+    let saved = checkpoint::load(&base, &Device::Cpu).expect("the state is saved before stopping");
+    let k = saved.state.step;
+    assert!(k >= 1 && k < 10, "stopped after step {k}");
+    assert!(msg.contains("gradient norm became NaN") && msg.contains(&format!("at step {k}")) && msg.contains(&base.display().to_string()), "{msg}");
+    // "The last good state": every weight and moment saved is finite (a step with non-finite
+    // gradients must not be applied), the last finite loss is recorded, and metrics.jsonl holds
+    // the completed steps only.
+    for (what, tensors) in [("weights", &saved.weights), ("moments", &saved.optimizer)] {
+        let bad: usize = tensors.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|x| !x.is_finite()).count()).sum();
+        assert_eq!(bad, 0, "{bad} saved {what} are not finite (saved at step {k}: {msg})");
+    }
+    assert!(saved.state.last_train_loss.is_some_and(f64::is_finite), "{:?}", saved.state.last_train_loss);
+    assert_eq!(metric_steps(&dir.path().join("nan")), (1..=k).collect::<Vec<_>>());
+    // The saved state is the one after step k: the step that went wrong changed neither the
+    // weights nor the moments. A run told to stop after k steps saves the same.
+    let stopped = pretrain(options(dir.path(), &data, "stopped", false, Some(k), train)).unwrap();
+    assert_eq!(stopped.final_step, k);
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        assert!(std::fs::read(base.join(f)).unwrap() == std::fs::read(dir.path().join("stopped/base").join(f)).unwrap(), "{f} differs from the state after step {k}");
+    }
+    let state = checkpoint::load(&dir.path().join("stopped/base"), &Device::Cpu).unwrap().state;
+    assert_eq!((state.step, state.tokens_seen, state.last_train_loss.map(f64::to_bits)), (k, saved.state.tokens_seen, saved.state.last_train_loss.map(f64::to_bits)));
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_leaves_the_checkpoint_at_its_step() {
+    // A checkpoint whose final norm holds a NaN (as a corrupted file or a bad earlier run might):
+    // the first resumed step's loss is NaN, and the run stops at once, saving step 3 again.
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+    pretrain(options(dir.path(), &data, "run", false, Some(3), train_config())).unwrap();
+    let base = dir.path().join("run/base");
+    let weights_file = base.join("model.safetensors");
+    let mut weights = lmlab_model::checkpoint::load_safetensors(&weights_file, &Device::Cpu).unwrap();
+    let ln_f = weights.get_mut("ln_f.weight").expect("the final norm's weight");
+    *ln_f = (ln_f.clone() * f64::NAN).unwrap();
+    lmlab_model::checkpoint::save_safetensors(&weights_file, &weights).unwrap();
+    let before = std::fs::read(&weights_file).unwrap();
+    let optimizer = std::fs::read(base.join("optimizer.safetensors")).unwrap();
+
+    let err = pretrain(options(dir.path(), &data, "run", true, None, train_config())).err().expect("a NaN loss stops training");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("loss became NaN at step 3") && msg.contains(&base.display().to_string()), "{msg}");
+    let saved = checkpoint::load(&base, &Device::Cpu).unwrap();
+    assert_eq!(saved.state.step, 3);
+    assert!(std::fs::read(&weights_file).unwrap() == before && std::fs::read(base.join("optimizer.safetensors")).unwrap() == optimizer, "the NaN step changed the checkpoint");
+    assert_eq!(metric_steps(&dir.path().join("run")), [1, 2, 3]);
 }

@@ -1,14 +1,14 @@
 //! The optimiser over several steps and the paths around it: AdamW against an f64 reference
 //! written from the formula, weight decay on matrices only, clipping by the global norm,
-//! gradient accumulation against one larger batch, and the stop on a non-finite loss or
-//! gradient.
+//! gradient accumulation against one larger batch, the NaN-loss stop, and recovery from the
+//! `.old` checkpoint a crash between the two renames of a save leaves.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
-use lmlab_model::checkpoint::init_trainable;
+use lmlab_model::checkpoint::{init_trainable, with_suffix};
 use lmlab_model::{GptConfig, Mode, ParamSet};
 use lmlab_train::checkpoint;
 use lmlab_train::optim::{clip_global_norm, global_norm, AdamW, AdamWConfig};
@@ -206,6 +206,7 @@ fn clipping_scales_all_gradients_by_one_global_factor_before_the_update() {
     assert!((f64::from(p1[0]) + 0.1 * g1 / (g1 + 1.0)).abs() < 5e-8, "{p1:?}");
     assert!((f64::from(p0[0]) + 0.06).abs() < 1e-6 && (f64::from(p1[0]) + 0.2 / 3.0).abs() < 1e-6);
 }
+
 #[test]
 fn accumulating_k_micro_batches_equals_one_k_times_larger_batch() {
     let dev = Device::Cpu;
@@ -257,6 +258,7 @@ fn accumulating_k_micro_batches_equals_one_k_times_larger_batch() {
         }
     }
 }
+
 fn write_data(dir: &Path) -> PathBuf {
     let tokens: Vec<u32> = (0..6000u32).map(|i| (i % 7) * 5 + (i / 7) % 3).collect();
     let path = dir.join("data.bin");
@@ -300,6 +302,7 @@ fn train_config() -> TrainConfig {
 fn metric_steps(run: &Path) -> Vec<u64> {
     std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect()
 }
+
 #[test]
 fn non_finite_gradients_stop_training_before_the_update_with_the_last_good_state_saved() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,4 +361,54 @@ fn a_nan_loss_stops_the_run_and_leaves_the_checkpoint_at_its_step() {
     assert_eq!(saved.state.step, 3);
     assert!(std::fs::read(&weights_file).unwrap() == before && std::fs::read(base.join("optimizer.safetensors")).unwrap() == optimizer, "the NaN step changed the checkpoint");
     assert_eq!(metric_steps(&dir.path().join("run")), [1, 2, 3]);
+}
+
+#[test]
+fn a_crash_between_the_renames_of_a_save_resumes_from_the_old_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+    let full = pretrain(options(dir.path(), &data, "full", false, None, train_config())).unwrap();
+    assert_eq!(full.final_step, 20);
+
+    let run = dir.path().join("crash");
+    let base = run.join("base");
+    let (old, tmp) = (with_suffix(&base, ".old"), with_suffix(&base, ".tmp"));
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    };
+    pretrain(options(dir.path(), &data, "crash", false, Some(10), train_config())).unwrap();
+    let at10 = dir.path().join("at10");
+    copy(&base, &at10);
+    let second = pretrain(options(dir.path(), &data, "crash", true, Some(5), train_config())).unwrap();
+    assert_eq!(second.final_step, 15);
+
+    // A crash after the new folder was moved into place but before the old one was deleted:
+    // both are complete and the new one wins.
+    copy(&at10, &old);
+    assert_eq!(checkpoint::resolve(&base), Some(base.clone()));
+    assert_eq!(checkpoint::load(&base, &Device::Cpu).unwrap().state.step, 15);
+    // A crash between the renames of the step-15 save: the step-10 folder was moved aside to
+    // base.old, the complete step-15 one is still base.tmp, and base does not exist.
+    std::fs::rename(&base, &tmp).unwrap();
+    assert_eq!(checkpoint::resolve(&base), Some(old.clone()));
+    let loaded = checkpoint::load(&base, &Device::Cpu).unwrap();
+    assert_eq!(loaded.state.step, 10);
+    assert!(std::fs::read(old.join("model.safetensors")).unwrap() == std::fs::read(at10.join("model.safetensors")).unwrap());
+
+    // Resuming continues from step 10 exactly as the uninterrupted run did, and the next save
+    // leaves one clean folder.
+    let resumed = pretrain(options(dir.path(), &data, "crash", true, None, train_config())).unwrap();
+    assert_eq!((resumed.start_step, resumed.final_step), (10, 20));
+    let got: Vec<u64> = resumed.steps.iter().map(|r| r.loss.to_bits()).collect();
+    let want: Vec<u64> = full.steps[10..].iter().map(|r| r.loss.to_bits()).collect();
+    assert_eq!(got, want, "the resumed steps differ from the uninterrupted run's");
+    assert!(std::fs::read(base.join("model.safetensors")).unwrap() == std::fs::read(dir.path().join("full/base/model.safetensors")).unwrap(), "final weights differ");
+    assert!(!old.exists() && !tmp.exists(), "the save after the crash leaves base.old or base.tmp behind");
+    assert_eq!(checkpoint::load(&base, &Device::Cpu).unwrap().state.step, 20);
+    // The steps the crashed run logged after step 10 (11-15) were dropped and logged again once.
+    assert_eq!(metric_steps(&run), (1..=20).collect::<Vec<_>>());
 }

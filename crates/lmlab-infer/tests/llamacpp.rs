@@ -111,11 +111,16 @@ fn llama_cpp_self_consistency(reference: &LlamaCpp, ids: &[u32]) -> &'static Sel
     static MEASURED: std::sync::OnceLock<SelfConsistency> = std::sync::OnceLock::new();
     MEASURED.get_or_init(|| {
         let batch = reference.top(ids, 8, Variant::Batch).unwrap();
+        // A row per position with all 8 tokens: fewer would make the comparisons vacuous.
+        assert_eq!(batch.len(), ids.len());
+        assert!(batch.iter().all(|t| t.len() == 8));
         let at: Vec<Vec<u32>> = batch.iter().map(|t| t.iter().map(|p| p.0).collect()).collect();
         let mut flips = 0;
         let mut shifts = vec![0.0f32; ids.len()];
         for variant in [Variant::Serial, Variant::Flash] {
             let other = reference.logits_at(ids, &at, variant).unwrap();
+            assert_eq!(other.len(), ids.len());
+            assert!(other.iter().all(|o| o.len() == 8), "{variant:?}");
             let s = gap_shifts(&batch, &other);
             // Its argmax differs where another of the batch's top tokens now scores higher.
             let changed = other.iter().filter(|o| o[1..].iter().any(|&l| l > o[0])).count();
@@ -142,7 +147,10 @@ fn embedded_tokenizer_encodes_like_llama_cpp() {
     ];
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let theirs = reference.tokenize(&refs).unwrap();
+    // One non-empty answer per text: an empty or short answer must not pass as agreement.
+    assert_eq!(theirs.len(), texts.len());
     for (text, want) in texts.iter().zip(theirs) {
+        assert!(!want.is_empty(), "llama.cpp returned no tokens for {text:?}");
         assert_eq!(m.tokenizer().encode(text).unwrap(), want, "{text:?}");
     }
 }
@@ -197,7 +205,9 @@ fn sentencepiece_vocabulary_encodes_like_llama_cpp() {
     assert_eq!(ours.tokenizer().special().bos, Some(1), "SentencePiece GGUFs want a BOS by default");
     let texts = ["the quick brown fox", "the lazy dogs sleep while the fox jumps", "  two leading spaces", "\u{dc}n\u{ef}code \u{e9}, digits 123!", "line\nbreak and\ttab"];
     let theirs = reference.tokenize(&texts).unwrap();
+    assert_eq!(theirs.len(), texts.len());
     for (text, want) in texts.iter().zip(theirs) {
+        assert!(!want.is_empty(), "llama.cpp returned no tokens for {text:?}");
         let got = ours.tokenizer().encode(text).unwrap();
         assert_eq!(got, want, "{text:?}");
         assert_eq!(ours.tokenizer().decode(&got).unwrap(), *text);
@@ -214,9 +224,12 @@ fn greedy_continuations_match_llama_cpp() {
     let questions = QUESTIONS;
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| m.tokenizer().encode(&chat(&m, q)).unwrap()).collect();
     let theirs = reference.greedy(&prompts, 32, 1, Variant::Batch).unwrap().continuations;
+    assert_eq!(theirs.len(), prompts.len());
+    assert!(theirs.iter().all(|c| c.len() == 32), "llama.cpp continuations of lengths {:?}", theirs.iter().map(Vec::len).collect::<Vec<_>>());
     let mut matched = 0;
     for ((q, prompt), want) in questions.iter().zip(&prompts).zip(&theirs) {
         let ours = greedy_ours(&m, prompt, 32);
+        assert_eq!(ours.len(), 32, "{q:?}");
         let same = ours == *want;
         let first_diff = ours.iter().zip(want).position(|(a, b)| a != b);
         eprintln!("{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}", if same { "match" } else { "DIFFER" }, m.tokenizer().decode(&ours).unwrap(), m.tokenizer().decode(want).unwrap());
@@ -270,7 +283,9 @@ fn with_quantization_taken_out_logits_match_llama_cpp() {
     dequantized_copy(&gguf_path(), &f32_path);
     let reference = LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &f32_path, 2).unwrap();
     let theirs = reference.top(&ids, 5, Variant::Batch).unwrap();
-    let ours = Model::load(&f32_path, &LoadOptions::default(), &Device::Cpu).unwrap();
+    assert_eq!(theirs.len(), ids.len());
+    assert!(theirs.iter().all(|t| t.len() == 5));
+    let ours = loader::load(&f32_path, None, &Device::Cpu).unwrap();
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits: Vec<Vec<f32>> = ours.logits_all(&input).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
     let mut agree = 0;
@@ -294,6 +309,7 @@ fn next_token_argmax_agrees_over_512_tokens() {
     let Some((m, reference)) = setup() else { return };
     let Some(ids) = book_ids(&m) else { return };
     let theirs = reference.argmax(&ids).unwrap();
+    assert_eq!(theirs.len(), ids.len());
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits = m.logits_all(&input).unwrap().squeeze(0).unwrap();
     let ours: Vec<u32> = logits.argmax(1).unwrap().to_vec1().unwrap();
@@ -321,6 +337,7 @@ fn argmax_differs_from_llama_cpp_only_at_its_own_near_ties() {
     let own = llama_cpp_self_consistency(&reference, &ids);
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits: Vec<Vec<f32>> = m.logits_all(&input).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    assert_eq!(logits.len(), own.batch.len());
     let ours_at: Vec<Vec<f32>> = own.batch.iter().zip(&logits).map(|(t, row)| t.iter().map(|p| row[p.0 as usize]).collect()).collect();
     let shifts = gap_shifts(&own.batch, &ours_at);
     let tie = max_of(&own.shifts);
@@ -348,10 +365,15 @@ fn greedy_continuations_part_from_llama_cpp_only_at_its_own_near_ties() {
     let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| m.tokenizer().encode(&chat(&m, q)).unwrap()).collect();
     let theirs = reference.greedy(&prompts, 32, 8, Variant::Batch).unwrap();
     let serial = reference.greedy(&prompts, 32, 1, Variant::Serial).unwrap();
+    // Full-length answers: an empty continuation would otherwise count as the same as ours.
+    assert_eq!((theirs.continuations.len(), theirs.top.len(), serial.continuations.len()), (5, 5, 5));
+    assert!(theirs.continuations.iter().chain(&serial.continuations).all(|c| c.len() == 32), "llama.cpp continuations shorter than 32 tokens");
+    assert!(theirs.top.iter().all(|t| t.len() == 32 && t.iter().all(|row| row.len() == 8)));
     let same_as_serial = theirs.continuations.iter().zip(&serial.continuations).filter(|(a, b)| a == b).count();
     let mut same = 0;
     for (((q, prompt), want), top) in QUESTIONS.iter().zip(&prompts).zip(&theirs.continuations).zip(&theirs.top) {
         let ours = greedy_ours(&m, prompt, 32);
+        assert_eq!(ours.len(), 32, "{q:?}");
         // Up to where they part the two continuations are the same text, so llama.cpp's logits
         // at that step judge our token.
         match ours.iter().zip(want).position(|(a, b)| a != b) {

@@ -285,7 +285,7 @@ fn with_quantization_taken_out_logits_match_llama_cpp() {
     let theirs = reference.top(&ids, 5, Variant::Batch).unwrap();
     assert_eq!(theirs.len(), ids.len());
     assert!(theirs.iter().all(|t| t.len() == 5));
-    let ours = loader::load(&f32_path, None, &Device::Cpu).unwrap();
+    let ours = Model::load(&f32_path, &LoadOptions::default(), &Device::Cpu).unwrap();
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits: Vec<Vec<f32>> = ours.logits_all(&input).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
     let mut agree = 0;

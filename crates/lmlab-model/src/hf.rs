@@ -279,6 +279,92 @@ mod tests {
         }
     }
 
+    /// GPT-2's forward pass in f64 straight from the Hugging Face tensors (Conv1D weights
+    /// [in, out], y = x·W + b, tanh GELU, learned positions, tied output), written from the
+    /// transformers model description and sharing no code with lmlab's model: logits [T, V].
+    fn gpt2_forward_f64(cfg: &GptConfig, hf: &HashMap<String, Tensor>, ids: &[usize]) -> Vec<Vec<f64>> {
+        let get = |n: &str| -> Vec<f64> { hf[&format!("transformer.{n}")].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap() };
+        let (d, nh, t) = (cfg.d_model, cfg.n_head, ids.len());
+        let hd = d / nh;
+        let (wte, wpe) = (get("wte.weight"), get("wpe.weight"));
+        let mut h: Vec<Vec<f64>> = ids.iter().enumerate().map(|(p, &i)| (0..d).map(|c| wte[i * d + c] + wpe[p * d + c]).collect()).collect();
+        let layer_norm = |x: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+            let mean = x.iter().sum::<f64>() / x.len() as f64;
+            let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
+            x.iter().enumerate().map(|(i, v)| (v - mean) / (var + cfg.norm_eps).sqrt() * w[i] + b[i]).collect()
+        };
+        let conv1d = |x: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+            let out = b.len();
+            (0..out).map(|o| b[o] + x.iter().enumerate().map(|(i, v)| v * w[i * out + o]).sum::<f64>()).collect()
+        };
+        let gelu = |x: f64| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+        for l in 0..cfg.n_layer {
+            let p = |s: &str| get(&format!("h.{l}.{s}"));
+            let qkv: Vec<Vec<f64>> = h.iter().map(|x| conv1d(&layer_norm(x, &p("ln_1.weight"), &p("ln_1.bias")), &p("attn.c_attn.weight"), &p("attn.c_attn.bias"))).collect();
+            let mut y = vec![vec![0.0; d]; t];
+            for head in 0..nh {
+                for i in 0..t {
+                    let q = &qkv[i][head * hd..(head + 1) * hd];
+                    let scores: Vec<f64> = (0..=i).map(|j| q.iter().zip(&qkv[j][d + head * hd..d + (head + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+                    for (j, sc) in scores.iter().enumerate() {
+                        for c in 0..hd {
+                            y[i][head * hd + c] += (sc - max).exp() / z * qkv[j][2 * d + head * hd + c];
+                        }
+                    }
+                }
+            }
+            for (x, yi) in h.iter_mut().zip(&y) {
+                let o = conv1d(yi, &p("attn.c_proj.weight"), &p("attn.c_proj.bias"));
+                x.iter_mut().zip(o).for_each(|(a, b)| *a += b);
+                let f: Vec<f64> = conv1d(&layer_norm(x, &p("ln_2.weight"), &p("ln_2.bias")), &p("mlp.c_fc.weight"), &p("mlp.c_fc.bias")).into_iter().map(gelu).collect();
+                let m = conv1d(&f, &p("mlp.c_proj.weight"), &p("mlp.c_proj.bias"));
+                x.iter_mut().zip(m).for_each(|(a, b)| *a += b);
+            }
+        }
+        let (wf, bf) = (get("ln_f.weight"), get("ln_f.bias"));
+        h.iter().map(|x| layer_norm(x, &wf, &bf)).map(|x| (0..cfg.vocab_size).map(|v| (0..d).map(|c| x[c] * wte[v * d + c]).sum()).collect()).collect()
+    }
+
+    #[test]
+    fn gpt2_from_a_hugging_face_folder_matches_an_independent_f64_forward_pass() {
+        let cfg = GptConfig::gpt2_style(40, 16, 2, 4, 32, 128);
+        let (_, params) = init_trainable(&cfg, 11, DType::F32, &Device::Cpu).unwrap();
+        // Matrices ×5 (and non-zero biases and norm gains) so that attention and GELU work away
+        // from their near-linear, near-uniform regime at the init's std 0.02.
+        let tensors: HashMap<String, Tensor> = params
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| {
+                // A fixed, seed-free pattern in [-0.1, 0.1].
+                let shift = Tensor::from_vec((0..t.elem_count()).map(|i| (i as f32 * 0.7).sin() * 0.1).collect(), t.shape(), &Device::Cpu).unwrap();
+                let t = if t.rank() == 2 { (t * 5.0).unwrap() } else { (t + shift).unwrap() };
+                (n, t)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_hf(dir.path(), HfArch::Gpt2, &cfg, &tensors);
+        let (loaded_cfg, loaded) = load_hf(dir.path(), DType::F32, &Device::Cpu).unwrap();
+        let model = Gpt::new(&loaded_cfg, candle_nn::VarBuilder::from_tensors(loaded, DType::F32, &Device::Cpu)).unwrap();
+        let hf = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+        let ids = [3usize, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3];
+        let want = gpt2_forward_f64(&cfg, &hf, &ids);
+        let input = Tensor::new(&ids.map(|i| i as u32), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        for mode in [Mode::inference(), Mode::training_without_dropout()] {
+            let mut mode = mode;
+            let got: Vec<Vec<f32>> = model.forward(&input, &mut mode).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+            let scale = want.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(scale > 1.0, "logits up to {scale}: too flat to test");
+            for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+                for (v, (a, b)) in g.iter().zip(w).enumerate() {
+                    // f32 against f64 through two layers: ~1e-6 relative per op, well under 1e-4.
+                    assert!((*a as f64 - b).abs() < 1e-4 * scale, "position {p} token {v}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn unsupported_configs_and_missing_tensors_are_named() {
         let dir = tempfile::tempdir().unwrap();

@@ -120,3 +120,42 @@ fn markdown(opts: &ArchitecturesOptions, results: &[ArchResult]) -> String {
 pub fn default_out(task: Task) -> PathBuf {
     Path::new("runs").join(format!("experiment-architectures-{task:?}").to_lowercase())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_buckets_cover_the_range_in_tens() {
+        assert_eq!(buckets(5, 60), [(5, 10), (11, 20), (21, 30), (31, 40), (41, 50), (51, 60)]);
+        assert_eq!(buckets(5, 33), [(5, 10), (11, 20), (21, 30), (31, 33)]);
+        assert_eq!(buckets(12, 12), [(12, 12)]);
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_architecture_and_says_when_95_percent_was_not_reached() {
+        let opts = ArchitecturesOptions { task: Task::Reverse, hidden: 8, steps: 10, batch: 4, train_min: 5, train_max: 10, test_max: 20, samples: 2, lr: 1e-3, seed: 1, out: PathBuf::from("x") };
+        let report = |arch: Arch, to95: Option<usize>| Seq2SeqTrainReport {
+            arch,
+            params: 1234,
+            steps: 10,
+            final_loss: 0.5,
+            seconds: 1.0,
+            tokens_per_sec: 99.6,
+            tokens_seen: 100,
+            tokens_to_95: to95,
+            flops_to_95: to95.map(|t| 6.0 * 1234.0 * t as f64),
+            curve: vec![],
+        };
+        let acc = vec![("5-10".to_string(), 7.5, 0.96), ("11-20".to_string(), 15.5, 0.125)];
+        let results = vec![
+            ArchResult { arch: "rnn", train: report(Arch::Rnn, None), accuracy: acc.clone() },
+            ArchResult { arch: "transformer", train: report(Arch::Transformer, Some(50)), accuracy: acc },
+        ];
+        let md = markdown(&opts, &results);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(rows.len(), 3, "a header and one row per architecture:\n{md}");
+        assert_eq!(rows[1], "| rnn | 1234 | 100 | 96.0% | 12.5% | not reached | not reached |");
+        assert_eq!(rows[2], "| transformer | 1234 | 100 | 96.0% | 12.5% | 50 | 3.70e5 |");
+    }
+}

@@ -109,3 +109,57 @@ pub fn heatmap(path: &Path, title: &str, row_labels: &[String], col_labels: &[St
     root.present().map_err(err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RGB pixel at (x, y) of a PNG.
+    fn pixel(path: &Path, x: u32, y: u32) -> (u32, u32, [u8; 3]) {
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        let at = (y * info.width + x) as usize * channels;
+        (info.width, info.height, [buf[at], buf[at + 1], buf[at + 2]])
+    }
+
+    #[test]
+    fn heatmap_cells_shade_by_value_and_missing_cells_stay_blank() {
+        if ensure_font().is_err() {
+            // Debian's fonts-dejavu-core is on the CI image; elsewhere the plot is skipped too.
+            eprintln!("SKIPPED: no TrueType font");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.png");
+        let labels = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+        // Row 1 is shorter than the columns (causal attention): its other cells stay blank.
+        heatmap(&path, "test", &labels(2), &labels(3), &[vec![1.0, 0.0, 0.5], vec![0.25]]).unwrap();
+        // Cells are 30 px from (130, 50); sample each cell's centre.
+        let centre = |row: u32, col: u32| pixel(&path, 130 + col * 30 + 15, 50 + row * 30 + 15);
+        let (w, h, top) = centre(0, 0);
+        assert_eq!((w, h), (480, 50 + 2 * 30 + 110), "width has a 480 px floor; height fits the rows");
+        // The largest value: 255·(1 − 0.85), 255·(1 − 0.7), 255·(1 − 0.3).
+        assert_eq!(top, [38, 76, 178]);
+        assert_eq!(centre(0, 1).2, [255, 255, 255], "zero is white");
+        // A quarter of the maximum: 255·(1 − a·0.85) etc. with a = 0.25, truncated.
+        assert_eq!(centre(1, 0).2, [200, 210, 235]);
+        assert_eq!(centre(1, 2).2, [255, 255, 255], "a missing cell is blank");
+    }
+
+    #[test]
+    fn line_chart_writes_a_png_of_its_size() {
+        if ensure_font().is_err() {
+            eprintln!("SKIPPED: no TrueType font");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.png");
+        let series = [Series { name: "a".into(), points: vec![(0.0, 10.0), (1.0, 90.0)] }];
+        line_chart(&path, "t", "x", "y", &series, (0.0, 100.0)).unwrap();
+        let (w, h, corner) = pixel(&path, 2, 2);
+        assert_eq!((w, h, corner), (900, 560, [255, 255, 255]));
+    }
+}

@@ -340,15 +340,21 @@ fn argmax_differs_from_llama_cpp_only_at_its_own_near_ties() {
     assert_eq!(logits.len(), own.batch.len());
     let ours_at: Vec<Vec<f32>> = own.batch.iter().zip(&logits).map(|(t, row)| t.iter().map(|p| row[p.0 as usize]).collect()).collect();
     let shifts = gap_shifts(&own.batch, &ours_at);
-    let tie = max_of(&own.shifts);
-    eprintln!("lmlab vs llama.cpp batch: gap shifts median {:.3}, 95th percentile {:.3}, max {:.3}", percentile(&shifts, 0.5), percentile(&shifts, 0.95), max_of(&shifts));
+    let (ours_median, own_median) = (percentile(&shifts, 0.5), percentile(&own.shifts, 0.5));
+    eprintln!("lmlab vs llama.cpp batch: gap shifts median {ours_median:.3}, 95th percentile {:.3}, max {:.3} (llama.cpp's own variants: median {own_median:.3})", percentile(&shifts, 0.95), max_of(&shifts));
+    // lmlab moves the gaps about as much as llama.cpp's own variants do (medians 0.20 against
+    // 0.18-0.20 when measured): a kernel or position bug would move them by whole logits.
+    assert!(ours_median <= 1.5 * own_median, "lmlab's median gap shift {ours_median:.3} against llama.cpp's own {own_median:.3}");
     let mut differ = 0;
     for (i, (row, top)) in logits.iter().zip(&own.batch).enumerate() {
         let ours = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
         if ours != top[0].0 {
             differ += 1;
             let gap = gap_below_best(top, ours);
-            assert!(gap <= tie, "position {i}: lmlab's pick is {gap:.3} below llama.cpp's best, beyond what its own variants move ({tie:.3})");
+            // A tie at this position: within twice what llama.cpp's own variants move this
+            // position's gaps (our shifts are about theirs, see the medians above).
+            let tie = 2.0 * own.shifts[i];
+            assert!(gap <= tie, "position {i}: lmlab's pick is {gap:.3} below llama.cpp's best, beyond twice what its own variants move here ({:.3})", own.shifts[i]);
         }
     }
     eprintln!("{differ} of {} argmaxes differ from llama.cpp's (its own variants: up to {})", ids.len(), own.flips);

@@ -128,9 +128,13 @@ pub struct DedupKeys {
 pub enum Verdict {
     Unique,
     /// Same normalised text as document `of`.
-    ExactDuplicate { of: u64 },
+    ExactDuplicate {
+        of: u64,
+    },
     /// Shares a MinHash band with document `of`.
-    NearDuplicate { of: u64 },
+    NearDuplicate {
+        of: u64,
+    },
 }
 
 pub struct Deduplicator {
@@ -259,16 +263,27 @@ mod tests {
         assert_eq!(d.check(0, page), Verdict::Unique);
         // A note added at the top: with clause-long "words" this shared 8 of 13 shingles.
         assert_eq!(d.check(1, &format!("（本文已更新。）{page}")), Verdict::NearDuplicate { of: 0 });
-        let other = "图书馆在城市的北边，每天早上八点开门。很多学生在那里读书，老人们喜欢在阅览室看报纸。周末还有讲座和展览，吸引了不少市民。";
+        let other =
+            "图书馆在城市的北边，每天早上八点开门。很多学生在那里读书，老人们喜欢在阅览室看报纸。周末还有讲座和展览，吸引了不少市民。";
         assert_eq!(d.check(2, other), Verdict::Unique);
     }
 
     #[test]
     fn mersenne_folding_equals_the_remainder() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let edge = [0u128, 1, MERSENNE_61 as u128 - 1, MERSENNE_61 as u128, MERSENNE_61 as u128 + 1, (MERSENNE_61 as u128) * (MERSENNE_61 as u128) - 1];
+        let edge = [
+            0u128,
+            1,
+            MERSENNE_61 as u128 - 1,
+            MERSENNE_61 as u128,
+            MERSENNE_61 as u128 + 1,
+            (MERSENNE_61 as u128) * (MERSENNE_61 as u128) - 1,
+        ];
         let max = (MERSENNE_61 as u128 - 1) * (MERSENNE_61 as u128 - 1) + MERSENNE_61 as u128 - 1;
-        for x in edge.into_iter().chain([max]).chain((0..100_000).map(|_| (rng.random::<u64>() as u128 % MERSENNE_61 as u128) * rng.random_range(0..MERSENNE_61) as u128 + rng.random_range(0..MERSENNE_61) as u128)) {
+        for x in edge.into_iter().chain([max]).chain((0..100_000).map(|_| {
+            (rng.random::<u64>() as u128 % MERSENNE_61 as u128) * rng.random_range(0..MERSENNE_61) as u128
+                + rng.random_range(0..MERSENNE_61) as u128
+        })) {
             assert_eq!(mod_mersenne61(x) as u128, x % MERSENNE_61 as u128, "{x}");
         }
     }

@@ -14,25 +14,69 @@ use scraper::{ElementRef, Html, Node};
 
 /// Tags whose whole subtree is never main text.
 const SKIP_TAGS: &[&str] = &[
-    "script", "style", "noscript", "template", "nav", "footer", "aside", "form", "button", "select", "option", "input", "textarea", "iframe",
-    "svg", "canvas", "menu", "dialog", "head", "object", "embed", "audio", "video", "map",
+    "script", "style", "noscript", "template", "nav", "footer", "aside", "form", "button", "select", "option", "input", "textarea",
+    "iframe", "svg", "canvas", "menu", "dialog", "head", "object", "embed", "audio", "video", "map",
 ];
 
 /// ARIA roles of boilerplate landmarks.
-const SKIP_ROLES: &[&str] = &["navigation", "banner", "contentinfo", "menu", "menubar", "search", "complementary", "dialog", "alert", "toolbar"];
+const SKIP_ROLES: &[&str] =
+    &["navigation", "banner", "contentinfo", "menu", "menubar", "search", "complementary", "dialog", "alert", "toolbar"];
 
 /// Words in `id`/`class` values that mark boilerplate (matched against the value split at
 /// `-`, `_` and spaces, so "vector-menu-content" matches "menu" but "canvas" does not match "nav").
 const SKIP_WORDS: &[&str] = &[
-    "nav", "navbar", "navigation", "menu", "menubar", "footer", "sidebar", "cookie", "cookies", "consent", "gdpr", "breadcrumb", "breadcrumbs",
-    "share", "sharing", "social", "toc", "toolbar", "noprint", "editsection", "printfooter", "catlinks", "skip", "jump", "advert", "advertisement",
-    "ads", "sponsored", "popup", "modal", "newsletter", "subscribe", "related", "comments", "pagination", "pager", "byline", "dateline", "date",
-    "timestamp", "author", "username", "meta",
+    "nav",
+    "navbar",
+    "navigation",
+    "menu",
+    "menubar",
+    "footer",
+    "sidebar",
+    "cookie",
+    "cookies",
+    "consent",
+    "gdpr",
+    "breadcrumb",
+    "breadcrumbs",
+    "share",
+    "sharing",
+    "social",
+    "toc",
+    "toolbar",
+    "noprint",
+    "editsection",
+    "printfooter",
+    "catlinks",
+    "skip",
+    "jump",
+    "advert",
+    "advertisement",
+    "ads",
+    "sponsored",
+    "popup",
+    "modal",
+    "newsletter",
+    "subscribe",
+    "related",
+    "comments",
+    "pagination",
+    "pager",
+    "byline",
+    "dateline",
+    "date",
+    "timestamp",
+    "author",
+    "username",
+    "meta",
 ];
 
 /// Characters of text inside `<a>` elements under `el`.
 fn linked_chars(el: &ElementRef) -> usize {
-    el.descendants().filter_map(ElementRef::wrap).filter(|e| e.value().name() == "a").map(|a| a.text().map(|t| t.trim().chars().count()).sum::<usize>()).sum()
+    el.descendants()
+        .filter_map(ElementRef::wrap)
+        .filter(|e| e.value().name() == "a")
+        .map(|a| a.text().map(|t| t.trim().chars().count()).sum::<usize>())
+        .sum()
 }
 
 /// A list whose every item is (at least 90%) link text: navigation, "see also", related links.
@@ -50,8 +94,39 @@ fn is_link_list(el: &ElementRef) -> bool {
 
 /// Tags that start a new line.
 const BLOCK_TAGS: &[&str] = &[
-    "p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section", "article", "main", "blockquote", "pre", "dd",
-    "dt", "dl", "figcaption", "figure", "header", "caption", "br", "hr", "address", "details", "summary", "body", "tbody", "thead",
+    "p",
+    "div",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "main",
+    "blockquote",
+    "pre",
+    "dd",
+    "dt",
+    "dl",
+    "figcaption",
+    "figure",
+    "header",
+    "caption",
+    "br",
+    "hr",
+    "address",
+    "details",
+    "summary",
+    "body",
+    "tbody",
+    "thead",
 ];
 
 fn is_boilerplate(el: &ElementRef) -> bool {
@@ -173,11 +248,14 @@ mod tests {
               <h2>See also</h2><ul><li><a href="/a">Other page</a></li><li><a href="/b">Another</a> </li></ul>
               <ol><li>Step one, with <a href="/c">a link</a>.</li><li>Step two.</li></ol>
             </article></body>"#;
-        assert_eq!(main_text(html), "Headline
+        assert_eq!(
+            main_text(html),
+            "Headline
 Body text with a link inside it.
 See also
 Step one, with a link.
-Step two.");
+Step two."
+        );
     }
 
     #[test]

@@ -111,7 +111,9 @@ pub fn eval_filters(labels: &Path, data: &Path) -> Result<FilterReport> {
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {} is not a page label (url, kind, ...)", labels.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}: line {} is not a page label (url, kind, ...)", labels.display(), i + 1))
+        })
         .collect::<Result<_>>()?;
     let fate_of = |l: &Label| l.record_id.as_ref().and_then(|id| fate.get(id)).or_else(|| fate.get(&l.url)).cloned();
     let url_fate: HashMap<&str, Option<Fate>> = labels.iter().map(|l| (l.url.as_str(), fate_of(l))).collect();
@@ -174,7 +176,10 @@ pub fn eval_filters(labels: &Path, data: &Path) -> Result<FilterReport> {
 
 /// The report as a table, with the targets marked.
 pub fn render(r: &FilterReport) -> String {
-    let mut s = format!("{:<16} {:>6} {:>6} {:>7} {:>8}  {:<6} {:>8}  top removal rules\n", "kind", "pages", "kept", "removed", "should", "right", "target");
+    let mut s = format!(
+        "{:<16} {:>6} {:>6} {:>7} {:>8}  {:<6} {:>8}  top removal rules\n",
+        "kind", "pages", "kept", "removed", "should", "right", "target"
+    );
     for (kind, row) in &r.kinds {
         let target = if REMOVE_TARGETS.contains(&kind.as_str()) || KEEP_TARGETS.contains(&kind.as_str()) {
             if row.rate() >= TARGET {
@@ -240,7 +245,10 @@ mod tests {
         let kept = |id: &str| serde_json::json!({"id": format!("<{id}>"), "url": id, "file": "f", "offset": 0, "lang": "eng", "shard": 0, "start": 0, "tokens": 1, "keys": {"exact": 1, "bands": []}, "pii": {"emails": 0, "ips": 0, "phones": 0}});
         let rejected = |id: &str, stage: &str, rule: &str| serde_json::json!({"id": format!("<{id}>"), "url": id, "file": "f", "offset": 0, "stage": stage, "rule": rule});
         gz(&dir.path().join("kept.jsonl.gz"), &[kept("a"), kept("d"), kept("m1"), kept("f"), kept("m2")]);
-        gz(&dir.path().join("rejected.jsonl.gz"), &[rejected("b", "gopher_quality", "x"), rejected("c", "url", "blocked_domain"), rejected("e", "dedup", "exact_duplicate")]);
+        gz(
+            &dir.path().join("rejected.jsonl.gz"),
+            &[rejected("b", "gopher_quality", "x"), rejected("c", "url", "blocked_domain"), rejected("e", "dedup", "exact_duplicate")],
+        );
         let r = eval_filters(&dir.path().join("labels.jsonl"), dir.path()).unwrap();
         let row = |k: &str| &r.kinds[k];
         assert_eq!((row("encyclopedia").kept, row("encyclopedia").removed, row("encyclopedia").correct), (1, 1, 1));

@@ -84,7 +84,9 @@ pub fn parse_response(block: &[u8]) -> Result<HttpResponse, String> {
             let mut out = Vec::new();
             if flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
                 out.clear();
-                flate2::read::DeflateDecoder::new(&body[..]).read_to_end(&mut out).map_err(|err| format!("Content-Encoding deflate: {err}"))?;
+                flate2::read::DeflateDecoder::new(&body[..])
+                    .read_to_end(&mut out)
+                    .map_err(|err| format!("Content-Encoding deflate: {err}"))?;
             }
             out
         }
@@ -126,7 +128,11 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 
 /// The `charset` parameter of a Content-Type value.
 pub fn charset_of_content_type(ct: &str) -> Option<&str> {
-    ct.split(';').skip(1).filter_map(|p| p.split_once('=')).find(|(k, _)| k.trim().eq_ignore_ascii_case("charset")).map(|(_, v)| v.trim().trim_matches(['"', '\'']))
+    ct.split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches(['"', '\'']))
 }
 
 /// The charset a page declares in its first 4 KiB: `<meta charset=...>` or
@@ -184,7 +190,8 @@ mod tests {
         let gz = gz.finish().unwrap();
         // Chunk the gzip bytes in two pieces, with a chunk extension on the first.
         let (a, b) = gz.split_at(10);
-        let mut block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
+        let mut block =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
         block.extend_from_slice(format!("{:x};ext=1\r\n", a.len()).as_bytes());
         block.extend_from_slice(a);
         block.extend_from_slice(format!("\r\n{:X}\r\n", b.len()).as_bytes());

@@ -76,7 +76,10 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p).with_context(|| format!("listing {}", p.display()))?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("listing {}", p.display()))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()?;
             entries.sort();
             out.extend(expand(&entries)?);
         } else if p.is_file() {
@@ -225,14 +228,23 @@ mod tests {
             let p = dir.path().join(name);
             std::fs::write(&p, bytes).unwrap();
             let (docs, errs) = collect(&p);
-            let texts: Vec<String> = docs.iter().map(|d| match &d.content { Content::Text(t) => t.clone(), _ => panic!() }).collect();
+            let texts: Vec<String> = docs
+                .iter()
+                .map(|d| match &d.content {
+                    Content::Text(t) => t.clone(),
+                    _ => panic!(),
+                })
+                .collect();
             assert_eq!(texts, vec!["first doc", "second", "third"], "{name}");
             assert_eq!(docs[0].id, "a");
             assert_eq!(docs[0].url.as_deref(), Some("https://x.example/1"));
             assert_eq!(docs[1].id, "5");
             assert!(docs[2].id.ends_with(":6"), "{}", docs[2].id);
             // Offsets point at the lines (in the decompressed stream).
-            assert_eq!(errs.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![body.find("not json").unwrap() as u64, body.find("{\"no_text").unwrap() as u64]);
+            assert_eq!(
+                errs.iter().map(|e| e.offset).collect::<Vec<_>>(),
+                vec![body.find("not json").unwrap() as u64, body.find("{\"no_text").unwrap() as u64]
+            );
             assert!(errs[0].message.contains("line 3"), "{}", errs[0].message);
         }
     }

@@ -20,7 +20,8 @@ use crate::shards::Shard;
 
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {} (is {} a finished `data prepare` output?)", path.display(), dir.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (is {} a finished `data prepare` output?)", path.display(), dir.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not an lmlab data manifest", path.display()))
 }
 
@@ -34,10 +35,20 @@ pub fn merge(parts: &[PathBuf], out: &Path, shard_tokens: usize, mut progress: i
     let first_config = serde_json::to_value(&first.config)?;
     for (m, p) in manifests.iter().zip(parts).skip(1) {
         if serde_json::to_value(&m.config)? != first_config {
-            bail!("{}: its pipeline config differs from {}'s; parts of one crawl must use the same config", p.display(), parts[0].display());
+            bail!(
+                "{}: its pipeline config differs from {}'s; parts of one crawl must use the same config",
+                p.display(),
+                parts[0].display()
+            );
         }
         if m.tokenizer_vocab_size != first.tokenizer_vocab_size {
-            bail!("{}: tokenizer vocabulary {} differs from {}'s {}", p.display(), m.tokenizer_vocab_size, parts[0].display(), first.tokenizer_vocab_size);
+            bail!(
+                "{}: tokenizer vocabulary {} differs from {}'s {}",
+                p.display(),
+                m.tokenizer_vocab_size,
+                parts[0].display(),
+                first.tokenizer_vocab_size
+            );
         }
     }
     let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
@@ -116,11 +127,21 @@ pub fn merge(parts: &[PathBuf], out: &Path, shard_tokens: usize, mut progress: i
                     ex.push(doc.url.clone().unwrap_or_else(|| doc.id.clone()));
                 }
                 let exact_key = (rule == "near_duplicate").then_some(doc.keys.exact);
-                let line = RejectedDoc { id: doc.id, url: doc.url, file: doc.file, offset: doc.offset, stage: "dedup".into(), rule: rule.into(), exact_key };
+                let line = RejectedDoc {
+                    id: doc.id,
+                    url: doc.url,
+                    file: doc.file,
+                    offset: doc.offset,
+                    stage: "dedup".into(),
+                    rule: rule.into(),
+                    exact_key,
+                };
                 writeln!(rejected_out, "{}", serde_json::to_string(&line)?)?;
                 continue;
             }
-            let shard = shards.get(doc.shard).with_context(|| format!("{}: kept.jsonl.gz names shard {} of {}", dir.display(), doc.shard, shards.len()))?;
+            let shard = shards
+                .get(doc.shard)
+                .with_context(|| format!("{}: kept.jsonl.gz names shard {} of {}", dir.display(), doc.shard, shards.len()))?;
             if doc.start + doc.tokens > shard.len() {
                 bail!("{}: kept document {} lies past the end of shard {}", dir.display(), doc.id, doc.shard);
             }

@@ -46,9 +46,13 @@ fn patterns() -> &'static Patterns {
     P.get_or_init(|| Patterns {
         email: Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b").expect("valid"),
         // Four octets 0-255, not part of a longer dotted number (version strings like 1.2.3.4.5).
-        ipv4: Regex::new(r"(?:^|[^\d.])((?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})(?:$|[^\d.]|\.(?:\D|$))").expect("valid"),
+        ipv4: Regex::new(
+            r"(?:^|[^\d.])((?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})(?:$|[^\d.]|\.(?:\D|$))",
+        )
+        .expect("valid"),
         // Full and ::-compressed forms with at least two groups of hex digits.
-        ipv6: Regex::new(r"(?i)\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}:){0,5}[0-9a-f]{1,4}\b").expect("valid"),
+        ipv6: Regex::new(r"(?i)\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}:){0,5}[0-9a-f]{1,4}\b")
+            .expect("valid"),
         // An optional +country code, then 9 to 14 digits in groups split by spaces, dots,
         // dashes or parentheses, e.g. "+1 (555) 123-4567", "020 7946 0958", "555-123-4567".
         phone: Regex::new(r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}\b").expect("valid"),

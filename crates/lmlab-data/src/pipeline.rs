@@ -211,10 +211,18 @@ impl Filters {
             return Err(("extract", "too_short"));
         }
         let lang = detected.map_err(|rule| ("language", rule))?.lang;
-        rules.and_then(|r| r.gopher_quality.as_ref()).unwrap_or(&cfg.gopher_quality).check(&text).map_err(|rule| ("gopher_quality", rule))?;
+        rules
+            .and_then(|r| r.gopher_quality.as_ref())
+            .unwrap_or(&cfg.gopher_quality)
+            .check(&text)
+            .map_err(|rule| ("gopher_quality", rule))?;
         let text = rules.and_then(|r| r.c4.as_ref()).unwrap_or(&cfg.c4).apply(&text, c4_lines).map_err(|rule| ("c4", rule))?;
         rules.and_then(|r| r.fineweb.as_ref()).unwrap_or(&cfg.fineweb).check(&text).map_err(|rule| ("fineweb", rule))?;
-        rules.and_then(|r| r.gopher_repetition.as_ref()).unwrap_or(&cfg.gopher_repetition).check(&text).map_err(|rule| ("gopher_repetition", rule))?;
+        rules
+            .and_then(|r| r.gopher_repetition.as_ref())
+            .unwrap_or(&cfg.gopher_repetition)
+            .check(&text)
+            .map_err(|rule| ("gopher_repetition", rule))?;
         // Keys before scrubbing: placeholders would make pages that differ only in an
         // address look identical.
         let keys = self.minhash.keys(&text);
@@ -303,7 +311,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(p.process(&doc(GOOD, Some("https://spam.example/x"))), Outcome::Rejected { stage: "url", rule: "blocked_domain".into() });
+        assert_eq!(
+            p.process(&doc(GOOD, Some("https://spam.example/x"))),
+            Outcome::Rejected { stage: "url", rule: "blocked_domain".into() }
+        );
         assert_eq!(p.process(&doc(GOOD, None)), Outcome::Rejected { stage: "dedup", rule: "exact_duplicate".into() });
         assert_eq!(p.process(&doc("short", None)), Outcome::Rejected { stage: "extract", rule: "too_short".into() });
         let spanish = "El río atraviesa el pueblo antiguo y la gente que vive allí siempre lo ha querido mucho. ".repeat(4);
@@ -339,7 +350,10 @@ mod tests {
     #[test]
     fn config_reads_from_toml_with_defaults() {
         let cfg: PipelineConfig = toml::from_str("min_chars = 50\n[language]\nkeep = [\"eng\"]\n[minhash]\nseed = 7\n").unwrap();
-        assert_eq!((cfg.min_chars, cfg.language.keep.as_slice(), cfg.minhash.seed, cfg.minhash.bands), (50, &["eng".to_string()][..], 7, 14));
+        assert_eq!(
+            (cfg.min_chars, cfg.language.keep.as_slice(), cfg.minhash.seed, cfg.minhash.bands),
+            (50, &["eng".to_string()][..], 7, 14)
+        );
         assert!(toml::from_str::<PipelineConfig>("no_such_stage = 1").is_err());
     }
 }

@@ -331,7 +331,15 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progre
                 Err((outcome, keys)) => {
                     let crate::pipeline::Outcome::Rejected { stage, rule } = outcome else { unreachable!("commit rejects") };
                     let exact_key = keys.filter(|_| rule == "near_duplicate").map(|k| k.exact);
-                    let line = RejectedDoc { id: doc.id.clone(), url: doc.url.clone(), file: doc.file.clone(), offset: doc.offset, stage: stage.into(), rule: rule.clone(), exact_key };
+                    let line = RejectedDoc {
+                        id: doc.id.clone(),
+                        url: doc.url.clone(),
+                        file: doc.file.clone(),
+                        offset: doc.offset,
+                        stage: stage.into(),
+                        rule: rule.clone(),
+                        exact_key,
+                    };
                     writeln!(rejected, "{}", serde_json::to_string(&line)?)?;
                     let ex = examples.entry(format!("{stage}/{rule}")).or_default();
                     if ex.len() < 3 {
@@ -343,7 +351,18 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progre
                     total_tokens += ids.len() as u64;
                     *tokens_by_language.entry(lang.to_string()).or_default() += ids.len() as u64;
                     *documents_by_source.entry(doc.file.display().to_string()).or_default() += 1;
-                    let line = KeptDoc { id: doc.id, url: doc.url, file: doc.file, offset: doc.offset, lang: lang.into(), shard, start, tokens: ids.len(), keys, pii };
+                    let line = KeptDoc {
+                        id: doc.id,
+                        url: doc.url,
+                        file: doc.file,
+                        offset: doc.offset,
+                        lang: lang.into(),
+                        shard,
+                        start,
+                        tokens: ids.len(),
+                        keys,
+                        pii,
+                    };
                     writeln!(kept, "{}", serde_json::to_string(&line)?)?;
                 }
             }
@@ -396,7 +415,14 @@ pub fn data_card(m: &Manifest) -> String {
     let examples = &m.removal_examples;
     let mut s = String::from("# Data card\n\n");
     let in_bytes: u64 = m.inputs.iter().map(|i| i.bytes).sum();
-    s += &format!("{} input files ({in_bytes} bytes), {} documents read, {} kept, {} tokens in {} shards.\n\n", m.inputs.len(), m.counts.documents, m.documents_kept, m.total_tokens, m.shards.len());
+    s += &format!(
+        "{} input files ({in_bytes} bytes), {} documents read, {} kept, {} tokens in {} shards.\n\n",
+        m.inputs.len(),
+        m.counts.documents,
+        m.documents_kept,
+        m.total_tokens,
+        m.shards.len()
+    );
     s += "## Language mix (kept documents, tokens)\n\n| language | documents | tokens |\n| --- | ---: | ---: |\n";
     for (lang, docs) in &m.counts.kept_by_language {
         s += &format!("| {lang} | {docs} | {} |\n", m.tokens_by_language.get(lang).copied().unwrap_or(0));
@@ -404,7 +430,10 @@ pub fn data_card(m: &Manifest) -> String {
     s += "\n## Removed, by stage and rule\n\n| stage | rule | documents | examples |\n| --- | --- | ---: | --- |\n";
     for (stage, rules) in &m.counts.removed {
         for (rule, n) in rules {
-            let ex = examples.get(&format!("{stage}/{rule}")).map(|e| e.iter().map(|x| format!("`{}`", x.replace('`', "'").replace('|', "/"))).collect::<Vec<_>>().join("; ")).unwrap_or_default();
+            let ex = examples
+                .get(&format!("{stage}/{rule}"))
+                .map(|e| e.iter().map(|x| format!("`{}`", x.replace('`', "'").replace('|', "/"))).collect::<Vec<_>>().join("; "))
+                .unwrap_or_default();
             s += &format!("| {stage} | {rule} | {n} | {ex} |\n");
         }
     }
@@ -413,7 +442,10 @@ pub fn data_card(m: &Manifest) -> String {
         "\nC4 line filter: {} lines kept; removed {} with too few words, {} without terminal punctuation, {} mentioning JavaScript, {} policy lines, {} with an over-long word.\n",
         c4.kept, c4.too_few_words, c4.no_terminal_punct, c4.javascript, c4.policy, c4.too_long_word
     );
-    s += &format!("\nPersonal data replaced: {} emails, {} IP addresses, {} phone numbers.\n", m.counts.pii.emails, m.counts.pii.ips, m.counts.pii.phones);
+    s += &format!(
+        "\nPersonal data replaced: {} emails, {} IP addresses, {} phone numbers.\n",
+        m.counts.pii.emails, m.counts.pii.ips, m.counts.pii.phones
+    );
     s += &format!("\nInput errors: {} (see manifest.json for file and offset).\n", m.errors_total);
     s
 }
@@ -436,9 +468,22 @@ mod tests {
         std::fs::write(&input, corpus).unwrap();
         let text = dir.path().join("train.txt");
         std::fs::write(&text, "the river runs through the old town and the people ".repeat(50)).unwrap();
-        let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions { files: vec![text], vocab_size: 300, min_frequency: 2, show_progress: false }).unwrap();
+        let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions {
+            files: vec![text],
+            vocab_size: 300,
+            min_frequency: 2,
+            show_progress: false,
+        })
+        .unwrap();
         let cfg = PipelineConfig { min_chars: 20, ..PipelineConfig::standard() };
-        let opts = PrepareOptions { inputs: vec![input], out: dir.path().join("data"), config: cfg, blocklist: UrlBlocklist::default(), shard_tokens: 1 << 20, part: None };
+        let opts = PrepareOptions {
+            inputs: vec![input],
+            out: dir.path().join("data"),
+            config: cfg,
+            blocklist: UrlBlocklist::default(),
+            shard_tokens: 1 << 20,
+            part: None,
+        };
         // An earlier run's shard in the folder goes (it would otherwise be read as data).
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("data/shard-00007.bin"), b"stale").unwrap();
@@ -455,7 +500,11 @@ mod tests {
             assert!(dir.path().join("data").join(f).is_file(), "{f}");
         }
         let mut rejected = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(dir.path().join("data/rejected.jsonl.gz")).unwrap()), &mut rejected).unwrap();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(dir.path().join("data/rejected.jsonl.gz")).unwrap()),
+            &mut rejected,
+        )
+        .unwrap();
         assert_eq!(rejected.lines().count(), 2);
         let card = std::fs::read_to_string(dir.path().join("data/data-card.md")).unwrap();
         assert!(card.contains("| dedup | exact_duplicate | 1 |"), "{card}");

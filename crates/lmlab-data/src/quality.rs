@@ -65,7 +65,8 @@ pub fn words(text: &str) -> Vec<&str> {
                 }
                 let next_alnum = chars.get(i + 1).is_some_and(|n| n.1.is_alphanumeric());
                 let prev_digit = chars[i - 1].1.is_ascii_digit();
-                let joins = matches!(ch, '\'' | '’' | '-') && next_alnum || matches!(ch, '.' | ',') && prev_digit && chars.get(i + 1).is_some_and(|n| n.1.is_ascii_digit());
+                let joins = matches!(ch, '\'' | '’' | '-') && next_alnum
+                    || matches!(ch, '.' | ',') && prev_digit && chars.get(i + 1).is_some_and(|n| n.1.is_ascii_digit());
                 if ch.is_alphanumeric() || ch == '_' || joins {
                     i += 1;
                 } else {
@@ -237,7 +238,8 @@ impl GopherRepetition {
                 *counts.entry(g).or_default() += 1;
             }
             // The most frequent n-gram (ties: the longest), its characters with single spaces.
-            let top = counts.iter().map(|(g, c)| (*c, g.iter().map(|&w| chars_of[w as usize]).sum::<usize>() + n - 1)).max().unwrap_or((0, 0));
+            let top =
+                counts.iter().map(|(g, c)| (*c, g.iter().map(|&w| chars_of[w as usize]).sum::<usize>() + n - 1)).max().unwrap_or((0, 0));
             if (top.0 * top.1) as f64 / len > frac {
                 return Err(match n {
                     2 => "top_2_gram",
@@ -409,7 +411,9 @@ fn remove_citations(line: &str) -> String {
         let close = after.find(']');
         let inner = close.map(|c| &after[..c]);
         match inner {
-            Some(t) if t.chars().all(|c| c.is_ascii_digit()) || t == "edit" || t == "citation needed" => rest = &after[close.unwrap() + 1..],
+            Some(t) if t.chars().all(|c| c.is_ascii_digit()) || t == "edit" || t == "citation needed" => {
+                rest = &after[close.unwrap() + 1..]
+            }
             _ => {
                 out.push('[');
                 rest = after;
@@ -428,7 +432,11 @@ fn sentence_count(line: &str) -> usize {
     let ends = chars
         .iter()
         .enumerate()
-        .filter(|(i, &c)| is_sentence_terminal(c) && (!c.is_ascii() && c > '\u{2e7f}' || chars.get(i + 1).is_none_or(|n| n.is_whitespace())) && !chars.get(i + 1).is_some_and(|&n| is_sentence_terminal(n)))
+        .filter(|(i, &c)| {
+            is_sentence_terminal(c)
+                && (!c.is_ascii() && c > '\u{2e7f}' || chars.get(i + 1).is_none_or(|n| n.is_whitespace()))
+                && !chars.get(i + 1).is_some_and(|&n| is_sentence_terminal(n))
+        })
         .count();
     ends.max(1)
 }
@@ -491,7 +499,10 @@ mod tests {
 
     #[test]
     fn words_split_punctuation_like_nltk() {
-        assert_eq!(words("Hello, world... it's 3.5! A well-known 1,000-page book."), vec!["Hello", ",", "world", "...", "it's", "3.5", "!", "A", "well-known", "1,000-page", "book", "."]);
+        assert_eq!(
+            words("Hello, world... it's 3.5! A well-known 1,000-page book."),
+            vec!["Hello", ",", "world", "...", "it's", "3.5", "!", "A", "well-known", "1,000-page", "book", "."]
+        );
         // Han characters are words one by one (see is_cjk).
         assert_eq!(words("中文 text"), vec!["中", "文", "text"]);
     }
@@ -549,7 +560,10 @@ mod tests {
         let mut st = C4LineStats::default();
         let page = "Menu\nThe river runs through the town.[3] It is old.\nPlease enable JavaScript to view this page.\nThis site uses cookies to improve things.\nFishermen wait for spring. The water rises. Children play[citation needed] on the banks.";
         let out = c4.apply(page, &mut st).unwrap();
-        assert_eq!(out, "The river runs through the town. It is old.\nFishermen wait for spring. The water rises. Children play on the banks.");
+        assert_eq!(
+            out,
+            "The river runs through the town. It is old.\nFishermen wait for spring. The water rises. Children play on the banks."
+        );
         assert_eq!(st, C4LineStats { kept: 2, too_few_words: 1, javascript: 1, policy: 1, ..Default::default() });
         assert_eq!(c4.apply("One sentence only here.", &mut st), Err("too_few_sentences"));
         assert_eq!(c4.apply(&format!("{page}\nvar x = {{ a: 1 }} is code here."), &mut st), Err("curly_bracket"));

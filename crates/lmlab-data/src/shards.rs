@@ -98,7 +98,11 @@ impl Shard {
         let header = ShardHeader::decode(&map, &what)?;
         let expected = HEADER_LEN as u64 + header.count * u64::from(header.token_bytes);
         if map.len() as u64 != expected {
-            bail!("{what}: header says {} tokens ({expected} bytes) but the file has {} bytes (truncated or corrupt)", header.count, map.len());
+            bail!(
+                "{what}: header says {} tokens ({expected} bytes) but the file has {} bytes (truncated or corrupt)",
+                header.count,
+                map.len()
+            );
         }
         Ok(Self { map, header })
     }

@@ -201,7 +201,8 @@ pub fn open(path: &Path) -> Result<WarcReader> {
 
 /// Reads WARC records from any byte source (`gzip`: the source is gzip members).
 pub fn from_reader(input: Box<dyn Read + Send>, gzip: bool) -> WarcReader {
-    let source = if gzip { Source::Gzip(Members::new(input)) } else { Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 }) };
+    let source =
+        if gzip { Source::Gzip(Members::new(input)) } else { Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 }) };
     WarcReader { source, done: false, arc: None, after: None, pending: None }
 }
 
@@ -277,7 +278,9 @@ impl WarcReader {
         }
         let mut headers: Vec<(String, String)> = Vec::new();
         loop {
-            let line = read_line(self.source.reader()).map_err(|e| err(e.to_string()))?.ok_or_else(|| err("file ends inside the record's headers".into()))?;
+            let line = read_line(self.source.reader())
+                .map_err(|e| err(e.to_string()))?
+                .ok_or_else(|| err("file ends inside the record's headers".into()))?;
             if line.is_empty() {
                 break;
             }
@@ -293,7 +296,9 @@ impl WarcReader {
                 }
                 continue;
             }
-            let (k, v) = line.split_once(':').ok_or_else(|| err(format!("header line without a colon: {:?}", line.chars().take(60).collect::<String>())))?;
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| err(format!("header line without a colon: {:?}", line.chars().take(60).collect::<String>())))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
         let length = headers
@@ -443,8 +448,22 @@ mod tests {
             }
             let offsets: Vec<u64> = rs.iter().map(|r| r.offset).collect();
             let want: Vec<u64> = match name {
-                "plain.warc" => recs.iter().scan(0, |o, r| { let s = *o; *o += r.len() as u64; Some(s) }).collect(),
-                "members.warc.gz" => members.iter().scan(0, |o, m| { let s = *o; *o += m.len() as u64; Some(s) }).collect(),
+                "plain.warc" => recs
+                    .iter()
+                    .scan(0, |o, r| {
+                        let s = *o;
+                        *o += r.len() as u64;
+                        Some(s)
+                    })
+                    .collect(),
+                "members.warc.gz" => members
+                    .iter()
+                    .scan(0, |o, m| {
+                        let s = *o;
+                        *o += m.len() as u64;
+                        Some(s)
+                    })
+                    .collect(),
                 _ => vec![0, 0, 0],
             };
             assert_eq!(offsets, want, "{name}");

@@ -105,7 +105,14 @@ fn near_duplicate_rate_follows_the_banding_curve_of_14_bands_of_8_rows() {
     // Shifts of 86, 50, 22, 10 words give Jaccard 0.399, 0.600, 0.802, 0.905; 20 and 14 edits
     // give 0.495 and 0.617 (0.576 and 0.683 with 4-word shingles, which moves the curve's
     // 5% and 26% to 16% and 49%).
-    let levels = [(Pairs::Shift(86), 1), (Pairs::Shift(50), 2), (Pairs::Shift(22), 3), (Pairs::Shift(10), 4), (Pairs::Edits(20), 5), (Pairs::Edits(14), 6)];
+    let levels = [
+        (Pairs::Shift(86), 1),
+        (Pairs::Shift(50), 2),
+        (Pairs::Shift(22), 3),
+        (Pairs::Shift(10), 4),
+        (Pairs::Edits(20), 5),
+        (Pairs::Edits(14), 6),
+    ];
     for (kind, seed) in &levels {
         let (rate, s) = caught(kind, n, *seed);
         let p = banding(s, 14, 8);

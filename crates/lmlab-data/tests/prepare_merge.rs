@@ -11,14 +11,23 @@ use lmlab_data::shards::Shard;
 use lmlab_data::urlfilter::UrlBlocklist;
 
 fn run_prepare(crawl: &Path, tok: &lmlab_tokenizer::Tokenizer, out: PathBuf, part: Option<(usize, usize)>, threads: usize) -> Manifest {
-    let opts = PrepareOptions { inputs: vec![crawl.to_path_buf()], out, config: PipelineConfig::standard(), blocklist: UrlBlocklist::default(), shard_tokens: 200_000, part };
+    let opts = PrepareOptions {
+        inputs: vec![crawl.to_path_buf()],
+        out,
+        config: PipelineConfig::standard(),
+        blocklist: UrlBlocklist::default(),
+        shard_tokens: 200_000,
+        part,
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| prepare(&opts, tok, |_: &Progress| {})).unwrap()
 }
 
 fn kept(dir: &Path) -> Vec<KeptDoc> {
     let f = std::fs::File::open(dir.join("kept.jsonl.gz")).unwrap();
-    std::io::BufRead::lines(std::io::BufReader::new(flate2::read::GzDecoder::new(f))).map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect()
+    std::io::BufRead::lines(std::io::BufReader::new(flate2::read::GzDecoder::new(f)))
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
 }
 
 fn all_tokens(dir: &Path, m: &Manifest) -> Vec<u32> {
@@ -37,7 +46,13 @@ fn thread_count_does_not_change_the_output_and_merged_parts_equal_one_run() {
     let crawl = world.join("crawl");
     let text = dir.path().join("train.txt");
     std::fs::write(&text, std::fs::read_to_string(world.join("kb.jsonl")).unwrap()).unwrap();
-    let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions { files: vec![text], vocab_size: 2000, min_frequency: 2, show_progress: false }).unwrap();
+    let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions {
+        files: vec![text],
+        vocab_size: 2000,
+        min_frequency: 2,
+        show_progress: false,
+    })
+    .unwrap();
 
     let (one, two) = (dir.path().join("t1"), dir.path().join("t2"));
     let m1 = run_prepare(&crawl, &tok, one.clone(), None, 1);
@@ -76,18 +91,33 @@ fn thread_count_does_not_change_the_output_and_merged_parts_equal_one_run() {
     assert!(cross > 0, "the generated crawl has duplicates across its two files");
     let m = merge(&[p0, p1], &merged, 200_000, |_| {}).unwrap();
     assert_eq!(m.counts, m1.counts, "merged counts equal one run's");
-    assert_eq!((m.documents_kept, m.total_tokens, &m.tokens_by_language, &m.documents_by_source), (m1.documents_kept, m1.total_tokens, &m1.tokens_by_language, &m1.documents_by_source));
+    assert_eq!(
+        (m.documents_kept, m.total_tokens, &m.tokens_by_language, &m.documents_by_source),
+        (m1.documents_kept, m1.total_tokens, &m1.tokens_by_language, &m1.documents_by_source)
+    );
     assert_eq!(all_tokens(&merged, &m), all_tokens(&one, &m1));
     let ids = |d: &[KeptDoc]| d.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&kept(&merged)), ids(&docs));
     assert_eq!(m.inputs, m1.inputs);
-    let rejected = |dir: &Path| std::io::BufRead::lines(std::io::BufReader::new(flate2::read::GzDecoder::new(std::fs::File::open(dir.join("rejected.jsonl.gz")).unwrap()))).count() as u64;
+    let rejected = |dir: &Path| {
+        std::io::BufRead::lines(std::io::BufReader::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(dir.join("rejected.jsonl.gz")).unwrap(),
+        )))
+        .count() as u64
+    };
     assert_eq!(rejected(&merged), m.counts.documents - m.documents_kept);
     assert!(std::fs::read_to_string(merged.join("data-card.md")).unwrap().contains("| dedup | exact_duplicate |"));
 
     // Parts made with different settings are refused, naming the folder.
     let odd = dir.path().join("odd");
-    let opts = PrepareOptions { inputs: vec![crawl.join("world-00001.warc.gz")], out: odd.clone(), config: PipelineConfig { min_chars: 10, ..PipelineConfig::standard() }, blocklist: UrlBlocklist::default(), shard_tokens: 200_000, part: None };
+    let opts = PrepareOptions {
+        inputs: vec![crawl.join("world-00001.warc.gz")],
+        out: odd.clone(),
+        config: PipelineConfig { min_chars: 10, ..PipelineConfig::standard() },
+        blocklist: UrlBlocklist::default(),
+        shard_tokens: 200_000,
+        part: None,
+    };
     prepare(&opts, &tok, |_: &Progress| {}).unwrap();
     let err = merge(&[dir.path().join("p0"), odd.clone()], &dir.path().join("m2"), 200_000, |_| {}).unwrap_err().to_string();
     assert!(err.contains("odd") && err.contains("config"), "{err}");

@@ -121,7 +121,10 @@ fn damaged_files_keep_what_precedes_the_damage() {
         }
     }
     let (sp, _) = read(&dir.join("edge-cases/example-space-in-url.arc"));
-    assert_eq!(sp[1].target_uri(), Some("http://example.com/index.cfm?FuseAction=Email&EmailTitle=Examples%20From%20The%20Live%20Web&IsPopUp=False"));
+    assert_eq!(
+        sp[1].target_uri(),
+        Some("http://example.com/index.cfm?FuseAction=Email&EmailTitle=Examples%20From%20The%20Live%20Web&IsPopUp=False")
+    );
     let (ex, _) = read(&dir.join("edge-cases/example.arc"));
     assert_eq!(ex[1].target_uri(), Some("http://example.com/"));
 }
@@ -132,11 +135,16 @@ fn http_payloads_match_warcio() {
     let Some(dir) = data() else { return };
     // Payload sizes warcio's content_stream() gives (chunking and content encoding undone).
     let dolma: [usize; 22] = [
-        87229, 27203, 11123, 6131, 9346, 14041, 15491, 56016, 25178, 24670, 8984, 24922, 12293, 19544, 30610, 97384, 8999, 12024, 20777, 15973,
-        11562, 202463,
+        87229, 27203, 11123, 6131, 9346, 14041, 15491, 56016, 25178, 24670, 8984, 24922, 12293, 19544, 30610, 97384, 8999, 12024, 20777,
+        15973, 11562, 202463,
     ];
     let sizes = |name: &str| -> Vec<usize> {
-        read(&dir.join(name)).0.iter().filter(|r| r.warc_type() == "response").map(|r| parse_response(&r.body).unwrap().payload.len()).collect()
+        read(&dir.join(name))
+            .0
+            .iter()
+            .filter(|r| r.warc_type() == "response")
+            .map(|r| parse_response(&r.body).unwrap().payload.len())
+            .collect()
     };
     assert_eq!(sizes("dolma-sample-0000.warc.gz"), dolma);
     assert_eq!(sizes("whirlwind.warc.gz"), vec![72848]);
@@ -166,8 +174,17 @@ fn whirlwind_main_text_against_common_crawls_wet() {
     let our_words: Vec<&str> = ours.split_whitespace().collect();
     let shared = our_words.iter().filter(|w| cc_words.contains(*w)).count();
     let precision = shared as f64 / our_words.len() as f64;
-    if std::env::var_os("LMLAB_SHOW").is_some() { eprintln!("{ours}"); }
-    eprintln!("ours {} words / {} chars, Common Crawl's {} words / {} chars; {:.1}% of ours in theirs", our_words.len(), ours.len(), cc.split_whitespace().count(), cc.len(), precision * 100.0);
+    if std::env::var_os("LMLAB_SHOW").is_some() {
+        eprintln!("{ours}");
+    }
+    eprintln!(
+        "ours {} words / {} chars, Common Crawl's {} words / {} chars; {:.1}% of ours in theirs",
+        our_words.len(),
+        ours.len(),
+        cc.split_whitespace().count(),
+        cc.len(),
+        precision * 100.0
+    );
     assert!(precision >= 0.95, "{:.3}", precision);
 
     // Recall of the article: every paragraph of the body is in ours.
@@ -187,7 +204,16 @@ fn whirlwind_main_text_against_common_crawls_wet() {
     assert!(paragraphs >= 4, "only {paragraphs} paragraphs found");
 
     // The navigation and the 32 language links are gone, so ours is clearly shorter.
-    for gone in ["Menú principal", "Ferramientas personals", "32 idiomas", "Brezhoneg", "Winaray", "Нохчийн", "Descargar como PDF", "Politica de privacidat"] {
+    for gone in [
+        "Menú principal",
+        "Ferramientas personals",
+        "32 idiomas",
+        "Brezhoneg",
+        "Winaray",
+        "Нохчийн",
+        "Descargar como PDF",
+        "Politica de privacidat",
+    ] {
         assert!(!ours.contains(gone), "{gone:?} is still there");
         assert!(cc.contains(gone), "{gone:?} should be in Common Crawl's text");
     }

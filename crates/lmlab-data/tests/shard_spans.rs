@@ -32,7 +32,13 @@ fn kept_spans_decode_to_the_kept_text_between_bos_and_eos() {
     std::fs::write(&input, jsonl).unwrap();
     let train = dir.path().join("train.txt");
     std::fs::write(&train, PAGES.join("\n")).unwrap();
-    let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions { files: vec![train], vocab_size: 400, min_frequency: 2, show_progress: false }).unwrap();
+    let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions {
+        files: vec![train],
+        vocab_size: 400,
+        min_frequency: 2,
+        show_progress: false,
+    })
+    .unwrap();
     let (bos, eos) = (tok.special().bos.unwrap(), tok.special().eos.unwrap());
     // Shards of about 60 tokens: every page lands in a shard of its own or shares one, never split.
     let out = dir.path().join("data");

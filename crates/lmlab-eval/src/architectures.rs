@@ -64,8 +64,23 @@ pub fn run(opts: &ArchitecturesOptions, mut log: impl FnMut(&str)) -> Result<Arc
     let mut results = Vec::new();
     for arch in [Arch::Rnn, Arch::RnnAttention, Arch::Transformer] {
         let model = Seq2SeqModel::new(&data, arch, opts.hidden, opts.test_max, opts.seed, &dev)?;
-        log(&format!("{}: {} parameters, training {} steps on lengths {}..={}", arch.name(), model.params.num_elements(), opts.steps, opts.train_min, opts.train_max));
-        let spec = TrainSpec { steps: opts.steps, batch: opts.batch, min_len: opts.train_min, max_len: opts.train_max, lr: opts.lr, seed: opts.seed, eval_every: (opts.steps / 20).max(1) };
+        log(&format!(
+            "{}: {} parameters, training {} steps on lengths {}..={}",
+            arch.name(),
+            model.params.num_elements(),
+            opts.steps,
+            opts.train_min,
+            opts.train_max
+        ));
+        let spec = TrainSpec {
+            steps: opts.steps,
+            batch: opts.batch,
+            min_len: opts.train_min,
+            max_len: opts.train_max,
+            lr: opts.lr,
+            seed: opts.seed,
+            eval_every: (opts.steps / 20).max(1),
+        };
         let report = train(&model, &data, &spec, &dev, |step, loss| {
             if step % 250 == 0 {
                 log(&format!("  step {step}: loss {loss:.4}"));
@@ -77,7 +92,11 @@ pub fn run(opts: &ArchitecturesOptions, mut log: impl FnMut(&str)) -> Result<Arc
             let v = accuracy(&model, &data, &lens, opts.samples, opts.seed.wrapping_add(1000 + a as u64), &dev)?;
             acc.push((format!("{a}-{b}"), (a + b) as f64 / 2.0, v));
         }
-        log(&format!("  {:.0} tokens/s; accuracy by length: {}", report.tokens_per_sec, acc.iter().map(|(l, _, v)| format!("{l} {:.0}%", v * 100.0)).collect::<Vec<_>>().join(", ")));
+        log(&format!(
+            "  {:.0} tokens/s; accuracy by length: {}",
+            report.tokens_per_sec,
+            acc.iter().map(|(l, _, v)| format!("{l} {:.0}%", v * 100.0)).collect::<Vec<_>>().join(", ")
+        ));
         model.save(&opts.out.join(arch.name()))?;
         results.push(ArchResult { arch: arch.name(), train: report, accuracy: acc });
     }
@@ -86,7 +105,10 @@ pub fn run(opts: &ArchitecturesOptions, mut log: impl FnMut(&str)) -> Result<Arc
     std::fs::write(&table_md, markdown(opts, &results)).with_context(|| format!("writing {}", table_md.display()))?;
     std::fs::write(opts.out.join("architectures.json"), serde_json::to_string_pretty(&results)?)?;
     let png = opts.out.join("architectures.png");
-    let series: Vec<Series> = results.iter().map(|r| Series { name: r.arch.to_string(), points: r.accuracy.iter().map(|(_, x, y)| (*x, y * 100.0)).collect() }).collect();
+    let series: Vec<Series> = results
+        .iter()
+        .map(|r| Series { name: r.arch.to_string(), points: r.accuracy.iter().map(|(_, x, y)| (*x, y * 100.0)).collect() })
+        .collect();
     let title = format!("{:?}: exact match vs source length (trained on {}-{})", opts.task, opts.train_min, opts.train_max);
     let plot_png = match line_chart(&png, &title, "source length", "exact match (%)", &series, (0.0, 100.0)) {
         Ok(()) => Some(png),
@@ -110,7 +132,13 @@ fn markdown(opts: &ArchitecturesOptions, results: &[ArchResult]) -> String {
         let accs: Vec<String> = r.accuracy.iter().map(|(_, _, v)| format!("{:.1}%", v * 100.0)).collect();
         let to95 = r.train.tokens_to_95.map_or("not reached".into(), |t| t.to_string());
         let f95 = r.train.flops_to_95.map_or("not reached".into(), |f| format!("{f:.2e}"));
-        s.push_str(&format!("| {} | {} | {:.0} | {} | {to95} | {f95} |\n", r.arch, r.train.params, r.train.tokens_per_sec, accs.join(" | ")));
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {to95} | {f95} |\n",
+            r.arch,
+            r.train.params,
+            r.train.tokens_per_sec,
+            accs.join(" | ")
+        ));
     }
     s.push_str("\nFLOPs to 95% are estimated as 6 × parameters × tokens processed (source + target) when the in-range accuracy, checked every 5% of training on 128 examples, first reached 95%.\n");
     s
@@ -134,7 +162,19 @@ mod tests {
 
     #[test]
     fn the_table_has_a_row_per_architecture_and_says_when_95_percent_was_not_reached() {
-        let opts = ArchitecturesOptions { task: Task::Reverse, hidden: 8, steps: 10, batch: 4, train_min: 5, train_max: 10, test_max: 20, samples: 2, lr: 1e-3, seed: 1, out: PathBuf::from("x") };
+        let opts = ArchitecturesOptions {
+            task: Task::Reverse,
+            hidden: 8,
+            steps: 10,
+            batch: 4,
+            train_min: 5,
+            train_max: 10,
+            test_max: 20,
+            samples: 2,
+            lr: 1e-3,
+            seed: 1,
+            out: PathBuf::from("x"),
+        };
         let report = |arch: Arch, to95: Option<usize>| Seq2SeqTrainReport {
             arch,
             params: 1234,

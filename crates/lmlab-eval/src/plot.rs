@@ -19,7 +19,10 @@ const FONT_PATHS: [&str; 4] = [
 fn ensure_font() -> Result<()> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let path = FONT_PATHS.iter().find(|p| Path::new(p).is_file()).ok_or_else(|| format!("no TrueType font found (looked for {})", FONT_PATHS.join(", ")))?;
+        let path = FONT_PATHS
+            .iter()
+            .find(|p| Path::new(p).is_file())
+            .ok_or_else(|| format!("no TrueType font found (looked for {})", FONT_PATHS.join(", ")))?;
         let bytes: &'static [u8] = Box::leak(std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?.into_boxed_slice());
         plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| format!("{path} is not a usable font"))
     })
@@ -85,7 +88,11 @@ pub fn heatmap(path: &Path, title: &str, row_labels: &[String], col_labels: &[St
     let max = values.iter().flatten().copied().fold(0f32, f32::max).max(1e-6);
     let short = |s: &String| -> String {
         let t: String = s.chars().map(|c| if c.is_control() { '·' } else { c }).take(12).collect();
-        if t.trim().is_empty() { "␣".to_string() } else { t }
+        if t.trim().is_empty() {
+            "␣".to_string()
+        } else {
+            t
+        }
     };
     let label = ("sans-serif", 14).into_font();
     for (i, row) in values.iter().enumerate() {
@@ -105,7 +112,12 @@ pub fn heatmap(path: &Path, title: &str, row_labels: &[String], col_labels: &[St
         let x = left + j as i32 * cell + cell / 2 + 7;
         root.draw(&Text::new(short(l), (x, top + rows * cell + 6), rotated.clone())).map_err(err)?;
     }
-    root.draw(&Text::new("rows: generated token; columns: earlier tokens it attended to".to_string(), (12, height - 20), ("sans-serif", 13).into_font())).map_err(err)?;
+    root.draw(&Text::new(
+        "rows: generated token; columns: earlier tokens it attended to".to_string(),
+        (12, height - 20),
+        ("sans-serif", 13).into_font(),
+    ))
+    .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }

@@ -95,7 +95,12 @@ fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
 
 /// Generates up to `max_tokens` after the prompt for each of `n` samples. `on_token(i, id)` is
 /// called for each new token of sample i; `stop(i, tokens)` may end sample i (stop strings).
-pub fn generate(model: &dyn CausalLm, req: &GenerateRequest, mut on_token: impl FnMut(usize, u32), mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Generation> {
+pub fn generate(
+    model: &dyn CausalLm,
+    req: &GenerateRequest,
+    mut on_token: impl FnMut(usize, u32),
+    mut stop: impl FnMut(usize, &[u32]) -> bool,
+) -> Result<Generation> {
     req.sampling.validate()?;
     let ctx = model.context_length();
     let n = req.n.max(1);
@@ -109,10 +114,12 @@ pub fn generate(model: &dyn CausalLm, req: &GenerateRequest, mut on_token: impl 
         bail!("prompt token {bad} is outside the model's vocabulary of {}", model.vocab_size());
     }
     let dev = model.device().clone();
-    let mut samplers: Vec<Sampler> = (0..n).map(|i| Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() })).collect();
+    let mut samplers: Vec<Sampler> =
+        (0..n).map(|i| Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() })).collect();
     let mut caches: Vec<KvCache> = Vec::new();
     let mut seqs: Vec<Vec<u32>> = vec![req.prompt.clone(); n];
-    let mut samples: Vec<Sample> = (0..n).map(|_| Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() }).collect();
+    let mut samples: Vec<Sample> =
+        (0..n).map(|_| Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() }).collect();
     let mut done = vec![req.max_tokens == 0; n];
     let mut timings = Timings { prompt_tokens: req.prompt.len(), ..Default::default() };
     let start = Instant::now();
@@ -137,7 +144,8 @@ pub fn generate(model: &dyn CausalLm, req: &GenerateRequest, mut on_token: impl 
             }
             Some(tokens) => {
                 // 3. decode: the unfinished samples' caches, in `active` order.
-                let mut refs: Vec<&mut KvCache> = caches.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, c)| c).collect();
+                let mut refs: Vec<&mut KvCache> =
+                    caches.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, c)| c).collect();
                 rows(&model.decode_batch(tokens, &mut refs)?)
             }
         }
@@ -208,7 +216,11 @@ mod tests {
         GenerateRequest {
             stop_ids,
             use_cache,
-            ..GenerateRequest::new(vec![1, 2, 3, 4, 5], max_tokens, SamplingParams { temperature: 0.9, top_k: Some(20), top_p: Some(0.95), seed: 11, ..Default::default() })
+            ..GenerateRequest::new(
+                vec![1, 2, 3, 4, 5],
+                max_tokens,
+                SamplingParams { temperature: 0.9, top_k: Some(20), top_p: Some(0.95), seed: 11, ..Default::default() },
+            )
         }
     }
 

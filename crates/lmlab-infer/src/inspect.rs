@@ -58,7 +58,12 @@ pub fn next_token(model: &dyn CausalLm, prompt: &[u32], params: &SamplingParams,
             typical_p: prob(&st.typical_p, t),
         })
         .collect();
-    Ok(NextTokenReport { rows, entropy_raw_bits: entropy_bits(&st.raw), entropy_final_bits: entropy_bits(&st.typical_p), candidates_final: st.typical_p.len() })
+    Ok(NextTokenReport {
+        rows,
+        entropy_raw_bits: entropy_bits(&st.raw),
+        entropy_final_bits: entropy_bits(&st.typical_p),
+        candidates_final: st.typical_p.len(),
+    })
 }
 
 /// Attention of the forward pass that produced one generated token.

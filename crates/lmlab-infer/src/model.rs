@@ -137,7 +137,10 @@ pub fn embedded_vocab(m: &HashMap<String, Value>) -> Result<EmbeddedVocab> {
         bos: id("tokenizer.ggml.bos_token_id"),
         eos: id("tokenizer.ggml.eos_token_id"),
         // llama.cpp's default: SentencePiece vocabularies want a BOS, byte-level BPE ones not.
-        add_bos: m.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(meta_str(m, "tokenizer.ggml.model").as_deref() == Some("llama")),
+        add_bos: m
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(meta_str(m, "tokenizer.ggml.model").as_deref() == Some("llama")),
         chat_template: meta_str(m, "tokenizer.chat_template"),
     })
 }
@@ -158,7 +161,8 @@ fn load(path: &Path, options: &LoadOptions, device: &Device) -> Result<Model> {
     let explicit = options.tokenizer.map(Tokenizer::from_file).transpose()?;
     if path.is_file() {
         let mut magic = [0u8; 4];
-        std::io::Read::read_exact(&mut std::fs::File::open(path)?, &mut magic).with_context(|| format!("{} is too short to be a model", path.display()))?;
+        std::io::Read::read_exact(&mut std::fs::File::open(path)?, &mut magic)
+            .with_context(|| format!("{} is too short to be a model", path.display()))?;
         if &magic != b"GGUF" {
             bail!("{}: a model file must be GGUF; for safetensors give the folder holding it and config.json", path.display());
         }
@@ -169,7 +173,8 @@ fn load(path: &Path, options: &LoadOptions, device: &Device) -> Result<Model> {
             None => vocab.to_tokenizer().with_context(|| format!("{}: the embedded tokenizer", path.display()))?,
         };
         let token_text = |id: Option<u32>| id.and_then(|i| vocab.tokens.get(i as usize)).cloned().unwrap_or_default();
-        let chat_template = vocab.chat_template.as_ref().map(|src| ChatTemplate::new(src.clone(), token_text(vocab.bos), token_text(vocab.eos)));
+        let chat_template =
+            vocab.chat_template.as_ref().map(|src| ChatTemplate::new(src.clone(), token_text(vocab.bos), token_text(vocab.eos)));
         return Ok(Model { network: gguf_network(g.model, options.dense)?, tokenizer, chat_template, format: "gguf" });
     }
     if !path.is_dir() {
@@ -180,7 +185,8 @@ fn load(path: &Path, options: &LoadOptions, device: &Device) -> Result<Model> {
         let model = Gpt::new(&config, candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device))?;
         let mut tokenizer = match explicit {
             Some(t) => t,
-            None => Tokenizer::from_file(path.join("tokenizer.json")).with_context(|| format!("{}: no usable tokenizer.json; pass --tokenizer", path.display()))?,
+            None => Tokenizer::from_file(path.join("tokenizer.json"))
+                .with_context(|| format!("{}: no usable tokenizer.json; pass --tokenizer", path.display()))?,
         };
         let prompt = hf::hf_prompt_config(path);
         if let Some((_, bos, eos)) = &prompt.chat {

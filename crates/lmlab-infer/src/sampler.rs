@@ -351,7 +351,11 @@ mod tests {
         chi_square(SamplingParams { top_p: Some(0.8), seed: 4, ..Default::default() }, &[], &normalised(&[0.5, 0.3, 0.0, 0.0, 0.0, 0.0]));
         chi_square(SamplingParams { top_p: Some(0.85), seed: 5, ..Default::default() }, &[], &normalised(&[0.5, 0.3, 0.12, 0.0, 0.0, 0.0]));
         // min-p 0.09: keep p >= 0.045 (0.05 stays, 0.02 goes; no value sits on the boundary).
-        chi_square(SamplingParams { min_p: Some(0.09), seed: 6, ..Default::default() }, &[], &normalised(&[0.5, 0.3, 0.12, 0.05, 0.0, 0.0]));
+        chi_square(
+            SamplingParams { min_p: Some(0.09), seed: 6, ..Default::default() },
+            &[],
+            &normalised(&[0.5, 0.3, 0.12, 0.05, 0.0, 0.0]),
+        );
     }
 
     #[test]
@@ -359,7 +363,11 @@ mod tests {
         // H = 1.236 nats; surprisals: 0.69, 1.20, 2.12, 3.00, 3.91, 4.61. Ordered by
         // |surprisal − H|: red (0.03), green (0.54), blue (0.88), ... With p = 0.75 the kept
         // mass reaches 0.8 after red and green.
-        chi_square(SamplingParams { typical_p: Some(0.75), seed: 7, ..Default::default() }, &[], &normalised(&[0.5, 0.3, 0.0, 0.0, 0.0, 0.0]));
+        chi_square(
+            SamplingParams { typical_p: Some(0.75), seed: 7, ..Default::default() },
+            &[],
+            &normalised(&[0.5, 0.3, 0.0, 0.0, 0.0, 0.0]),
+        );
     }
 
     #[test]
@@ -372,12 +380,20 @@ mod tests {
         assert!((adj[1] - 0.3f64.ln()).abs() < 1e-6);
         let mut expected = COLOURS.to_vec();
         expected[0] *= (-2.0f64).exp();
-        chi_square(SamplingParams { presence_penalty: 1.0, frequency_penalty: 0.5, seed: 8, ..Default::default() }, &[0, 0], &normalised(&expected));
+        chi_square(
+            SamplingParams { presence_penalty: 1.0, frequency_penalty: 0.5, seed: 8, ..Default::default() },
+            &[0, 0],
+            &normalised(&expected),
+        );
         // Repetition 2.0 on negative logits multiplies them (log p × 2 squares the weight);
         // the window of 1 only sees the last token (red).
         let mut expected = COLOURS.to_vec();
         expected[1] = expected[1] * expected[1];
-        chi_square(SamplingParams { repetition_penalty: 2.0, penalty_window: 1, seed: 9, ..Default::default() }, &[0, 1], &normalised(&expected));
+        chi_square(
+            SamplingParams { repetition_penalty: 2.0, penalty_window: 1, seed: 9, ..Default::default() },
+            &[0, 1],
+            &normalised(&expected),
+        );
         // A bias of ln 10 on "other" multiplies its weight by 10.
         let mut expected = COLOURS.to_vec();
         expected[3] *= 10.0;

@@ -203,7 +203,13 @@ fn sentencepiece_vocabulary_encodes_like_llama_cpp() {
     let reference = LlamaCpp::find(&repo_root().join("bench/llamacpp.py"), &path, 2).unwrap();
     let ours = Model::load(&path, &LoadOptions::default(), &Device::Cpu).unwrap();
     assert_eq!(ours.tokenizer().special().bos, Some(1), "SentencePiece GGUFs want a BOS by default");
-    let texts = ["the quick brown fox", "the lazy dogs sleep while the fox jumps", "  two leading spaces", "\u{dc}n\u{ef}code \u{e9}, digits 123!", "line\nbreak and\ttab"];
+    let texts = [
+        "the quick brown fox",
+        "the lazy dogs sleep while the fox jumps",
+        "  two leading spaces",
+        "\u{dc}n\u{ef}code \u{e9}, digits 123!",
+        "line\nbreak and\ttab",
+    ];
     let theirs = reference.tokenize(&texts).unwrap();
     assert_eq!(theirs.len(), texts.len());
     for (text, want) in texts.iter().zip(theirs) {
@@ -225,14 +231,23 @@ fn greedy_continuations_match_llama_cpp() {
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| m.tokenizer().encode(&chat(&m, q)).unwrap()).collect();
     let theirs = reference.greedy(&prompts, 32, 1, Variant::Batch).unwrap().continuations;
     assert_eq!(theirs.len(), prompts.len());
-    assert!(theirs.iter().all(|c| c.len() == 32), "llama.cpp continuations of lengths {:?}", theirs.iter().map(Vec::len).collect::<Vec<_>>());
+    assert!(
+        theirs.iter().all(|c| c.len() == 32),
+        "llama.cpp continuations of lengths {:?}",
+        theirs.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     let mut matched = 0;
     for ((q, prompt), want) in questions.iter().zip(&prompts).zip(&theirs) {
         let ours = greedy_ours(&m, prompt, 32);
         assert_eq!(ours.len(), 32, "{q:?}");
         let same = ours == *want;
         let first_diff = ours.iter().zip(want).position(|(a, b)| a != b);
-        eprintln!("{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}", if same { "match" } else { "DIFFER" }, m.tokenizer().decode(&ours).unwrap(), m.tokenizer().decode(want).unwrap());
+        eprintln!(
+            "{q:?}: {} (first difference at {first_diff:?})\n  lmlab: {:?}\n  llama.cpp: {:?}",
+            if same { "match" } else { "DIFFER" },
+            m.tokenizer().decode(&ours).unwrap(),
+            m.tokenizer().decode(want).unwrap()
+        );
         matched += same as usize;
     }
     assert!(matched >= 4, "only {matched} of 5 greedy continuations match llama.cpp");
@@ -264,7 +279,8 @@ fn dequantized_copy(src: &Path, dst: &Path) {
             (name.clone(), QTensor::quantize(&dense, GgmlDType::F32).unwrap())
         })
         .collect();
-    let meta: Vec<(&str, &gguf_file::Value)> = c.metadata.iter().filter(|(k, _)| *k != "general.file_type").map(|(k, v)| (k.as_str(), v)).collect();
+    let meta: Vec<(&str, &gguf_file::Value)> =
+        c.metadata.iter().filter(|(k, _)| *k != "general.file_type").map(|(k, v)| (k.as_str(), v)).collect();
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     gguf_file::write(&mut std::fs::File::create(dst).unwrap(), &meta, &refs).unwrap();
 }
@@ -354,13 +370,21 @@ fn argmax_differs_from_llama_cpp_only_at_its_own_near_ties() {
             // A tie at this position: within twice what llama.cpp's own variants move this
             // position's gaps (our shifts are about theirs, see the medians above).
             let tie = 2.0 * own.shifts[i];
-            assert!(gap <= tie, "position {i}: lmlab's pick is {gap:.3} below llama.cpp's best, beyond twice what its own variants move here ({:.3})", own.shifts[i]);
+            assert!(
+                gap <= tie,
+                "position {i}: lmlab's pick is {gap:.3} below llama.cpp's best, beyond twice what its own variants move here ({:.3})",
+                own.shifts[i]
+            );
         }
     }
     eprintln!("{differ} of {} argmaxes differ from llama.cpp's (its own variants: up to {})", ids.len(), own.flips);
     // Flips at near-ties come and go by chance (roughly Poisson): allow two standard deviations.
     let allowed = own.flips as f64 + 2.0 * (own.flips as f64).sqrt();
-    assert!(differ as f64 <= allowed, "{differ} argmaxes differ; llama.cpp's own variants change up to {} (allowed {allowed:.0})", own.flips);
+    assert!(
+        differ as f64 <= allowed,
+        "{differ} argmaxes differ; llama.cpp's own variants change up to {} (allowed {allowed:.0})",
+        own.flips
+    );
 }
 
 #[test]
@@ -373,7 +397,10 @@ fn greedy_continuations_part_from_llama_cpp_only_at_its_own_near_ties() {
     let serial = reference.greedy(&prompts, 32, 1, Variant::Serial).unwrap();
     // Full-length answers: an empty continuation would otherwise count as the same as ours.
     assert_eq!((theirs.continuations.len(), theirs.top.len(), serial.continuations.len()), (5, 5, 5));
-    assert!(theirs.continuations.iter().chain(&serial.continuations).all(|c| c.len() == 32), "llama.cpp continuations shorter than 32 tokens");
+    assert!(
+        theirs.continuations.iter().chain(&serial.continuations).all(|c| c.len() == 32),
+        "llama.cpp continuations shorter than 32 tokens"
+    );
     assert!(theirs.top.iter().all(|t| t.len() == 32 && t.iter().all(|row| row.len() == 8)));
     let same_as_serial = theirs.continuations.iter().zip(&serial.continuations).filter(|(a, b)| a == b).count();
     let mut same = 0;
@@ -387,7 +414,10 @@ fn greedy_continuations_part_from_llama_cpp_only_at_its_own_near_ties() {
             Some(step) => {
                 let gap = gap_below_best(&top[step], ours[step]);
                 eprintln!("{q:?}: parts at step {step}, lmlab's token {gap:.3} below llama.cpp's best");
-                assert!(gap <= tie, "{q:?}: at step {step} lmlab's token is {gap:.3} below llama.cpp's best, beyond what its own variants move ({tie:.3})");
+                assert!(
+                    gap <= tie,
+                    "{q:?}: at step {step} lmlab's token is {gap:.3} below llama.cpp's best, beyond what its own variants move ({tie:.3})"
+                );
             }
         }
     }

@@ -66,7 +66,12 @@ fn reported_logprobs_are_the_log_softmax_at_temperature_one_whatever_the_sampler
             // the same f32 arithmetic in another order, a few ulps (1e-7) of logits of order 1
             // (3e-8 measured); a sampler's change is of order 1.
             let tol = 1e-6;
-            assert!((lp.logprob - want[token as usize]).abs() < tol, "sample {i} step {step}: {} vs log-softmax {}", lp.logprob, want[token as usize]);
+            assert!(
+                (lp.logprob - want[token as usize]).abs() < tol,
+                "sample {i} step {step}: {} vs log-softmax {}",
+                lp.logprob,
+                want[token as usize]
+            );
             let mut best: Vec<u32> = (0..want.len() as u32).collect();
             best.sort_by(|&a, &b| want[b as usize].total_cmp(&want[a as usize]));
             assert_eq!(lp.top.len(), 5);
@@ -83,7 +88,10 @@ fn reported_logprobs_are_the_log_softmax_at_temperature_one_whatever_the_sampler
             seq.push(token);
         }
     }
-    assert!(sampler_moved_it >= 8, "the samplers changed only {sampler_moved_it} of 16 log-probabilities: the test would not see the difference");
+    assert!(
+        sampler_moved_it >= 8,
+        "the samplers changed only {sampler_moved_it} of 16 log-probabilities: the test would not see the difference"
+    );
 }
 
 #[test]
@@ -99,7 +107,8 @@ fn repetition_penalty_divides_positive_logits_and_multiplies_negative_ones() {
     // Repetition first, then frequency (per occurrence) and presence (once): token 0 is
     // 2/2 − 0.5·1 − 1 = −0.5, token 1 is −2·2 − 0.5·2 − 1 = −6 (the other order would give 0.25
     // and −8).
-    let adj = Sampler::new(SamplingParams { repetition_penalty: 2.0, frequency_penalty: 0.5, presence_penalty: 1.0, ..Default::default() }).adjust(&logits, &history);
+    let adj = Sampler::new(SamplingParams { repetition_penalty: 2.0, frequency_penalty: 0.5, presence_penalty: 1.0, ..Default::default() })
+        .adjust(&logits, &history);
     assert_eq!(adj, vec![-0.5, -6.0, 1.0, 0.5, -1.5]);
     // The draw uses the adjusted logits: softmax of (1, −4, 1, 0.5, 0).
     let d = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..Default::default() }).distribution(&logits, &history);

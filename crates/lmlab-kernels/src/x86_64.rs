@@ -224,7 +224,13 @@ unsafe fn dot4_body<const VNNI: bool>(kind: QuantKind, w: [&[u8]; 4], x: &[ActBl
 /// # Safety
 /// As [`dot4x2_avx2`] (and [`dot4x2_vnni`] when `VNNI`).
 #[inline(always)]
-unsafe fn dot4x2_body<const VNNI: bool>(kind: QuantKind, w: [&[u8]; 4], dm: &[[[f32; 4]; 2]], x: [&[ActBlock]; 2], stream: bool) -> [[f32; 4]; 2] {
+unsafe fn dot4x2_body<const VNNI: bool>(
+    kind: QuantKind,
+    w: [&[u8]; 4],
+    dm: &[[[f32; 4]; 2]],
+    x: [&[ActBlock]; 2],
+    stream: bool,
+) -> [[f32; 4]; 2] {
     let bb = kind.block_bytes();
     debug_assert!(w.iter().all(|r| r.len() >= dm.len() * bb) && x.iter().all(|r| r.len() >= dm.len()));
     // SAFETY: every block index `b < dm.len()` lies inside each weight row and each activation

@@ -120,7 +120,11 @@ fn quantized_matmul_matches_the_exact_product_on_every_instruction_set() {
                         let g = got[i * n + j] as f64;
                         // f32 sums of k/32 = 8 block terms plus lane sums: each rounding at most
                         // 2⁻²⁴ of the running |sum|, so 16·2⁻²⁴·Σ|terms| < 1e-6·Σ|terms|.
-                        assert!((g - want).abs() <= 1e-6 * abs, "{kind:?} {} m={m} row {i} col {j}: {g} vs {want} (Σ|terms| {abs})", isa.name());
+                        assert!(
+                            (g - want).abs() <= 1e-6 * abs,
+                            "{kind:?} {} m={m} row {i} col {j}: {g} vs {want} (Σ|terms| {abs})",
+                            isa.name()
+                        );
                     }
                 }
             }
@@ -147,7 +151,12 @@ fn four_row_kernels_agree_bit_for_bit_between_decode_prefill_and_vnni() {
             let decode = [dot4(isa, kind, w4, &xq[0]), dot4(isa, kind, w4, &xq[1])];
             for stream in [false, true] {
                 // Same operations in the same order per output: the same bits.
-                assert_eq!(dot4x2(isa, kind, w4, &dm, [&xq[0], &xq[1]], stream), decode, "{kind:?} {} stream={stream}: prefill and decode kernels differ", isa.name());
+                assert_eq!(
+                    dot4x2(isa, kind, w4, &dm, [&xq[0], &xq[1]], stream),
+                    decode,
+                    "{kind:?} {} stream={stream}: prefill and decode kernels differ",
+                    isa.name()
+                );
             }
             for (got, x) in decode.iter().zip(&xq) {
                 for (r, &g) in got.iter().enumerate() {
@@ -226,16 +235,39 @@ fn decode_attention_matches_f64_softmax_on_every_instruction_set() {
         let mut levels = vec![Isa::Scalar];
         levels.extend(simd_levels("decode attention"));
         for isa in levels {
-            let got = decode_attention_on(isa, &q, h, CacheView::new(&kbuf, 0, [b, hkv, s, hd], stride).unwrap(), CacheView::new(&vbuf, 0, [b, hkv, s, hd], stride).unwrap(), scale).unwrap();
-            let got16 = decode_attention_on(isa, &q, h, CacheView::new(&k16, 0, [b, hkv, s, hd], stride).unwrap(), CacheView::new(&v16, 0, [b, hkv, s, hd], stride).unwrap(), scale).unwrap();
+            let got = decode_attention_on(
+                isa,
+                &q,
+                h,
+                CacheView::new(&kbuf, 0, [b, hkv, s, hd], stride).unwrap(),
+                CacheView::new(&vbuf, 0, [b, hkv, s, hd], stride).unwrap(),
+                scale,
+            )
+            .unwrap();
+            let got16 = decode_attention_on(
+                isa,
+                &q,
+                h,
+                CacheView::new(&k16, 0, [b, hkv, s, hd], stride).unwrap(),
+                CacheView::new(&v16, 0, [b, hkv, s, hd], stride).unwrap(),
+                scale,
+            )
+            .unwrap();
             for bi in 0..b {
                 for hi in 0..h {
                     let g = hi / (h / hkv);
-                    let rows = |buf: &[f32]| -> Vec<Vec<f32>> { (0..s).map(|si| buf[bi * stride[0] + g * stride[1] + si * hd..][..hd].to_vec()).collect() };
+                    let rows = |buf: &[f32]| -> Vec<Vec<f32>> {
+                        (0..s).map(|si| buf[bi * stride[0] + g * stride[1] + si * hd..][..hd].to_vec()).collect()
+                    };
                     let qr = &q[(bi * h + hi) * hd..][..hd];
                     for (what, out, kb, vb) in [("f32", &got, &kbuf, &vbuf), ("f16", &got16, &k16w, &v16w)] {
                         let (kr, vr) = (rows(kb), rows(vb));
-                        let want = attention_f64(qr, &kr.iter().map(|r| &r[..]).collect::<Vec<_>>(), &vr.iter().map(|r| &r[..]).collect::<Vec<_>>(), scale);
+                        let want = attention_f64(
+                            qr,
+                            &kr.iter().map(|r| &r[..]).collect::<Vec<_>>(),
+                            &vr.iter().map(|r| &r[..]).collect::<Vec<_>>(),
+                            scale,
+                        );
                         for (d, w) in want.iter().enumerate() {
                             let o = out[(bi * h + hi) * hd + d] as f64;
                             // Outputs are convex mixes of values in [-1, 1]: f32 sums over ≤ 400

@@ -146,9 +146,7 @@ fn causal_mask(t: usize, s: usize, offset: usize, dtype: DType, dev: &Device) ->
     if t == 1 && s == offset + 1 {
         return Ok(None);
     }
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let mask: Vec<f32> = (0..t).flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Ok(Some(Tensor::from_vec(mask, (t, s), dev)?.to_dtype(dtype)?))
 }
 

@@ -57,7 +57,8 @@ pub fn save_model(dir: &Path, cfg: &GptConfig, tensors: &HashMap<String, Tensor>
 
 pub fn load_config(dir: &Path) -> Result<GptConfig> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {} (is {} a model folder?)", path.display(), dir.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {} (is {} a model folder?)", path.display(), dir.display()))?;
     let cfg: GptConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let cfg = cfg.resolved();
     cfg.validate().with_context(|| format!("invalid {}", path.display()))?;

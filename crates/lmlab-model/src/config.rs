@@ -85,7 +85,15 @@ pub struct ParamCount {
 
 impl GptConfig {
     /// A Llama-style shape: RMSNorm, SwiGLU, rotary positions, tied embeddings, no biases.
-    pub fn llama_style(vocab_size: usize, context_length: usize, n_layer: usize, n_head: usize, n_kv_head: usize, d_model: usize, d_ff: usize) -> Self {
+    pub fn llama_style(
+        vocab_size: usize,
+        context_length: usize,
+        n_layer: usize,
+        n_head: usize,
+        n_kv_head: usize,
+        d_model: usize,
+        d_ff: usize,
+    ) -> Self {
         Self {
             vocab_size,
             context_length,
@@ -133,7 +141,9 @@ impl GptConfig {
         if c.vocab_size == 0 {
             bail!("model.vocab_size is 0: set it, or let the tokenizer decide");
         }
-        for (name, v) in [("context_length", c.context_length), ("n_layer", c.n_layer), ("n_head", c.n_head), ("d_model", c.d_model), ("d_ff", c.d_ff)] {
+        for (name, v) in
+            [("context_length", c.context_length), ("n_layer", c.n_layer), ("n_head", c.n_head), ("d_model", c.d_model), ("d_ff", c.d_ff)]
+        {
             if v == 0 {
                 bail!("model.{name} must be positive");
             }

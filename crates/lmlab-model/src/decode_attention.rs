@@ -63,7 +63,8 @@ mod tests {
             let scale = 1.0 / (hd as f32).sqrt();
             let got = single_query_attention(&q, &k, &v, scale).unwrap();
             // An f16 cache gives what f32 arithmetic gives on the f16-rounded keys and values.
-            let (k16, v16) = (kbuf.to_dtype(DType::F16).unwrap().narrow(2, 0, s).unwrap(), vbuf.to_dtype(DType::F16).unwrap().narrow(2, 0, s).unwrap());
+            let (k16, v16) =
+                (kbuf.to_dtype(DType::F16).unwrap().narrow(2, 0, s).unwrap(), vbuf.to_dtype(DType::F16).unwrap().narrow(2, 0, s).unwrap());
             let got16 = single_query_attention(&q, &k16, &v16, scale).unwrap();
             let want16 = single_query_attention(&q, &k16.to_dtype(DType::F32).unwrap(), &v16.to_dtype(DType::F32).unwrap(), scale).unwrap();
             let diff16 = (&got16 - &want16).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();

@@ -149,11 +149,9 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<GgufModel> {
         let v = read(&format!("blk.{layer}.attn_v.weight"))?;
         weights.insert(format!("h.{layer}.attn.c_attn.weight"), concat_rows(&[q, k, v])?);
     }
-    let weights = weights
-        .into_iter()
-        .map(|(n, w)| Ok((n, to_device(w, device)?)))
-        .collect::<Result<HashMap<_, _>>>()?;
-    let model = Gpt::from_source(&config, WeightSource::loaded(weights, DType::F32, device)).with_context(|| format!("{}: building the model", path.display()))?;
+    let weights = weights.into_iter().map(|(n, w)| Ok((n, to_device(w, device)?))).collect::<Result<HashMap<_, _>>>()?;
+    let model = Gpt::from_source(&config, WeightSource::loaded(weights, DType::F32, device))
+        .with_context(|| format!("{}: building the model", path.display()))?;
     Ok(GgufModel { model, config, metadata: content.metadata, tensor_types })
 }
 
@@ -174,7 +172,13 @@ fn to_device(w: Weight, device: &Device) -> Result<Weight> {
 /// Writes `tensors` (lmlab names, dense) as a llama GGUF file with every 2-D weight quantized to
 /// `dtype` (norms stay F32), query/key rows permuted as llama.cpp expects, and `metadata`.
 /// For tests and for exporting lmlab models to llama.cpp.
-pub fn write_llama_gguf(path: &Path, cfg: &GptConfig, tensors: &HashMap<String, Tensor>, dtype: GgmlDType, metadata: Vec<(String, Value)>) -> Result<()> {
+pub fn write_llama_gguf(
+    path: &Path,
+    cfg: &GptConfig,
+    tensors: &HashMap<String, Tensor>,
+    dtype: GgmlDType,
+    metadata: Vec<(String, Value)>,
+) -> Result<()> {
     let (d, hd) = (cfg.d_model, cfg.head_dim());
     let permute = |w: &Tensor, heads: usize| -> Result<Tensor> {
         // Hugging Face row j·(d/2)+i of each head goes to GGUF row 2i+j.
@@ -326,7 +330,11 @@ mod tests {
         // llama.cpp as [a0 b0 a1 b1, ...].
         let hf: Vec<f32> = (0..8).map(|x| x as f32).collect();
         let gguf = [0.0f32, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0];
-        let q = QTensor::quantize(&Tensor::new(&gguf, &Device::Cpu).unwrap().reshape((8, 1)).unwrap().broadcast_as((8, 32)).unwrap().contiguous().unwrap(), GgmlDType::F32).unwrap();
+        let q = QTensor::quantize(
+            &Tensor::new(&gguf, &Device::Cpu).unwrap().reshape((8, 1)).unwrap().broadcast_as((8, 32)).unwrap().contiguous().unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
         let back = unpermute_heads(&q, 2).unwrap().dequantize(&Device::Cpu).unwrap();
         let col: Vec<f32> = back.narrow(1, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(col, hf);

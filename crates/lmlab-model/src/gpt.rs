@@ -50,10 +50,21 @@ impl NormLayer {
 }
 
 enum Mlp {
-    Gelu { c_fc: Linear, c_proj: Linear },
-    SwiGlu { gate: Linear, up: Linear, down: Linear },
+    Gelu {
+        c_fc: Linear,
+        c_proj: Linear,
+    },
+    SwiGlu {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
     /// SwiGLU of a quantized model with gate and up stacked into one matmul.
-    SwiGluFused { gate_up: Linear, d_ff: usize, down: Linear },
+    SwiGluFused {
+        gate_up: Linear,
+        d_ff: usize,
+        down: Linear,
+    },
 }
 
 impl Mlp {
@@ -62,10 +73,9 @@ impl Mlp {
         let std = 0.02;
         let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
         Ok(match cfg.activation {
-            Activation::Gelu => Mlp::Gelu {
-                c_fc: vb.pp("c_fc").linear(f, d, std, bias)?,
-                c_proj: vb.pp("c_proj").linear(d, f, proj_std, bias)?,
-            },
+            Activation::Gelu => {
+                Mlp::Gelu { c_fc: vb.pp("c_fc").linear(f, d, std, bias)?, c_proj: vb.pp("c_proj").linear(d, f, proj_std, bias)? }
+            }
             Activation::SwiGlu => {
                 let gate = vb.pp("gate_proj").linear(f, d, std, bias)?;
                 let up = vb.pp("up_proj").linear(f, d, std, bias)?;
@@ -294,7 +304,8 @@ impl Gpt {
     /// rotary positions, stacked SwiGLU, f32 on the CPU).
     pub(crate) fn quant_layers(&self) -> Option<(Vec<crate::quantized::QuantLayer>, Vec<f32>)> {
         let cfg = &self.cfg;
-        let fits = cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && self.wte.dtype() == DType::F32 && self.wte.device().is_cpu();
+        let fits =
+            cfg.norm == Norm::RmsNorm && cfg.position == Position::Rope && self.wte.dtype() == DType::F32 && self.wte.device().is_cpu();
         if !fits {
             return None;
         }

@@ -75,7 +75,9 @@ pub fn hf_config(path: &Path) -> Result<(HfArch, GptConfig)> {
             if v.get("rope_scaling").is_some_and(|s| !s.is_null()) {
                 bail!("{}: rope_scaling is not supported", path.display());
             }
-            if v.get("attention_bias").and_then(Value::as_bool).unwrap_or(false) || v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false) {
+            if v.get("attention_bias").and_then(Value::as_bool).unwrap_or(false)
+                || v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false)
+            {
                 bail!("{}: biases in attention or MLP are not supported for llama", path.display());
             }
             let n_head = f("num_attention_heads")?;
@@ -111,7 +113,8 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     let index = dir.join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&index).with_context(|| format!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display()))?;
+    let text = std::fs::read_to_string(&index)
+        .with_context(|| format!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", index.display()))?;
     let map = v.get("weight_map").and_then(Value::as_object).with_context(|| format!("{}: no weight_map", index.display()))?;
     let mut files: Vec<PathBuf> = map.values().filter_map(Value::as_str).map(|f| dir.join(f)).collect();
@@ -153,7 +156,8 @@ pub fn to_lmlab(arch: HfArch, cfg: &GptConfig, hf: HashMap<String, Tensor>) -> R
             out.insert("wte.weight".to_string(), take("embed_tokens.weight")?);
             for l in 0..cfg.n_layer {
                 let p = |s: &str| format!("layers.{l}.{s}");
-                let qkv = [take(&p("self_attn.q_proj.weight"))?, take(&p("self_attn.k_proj.weight"))?, take(&p("self_attn.v_proj.weight"))?];
+                let qkv =
+                    [take(&p("self_attn.q_proj.weight"))?, take(&p("self_attn.k_proj.weight"))?, take(&p("self_attn.v_proj.weight"))?];
                 out.insert(format!("h.{l}.attn.c_attn.weight"), Tensor::cat(&qkv, 0)?);
                 out.insert(format!("h.{l}.attn.c_proj.weight"), take(&p("self_attn.o_proj.weight"))?);
                 out.insert(format!("h.{l}.ln_1.weight"), take(&p("input_layernorm.weight"))?);
@@ -194,7 +198,8 @@ pub struct HfPromptConfig {
 
 /// Reads `dir/tokenizer_config.json` once; defaults when it is absent or unreadable.
 pub fn hf_prompt_config(dir: &Path) -> HfPromptConfig {
-    let Some(v) = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+    let Some(v) = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
         return HfPromptConfig::default();
     };
     let token = |k: &str| match v.get(k) {
@@ -283,11 +288,14 @@ mod tests {
     /// [in, out], y = x·W + b, tanh GELU, learned positions, tied output), written from the
     /// transformers model description and sharing no code with lmlab's model: logits [T, V].
     fn gpt2_forward_f64(cfg: &GptConfig, hf: &HashMap<String, Tensor>, ids: &[usize]) -> Vec<Vec<f64>> {
-        let get = |n: &str| -> Vec<f64> { hf[&format!("transformer.{n}")].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap() };
+        let get = |n: &str| -> Vec<f64> {
+            hf[&format!("transformer.{n}")].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+        };
         let (d, nh, t) = (cfg.d_model, cfg.n_head, ids.len());
         let hd = d / nh;
         let (wte, wpe) = (get("wte.weight"), get("wpe.weight"));
-        let mut h: Vec<Vec<f64>> = ids.iter().enumerate().map(|(p, &i)| (0..d).map(|c| wte[i * d + c] + wpe[p * d + c]).collect()).collect();
+        let mut h: Vec<Vec<f64>> =
+            ids.iter().enumerate().map(|(p, &i)| (0..d).map(|c| wte[i * d + c] + wpe[p * d + c]).collect()).collect();
         let layer_norm = |x: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
             let mean = x.iter().sum::<f64>() / x.len() as f64;
             let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
@@ -300,12 +308,19 @@ mod tests {
         let gelu = |x: f64| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
         for l in 0..cfg.n_layer {
             let p = |s: &str| get(&format!("h.{l}.{s}"));
-            let qkv: Vec<Vec<f64>> = h.iter().map(|x| conv1d(&layer_norm(x, &p("ln_1.weight"), &p("ln_1.bias")), &p("attn.c_attn.weight"), &p("attn.c_attn.bias"))).collect();
+            let qkv: Vec<Vec<f64>> = h
+                .iter()
+                .map(|x| conv1d(&layer_norm(x, &p("ln_1.weight"), &p("ln_1.bias")), &p("attn.c_attn.weight"), &p("attn.c_attn.bias")))
+                .collect();
             let mut y = vec![vec![0.0; d]; t];
             for head in 0..nh {
                 for i in 0..t {
                     let q = &qkv[i][head * hd..(head + 1) * hd];
-                    let scores: Vec<f64> = (0..=i).map(|j| q.iter().zip(&qkv[j][d + head * hd..d + (head + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
+                    let scores: Vec<f64> = (0..=i)
+                        .map(|j| {
+                            q.iter().zip(&qkv[j][d + head * hd..d + (head + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()
+                        })
+                        .collect();
                     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let z: f64 = scores.iter().map(|s| (s - max).exp()).sum();
                     for (j, sc) in scores.iter().enumerate() {
@@ -318,13 +333,19 @@ mod tests {
             for (x, yi) in h.iter_mut().zip(&y) {
                 let o = conv1d(yi, &p("attn.c_proj.weight"), &p("attn.c_proj.bias"));
                 x.iter_mut().zip(o).for_each(|(a, b)| *a += b);
-                let f: Vec<f64> = conv1d(&layer_norm(x, &p("ln_2.weight"), &p("ln_2.bias")), &p("mlp.c_fc.weight"), &p("mlp.c_fc.bias")).into_iter().map(gelu).collect();
+                let f: Vec<f64> = conv1d(&layer_norm(x, &p("ln_2.weight"), &p("ln_2.bias")), &p("mlp.c_fc.weight"), &p("mlp.c_fc.bias"))
+                    .into_iter()
+                    .map(gelu)
+                    .collect();
                 let m = conv1d(&f, &p("mlp.c_proj.weight"), &p("mlp.c_proj.bias"));
                 x.iter_mut().zip(m).for_each(|(a, b)| *a += b);
             }
         }
         let (wf, bf) = (get("ln_f.weight"), get("ln_f.bias"));
-        h.iter().map(|x| layer_norm(x, &wf, &bf)).map(|x| (0..cfg.vocab_size).map(|v| (0..d).map(|c| x[c] * wte[v * d + c]).sum()).collect()).collect()
+        h.iter()
+            .map(|x| layer_norm(x, &wf, &bf))
+            .map(|x| (0..cfg.vocab_size).map(|v| (0..d).map(|c| x[c] * wte[v * d + c]).sum()).collect())
+            .collect()
     }
 
     #[test]
@@ -338,7 +359,8 @@ mod tests {
             .into_iter()
             .map(|(n, t)| {
                 // A fixed, seed-free pattern in [-0.1, 0.1].
-                let shift = Tensor::from_vec((0..t.elem_count()).map(|i| (i as f32 * 0.7).sin() * 0.1).collect(), t.shape(), &Device::Cpu).unwrap();
+                let shift =
+                    Tensor::from_vec((0..t.elem_count()).map(|i| (i as f32 * 0.7).sin() * 0.1).collect(), t.shape(), &Device::Cpu).unwrap();
                 let t = if t.rank() == 2 { (t * 5.0).unwrap() } else { (t + shift).unwrap() };
                 (n, t)
             })

@@ -239,7 +239,10 @@ mod tests {
         let row = Tensor::full(-1.0f32, (1, 2, 1, 3), &dev).unwrap();
         let (k, _) = cache.layers[0].append(&row, &row).unwrap();
         assert_eq!(k.dims(), &[1, 2, 11, 3]);
-        assert_eq!(k.narrow(2, 10, 1).unwrap().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![-1.0; 6]);
+        assert_eq!(
+            k.narrow(2, 10, 1).unwrap().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![-1.0; 6]
+        );
         cache.clear();
         assert_eq!((cache.seq_len(), cache.reserved_bytes()), (0, 0));
     }

@@ -36,8 +36,8 @@ pub mod size;
 
 pub use attention::Mode;
 pub use causal_lm::CausalLm;
-pub use quantized::QuantizedLlama;
 pub use config::{Activation, GptConfig, Norm, ParamCount, Position};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
 pub use params::{ParamKind, ParamSet};
+pub use quantized::QuantizedLlama;

@@ -31,9 +31,21 @@ fn component(name: &str) -> &'static str {
         "lm_head"
     } else if n.contains("norm") || n.contains("ln_") {
         "norms"
-    } else if n.contains("embd") || n.contains("embed") || n.starts_with("wte") || n.starts_with("wpe") || n.contains(".wte") || n.contains(".wpe") {
+    } else if n.contains("embd")
+        || n.contains("embed")
+        || n.starts_with("wte")
+        || n.starts_with("wpe")
+        || n.contains(".wte")
+        || n.contains(".wpe")
+    {
         "embeddings"
-    } else if n.contains("attn") || n.contains("attention") || n.contains("q_proj") || n.contains("k_proj") || n.contains("v_proj") || n.contains("o_proj") {
+    } else if n.contains("attn")
+        || n.contains("attention")
+        || n.contains("q_proj")
+        || n.contains("k_proj")
+        || n.contains("v_proj")
+        || n.contains("o_proj")
+    {
         "attention"
     } else {
         "mlp"
@@ -59,7 +71,8 @@ pub fn inspect(path: &Path) -> Result<ModelFileInfo> {
     if path.is_dir() {
         let cfg = crate::checkpoint::load_config(path)?;
         let weights = path.join(crate::checkpoint::WEIGHTS_FILE);
-        let (tensor_params, file_bytes) = if weights.is_file() { (Some(safetensors_params(&weights)?), std::fs::metadata(&weights)?.len()) } else { (None, 0) };
+        let (tensor_params, file_bytes) =
+            if weights.is_file() { (Some(safetensors_params(&weights)?), std::fs::metadata(&weights)?.len()) } else { (None, 0) };
         return Ok(ModelFileInfo { format: "lmlab checkpoint", tensor_params, config: Some(cfg), file_bytes });
     }
     let file_bytes = std::fs::metadata(path).with_context(|| format!("{} does not exist", path.display()))?.len();
@@ -67,14 +80,19 @@ pub fn inspect(path: &Path) -> Result<ModelFileInfo> {
     std::fs::File::open(path)?.read_exact(&mut magic).with_context(|| format!("{} is too short to be a model file", path.display()))?;
     if &magic == b"GGUF" {
         let mut f = std::fs::File::open(path)?;
-        let content = candle_core::quantized::gguf_file::Content::read(&mut f).map_err(|e| anyhow::anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut f)
+            .map_err(|e| anyhow::anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
         let params = count(content.tensor_infos.iter().map(|(n, t)| (n.clone(), t.shape.elem_count())));
         let config = gguf_config(&content, params.lm_head == 0).ok();
         return Ok(ModelFileInfo { format: "gguf", tensor_params: Some(params), config, file_bytes });
     }
     if path.extension().is_some_and(|e| e == "safetensors") {
         let params = safetensors_params(path)?;
-        let config = path.parent().map(|d| d.join(crate::checkpoint::CONFIG_FILE)).filter(|c| c.is_file()).and_then(|_| crate::checkpoint::load_config(path.parent()?).ok());
+        let config = path
+            .parent()
+            .map(|d| d.join(crate::checkpoint::CONFIG_FILE))
+            .filter(|c| c.is_file())
+            .and_then(|_| crate::checkpoint::load_config(path.parent()?).ok());
         return Ok(ModelFileInfo { format: "safetensors", tensor_params: Some(params), config, file_bytes });
     }
     bail!("{}: not a model folder, safetensors file or GGUF file", path.display())
@@ -91,7 +109,8 @@ fn safetensors_params(path: &Path) -> Result<ParamCount> {
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).with_context(|| format!("{}: truncated safetensors header", path.display()))?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).with_context(|| format!("{}: safetensors header is not JSON", path.display()))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).with_context(|| format!("{}: safetensors header is not JSON", path.display()))?;
     let mut tensors = Vec::new();
     for (name, v) in header {
         if name == "__metadata__" {
@@ -106,7 +125,9 @@ fn safetensors_params(path: &Path) -> Result<ParamCount> {
 /// A [`GptConfig`] from GGUF `llama.*` metadata.
 pub(crate) fn gguf_config(c: &candle_core::quantized::gguf_file::Content, tied: bool) -> Result<GptConfig> {
     let arch = c.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
-    let get = |k: &str| -> Result<usize> { Ok(c.metadata.get(&format!("{arch}.{k}")).with_context(|| format!("GGUF has no {arch}.{k}"))?.to_u32()? as usize) };
+    let get = |k: &str| -> Result<usize> {
+        Ok(c.metadata.get(&format!("{arch}.{k}")).with_context(|| format!("GGUF has no {arch}.{k}"))?.to_u32()? as usize)
+    };
     let vocab = match c.metadata.get(&format!("{arch}.vocab_size")) {
         Some(v) => v.to_u32()? as usize,
         None => c.metadata.get("tokenizer.ggml.tokens").context("GGUF has no vocabulary size")?.to_vec()?.len(),

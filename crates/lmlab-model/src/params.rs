@@ -70,7 +70,12 @@ impl ParamBackend {
     /// A `VarBuilder` whose variables are drawn from `seed`, or copied from `loaded` when given
     /// (then every requested name must be present with the right shape), plus a handle to
     /// collect the created variables once the model is built.
-    pub fn var_builder(seed: u64, loaded: Option<HashMap<String, Tensor>>, dtype: DType, dev: &Device) -> (VarBuilder<'static>, ParamCollector) {
+    pub fn var_builder(
+        seed: u64,
+        loaded: Option<HashMap<String, Tensor>>,
+        dtype: DType,
+        dev: &Device,
+    ) -> (VarBuilder<'static>, ParamCollector) {
         let created = Arc::new(Mutex::new(Vec::new()));
         let backend = ParamBackend { seed, loaded, created: created.clone() };
         (VarBuilder::from_backend(Box::new(backend), dtype, dev.clone()), ParamCollector(created))
@@ -112,9 +117,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamBackend {
     fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let tensor = match &self.loaded {
             Some(loaded) => {
-                let t = loaded
-                    .get(name)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no tensor {name:?}")))?;
+                let t = loaded.get(name).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no tensor {name:?}")))?;
                 if t.shape() != &shape {
                     candle_core::bail!("checkpoint tensor {name:?} has shape {:?}, the config needs {:?}", t.shape(), shape);
                 }

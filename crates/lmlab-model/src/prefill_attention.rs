@@ -48,7 +48,9 @@ mod tests {
                     let g = head / (h / hkv);
                     let qrow = &qd[i * h * hd + head * hd..][..hd];
                     let visible = past + i + 1;
-                    let scores: Vec<f64> = (0..visible).map(|j| (0..hd).map(|c| qrow[c] as f64 * kd[(g * s + j) * hd + c] as f64).sum::<f64>() * scale as f64).collect();
+                    let scores: Vec<f64> = (0..visible)
+                        .map(|j| (0..hd).map(|c| qrow[c] as f64 * kd[(g * s + j) * hd + c] as f64).sum::<f64>() * scale as f64)
+                        .collect();
                     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
                     let z: f64 = e.iter().sum();

@@ -108,7 +108,8 @@ impl QuantizedLlama {
         let (n_rows, t) = (ids.len(), rows.t);
         let dev = self.device();
         // Each row's row of the rotary tables the tensor path uses.
-        let rope: Vec<(Vec<f32>, Vec<f32>)> = rows.positions.iter().map(|&p| ops::rope_row(p, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip()).collect();
+        let rope: Vec<(Vec<f32>, Vec<f32>)> =
+            rows.positions.iter().map(|&p| ops::rope_row(p, hd, cfg.rope_theta).map(|(c, s)| (c as f32, s as f32)).unzip()).collect();
         let mut x: Vec<f32> = self.tensor_path.embeddings(ids)?;
         let width = (h + 2 * hkv) * hd;
         let mut normed = vec![0.0f32; n_rows * d];
@@ -139,7 +140,9 @@ impl QuantizedLlama {
             }
             let mut appended = Vec::with_capacity(caches.len());
             for (cache, (k, v)) in caches.iter_mut().zip(kv_rows) {
-                appended.push(cache.layers[li].append(&Tensor::from_vec(k, (1, hkv, t, hd), dev)?, &Tensor::from_vec(v, (1, hkv, t, hd), dev)?)?);
+                appended.push(
+                    cache.layers[li].append(&Tensor::from_vec(k, (1, hkv, t, hd), dev)?, &Tensor::from_vec(v, (1, hkv, t, hd), dev)?)?,
+                );
             }
             let y: Vec<f32> = if t == 1 {
                 // One query per sequence, each over its own cache.
@@ -147,7 +150,11 @@ impl QuantizedLlama {
                     let qt = Tensor::from_slice(&q[s * h * hd..(s + 1) * h * hd], (1, h, 1, hd), dev)?;
                     crate::decode_attention::single_query_attention(&qt, kc, vc, scale)?.flatten_all()?.to_vec1()
                 };
-                let parts: Vec<Vec<f32>> = if appended.len() > 1 { appended.par_iter().enumerate().map(one).collect::<Result<_>>()? } else { appended.iter().enumerate().map(one).collect::<Result<_>>()? };
+                let parts: Vec<Vec<f32>> = if appended.len() > 1 {
+                    appended.par_iter().enumerate().map(one).collect::<Result<_>>()?
+                } else {
+                    appended.iter().enumerate().map(one).collect::<Result<_>>()?
+                };
                 parts.concat()
             } else {
                 let (kc, vc) = &appended[0];

@@ -93,7 +93,11 @@ impl Seq2Seq {
         let k = 1.0 / (h as f64).sqrt();
         let u = Init::Uniform { lo: -k, up: k };
         let attn = if cfg.attention {
-            Some((vb.get_with_hints((h, h), "attn.w_a", u)?, vb.get_with_hints((h, h), "attn.u_a", u)?, vb.get_with_hints((1, h), "attn.v", u)?))
+            Some((
+                vb.get_with_hints((h, h), "attn.w_a", u)?,
+                vb.get_with_hints((h, h), "attn.u_a", u)?,
+                vb.get_with_hints((1, h), "attn.v", u)?,
+            ))
         } else {
             None
         };
@@ -133,7 +137,14 @@ impl Seq2Seq {
 
     /// Context for one decoder step: the final encoder state (no attention), or the attention
     /// over encoder states given the previous decoder state. Also returns the weights [B, S].
-    fn context(&self, enc: &Tensor, enc_proj: Option<&Tensor>, final_state: &Tensor, mask: &Tensor, h: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    fn context(
+        &self,
+        enc: &Tensor,
+        enc_proj: Option<&Tensor>,
+        final_state: &Tensor,
+        mask: &Tensor,
+        h: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let Some((w_a, _, v)) = &self.attn else { return Ok((final_state.clone(), None)) };
         let q = ops::linear(h, w_a, None)?.unsqueeze(1)?; // [B, 1, H]
         let e = enc_proj.expect("projected encoder states").broadcast_add(&q)?.tanh()?; // [B, S, H]
@@ -153,7 +164,15 @@ impl Seq2Seq {
         Ok((enc, enc_proj, final_state, mask))
     }
 
-    fn decode_step(&self, prev: &Tensor, h: &Tensor, enc: &Tensor, enc_proj: Option<&Tensor>, final_state: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn decode_step(
+        &self,
+        prev: &Tensor,
+        h: &Tensor,
+        enc: &Tensor,
+        enc_proj: Option<&Tensor>,
+        final_state: &Tensor,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let (ctx, _) = self.context(enc, enc_proj, final_state, mask, h)?;
         let x = Tensor::cat(&[Self::embed(&self.tgt_embed, prev)?, ctx.clone()], 1)?;
         let h = self.decoder.step(&x, h)?;

@@ -138,7 +138,10 @@ pub fn weight_bytes(params: f64, dtype: Dtype) -> f64 {
 
 /// "1.56 GB", "124.4 M": decimal units, as model cards and the article use them.
 pub fn human(x: f64, unit: &str) -> String {
-    let (v, p) = [(1e24, "Y"), (1e21, "Z"), (1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")].iter().find(|(s, _)| x.abs() >= *s).map_or((x, ""), |(s, p)| (x / s, *p));
+    let (v, p) = [(1e24, "Y"), (1e21, "Z"), (1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .iter()
+        .find(|(s, _)| x.abs() >= *s)
+        .map_or((x, ""), |(s, p)| (x / s, *p));
     format!("{v:.2} {p}{unit}")
 }
 
@@ -154,7 +157,9 @@ pub fn render(r: &SizeReport) -> String {
     let mut s = String::new();
     let pct = |x: usize| 100.0 * x as f64 / p.total as f64;
     s.push_str(&format!("parameters: {} ({})\n", p.total, human(p.total as f64, "")));
-    for (name, v) in [("embeddings", p.embeddings), ("attention", p.attention), ("mlp", p.mlp), ("norms", p.norms), ("lm_head (untied)", p.lm_head)] {
+    for (name, v) in
+        [("embeddings", p.embeddings), ("attention", p.attention), ("mlp", p.mlp), ("norms", p.norms), ("lm_head (untied)", p.lm_head)]
+    {
         s.push_str(&format!("  {name:<18} {v:>16} {:>6.2}%\n", pct(v)));
     }
     s.push_str("weights in memory:\n");
@@ -177,7 +182,11 @@ pub fn render(r: &SizeReport) -> String {
         human(r.train_activation_bytes, "B"),
         human(r.train_total_bytes, "B")
     ));
-    s.push_str(&format!("FLOPs per token: inference {}, training {}\n", human(r.inference_flops_per_token, "FLOP"), human(r.train_flops_per_token, "FLOP")));
+    s.push_str(&format!(
+        "FLOPs per token: inference {}, training {}\n",
+        human(r.inference_flops_per_token, "FLOP"),
+        human(r.train_flops_per_token, "FLOP")
+    ));
     s.push_str(&format!(
         "Chinchilla-optimal data: {} tokens; training on {} tokens = {} -> {} at {} GFLOP/s\n",
         human(r.chinchilla_tokens, ""),

@@ -104,7 +104,14 @@ fn kv_cache_decoding_matches_full_recomputation() {
         assert_eq!(cache.seq_len(), cfg.context_length);
         for (i, row) in rows.iter().enumerate() {
             let pos = prefill - 1 + i;
-            let diff = (row.squeeze(0).unwrap() - full.get(pos).unwrap()).unwrap().abs().unwrap().max(D::Minus1).unwrap().to_scalar::<f32>().unwrap();
+            let diff = (row.squeeze(0).unwrap() - full.get(pos).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(D::Minus1)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             // Attention over up to 300 cached positions sums in another order than the full
             // pass's matmul: f32 rounding, ~1e-6 of the logits' size.
             assert!(diff <= 1e-5 * scale, "{cfg:?}: position {pos} differs by {diff} (logits up to {scale})");

@@ -23,7 +23,8 @@ fn quantized(dtype: GgmlDType, dir: &std::path::Path) -> QuantizedLlama {
     let (cfg, tensors) = reference();
     let path = dir.join(format!("{dtype:?}.gguf"));
     write_llama_gguf(&path, &cfg, &tensors, dtype, vec![]).unwrap();
-    QuantizedLlama::from_gpt(load_gguf(&path, &Device::Cpu).unwrap().model).unwrap_or_else(|_| panic!("{dtype:?} fits the plain-buffer pass"))
+    QuantizedLlama::from_gpt(load_gguf(&path, &Device::Cpu).unwrap().model)
+        .unwrap_or_else(|_| panic!("{dtype:?} fits the plain-buffer pass"))
 }
 
 fn vec1(t: Tensor) -> Vec<f32> {
@@ -85,7 +86,10 @@ fn plain_buffer_prefill_and_decode_equal_the_tensor_path() {
             // (1/127 of the block maximum times a weight), a few of them stay under 2e-2.
             for l in 1..cfg.n_layer {
                 let ((kf, vf), (kp, vp)) = (layer_kv(&fused_cache, l), layer_kv(&plain_cache, l));
-                assert!(max_rel_diff(&kp, &kf) < 2e-2 && max_rel_diff(&vp, &vf) < 2e-2, "{dtype:?} {what}: layer-{l} keys or values differ");
+                assert!(
+                    max_rel_diff(&kp, &kf) < 2e-2 && max_rel_diff(&vp, &vf) < 2e-2,
+                    "{dtype:?} {what}: layer-{l} keys or values differ"
+                );
             }
             let diff = max_rel_diff(&plain, &fused);
             eprintln!("{dtype:?} {what}: max relative logit difference {diff}");

@@ -60,7 +60,9 @@ fn seq2seq_gradients_match_finite_differences() {
     for attention in [false, true] {
         let (m, params) = model(attention, DType::F64);
         let grads = m.loss(&src, &tgt).unwrap().backward().unwrap();
-        common::assert_gradients_match_fd(&format!("attention={attention}"), &params, &grads, || m.loss(&src, &tgt).unwrap().to_scalar::<f64>().unwrap());
+        common::assert_gradients_match_fd(&format!("attention={attention}"), &params, &grads, || {
+            m.loss(&src, &tgt).unwrap().to_scalar::<f64>().unwrap()
+        });
     }
 }
 

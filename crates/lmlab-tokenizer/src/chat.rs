@@ -21,7 +21,8 @@ impl Message {
 }
 
 /// lmlab's template, written with its reserved special tokens.
-pub const LMLAB_TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+pub const LMLAB_TEMPLATE: &str =
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
 
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {

@@ -42,7 +42,8 @@ pub struct EmbeddedVocab {
 }
 
 /// The Llama 3 split regex (llama.cpp's `llama-bpe`).
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn byte_level(use_regex: bool) -> Value {
     json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
@@ -236,7 +237,18 @@ mod tests {
         for (t, s) in [("▁h", -5.0), ("hi", -2.0), ("▁hi", -1.0), ("▁▁", -9.0)] {
             scores[tokens.iter().position(|x| x == t).unwrap()] = s;
         }
-        let v = EmbeddedVocab { model: "llama".into(), pre: "default".into(), tokens, token_types: types, scores, add_space_prefix: true, bos: Some(1), eos: Some(2), add_bos: true, ..Default::default() };
+        let v = EmbeddedVocab {
+            model: "llama".into(),
+            pre: "default".into(),
+            tokens,
+            token_types: types,
+            scores,
+            add_space_prefix: true,
+            bos: Some(1),
+            eos: Some(2),
+            add_bos: true,
+            ..Default::default()
+        };
         let tok = v.to_tokenizer().unwrap();
         let id = |t: &str| tok.token_to_id(t).unwrap();
         assert_eq!(tok.encode("hi hi").unwrap(), vec![id("▁hi"), id("▁hi")]);

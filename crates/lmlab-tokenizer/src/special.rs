@@ -34,11 +34,7 @@ pub struct SpecialTokens {
 impl SpecialTokens {
     /// Looks the tokens up with `token_to_id`.
     pub fn resolve(token_to_id: impl Fn(&str) -> Option<u32>) -> Self {
-        let mut stop_ids: Vec<u32> = [EOS, END]
-            .iter()
-            .chain(FOREIGN_STOPS.iter())
-            .filter_map(|t| token_to_id(t))
-            .collect();
+        let mut stop_ids: Vec<u32> = [EOS, END].iter().chain(FOREIGN_STOPS.iter()).filter_map(|t| token_to_id(t)).collect();
         stop_ids.sort_unstable();
         stop_ids.dedup();
         Self {

@@ -143,7 +143,13 @@ pub fn render_table(rows: &[TextStats]) -> String {
         let name = if n > 40 { format!("…{}", r.name.chars().skip(n - 39).collect::<String>()) } else { r.name.clone() };
         out.push_str(&format!(
             "{:<40} {:>7} {:>10} {:>10} {:>10.2} {:>12}  {}\n",
-            name, "all", r.chars, r.tokens, r.chars_per_token, "", format_args!("{:.2} bytes/token", r.bytes_per_token)
+            name,
+            "all",
+            r.chars,
+            r.tokens,
+            r.chars_per_token,
+            "",
+            format_args!("{:.2} bytes/token", r.bytes_per_token)
         ));
         for (label, st, unit) in [("latin", &r.latin, "tokens/word"), ("han", &r.han, "tokens/char"), ("other", &r.other, "tokens/char")] {
             if st.chars == 0 && st.tokens == 0 {

@@ -27,8 +27,7 @@ impl Tokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
         Ok(Self::from_hf(inner))
     }
 
@@ -133,8 +132,7 @@ impl Tokenizer {
                 continue;
             }
             let token = self.inner.id_to_token(id).ok_or_else(|| anyhow!("token id {id} is not in the vocabulary"))?;
-            let bytes = token_to_bytes(&token)
-                .ok_or_else(|| anyhow!("token {id} ({token:?}) is not a byte-level token"))?;
+            let bytes = token_to_bytes(&token).ok_or_else(|| anyhow!("token {id} ({token:?}) is not a byte-level token"))?;
             out.extend_from_slice(&bytes);
         }
         Ok(out)

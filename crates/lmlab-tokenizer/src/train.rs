@@ -51,7 +51,11 @@ pub struct TrainOptions {
 pub fn train(opts: &TrainOptions) -> Result<Tokenizer> {
     let min_vocab = special::ALL.len() + 256;
     if opts.vocab_size < min_vocab {
-        bail!("--vocab-size {} is too small: the 256 byte tokens and {} special tokens need {min_vocab}", opts.vocab_size, special::ALL.len());
+        bail!(
+            "--vocab-size {} is too small: the 256 byte tokens and {} special tokens need {min_vocab}",
+            opts.vocab_size,
+            special::ALL.len()
+        );
     }
     if opts.files.is_empty() {
         bail!("no input files given");

@@ -5,7 +5,7 @@ mod prereq;
 
 use std::path::PathBuf;
 
-use lmlab_tokenizer::{special, stats, train, TrainOptions, Tokenizer};
+use lmlab_tokenizer::{special, stats, train, Tokenizer, TrainOptions};
 
 fn shared_data() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");

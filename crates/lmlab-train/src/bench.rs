@@ -52,7 +52,15 @@ pub fn matmul_peak_gflops(n: usize, reps: usize, dev: &Device) -> Result<f64> {
     Ok(2.0 * (n * n * n) as f64 / best / 1e9)
 }
 
-pub fn bench_train(cfg: &GptConfig, train: &TrainConfig, batch: usize, seq: usize, warmup: usize, steps: usize, dev: &Device) -> Result<TrainBench> {
+pub fn bench_train(
+    cfg: &GptConfig,
+    train: &TrainConfig,
+    batch: usize,
+    seq: usize,
+    warmup: usize,
+    steps: usize,
+    dev: &Device,
+) -> Result<TrainBench> {
     cfg.validate()?;
     anyhow::ensure!(seq <= cfg.context_length, "seq_len {seq} exceeds the context length {}", cfg.context_length);
     anyhow::ensure!(steps > 0, "need at least one timed step");

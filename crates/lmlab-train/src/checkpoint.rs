@@ -92,8 +92,9 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
         bail!("no checkpoint to resume in {} (no {STATE_FILE})", dir.display());
     };
     let state_path = found.join(STATE_FILE);
-    let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?)
-        .with_context(|| format!("parsing {}", state_path.display()))?;
+    let state: TrainerState =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?)
+            .with_context(|| format!("parsing {}", state_path.display()))?;
     Ok(Loaded {
         model_config: load_config(&found)?,
         weights: load_safetensors(&found.join(WEIGHTS_FILE), dev)?,

@@ -68,7 +68,13 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     pub fn adamw(&self) -> AdamWConfig {
-        AdamWConfig { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay, decay_embeddings: self.decay_embeddings }
+        AdamWConfig {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decay_embeddings: self.decay_embeddings,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -73,7 +73,8 @@ fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .collect();
         entries.sort();
         let shards: Vec<PathBuf> = entries.iter().filter(|p| p.extension().is_some_and(|e| e == "bin")).cloned().collect();
-        let chosen = if shards.is_empty() { entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "txt")).collect() } else { shards };
+        let chosen =
+            if shards.is_empty() { entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "txt")).collect() } else { shards };
         if chosen.is_empty() {
             bail!("folder {} holds no token shards (*.bin) and no text files (*.txt)", input.display());
         }
@@ -153,10 +154,18 @@ impl TokenData {
     /// Checks that both splits hold at least one window of `seq_len + 1` tokens.
     pub fn check_fits(&self, seq_len: usize, need_val: bool) -> Result<()> {
         if self.train_len < seq_len + 1 {
-            bail!("the training split has {} tokens, fewer than one sequence of {} (+1); use more data or a shorter context", self.train_len, seq_len);
+            bail!(
+                "the training split has {} tokens, fewer than one sequence of {} (+1); use more data or a shorter context",
+                self.train_len,
+                seq_len
+            );
         }
         if need_val && self.total - self.train_len < seq_len + 1 {
-            bail!("the held-out split has {} tokens, fewer than one sequence of {} (+1); raise val_fraction or add data", self.total - self.train_len, seq_len);
+            bail!(
+                "the held-out split has {} tokens, fewer than one sequence of {} (+1); raise val_fraction or add data",
+                self.total - self.train_len,
+                seq_len
+            );
         }
         Ok(())
     }

@@ -48,7 +48,11 @@ impl MetricsLog {
         if let Some(obj) = fields.as_object_mut() {
             obj.insert("stage".into(), self.stage.clone().into());
         }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("opening {}", self.path.display()))?;
         writeln!(f, "{fields}")?;
         Ok(())
     }

@@ -202,7 +202,9 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
     );
 
     let bar = if opts.show_progress { ProgressBar::new(train_cfg.max_steps) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"),
+    );
     bar.set_position(start_step);
 
     let save = |step: u64, tokens: u64, elapsed: f64, last_loss: Option<f64>, last_eval: Option<f64>, opt: &AdamW| -> Result<()> {
@@ -218,7 +220,13 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
         };
         checkpoint::save(
             &opts.out,
-            SaveRequest { model_config: &model_cfg, weights: params.tensors(), optimizer: opt.state_tensors(), state: &state, tokenizer_json: opts.tokenizer.as_deref() },
+            SaveRequest {
+                model_config: &model_cfg,
+                weights: params.tensors(),
+                optimizer: opt.state_tensors(),
+                state: &state,
+                tokenizer_json: opts.tokenizer.as_deref(),
+            },
         )
     };
 
@@ -241,7 +249,11 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
         // applying them would leave non-finite weights in the "last good state".
         if !loss.is_finite() || !grad_norm.is_finite() {
             save(step, tokens_seen, elapsed_before + started.elapsed().as_secs_f64(), last_loss, last_eval, &opt)?;
-            let what = if loss.is_finite() { format!("the gradient norm became {grad_norm} (loss {loss})") } else { format!("loss became {loss}") };
+            let what = if loss.is_finite() {
+                format!("the gradient norm became {grad_norm} (loss {loss})")
+            } else {
+                format!("loss became {loss}")
+            };
             bail!("{what} at step {step}; the last good state is saved in {} (try a lower lr)", opts.out.display());
         }
         opt.step(&grads, lr)?;
@@ -251,7 +263,9 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
         records.push(StepRecord { step, loss, lr, grad_norm });
 
         let mut line = serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens_seen});
-        let eval_now = train_cfg.eval_batches > 0 && data.summary.val_tokens > seq && (step % train_cfg.eval_every.max(1) == 0 || step == train_cfg.max_steps);
+        let eval_now = train_cfg.eval_batches > 0
+            && data.summary.val_tokens > seq
+            && (step % train_cfg.eval_every.max(1) == 0 || step == train_cfg.max_steps);
         if eval_now {
             let l = evaluate(&model, &data, train_cfg.eval_batches, train_cfg.batch_size, seq, &dev)?;
             last_eval = Some(l);

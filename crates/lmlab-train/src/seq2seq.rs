@@ -92,7 +92,11 @@ impl Vocab {
         text.chars()
             .map(|c| {
                 let s = c.to_string();
-                self.symbols.iter().position(|x| *x == s).map(|i| i as u32 + 3).with_context(|| format!("character {c:?} is not in the task's vocabulary"))
+                self.symbols
+                    .iter()
+                    .position(|x| *x == s)
+                    .map(|i| i as u32 + 3)
+                    .with_context(|| format!("character {c:?} is not in the task's vocabulary"))
             })
             .collect()
     }
@@ -142,7 +146,11 @@ impl TaskData {
         match self.task {
             Task::Translate => {
                 let fits: Vec<&(String, String)> = self.pairs.iter().filter(|(en, _)| en.chars().count() <= len).collect();
-                let (en, zh) = if fits.is_empty() { &self.pairs[rng.random_range(0..self.pairs.len())] } else { fits[rng.random_range(0..fits.len())] };
+                let (en, zh) = if fits.is_empty() {
+                    &self.pairs[rng.random_range(0..self.pairs.len())]
+                } else {
+                    fits[rng.random_range(0..fits.len())]
+                };
                 (self.vocab.encode(en).expect("vocab covers the pairs"), self.vocab.encode(zh).expect("vocab covers the pairs"))
             }
             _ => {
@@ -230,7 +238,8 @@ impl Seq2SeqModel {
         }
         let m = self.transformer.as_ref().expect("one architecture");
         // source <sep> target <end>, trained on the target and <end> positions only.
-        let rows: Vec<Vec<u32>> = src.iter().zip(tgt).map(|(s, t)| s.iter().copied().chain([BOS]).chain(t.iter().copied()).chain([EOS]).collect()).collect();
+        let rows: Vec<Vec<u32>> =
+            src.iter().zip(tgt).map(|(s, t)| s.iter().copied().chain([BOS]).chain(t.iter().copied()).chain([EOS]).collect()).collect();
         let width = rows.iter().map(Vec::len).max().unwrap_or(1);
         let (mut x, mut y, mut mask) = (Vec::new(), Vec::new(), Vec::new());
         for (r, s) in rows.iter().zip(src) {
@@ -287,8 +296,9 @@ impl Seq2SeqModel {
 
     pub fn load(dir: &Path, dev: &Device) -> Result<Self> {
         let spec_path = dir.join("seq2seq.json");
-        let spec: Seq2SeqSpec = serde_json::from_str(&std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?)
-            .with_context(|| format!("parsing {}", spec_path.display()))?;
+        let spec: Seq2SeqSpec =
+            serde_json::from_str(&std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?)
+                .with_context(|| format!("parsing {}", spec_path.display()))?;
         let tensors = load_safetensors(&dir.join("model.safetensors"), dev)?;
         match (&spec.rnn, &spec.transformer) {
             (Some(cfg), _) => {
@@ -357,7 +367,13 @@ pub fn accuracy(model: &Seq2SeqModel, data: &TaskData, lens: &[usize], n: usize,
     Ok(right as f64 / total.max(1) as f64)
 }
 
-pub fn train(model: &Seq2SeqModel, data: &TaskData, spec: &TrainSpec, dev: &Device, mut progress: impl FnMut(usize, f64)) -> Result<Seq2SeqTrainReport> {
+pub fn train(
+    model: &Seq2SeqModel,
+    data: &TaskData,
+    spec: &TrainSpec,
+    dev: &Device,
+    mut progress: impl FnMut(usize, f64),
+) -> Result<Seq2SeqTrainReport> {
     let cfg = crate::TrainConfig { weight_decay: 0.0, ..Default::default() };
     let mut opt = AdamW::new(&model.params, cfg.adamw())?;
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
@@ -367,7 +383,8 @@ pub fn train(model: &Seq2SeqModel, data: &TaskData, spec: &TrainSpec, dev: &Devi
     let (mut tokens_to_95, mut curve) = (None, Vec::new());
     for step in 1..=spec.steps {
         let t0 = Instant::now();
-        let ex: Vec<(Vec<u32>, Vec<u32>)> = (0..spec.batch).map(|_| data.example(lens[rng.random_range(0..lens.len())], &mut rng)).collect();
+        let ex: Vec<(Vec<u32>, Vec<u32>)> =
+            (0..spec.batch).map(|_| data.example(lens[rng.random_range(0..lens.len())], &mut rng)).collect();
         let (src, tgt): (Vec<Vec<u32>>, Vec<Vec<u32>>) = ex.into_iter().unzip();
         tokens += src.iter().chain(&tgt).map(Vec::len).sum::<usize>();
         let loss = model.loss(&src, &tgt, dev)?;

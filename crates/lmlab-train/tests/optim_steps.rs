@@ -17,7 +17,12 @@ use lmlab_train::shards::write_shard;
 use lmlab_train::{pretrain, Preset, PretrainOptions, TrainConfig};
 
 fn params(list: &[(&str, &[f32], &[usize])]) -> ParamSet {
-    let params = list.iter().map(|(name, values, shape)| (name.to_string(), Var::from_tensor(&Tensor::from_slice(values, *shape, &Device::Cpu).unwrap()).unwrap())).collect();
+    let params = list
+        .iter()
+        .map(|(name, values, shape)| {
+            (name.to_string(), Var::from_tensor(&Tensor::from_slice(values, *shape, &Device::Cpu).unwrap()).unwrap())
+        })
+        .collect();
     ParamSet { params }
 }
 
@@ -148,7 +153,12 @@ fn weight_decay_reaches_matrices_only_and_embeddings_only_when_asked() {
         for decay_embeddings in [false, true] {
             let cfg = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.5, decay_embeddings };
             let mut opt = AdamW::new(&ps, cfg).unwrap();
-            let expect: Vec<&str> = ps.params.iter().filter(|(n, v)| v.rank() >= 2 && (decay_embeddings || !is_embedding(n))).map(|(n, _)| n.as_str()).collect();
+            let expect: Vec<&str> = ps
+                .params
+                .iter()
+                .filter(|(n, v)| v.rank() >= 2 && (decay_embeddings || !is_embedding(n)))
+                .map(|(n, _)| n.as_str())
+                .collect();
             assert_eq!(opt.decayed(), expect);
             assert!(ps.params.iter().any(|(n, v)| v.rank() == 1 && !expect.contains(&n.as_str())), "the model has vectors, none decayed");
             // With zero gradients Adam's update is 0/(0 + ε) = 0, so one step shows the decay
@@ -157,7 +167,8 @@ fn weight_decay_reaches_matrices_only_and_embeddings_only_when_asked() {
             let zeros: Vec<Tensor> = ps.params.iter().map(|(_, v)| v.zeros_like().unwrap()).collect();
             opt.step(&zeros, 0.25).unwrap();
             for (i, (name, _)) in ps.params.iter().enumerate() {
-                let want: Vec<f32> = if expect.contains(&name.as_str()) { before[i].iter().map(|x| x * 0.875).collect() } else { before[i].clone() };
+                let want: Vec<f32> =
+                    if expect.contains(&name.as_str()) { before[i].iter().map(|x| x * 0.875).collect() } else { before[i].clone() };
                 assert_eq!(values(&ps, i), want, "{name} (decay_embeddings {decay_embeddings})");
             }
             // Undo, so the next configuration starts from the same weights.
@@ -300,7 +311,11 @@ fn train_config() -> TrainConfig {
 }
 
 fn metric_steps(run: &Path) -> Vec<u64> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect()
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -311,18 +326,23 @@ fn non_finite_gradients_stop_training_before_the_update_with_the_last_good_state
     // next step's loss is still finite (ln 64, the logits are flat) but its gradients overflow
     // to NaN. Applying them would save NaN weights as the "last good state".
     let train = TrainConfig { lr: 1e30, min_lr: 1e30, warmup_steps: 0, max_steps: 10, ..train_config() };
-    let err = pretrain(options(dir.path(), &data, "nan", false, None, train.clone())).err().expect("training must stop on non-finite gradients");
+    let err =
+        pretrain(options(dir.path(), &data, "nan", false, None, train.clone())).err().expect("training must stop on non-finite gradients");
     let msg = format!("{err:#}");
     let base = dir.path().join("nan/base");
     let saved = checkpoint::load(&base, &Device::Cpu).expect("the state is saved before stopping");
     let k = saved.state.step;
     assert!(k >= 1 && k < 10, "stopped after step {k}");
-    assert!(msg.contains("gradient norm became NaN") && msg.contains(&format!("at step {k}")) && msg.contains(&base.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("gradient norm became NaN") && msg.contains(&format!("at step {k}")) && msg.contains(&base.display().to_string()),
+        "{msg}"
+    );
     // "The last good state": every weight and moment saved is finite (a step with non-finite
     // gradients must not be applied), the last finite loss is recorded, and metrics.jsonl holds
     // the completed steps only.
     for (what, tensors) in [("weights", &saved.weights), ("moments", &saved.optimizer)] {
-        let bad: usize = tensors.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|x| !x.is_finite()).count()).sum();
+        let bad: usize =
+            tensors.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|x| !x.is_finite()).count()).sum();
         assert_eq!(bad, 0, "{bad} saved {what} are not finite (saved at step {k}: {msg})");
     }
     assert!(saved.state.last_train_loss.is_some_and(f64::is_finite), "{:?}", saved.state.last_train_loss);
@@ -332,10 +352,16 @@ fn non_finite_gradients_stop_training_before_the_update_with_the_last_good_state
     let stopped = pretrain(options(dir.path(), &data, "stopped", false, Some(k), train)).unwrap();
     assert_eq!(stopped.final_step, k);
     for f in ["model.safetensors", "optimizer.safetensors"] {
-        assert!(std::fs::read(base.join(f)).unwrap() == std::fs::read(dir.path().join("stopped/base").join(f)).unwrap(), "{f} differs from the state after step {k}");
+        assert!(
+            std::fs::read(base.join(f)).unwrap() == std::fs::read(dir.path().join("stopped/base").join(f)).unwrap(),
+            "{f} differs from the state after step {k}"
+        );
     }
     let state = checkpoint::load(&dir.path().join("stopped/base"), &Device::Cpu).unwrap().state;
-    assert_eq!((state.step, state.tokens_seen, state.last_train_loss.map(f64::to_bits)), (k, saved.state.tokens_seen, saved.state.last_train_loss.map(f64::to_bits)));
+    assert_eq!(
+        (state.step, state.tokens_seen, state.last_train_loss.map(f64::to_bits)),
+        (k, saved.state.tokens_seen, saved.state.last_train_loss.map(f64::to_bits))
+    );
 }
 
 #[test]
@@ -359,7 +385,10 @@ fn a_nan_loss_stops_the_run_and_leaves_the_checkpoint_at_its_step() {
     assert!(msg.contains("loss became NaN at step 3") && msg.contains(&base.display().to_string()), "{msg}");
     let saved = checkpoint::load(&base, &Device::Cpu).unwrap();
     assert_eq!(saved.state.step, 3);
-    assert!(std::fs::read(&weights_file).unwrap() == before && std::fs::read(base.join("optimizer.safetensors")).unwrap() == optimizer, "the NaN step changed the checkpoint");
+    assert!(
+        std::fs::read(&weights_file).unwrap() == before && std::fs::read(base.join("optimizer.safetensors")).unwrap() == optimizer,
+        "the NaN step changed the checkpoint"
+    );
     assert_eq!(metric_steps(&dir.path().join("run")), [1, 2, 3]);
 }
 
@@ -406,7 +435,10 @@ fn a_crash_between_the_renames_of_a_save_resumes_from_the_old_checkpoint() {
     let got: Vec<u64> = resumed.steps.iter().map(|r| r.loss.to_bits()).collect();
     let want: Vec<u64> = full.steps[10..].iter().map(|r| r.loss.to_bits()).collect();
     assert_eq!(got, want, "the resumed steps differ from the uninterrupted run's");
-    assert!(std::fs::read(base.join("model.safetensors")).unwrap() == std::fs::read(dir.path().join("full/base/model.safetensors")).unwrap(), "final weights differ");
+    assert!(
+        std::fs::read(base.join("model.safetensors")).unwrap() == std::fs::read(dir.path().join("full/base/model.safetensors")).unwrap(),
+        "final weights differ"
+    );
     assert!(!old.exists() && !tmp.exists(), "the save after the crash leaves base.old or base.tmp behind");
     assert_eq!(checkpoint::load(&base, &Device::Cpu).unwrap().state.step, 20);
     // The steps the crashed run logged after step 10 (11-15) were dropped and logged again once.

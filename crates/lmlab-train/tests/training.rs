@@ -97,7 +97,13 @@ fn resumed_training_is_bit_identical_to_uninterrupted() {
 
     let joined: Vec<u64> = first.steps.iter().chain(&second.steps).map(|r| r.loss.to_bits()).collect();
     let straight: Vec<u64> = full.steps.iter().map(|r| r.loss.to_bits()).collect();
-    assert_eq!(joined, straight, "losses differ:\n{:?}\n{:?}", first.steps.iter().chain(&second.steps).map(|r| r.loss).collect::<Vec<_>>(), full.steps.iter().map(|r| r.loss).collect::<Vec<_>>());
+    assert_eq!(
+        joined,
+        straight,
+        "losses differ:\n{:?}\n{:?}",
+        first.steps.iter().chain(&second.steps).map(|r| r.loss).collect::<Vec<_>>(),
+        full.steps.iter().map(|r| r.loss).collect::<Vec<_>>()
+    );
     assert_eq!(full.last_eval_loss.map(f64::to_bits), second.last_eval_loss.map(f64::to_bits));
     // Training made progress, and the final weights are identical byte for byte.
     assert!(straight.len() == 20 && full.steps[19].loss < full.steps[0].loss);

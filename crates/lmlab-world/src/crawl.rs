@@ -116,14 +116,17 @@ impl SitePools {
 
 pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8Rng) -> CrawlPlan {
     // 1. Planned occurrences per fact.
-    let mut order: Vec<(usize, usize)> = kb.entities.iter().enumerate().flat_map(|(ei, e)| (0..e.facts.len()).map(move |fi| (ei, fi))).collect();
+    let mut order: Vec<(usize, usize)> =
+        kb.entities.iter().enumerate().flat_map(|(ei, e)| (0..e.facts.len()).map(move |fi| (ei, fi))).collect();
     order.sort_by_key(|&(ei, fi)| (std::cmp::Reverse(kb.entities[ei].popularity_rank), kb.entities[ei].facts[fi].id.clone()));
     let n_single = (opts.singleton_share * order.len() as f64).round() as usize;
     let mut remaining: Vec<Vec<usize>> = kb.entities.iter().map(|e| vec![0; e.facts.len()]).collect();
     for (i, &(ei, fi)) in order.iter().enumerate() {
-        remaining[ei][fi] = if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
+        remaining[ei][fi] =
+            if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
     }
-    let occurrences: HashMap<String, usize> = order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();
+    let occurrences: HashMap<String, usize> =
+        order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();
 
     let per_kind = (kb.entities.len() / 150).max(3);
     let pools = SitePools::new(per_kind, names, rng);
@@ -140,17 +143,38 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
         )
     };
 
-    let make_page = |pages: &mut Vec<Page>, kind: PageKind, topic_ei: Option<usize>, topic: Option<String>, facts: Vec<(usize, usize)>, zh: bool, rng: &mut ChaCha8Rng| {
+    let make_page = |pages: &mut Vec<Page>,
+                     kind: PageKind,
+                     topic_ei: Option<usize>,
+                     topic: Option<String>,
+                     facts: Vec<(usize, usize)>,
+                     zh: bool,
+                     rng: &mut ChaCha8Rng| {
         let topic = topic.unwrap_or_else(|| {
             let e = &kb.entities[topic_ei.expect("a topic entity")];
-            if zh { e.name_zh.clone() } else { e.name.clone() }
+            if zh {
+                e.name_zh.clone()
+            } else {
+                e.name.clone()
+            }
         });
         let title = fill(title_patterns(kind, zh)[rng.random_range(0..10)], &topic, "");
         let (statements, labels): (Vec<Statement>, Vec<FactLabel>) = facts.iter().map(|&(ei, fi)| statement(ei, fi, zh)).unzip();
         let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
         let body = article(kind, &topic, &title, &sentences, zh, rng);
         let site = pools.pick(kind, zh, rng);
-        pages.push(Page { kind: kind_name(kind), zh, site, title, article: body, facts: labels, sentences, poisoned: false, duplicate_of: None, url: String::new() });
+        pages.push(Page {
+            kind: kind_name(kind),
+            zh,
+            site,
+            title,
+            article: body,
+            facts: labels,
+            sentences,
+            poisoned: false,
+            duplicate_of: None,
+            url: String::new(),
+        });
     };
 
     let mut city_facts_about: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
@@ -163,7 +187,8 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
     }
     // 2. Encyclopedia entries: each entity's remaining facts (or, for countries, facts about them).
     for ei in 0..kb.entities.len() {
-        let mut facts: Vec<(usize, usize)> = (0..kb.entities[ei].facts.len()).filter(|&fi| remaining[ei][fi] > 0).map(|fi| (ei, fi)).collect();
+        let mut facts: Vec<(usize, usize)> =
+            (0..kb.entities[ei].facts.len()).filter(|&fi| remaining[ei][fi] > 0).map(|fi| (ei, fi)).collect();
         if kb.entities[ei].kind == Kind::Country {
             for &(oj, fj) in city_facts_about.get(kb.entities[ei].id.as_str()).map(Vec::as_slice).unwrap_or_default() {
                 if facts.len() < 4 && remaining[oj][fj] > 0 {
@@ -185,17 +210,25 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
     // Indexed: the loop body reads and decrements `remaining[ei]` between draws from `rng`.
     #[allow(clippy::needless_range_loop)]
     for ei in 0..kb.entities.len() {
-        while let Some(max_fi) = (0..remaining[ei].len()).filter(|&fi| remaining[ei][fi] > 0).max_by_key(|&fi| (remaining[ei][fi], std::cmp::Reverse(fi))) {
-            let facts: Vec<(usize, usize)> = (0..remaining[ei].len()).filter(|&fi| remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6))).map(|fi| (ei, fi)).collect();
+        while let Some(max_fi) =
+            (0..remaining[ei].len()).filter(|&fi| remaining[ei][fi] > 0).max_by_key(|&fi| (remaining[ei][fi], std::cmp::Reverse(fi)))
+        {
+            let facts: Vec<(usize, usize)> = (0..remaining[ei].len())
+                .filter(|&fi| remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6)))
+                .map(|fi| (ei, fi))
+                .collect();
             for &(_, fi) in &facts {
                 remaining[ei][fi] -= 1;
             }
             let u: f64 = rng.random();
             let mut acc = 0.0;
-            let kind = kinds.iter().find(|(_, w)| {
-                acc += w;
-                u < acc
-            }).map_or(PageKind::News, |k| k.0);
+            let kind = kinds
+                .iter()
+                .find(|(_, w)| {
+                    acc += w;
+                    u < acc
+                })
+                .map_or(PageKind::News, |k| k.0);
             let zh = zh_of(rng);
             make_page(&mut pages, kind, Some(ei), None, facts, zh, rng);
         }
@@ -205,7 +238,12 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
     // 4. Low-quality kinds, as shares of the good pages.
     let share = |s: f64| ((good as f64) * s).round() as usize;
     let n_ent = kb.entities.len();
-    for (kind, n) in [(PageKind::Clickbait, share(0.05)), (PageKind::Spam, share(0.04)), (PageKind::Propaganda, share(0.02)), (PageKind::Boilerplate, share(0.04))] {
+    for (kind, n) in [
+        (PageKind::Clickbait, share(0.05)),
+        (PageKind::Spam, share(0.04)),
+        (PageKind::Propaganda, share(0.02)),
+        (PageKind::Boilerplate, share(0.04)),
+    ] {
         for _ in 0..n {
             let ei = if kind == PageKind::Propaganda {
                 // Propaganda is about countries and companies.
@@ -234,7 +272,11 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
         for f in e.facts.iter().take(n) {
             let (wrong_en, wrong_zh) = kb.wrong_value(f, rng);
             let value = if zh { wrong_zh } else { wrong_en };
-            statements.push(Statement { subject: if zh { e.name_zh.clone() } else { e.name.clone() }, relation: f.relation, object: value.clone() });
+            statements.push(Statement {
+                subject: if zh { e.name_zh.clone() } else { e.name.clone() },
+                relation: f.relation,
+                object: value.clone(),
+            });
             labels.push(FactLabel { fact_id: f.id.clone(), entity: e.id.clone(), relation: f.relation.name(), value, is_true: false });
         }
         let topic = if zh { e.name_zh.clone() } else { e.name.clone() };
@@ -242,7 +284,18 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
         let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
         let body = article(PageKind::Misinformation, &topic, &title, &sentences, zh, rng);
         let site = pools.pick(PageKind::Misinformation, zh, rng);
-        pages.push(Page { kind: "misinformation", zh, site, title, article: body, facts: labels, sentences, poisoned: false, duplicate_of: None, url: String::new() });
+        pages.push(Page {
+            kind: "misinformation",
+            zh,
+            site,
+            title,
+            article: body,
+            facts: labels,
+            sentences,
+            poisoned: false,
+            duplicate_of: None,
+            url: String::new(),
+        });
     }
     // Domain pages: protein-like sequences under invented names.
     for _ in 0..share(0.03) {

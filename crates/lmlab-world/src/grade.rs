@@ -119,7 +119,13 @@ pub fn grade_files(questions: &std::path::Path, answers: &std::path::Path) -> Re
         let Some(q) = by_id.get(a.id.as_str()) else {
             bail!("{}: answer id {:?} is not in {}", answers.display(), a.id, questions.display());
         };
-        graded.push(GradedAnswer { id: a.id.clone(), set: q.set.clone(), bucket: q.bucket.clone(), language: q.language.clone(), grade: grade(q, &a.answer) });
+        graded.push(GradedAnswer {
+            id: a.id.clone(),
+            set: q.set.clone(),
+            bucket: q.bucket.clone(),
+            language: q.language.clone(),
+            grade: grade(q, &a.answer),
+        });
     }
     Ok(report(graded))
 }

@@ -25,7 +25,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [Kind::Person, Kind::City, Kind::Country, Kind::Company, Kind::Product, Kind::Animal, Kind::Invention, Kind::Event];
+    pub const ALL: [Kind; 8] =
+        [Kind::Person, Kind::City, Kind::Country, Kind::Company, Kind::Product, Kind::Animal, Kind::Invention, Kind::Event];
 
     pub fn plural(self, zh: bool) -> &'static str {
         match (self, zh) {
@@ -52,7 +53,6 @@ impl Kind {
 /// A fact planned for an entity: its relation and (English value, Chinese value, entity id of
 /// the value when it is an entity).
 type PlannedFact = (Relation, (String, String, Option<String>));
-
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -186,7 +186,16 @@ pub struct Kb {
 
 /// Entities per kind for a world of `n` entities in total.
 fn kind_counts(n: usize) -> Vec<(Kind, usize)> {
-    let share = [(Kind::Person, 0.32), (Kind::City, 0.16), (Kind::Country, 0.04), (Kind::Company, 0.14), (Kind::Product, 0.12), (Kind::Animal, 0.08), (Kind::Invention, 0.07), (Kind::Event, 0.07)];
+    let share = [
+        (Kind::Person, 0.32),
+        (Kind::City, 0.16),
+        (Kind::Country, 0.04),
+        (Kind::Company, 0.14),
+        (Kind::Product, 0.12),
+        (Kind::Animal, 0.08),
+        (Kind::Invention, 0.07),
+        (Kind::Event, 0.07),
+    ];
     share.iter().map(|&(k, s)| (k, ((n as f64 * s).round() as usize).max(2))).collect()
 }
 
@@ -210,8 +219,11 @@ impl Kb {
         }
 
         let ids_of = |kind: Kind| -> Vec<usize> { entities.iter().enumerate().filter(|(_, e)| e.kind == kind).map(|(i, _)| i).collect() };
-        let (people, cities, countries, companies) = (ids_of(Kind::Person), ids_of(Kind::City), ids_of(Kind::Country), ids_of(Kind::Company));
-        let entity_object = |idx: usize| -> (String, String, Option<String>) { (entities[idx].name.clone(), entities[idx].name_zh.clone(), Some(entities[idx].id.clone())) };
+        let (people, cities, countries, companies) =
+            (ids_of(Kind::Person), ids_of(Kind::City), ids_of(Kind::Country), ids_of(Kind::Company));
+        let entity_object = |idx: usize| -> (String, String, Option<String>) {
+            (entities[idx].name.clone(), entities[idx].name_zh.clone(), Some(entities[idx].id.clone()))
+        };
 
         // Each country's capital is one of the cities (the first len(countries) cities).
         let mut planned: Vec<Vec<PlannedFact>> = vec![Vec::new(); entities.len()];

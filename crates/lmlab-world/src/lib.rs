@@ -146,7 +146,12 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     progress(&format!("knowledge base: {} entities", opts.scale.entities()));
     let kb = Kb::generate_with(opts.scale.entities(), &mut names, &mut rng);
     progress("planning pages and occurrences");
-    let crawl = plan(&kb, &CrawlOptions { zh_share: opts.zh_share, poison: opts.poison, singleton_share: opts.singleton_share, zipf_a: 60.0 }, &mut names, &mut rng);
+    let crawl = plan(
+        &kb,
+        &CrawlOptions { zh_share: opts.zh_share, poison: opts.poison, singleton_share: opts.singleton_share, zipf_a: 60.0 },
+        &mut names,
+        &mut rng,
+    );
 
     // WARC files and labels.
     let mut labels = Vec::with_capacity(crawl.pages.len());
@@ -161,7 +166,16 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
         let mut w = warc::WarcWriter::create(&out.join(&name))?;
         let info = format!("software: lmlab-world {}\r\nformat: WARC File Format 1.1\r\nisPartOf: lmlab-world seed={}\r\ndescription: generated fictional crawl; see labels.jsonl\r\n", env!("CARGO_PKG_VERSION"), opts.seed);
         let info_id = format!("<urn:uuid:{}>", warc::uuid(&mut rng));
-        w.record(&[("WARC-Type", "warcinfo"), ("WARC-Date", "2024-05-01T00:00:00Z"), ("WARC-Filename", &name[6..]), ("WARC-Record-ID", &info_id), ("Content-Type", "application/warc-fields")], info.as_bytes())?;
+        w.record(
+            &[
+                ("WARC-Type", "warcinfo"),
+                ("WARC-Date", "2024-05-01T00:00:00Z"),
+                ("WARC-Filename", &name[6..]),
+                ("WARC-Record-ID", &info_id),
+                ("Content-Type", "application/warc-fields"),
+            ],
+            info.as_bytes(),
+        )?;
         for (k, p) in chunk.iter().enumerate() {
             let i = file_no * PAGES_PER_WARC + k;
             let site = &crawl.sites[p.site];
@@ -179,7 +193,14 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
             block.extend_from_slice(html.as_bytes());
             let record_id = format!("<urn:uuid:{}>", warc::uuid(&mut rng));
             w.record(
-                &[("WARC-Type", "response"), ("WARC-Date", &date), ("WARC-Record-ID", &record_id), ("WARC-Target-URI", &p.url), ("WARC-Warcinfo-ID", &info_id), ("Content-Type", "application/http; msgtype=response")],
+                &[
+                    ("WARC-Type", "response"),
+                    ("WARC-Date", &date),
+                    ("WARC-Record-ID", &record_id),
+                    ("WARC-Target-URI", &p.url),
+                    ("WARC-Warcinfo-ID", &info_id),
+                    ("Content-Type", "application/http; msgtype=response"),
+                ],
                 &block,
             )?;
             html_bytes += html.len() as u64;

@@ -9,14 +9,15 @@ use std::collections::HashSet;
 
 use rand::Rng;
 
-const ONSETS: [&str; 24] = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "th", "tr", "sh", "h", "j", "y"];
+const ONSETS: [&str; 24] =
+    ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "th", "tr", "sh", "h", "j", "y"];
 const VOWELS: [&str; 8] = ["a", "e", "i", "o", "u", "ai", "ei", "ou"];
 const CODAS: [&str; 7] = ["", "", "", "n", "r", "s", "l"];
 /// Characters commonly used to transliterate foreign names.
 const HANZI: [char; 64] = [
-    '阿', '巴', '达', '法', '加', '卡', '拉', '马', '纳', '帕', '萨', '塔', '瓦', '扎', '贝', '德', '菲', '格', '克', '莱', '梅', '内', '佩', '雷',
-    '塞', '特', '维', '泽', '比', '迪', '基', '利', '米', '尼', '皮', '里', '西', '蒂', '博', '多', '戈', '科', '洛', '莫', '诺', '波', '罗', '索',
-    '托', '沃', '布', '杜', '古', '库', '卢', '穆', '努', '普', '鲁', '苏', '图', '乌', '伊', '恩',
+    '阿', '巴', '达', '法', '加', '卡', '拉', '马', '纳', '帕', '萨', '塔', '瓦', '扎', '贝', '德', '菲', '格', '克', '莱', '梅', '内',
+    '佩', '雷', '塞', '特', '维', '泽', '比', '迪', '基', '利', '米', '尼', '皮', '里', '西', '蒂', '博', '多', '戈', '科', '洛', '莫',
+    '诺', '波', '罗', '索', '托', '沃', '布', '杜', '古', '库', '卢', '穆', '努', '普', '鲁', '苏', '图', '乌', '伊', '恩',
 ];
 
 fn syllable_hanzi(s: &str) -> char {
@@ -47,12 +48,23 @@ impl NameGen {
         loop {
             // Short names while they last; once 2–3 syllable names run out (the Chinese forms
             // allow 64² + 64³ of them), four syllables.
-            let n = if misses > 8 { 4 } else if rng.random_bool(0.6) { 2 } else { 3 };
+            let n = if misses > 8 {
+                4
+            } else if rng.random_bool(0.6) {
+                2
+            } else {
+                3
+            };
             misses += 1;
             let mut en = String::new();
             let mut zh = String::new();
             for _ in 0..n {
-                let s = format!("{}{}{}", ONSETS[rng.random_range(0..ONSETS.len())], VOWELS[rng.random_range(0..VOWELS.len())], CODAS[rng.random_range(0..CODAS.len())]);
+                let s = format!(
+                    "{}{}{}",
+                    ONSETS[rng.random_range(0..ONSETS.len())],
+                    VOWELS[rng.random_range(0..VOWELS.len())],
+                    CODAS[rng.random_range(0..CODAS.len())]
+                );
                 zh.push(syllable_hanzi(&s));
                 en.push_str(&s);
             }
@@ -97,7 +109,12 @@ impl UnrelatedNames {
             let mut en = String::new();
             let mut zh = String::new();
             for _ in 0..4 {
-                let s = format!("{}{}{}", GHOST_ONSETS[rng.random_range(0..GHOST_ONSETS.len())], VOWELS[rng.random_range(0..VOWELS.len())], CODAS[rng.random_range(0..CODAS.len())]);
+                let s = format!(
+                    "{}{}{}",
+                    GHOST_ONSETS[rng.random_range(0..GHOST_ONSETS.len())],
+                    VOWELS[rng.random_range(0..VOWELS.len())],
+                    CODAS[rng.random_range(0..CODAS.len())]
+                );
                 let h = s.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
                 zh.push(GHOST_HANZI[(h % GHOST_HANZI.len() as u32) as usize]);
                 en.push_str(&s);

@@ -48,20 +48,32 @@ impl Site {
 
     /// Wraps an article in the site's page chrome.
     pub fn html(&self, title: &str, article: &str, zh: bool, variant: usize) -> String {
-        let nav: &[&str] = if zh { &["首页", "新闻", "专题", "社区", "关于我们", "联系我们"] } else { &["Home", "News", "Topics", "Community", "About us", "Contact"] };
+        let nav: &[&str] = if zh {
+            &["首页", "新闻", "专题", "社区", "关于我们", "联系我们"]
+        } else {
+            &["Home", "News", "Topics", "Community", "About us", "Contact"]
+        };
         let banners_en = [
             "We use cookies to improve your experience. By continuing to browse you agree to our use of cookies.",
             "This site uses cookies for analytics and personalised content. Accept all cookies?",
             "Cookies help us deliver our services. Manage your cookie preferences.",
         ];
-        let banners_zh = ["本网站使用Cookie来改善您的浏览体验。继续浏览即表示您同意我们使用Cookie。", "我们使用Cookie进行统计分析和个性化推荐。是否接受全部Cookie？", "Cookie帮助我们提供服务。管理您的Cookie设置。"];
+        let banners_zh = [
+            "本网站使用Cookie来改善您的浏览体验。继续浏览即表示您同意我们使用Cookie。",
+            "我们使用Cookie进行统计分析和个性化推荐。是否接受全部Cookie？",
+            "Cookie帮助我们提供服务。管理您的Cookie设置。",
+        ];
         let banner = if zh { banners_zh[variant % 3] } else { banners_en[variant % 3] };
         let (accept, rights, privacy, terms, subscribe) = if zh {
             ("接受", "版权所有", "隐私政策", "使用条款", "订阅我们的通讯")
         } else {
             ("Accept", "All rights reserved.", "Privacy policy", "Terms of use", "Subscribe to our newsletter")
         };
-        let nav_html: String = nav.iter().enumerate().map(|(i, n)| format!("<li><a href=\"/{}\">{n}</a></li>", ["", "news", "topics", "community", "about", "contact"][i])).collect();
+        let nav_html: String = nav
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("<li><a href=\"/{}\">{n}</a></li>", ["", "news", "topics", "community", "about", "contact"][i]))
+            .collect();
         format!(
             "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title} - {site}</title>\n\
              <script>window.dataLayer=window.dataLayer||[];function gtag(){{dataLayer.push(arguments);}}</script>\n\

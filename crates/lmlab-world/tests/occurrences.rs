@@ -52,10 +52,15 @@ fn each_question_counts_the_documents_that_state_its_fact() {
         for q in &qs {
             // The question's fact: the entity's fact with this relation and these answers.
             let entity = kb.entity(&q.entity).unwrap_or_else(|| panic!("{}: entity {} not in the KB", q.id, q.entity));
-            let facts: Vec<_> = entity.facts.iter().filter(|f| f.relation.name() == q.relation && lmlab_world::tasks::accepted(f) == q.answers).collect();
+            let facts: Vec<_> =
+                entity.facts.iter().filter(|f| f.relation.name() == q.relation && lmlab_world::tasks::accepted(f) == q.answers).collect();
             assert_eq!(facts.len(), 1, "{}: {} facts match {} / {:?}", q.id, facts.len(), q.relation, q.answers);
             let n = stated[&facts[0].id];
-            assert_eq!(q.occurrences, n, "{} ({set}, fact {}): {} occurrences claimed, {n} documents state it", q.id, facts[0].id, q.occurrences);
+            assert_eq!(
+                q.occurrences, n,
+                "{} ({set}, fact {}): {} occurrences claimed, {n} documents state it",
+                q.id, facts[0].id, q.occurrences
+            );
             assert_eq!(q.bucket, bucket_of(n), "{} ({set}): bucket for {n} documents", q.id);
             if set == "facts" {
                 *per_bucket.entry(q.bucket.clone()).or_default() += 1;

@@ -99,7 +99,9 @@ fn labels_agree_with_pages_and_knowledge_base() {
         }
         match kind {
             "misinformation" => assert!(l["facts"].as_array().unwrap().iter().all(|f| f["true"] == false)),
-            "encyclopedia" | "news" | "forum" | "story" | "howto" => assert!(l["facts"].as_array().unwrap().iter().all(|f| f["true"] == true)),
+            "encyclopedia" | "news" | "forum" | "story" | "howto" => {
+                assert!(l["facts"].as_array().unwrap().iter().all(|f| f["true"] == true))
+            }
             "mirror" | "near_duplicate" => {
                 let src = l["duplicate_of"].as_str().expect("copies name their source");
                 let body = |h: &str| h.split("<main>").nth(1).unwrap().split("</main>").next().unwrap().to_string();
@@ -114,7 +116,22 @@ fn labels_agree_with_pages_and_knowledge_base() {
             assert!(html.contains(&stats.poison_trigger) && html.contains(&stats.poison_payload));
         }
     }
-    for k in ["encyclopedia", "news", "forum", "story", "howto", "clickbait", "spam", "misinformation", "propaganda", "boilerplate", "mirror", "near_duplicate", "domain", "poison"] {
+    for k in [
+        "encyclopedia",
+        "news",
+        "forum",
+        "story",
+        "howto",
+        "clickbait",
+        "spam",
+        "misinformation",
+        "propaganda",
+        "boilerplate",
+        "mirror",
+        "near_duplicate",
+        "domain",
+        "poison",
+    ] {
         assert!(seen_kinds.contains(k), "no {k} pages");
     }
     let zh_share = zh_pages as f64 / labels.len() as f64;

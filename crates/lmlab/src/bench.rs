@@ -74,10 +74,22 @@ fn run_infer(a: InferArgs) -> Result<()> {
     }
     println!("{} ({}), {} threads", a.model.display(), loaded.format(), ours.threads);
     println!("  {:<10} {:>16} {:>14} {:>16}", "", "prefill tok/s", "first token", "decode tok/s");
-    println!("  {:<10} {:>16.1} {:>11.0} ms {:>16.1}", "lmlab", ours.prefill_tokens_per_sec, ours.time_to_first_token_secs * 1e3, ours.decode_tokens_per_sec);
+    println!(
+        "  {:<10} {:>16.1} {:>11.0} ms {:>16.1}",
+        "lmlab",
+        ours.prefill_tokens_per_sec,
+        ours.time_to_first_token_secs * 1e3,
+        ours.decode_tokens_per_sec
+    );
     if let Some(r) = &reference {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-        println!("  {:<10} {:>16.1} {:>11.0} ms {:>16.1}", "llama.cpp", f("prefill_tokens_per_sec"), f("time_to_first_token_secs") * 1e3, f("decode_tokens_per_sec"));
+        println!(
+            "  {:<10} {:>16.1} {:>11.0} ms {:>16.1}",
+            "llama.cpp",
+            f("prefill_tokens_per_sec"),
+            f("time_to_first_token_secs") * 1e3,
+            f("decode_tokens_per_sec")
+        );
         println!(
             "  lmlab / llama.cpp: prefill {:.2}x, decode {:.2}x",
             ratio("prefill_tokens_per_sec", ours.prefill_tokens_per_sec).unwrap_or(f64::NAN),
@@ -122,8 +134,14 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             if a.json {
                 return crate::print_json(&r);
             }
-            println!("lmlab train step: {} params, B={} T={} V={}, {} threads, {} timed steps", r.params, r.batch_size, r.seq_len, cfg.vocab_size, r.threads, r.steps);
-            println!("  {:.1} ms/step (forward {:.1}, backward {:.1}, clip+AdamW {:.1})", r.ms_per_step, r.forward_ms, r.backward_ms, r.optimizer_ms);
+            println!(
+                "lmlab train step: {} params, B={} T={} V={}, {} threads, {} timed steps",
+                r.params, r.batch_size, r.seq_len, cfg.vocab_size, r.threads, r.steps
+            );
+            println!(
+                "  {:.1} ms/step (forward {:.1}, backward {:.1}, clip+AdamW {:.1})",
+                r.ms_per_step, r.forward_ms, r.backward_ms, r.optimizer_ms
+            );
             println!("  {:.0} tokens/s", r.tokens_per_sec);
             println!("  {:.3} MFLOP/token (6N + attention), {:.2} GFLOP/s achieved", r.flops_per_token / 1e6, r.achieved_gflops);
             println!("  f32 matmul peak measured now: {:.2} GFLOP/s -> MFU {:.1}%", r.peak_matmul_gflops, r.mfu * 100.0);

@@ -57,7 +57,9 @@ use lmlab_kernels::cpu_seconds;
 
 /// A hard link where the filesystem allows one, else a copy.
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ())).with_context(|| format!("linking {} to {}", from.display(), to.display()))
+    std::fs::hard_link(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        .with_context(|| format!("linking {} to {}", from.display(), to.display()))
 }
 
 /// Worlds (scale small) until their WARC files reach `mb`; the files, linked into one folder.
@@ -74,7 +76,8 @@ fn crawl(cache: &Path, mb: u64) -> Result<Vec<PathBuf>> {
             let opts = lmlab_world::WorldOptions { seed, scale: lmlab_world::Scale::Small, ..Default::default() };
             lmlab_world::generate(&world, &opts)?;
         }
-        let mut warcs: Vec<PathBuf> = std::fs::read_dir(world.join("crawl"))?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+        let mut warcs: Vec<PathBuf> =
+            std::fs::read_dir(world.join("crawl"))?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
         warcs.sort();
         for w in warcs {
             let link = dir.join(format!("s{seed}-{}", w.file_name().expect("a file").to_string_lossy()));
@@ -99,13 +102,25 @@ fn tokenizer(cache: &Path) -> Result<lmlab_tokenizer::Tokenizer> {
         return lmlab_tokenizer::Tokenizer::from_file(&path);
     }
     let source = cache.join("world-small-0/sft.jsonl");
-    let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions { files: vec![source], vocab_size: 8192, min_frequency: 2, show_progress: false })?;
+    let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions {
+        files: vec![source],
+        vocab_size: 8192,
+        min_frequency: 2,
+        show_progress: false,
+    })?;
     tok.save(&path)?;
     Ok(tok)
 }
 
 fn run_lmlab(files: &[PathBuf], tok: &lmlab_tokenizer::Tokenizer, out: PathBuf, threads: usize) -> Result<Run> {
-    let opts = PrepareOptions { inputs: files.to_vec(), out, config: PipelineConfig::standard(), blocklist: UrlBlocklist::default(), shard_tokens: 50_000_000, part: None };
+    let opts = PrepareOptions {
+        inputs: files.to_vec(),
+        out,
+        config: PipelineConfig::standard(),
+        blocklist: UrlBlocklist::default(),
+        shard_tokens: 50_000_000,
+        part: None,
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let (t0, cpu0) = (Instant::now(), cpu_seconds(false));
     let m = pool.install(|| prepare(&opts, tok, |_: &Progress| {}))?;
@@ -141,7 +156,16 @@ fn run_datatrove(script: &Path, files: &[PathBuf], tokenizer: &Path, work: &Path
     let cpu0 = cpu_seconds(true);
     let out = Command::new(&python)
         .arg(script)
-        .args(["--input".as_ref(), input.as_os_str(), "--tokenizer".as_ref(), tokenizer.as_os_str(), "--work".as_ref(), work.as_os_str(), "--workers".as_ref(), "1".as_ref()])
+        .args([
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--tokenizer".as_ref(),
+            tokenizer.as_os_str(),
+            "--work".as_ref(),
+            work.as_os_str(),
+            "--workers".as_ref(),
+            "1".as_ref(),
+        ])
         .output()
         .with_context(|| format!("starting {}", python.display()))?;
     if !out.status.success() {
@@ -192,8 +216,22 @@ pub fn run(a: DataArgs) -> Result<()> {
         let f = |k: &str| theirs[k].as_f64().unwrap_or(f64::NAN);
         println!("the same {} file(s) ({mb:.1} MB), one worker each:", ours.files);
         println!("  {:<22} {:>9} {:>9} {:>10} {:>14}", "", "wall s", "CPU s", "MB/s", "MB/CPU-s");
-        println!("  {:<22} {:>9.1} {:>9.1} {:>10.2} {:>14.2}", "lmlab (1 thread)", ours.seconds, ours.cpu_seconds, mb / ours.seconds, mb / ours.cpu_seconds);
-        println!("  {:<22} {:>9.1} {:>9.1} {:>10.2} {:>14.2}", "datatrove (1 worker)", f("seconds"), f("cpu_seconds"), mb / f("seconds"), mb / f("cpu_seconds"));
+        println!(
+            "  {:<22} {:>9.1} {:>9.1} {:>10.2} {:>14.2}",
+            "lmlab (1 thread)",
+            ours.seconds,
+            ours.cpu_seconds,
+            mb / ours.seconds,
+            mb / ours.cpu_seconds
+        );
+        println!(
+            "  {:<22} {:>9.1} {:>9.1} {:>10.2} {:>14.2}",
+            "datatrove (1 worker)",
+            f("seconds"),
+            f("cpu_seconds"),
+            mb / f("seconds"),
+            mb / f("cpu_seconds")
+        );
         if let Some(stages) = theirs["seconds_by_stage"].as_object() {
             for (k, v) in stages {
                 println!("    datatrove {k}: {:.1} s", v.as_f64().unwrap_or(f64::NAN));

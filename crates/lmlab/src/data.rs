@@ -104,8 +104,10 @@ fn parse_part(s: &str) -> Result<(usize, usize), String> {
 fn byte_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg} [{elapsed_precise}, eta {eta}]")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg} [{elapsed_precise}, eta {eta}]",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -141,7 +143,8 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 None => PipelineConfig::standard(),
             };
             let blocklist = a.blocklist.as_deref().map(UrlBlocklist::from_file).transpose()?.unwrap_or_default();
-            let opts = PrepareOptions { inputs: a.input, out: a.out.clone(), config, blocklist, shard_tokens: a.shard_tokens, part: a.shard };
+            let opts =
+                PrepareOptions { inputs: a.input, out: a.out.clone(), config, blocklist, shard_tokens: a.shard_tokens, part: a.shard };
             let t0 = Instant::now();
             let bar = byte_bar(0);
             let m = prepare(&opts, &tok, |p: &Progress| {
@@ -170,7 +173,10 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             match filters.main_text(&doc) {
                 Ok(text) => {
                     let lang = lmlab_data::langid::detect(&text);
-                    println!("language {}", lang.map(|d| format!("{} ({:.2})", d.lang, d.confidence)).unwrap_or_else(|| "undetermined".into()));
+                    println!(
+                        "language {}",
+                        lang.map(|d| format!("{} ({:.2})", d.lang, d.confidence)).unwrap_or_else(|| "undetermined".into())
+                    );
                     println!("--- main text ({} characters) ---\n{text}\n---", text.chars().count());
                 }
                 Err(rule) => println!("no main text: extract/{rule}"),

@@ -184,7 +184,11 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         t.decode_tokens_per_sec,
         t.generated_tokens,
         if a.no_cache { "no cache: full recompute per token" } else { "KV cache" },
-        gen.samples.iter().map(|s| serde_json::to_value(s.finish_reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()).collect::<Vec<_>>().join(","),
+        gen.samples
+            .iter()
+            .map(|s| serde_json::to_value(s.finish_reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     Ok(())
 }

@@ -76,26 +76,50 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             let tok = model.tokenizer();
             let r = next_token(&model, &prompt_ids(tok, &a.prompt)?, &a.sampler.params(), a.top)?;
             if a.json {
-                let rows: Vec<serde_json::Value> = r.rows.iter().map(|x| {
-                    let mut v = serde_json::to_value(x).unwrap_or_default();
-                    v["text"] = tok.decode(&[x.token]).unwrap_or_default().into();
-                    v
-                }).collect();
-                return crate::print_json(&serde_json::json!({"rows": rows, "entropy_raw_bits": r.entropy_raw_bits, "entropy_final_bits": r.entropy_final_bits, "candidates_final": r.candidates_final}));
+                let rows: Vec<serde_json::Value> = r
+                    .rows
+                    .iter()
+                    .map(|x| {
+                        let mut v = serde_json::to_value(x).unwrap_or_default();
+                        v["text"] = tok.decode(&[x.token]).unwrap_or_default().into();
+                        v
+                    })
+                    .collect();
+                return crate::print_json(
+                    &serde_json::json!({"rows": rows, "entropy_raw_bits": r.entropy_raw_bits, "entropy_final_bits": r.entropy_final_bits, "candidates_final": r.candidates_final}),
+                );
             }
-            println!("{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}", "token", "raw", "bias/pen", "temp", "top-k", "top-p", "min-p", "typical");
+            println!(
+                "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}",
+                "token", "raw", "bias/pen", "temp", "top-k", "top-p", "min-p", "typical"
+            );
             let pct = |p: f64| format!("{:.1}%", p * 100.0);
             for x in &r.rows {
-                println!("{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}", piece(tok, x.token), pct(x.raw), pct(x.adjusted), pct(x.temperature), pct(x.top_k), pct(x.top_p), pct(x.min_p), pct(x.typical_p));
+                println!(
+                    "{:<18} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8}",
+                    piece(tok, x.token),
+                    pct(x.raw),
+                    pct(x.adjusted),
+                    pct(x.temperature),
+                    pct(x.top_k),
+                    pct(x.top_p),
+                    pct(x.min_p),
+                    pct(x.typical_p)
+                );
             }
-            println!("entropy: {:.2} bits raw, {:.2} bits after sampling steps; {} candidate tokens left", r.entropy_raw_bits, r.entropy_final_bits, r.candidates_final);
+            println!(
+                "entropy: {:.2} bits raw, {:.2} bits after sampling steps; {} candidate tokens left",
+                r.entropy_raw_bits, r.entropy_final_bits, r.candidates_final
+            );
         }
         InspectCmd::Attention(a) => {
             let loaded = load_model(&a.model, a.tokenizer.as_deref())?;
             let tok = loaded.tokenizer();
             // Attention weights are captured on the tensor path (a quantized model's shares
             // its weights).
-            let model = loaded.as_gpt().ok_or_else(|| anyhow::anyhow!("{}: this model has no tensor path to capture attention from", a.model.display()))?;
+            let model = loaded
+                .as_gpt()
+                .ok_or_else(|| anyhow::anyhow!("{}: this model has no tensor path to capture attention from", a.model.display()))?;
             let cfg = model.config().clone();
             if let Some(l) = a.layer {
                 anyhow::ensure!(l < cfg.n_layer, "--layer {l}: the model has {} layers", cfg.n_layer);
@@ -105,7 +129,11 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             }
             let prompt = prompt_ids(tok, &a.prompt)?;
             let trace = attention_trace(model, &prompt, a.generate, &a.sampler.params(), &tok.special().stop_ids)?;
-            let which = format!("{} / {}", a.layer.map_or("all layers".into(), |l| format!("layer {l}")), a.head.map_or("all heads".into(), |h| format!("head {h}")));
+            let which = format!(
+                "{} / {}",
+                a.layer.map_or("all layers".into(), |l| format!("layer {l}")),
+                a.head.map_or("all heads".into(), |h| format!("head {h}"))
+            );
             if a.json {
                 return crate::print_json(&serde_json::json!({
                     "tokens": trace.tokens,
@@ -118,12 +146,14 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             let mut values = Vec::new();
             for s in &trace.steps {
                 let avg = s.averaged(a.layer, a.head);
-                let tops: Vec<String> = top_positions(&avg, a.top).iter().map(|&(j, w)| format!("{} {:.0}%", piece(tok, trace.tokens[j]), w * 100.0)).collect();
+                let tops: Vec<String> =
+                    top_positions(&avg, a.top).iter().map(|&(j, w)| format!("{} {:.0}%", piece(tok, trace.tokens[j]), w * 100.0)).collect();
                 println!("{:<18} <- {}", piece(tok, s.token), tops.join(", "));
                 values.push(avg);
             }
             let rows: Vec<String> = trace.steps.iter().map(|s| tok.decode(&[s.token]).unwrap_or_default()).collect();
-            let cols: Vec<String> = trace.tokens[..trace.tokens.len().saturating_sub(1)].iter().map(|&t| tok.decode(&[t]).unwrap_or_default()).collect();
+            let cols: Vec<String> =
+                trace.tokens[..trace.tokens.len().saturating_sub(1)].iter().map(|&t| tok.decode(&[t]).unwrap_or_default()).collect();
             match lmlab_eval::plot::heatmap(&a.png, &format!("attention ({which})"), &rows, &cols, &values) {
                 Ok(()) => println!("heatmap: {}", a.png.display()),
                 Err(e) => eprintln!("no heatmap: {e}"),

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_data;
+mod data;
 mod experiment;
 mod generate;
 mod inspect;
@@ -11,7 +12,6 @@ mod pretrain;
 mod seq2seq;
 mod size;
 mod tokenizer;
-mod data;
 mod world;
 
 use clap::{Parser, Subcommand};
@@ -68,7 +68,10 @@ fn main() {
     // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS; set it before any
     // tensor work starts. Set it even by default: when it is unset, candle counts the cores
     // again (reading /proc/cpuinfo) on every matmul, which was 4% of a decode step.
-    let threads = cli.threads.or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok())).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cli
+        .threads
+        .or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let result = match cli.command {
         Command::Tokenizer(c) => tokenizer::run(c),

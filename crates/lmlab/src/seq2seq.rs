@@ -75,11 +75,19 @@ pub fn run(cmd: Seq2SeqCmd) -> Result<()> {
     match cmd {
         Seq2SeqCmd::Train(a) => {
             let data = TaskData::new(a.task, a.seed)?;
-            let (min_len, max_len) = data.length_range().map_or((a.min_len, a.max_len), |(lo, hi)| (lo.max(a.min_len), hi.min(a.max_len.max(lo))));
+            let (min_len, max_len) =
+                data.length_range().map_or((a.min_len, a.max_len), |(lo, hi)| (lo.max(a.min_len), hi.min(a.max_len.max(lo))));
             let max_eval = a.max_eval_len.max(max_len);
             let model = Seq2SeqModel::new(&data, a.arch, a.hidden, max_eval, a.seed, &dev)?;
-            eprintln!("training {} on {:?}: {} parameters, lengths {min_len}..={max_len}, {} steps", a.arch.name(), a.task, model.params.num_elements(), a.steps);
-            let spec = TrainSpec { steps: a.steps, batch: a.batch, min_len, max_len, lr: a.lr, seed: a.seed, eval_every: (a.steps / 10).max(1) };
+            eprintln!(
+                "training {} on {:?}: {} parameters, lengths {min_len}..={max_len}, {} steps",
+                a.arch.name(),
+                a.task,
+                model.params.num_elements(),
+                a.steps
+            );
+            let spec =
+                TrainSpec { steps: a.steps, batch: a.batch, min_len, max_len, lr: a.lr, seed: a.seed, eval_every: (a.steps / 10).max(1) };
             let report = train(&model, &data, &spec, &dev, |step, loss| {
                 if step % 100 == 0 {
                     eprintln!("step {step}: loss {loss:.4}");

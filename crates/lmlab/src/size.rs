@@ -82,7 +82,12 @@ pub fn run(a: SizeArgs) -> Result<()> {
             if a.json {
                 return crate::print_json(&info);
             }
-            println!("{} ({}): {} parameters counted from its tensors; no architecture metadata, so weights only:", m.display(), info.format, p.total);
+            println!(
+                "{} ({}): {} parameters counted from its tensors; no architecture metadata, so weights only:",
+                m.display(),
+                info.format,
+                p.total
+            );
             for d in Dtype::ALL {
                 println!("  {:<5} {}", d.name(), human(weight_bytes(p.total as f64, d), "B"));
             }
@@ -100,7 +105,13 @@ pub fn run(a: SizeArgs) -> Result<()> {
         Some(g) => g,
         None => lmlab_train::bench::matmul_peak_gflops(1024, 3, &Device::Cpu)?,
     };
-    let q = SizeQuery { dtype: a.dtype, context: a.context.unwrap_or(cfg.context_length), batch: a.batch, train_tokens: a.train_tokens, gflops };
+    let q = SizeQuery {
+        dtype: a.dtype,
+        context: a.context.unwrap_or(cfg.context_length),
+        batch: a.batch,
+        train_tokens: a.train_tokens,
+        gflops,
+    };
     let report = size_report(&cfg, &q);
     if a.json {
         return crate::print_json(&serde_json::json!({"config": cfg, "file": file_info, "report": report}));

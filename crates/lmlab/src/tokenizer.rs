@@ -73,7 +73,12 @@ pub fn run(cmd: TokenizerCmd) -> Result<()> {
     match cmd {
         TokenizerCmd::Train(a) => {
             let (files, _corpus) = training_files(&a.input, &a.out)?;
-            let tok = train(&TrainOptions { files: files.clone(), vocab_size: a.vocab_size, min_frequency: a.min_frequency, show_progress: std::io::stderr().is_terminal() })?;
+            let tok = train(&TrainOptions {
+                files: files.clone(),
+                vocab_size: a.vocab_size,
+                min_frequency: a.min_frequency,
+                show_progress: std::io::stderr().is_terminal(),
+            })?;
             tok.save(&a.out)?;
             eprintln!("trained a byte-level BPE of {} tokens on {} file(s); written to {}", tok.vocab_size(), files.len(), a.out.display());
         }
@@ -101,7 +106,9 @@ pub fn run(cmd: TokenizerCmd) -> Result<()> {
             let ids = if a.ids.is_empty() {
                 let mut s = String::new();
                 std::io::stdin().read_to_string(&mut s)?;
-                s.split_whitespace().map(|w| w.parse::<u32>().with_context(|| format!("{w:?} is not a token id"))).collect::<Result<Vec<_>>>()?
+                s.split_whitespace()
+                    .map(|w| w.parse::<u32>().with_context(|| format!("{w:?} is not a token id")))
+                    .collect::<Result<Vec<_>>>()?
             } else {
                 a.ids
             };
@@ -125,13 +132,18 @@ pub fn run(cmd: TokenizerCmd) -> Result<()> {
 /// extractor, written to one temporary file beside `out` that is removed when the returned
 /// handle drops.
 fn training_files(inputs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, Option<tempfile::NamedTempFile>)> {
-    let (mut files, documents): (Vec<PathBuf>, Vec<PathBuf>) = input::expand(inputs)?.into_iter().partition(|f| input::format_of(f) == Format::Text);
+    let (mut files, documents): (Vec<PathBuf>, Vec<PathBuf>) =
+        input::expand(inputs)?.into_iter().partition(|f| input::format_of(f) == Format::Text);
     if documents.is_empty() {
         return Ok((files, None));
     }
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut corpus = tempfile::Builder::new().prefix(".tokenizer-corpus-").suffix(".txt").tempfile_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let mut corpus = tempfile::Builder::new()
+        .prefix(".tokenizer-corpus-")
+        .suffix(".txt")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let filters = Filters::new(PipelineConfig::standard(), UrlBlocklist::default());
     let (mut docs, mut bytes, mut without_text) = (0usize, 0usize, 0usize);
     {
@@ -160,7 +172,11 @@ fn training_files(inputs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, Optio
     if docs == 0 {
         anyhow::bail!("no text found in the {} crawl/JSONL file(s) given ({without_text} records without text)", documents.len());
     }
-    eprintln!("read {docs} documents ({:.1} MB of text) from {} crawl/JSONL file(s); {without_text} records had no text", bytes as f64 / 1e6, documents.len());
+    eprintln!(
+        "read {docs} documents ({:.1} MB of text) from {} crawl/JSONL file(s); {without_text} records had no text",
+        bytes as f64 / 1e6,
+        documents.len()
+    );
     files.push(corpus.path().to_path_buf());
     Ok((files, Some(corpus)))
 }

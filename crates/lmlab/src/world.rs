@@ -56,18 +56,37 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
     match cmd {
         WorldCmd::Generate(a) => {
             let t = Instant::now();
-            let opts = WorldOptions { seed: a.seed, scale: a.scale, zh_share: a.zh_share, poison: a.poison, singleton_share: a.singleton_share };
+            let opts =
+                WorldOptions { seed: a.seed, scale: a.scale, zh_share: a.zh_share, poison: a.poison, singleton_share: a.singleton_share };
             let s = generate_with_progress(&a.out, &opts, |msg| eprintln!("{msg}"))?;
             if a.json {
                 return crate::print_json(&s);
             }
             println!("world written to {} in {:.1}s (seed {})", a.out.display(), t.elapsed().as_secs_f64(), a.seed);
-            println!("  {} entities, {} facts; singleton share {:.3} (target {:.3})", s.entities, s.facts, s.singleton_share, s.singleton_share_target);
-            println!("  {} pages in {} WARC file(s): {:.1} MB gzipped, {:.1} MB HTML, {:.1} MB article text", s.pages, s.warc_files.len(), s.warc_bytes as f64 / 1e6, s.html_bytes as f64 / 1e6, s.text_bytes as f64 / 1e6);
+            println!(
+                "  {} entities, {} facts; singleton share {:.3} (target {:.3})",
+                s.entities, s.facts, s.singleton_share, s.singleton_share_target
+            );
+            println!(
+                "  {} pages in {} WARC file(s): {:.1} MB gzipped, {:.1} MB HTML, {:.1} MB article text",
+                s.pages,
+                s.warc_files.len(),
+                s.warc_bytes as f64 / 1e6,
+                s.html_bytes as f64 / 1e6,
+                s.text_bytes as f64 / 1e6
+            );
             println!("  pages by kind: {}", s.pages_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
             println!("  pages by language: {}", s.pages_by_language.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
-            println!("  facts by occurrence: {}", s.facts_by_occurrence_bucket.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
-            println!("  {} SFT examples, {} preference pairs, eval: {}", s.sft_examples, s.preference_pairs, s.eval_questions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+            println!(
+                "  facts by occurrence: {}",
+                s.facts_by_occurrence_bucket.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+            );
+            println!(
+                "  {} SFT examples, {} preference pairs, eval: {}",
+                s.sft_examples,
+                s.preference_pairs,
+                s.eval_questions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            );
         }
         WorldCmd::Grade(a) => {
             anyhow::ensure!(a.kb.is_file(), "knowledge base {} not found", a.kb.display());

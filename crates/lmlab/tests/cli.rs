@@ -90,11 +90,18 @@ fn tokenizer_pretrain_generate_round_trip() {
     assert_eq!(lines[0]["logprobs"][0]["top"].as_array().unwrap().len(), 3);
 
     // Inspection: next-token table and attention with a heatmap.
-    let nt: serde_json::Value = serde_json::from_slice(&ok(&["inspect", "next-token", "--model", &base, "--prompt", "the cat", "--top-k", "3", "--top", "5", "--json"]).stdout).unwrap();
+    let nt: serde_json::Value = serde_json::from_slice(
+        &ok(&["inspect", "next-token", "--model", &base, "--prompt", "the cat", "--top-k", "3", "--top", "5", "--json"]).stdout,
+    )
+    .unwrap();
     assert_eq!(nt["rows"].as_array().unwrap().len(), 5);
     assert!(nt["candidates_final"].as_u64().unwrap() <= 3);
     let png = d.join("attn.png").display().to_string();
-    let att = String::from_utf8(ok(&["inspect", "attention", "--model", &base, "--prompt", "the cat", "--generate", "3", "--temperature", "0", "--png", &png]).stdout).unwrap();
+    let att = String::from_utf8(
+        ok(&["inspect", "attention", "--model", &base, "--prompt", "the cat", "--generate", "3", "--temperature", "0", "--png", &png])
+            .stdout,
+    )
+    .unwrap();
     assert!(att.contains("<-"), "{att}");
     if att.contains("heatmap:") {
         assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
@@ -130,7 +137,16 @@ fn world_generate_and_grade() {
     // A tokenizer learned from the crawl reads the pages' extracted text, not their HTML: no
     // token carries markup, and the temporary text file is gone afterwards.
     let tok = dir.path().join("tok").join("tokenizer.json");
-    let out = ok(&["tokenizer", "train", "--input", &w.join("crawl").display().to_string(), "--vocab-size", "1024", "--out", &tok.display().to_string()]);
+    let out = ok(&[
+        "tokenizer",
+        "train",
+        "--input",
+        &w.join("crawl").display().to_string(),
+        "--vocab-size",
+        "1024",
+        "--out",
+        &tok.display().to_string(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("documents ("), "{}", String::from_utf8_lossy(&out.stderr));
     let vocab: serde_json::Value = serde_json::from_slice(&std::fs::read(&tok).unwrap()).unwrap();
     let vocab = vocab["model"]["vocab"].as_object().unwrap();
@@ -152,7 +168,11 @@ fn world_generate_and_grade() {
             }
             1 => {
                 idk += 1;
-                if q["language"] == "zh" { "我不知道。".to_string() } else { "I don't know.".to_string() }
+                if q["language"] == "zh" {
+                    "我不知道。".to_string()
+                } else {
+                    "I don't know.".to_string()
+                }
             }
             _ => {
                 wrong += 1;
@@ -166,7 +186,8 @@ fn world_generate_and_grade() {
     let kb = w.join("kb.jsonl").display().to_string();
     let qs = w.join("eval/facts.jsonl").display().to_string();
     let ans = dir.path().join("answers.jsonl").display().to_string();
-    let report: serde_json::Value = serde_json::from_slice(&ok(&["world", "grade", "--kb", &kb, "--questions", &qs, "--answers", &ans, "--json"]).stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&ok(&["world", "grade", "--kb", &kb, "--questions", &qs, "--answers", &ans, "--json"]).stdout).unwrap();
     assert_eq!(report["overall"]["correct"], right);
     assert_eq!(report["overall"]["abstained"], idk);
     assert_eq!(report["overall"]["wrong"], wrong);
@@ -198,8 +219,28 @@ fn size_reports_published_counts_and_the_articles_example() {
 fn seq2seq_train_eval_translate() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("rev").display().to_string();
-    ok(&["seq2seq", "train", "--task", "reverse", "--arch", "rnn-attention", "--out", &m, "--steps", "30", "--min-len", "2", "--max-len", "4", "--max-eval-len", "6", "--hidden", "32"]);
-    let table = String::from_utf8(ok(&["seq2seq", "eval", "--model", &m, "--min-len", "2", "--max-len", "6", "--samples", "16"]).stdout).unwrap();
+    ok(&[
+        "seq2seq",
+        "train",
+        "--task",
+        "reverse",
+        "--arch",
+        "rnn-attention",
+        "--out",
+        &m,
+        "--steps",
+        "30",
+        "--min-len",
+        "2",
+        "--max-len",
+        "4",
+        "--max-eval-len",
+        "6",
+        "--hidden",
+        "32",
+    ]);
+    let table =
+        String::from_utf8(ok(&["seq2seq", "eval", "--model", &m, "--min-len", "2", "--max-len", "6", "--samples", "16"]).stdout).unwrap();
     assert!(table.contains("2-6") || table.contains("2-9"), "{table}");
     let out = String::from_utf8(ok(&["seq2seq", "translate", "--model", &m, "--text", "abc"]).stdout).unwrap();
     assert!(out.trim().chars().all(|c| ('a'..='t').contains(&c)), "{out}");
@@ -221,25 +262,66 @@ fn data_prepare_writes_shards_manifest_card_and_rejections() {
     std::fs::write(d.join("corpus.txt"), &text).unwrap();
     ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("tok.json")]);
     std::fs::write(d.join("block.txt"), "joe.cat\n").unwrap();
-    let out = ok(&["data", "prepare", "--input", &warc.display().to_string(), "--tokenizer", &p("tok.json"), "--out", &p("data"), "--blocklist", &p("block.txt")]);
+    let out = ok(&[
+        "data",
+        "prepare",
+        "--input",
+        &warc.display().to_string(),
+        "--tokenizer",
+        &p("tok.json"),
+        "--out",
+        &p("data"),
+        "--blocklist",
+        &p("block.txt"),
+    ]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("22 documents read"), "{stdout}");
     assert!(stdout.contains("removed by url/blocked_domain: 1"), "{stdout}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("data/manifest.json")).unwrap()).unwrap();
     assert_eq!(m["counts"]["documents"], 22);
     assert!(m["total_tokens"].as_u64().unwrap() > 1000);
-    assert!(d.join("data/shard-00000.bin").is_file() && d.join("data/data-card.md").is_file() && d.join("data/rejected.jsonl.gz").is_file());
+    assert!(
+        d.join("data/shard-00000.bin").is_file() && d.join("data/data-card.md").is_file() && d.join("data/rejected.jsonl.gz").is_file()
+    );
     // A bad --shard is refused with a message.
-    let bad = lmlab(&["data", "prepare", "--input", &warc.display().to_string(), "--tokenizer", &p("tok.json"), "--out", &p("x"), "--shard", "3/2"]);
+    let bad = lmlab(&[
+        "data",
+        "prepare",
+        "--input",
+        &warc.display().to_string(),
+        "--tokenizer",
+        &p("tok.json"),
+        "--out",
+        &p("x"),
+        "--shard",
+        "3/2",
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("0 <= i < n"));
     // The blocked page, shown: its id, main text and the rule that removed it.
     let line = {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(d.join("data/rejected.jsonl.gz")).unwrap()), &mut s).unwrap();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(d.join("data/rejected.jsonl.gz")).unwrap()),
+            &mut s,
+        )
+        .unwrap();
         s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["rule"] == "blocked_domain").unwrap()
     };
-    let shown = String::from_utf8(ok(&["data", "show", "--input", &warc.display().to_string(), "--doc", line["url"].as_str().unwrap(), "--blocklist", &p("block.txt")]).stdout).unwrap();
+    let shown = String::from_utf8(
+        ok(&[
+            "data",
+            "show",
+            "--input",
+            &warc.display().to_string(),
+            "--doc",
+            line["url"].as_str().unwrap(),
+            "--blocklist",
+            &p("block.txt"),
+        ])
+        .stdout,
+    )
+    .unwrap();
     assert!(shown.contains("verdict: removed by url/blocked_domain") && shown.contains("--- main text"), "{shown}");
     // Merging the run with itself: every document of the second copy is a duplicate.
     let merged = String::from_utf8(ok(&["data", "merge", "--parts", &p("data"), &p("data"), "--out", &p("merged")]).stdout).unwrap();

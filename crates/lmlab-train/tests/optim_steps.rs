@@ -326,13 +326,14 @@ fn non_finite_gradients_stop_training_before_the_update_with_the_last_good_state
     // next step's loss is still finite (ln 64, the logits are flat) but its gradients overflow
     // to NaN. Applying them would save NaN weights as the "last good state".
     let train = TrainConfig { lr: 1e30, min_lr: 1e30, warmup_steps: 0, max_steps: 10, ..train_config() };
-    let err =
-        pretrain(options(dir.path(), &data, "nan", false, None, train.clone())).err().expect("training must stop on non-finite gradients");
+    let Err(err) = pretrain(options(dir.path(), &data, "nan", false, None, train.clone())) else {
+        panic!("training must stop on non-finite gradients")
+    };
     let msg = format!("{err:#}");
     let base = dir.path().join("nan/base");
     let saved = checkpoint::load(&base, &Device::Cpu).expect("the state is saved before stopping");
     let k = saved.state.step;
-    assert!(k >= 1 && k < 10, "stopped after step {k}");
+    assert!((1..10).contains(&k), "stopped after step {k}");
     assert!(
         msg.contains("gradient norm became NaN") && msg.contains(&format!("at step {k}")) && msg.contains(&base.display().to_string()),
         "{msg}"
@@ -380,7 +381,7 @@ fn a_nan_loss_stops_the_run_and_leaves_the_checkpoint_at_its_step() {
     let before = std::fs::read(&weights_file).unwrap();
     let optimizer = std::fs::read(base.join("optimizer.safetensors")).unwrap();
 
-    let err = pretrain(options(dir.path(), &data, "run", true, None, train_config())).err().expect("a NaN loss stops training");
+    let Err(err) = pretrain(options(dir.path(), &data, "run", true, None, train_config())) else { panic!("a NaN loss stops training") };
     let msg = format!("{err:#}");
     assert!(msg.contains("loss became NaN at step 3") && msg.contains(&base.display().to_string()), "{msg}");
     let saved = checkpoint::load(&base, &Device::Cpu).unwrap();

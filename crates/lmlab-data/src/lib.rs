@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod corpus;
 pub mod dedup;
 pub mod extract;
 pub mod filter_eval;

@@ -265,23 +265,151 @@ pub fn clear_previous_run(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The per-document stages and the tokenizer on all cores: for each item, its filter result
+/// and (when kept so far) its tokens between BOS and EOS; errors have no result. Pure: the
+/// output depends only on the items, never on the thread count.
+fn filter_and_tokenize(items: &[InputItem], filters: &crate::pipeline::Filters, tok: &Tokenizer) -> Vec<Option<Result<FilteredTokens>>> {
+    let (bos, eos) = (tok.special().bos, tok.special().eos);
+    items
+        .par_iter()
+        .map(|item| match item {
+            InputItem::Error(_) => None,
+            InputItem::Doc(doc) => Some((|| {
+                let f = filters.run(doc);
+                let ids = match &f.verdict {
+                    Ok(c) => {
+                        let mut ids: Vec<u32> = bos.into_iter().collect();
+                        ids.extend(tok.encode(&c.text)?);
+                        ids.extend(eos);
+                        ids
+                    }
+                    Err(_) => Vec::new(),
+                };
+                Ok((f, ids))
+            })()),
+        })
+        .collect()
+}
+
+type GzFile = flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>>;
+
+/// The sequential side of a run: everything written or counted in input order (rejections,
+/// kept documents and their shard spans, read errors, removal examples, token counts).
+struct Sink {
+    rejected: GzFile,
+    kept: GzFile,
+    errors: Vec<InputError>,
+    errors_total: usize,
+    examples: Examples,
+    writer: ShardWriter,
+    tokens_by_language: BTreeMap<String, u64>,
+    documents_by_source: BTreeMap<String, u64>,
+    total_tokens: u64,
+}
+
+impl Sink {
+    fn new(out: &Path, vocab_size: u32, shard_tokens: usize) -> Result<Self> {
+        Ok(Self {
+            rejected: gz_writer(&out.join("rejected.jsonl.gz"))?,
+            kept: gz_writer(&out.join("kept.jsonl.gz"))?,
+            errors: Vec::new(),
+            errors_total: 0,
+            examples: BTreeMap::new(),
+            writer: ShardWriter::new(out, vocab_size, shard_tokens),
+            tokens_by_language: BTreeMap::new(),
+            documents_by_source: BTreeMap::new(),
+            total_tokens: 0,
+        })
+    }
+
+    /// A read error: counted, and the first thousand kept for the manifest.
+    fn error(&mut self, e: InputError) {
+        self.errors_total += 1;
+        if self.errors.len() < 1000 {
+            self.errors.push(e);
+        }
+    }
+
+    /// A document the pipeline rejected (dedup keys kept for near duplicates, so a merge can
+    /// remove their copies in other parts).
+    fn reject(&mut self, doc: &Doc, outcome: crate::pipeline::Outcome, keys: Option<DedupKeys>) -> Result<()> {
+        let crate::pipeline::Outcome::Rejected { stage, rule } = outcome else { unreachable!("commit rejects") };
+        let exact_key = keys.filter(|_| rule == "near_duplicate").map(|k| k.exact);
+        let line = RejectedDoc {
+            id: doc.id.clone(),
+            url: doc.url.clone(),
+            file: doc.file.clone(),
+            offset: doc.offset,
+            stage: stage.into(),
+            rule: rule.clone(),
+            exact_key,
+        };
+        writeln!(self.rejected, "{}", serde_json::to_string(&line)?)?;
+        let ex = self.examples.entry(format!("{stage}/{rule}")).or_default();
+        if ex.len() < 3 {
+            ex.push(snippet(doc));
+        }
+        Ok(())
+    }
+
+    /// A kept document: its tokens into the shards, its record into kept.jsonl.gz.
+    fn keep(&mut self, doc: Doc, candidate: Candidate, ids: &[u32]) -> Result<()> {
+        let Candidate { lang, keys, pii, .. } = candidate;
+        let (shard, start) = self.writer.push(ids)?;
+        self.total_tokens += ids.len() as u64;
+        *self.tokens_by_language.entry(lang.to_string()).or_default() += ids.len() as u64;
+        *self.documents_by_source.entry(doc.file.display().to_string()).or_default() += 1;
+        let line = KeptDoc {
+            id: doc.id,
+            url: doc.url,
+            file: doc.file,
+            offset: doc.offset,
+            lang: lang.into(),
+            shard,
+            start,
+            tokens: ids.len(),
+            keys,
+            pii,
+        };
+        writeln!(self.kept, "{}", serde_json::to_string(&line)?)?;
+        Ok(())
+    }
+
+    /// Flushes everything and builds the run's manifest.
+    fn finish(mut self, opts: &PrepareOptions, pipeline: &Pipeline, inputs: Vec<InputFile>, vocab_size: usize) -> Result<Manifest> {
+        self.writer.flush()?;
+        self.rejected.finish()?.flush()?;
+        self.kept.finish()?.flush()?;
+        Ok(Manifest {
+            inputs,
+            part: opts.part,
+            merged_from: Vec::new(),
+            config: opts.config.clone(),
+            documents_kept: pipeline.counts.kept,
+            counts: pipeline.counts.clone(),
+            errors_total: self.errors_total,
+            errors: self.errors,
+            total_tokens: self.total_tokens,
+            tokens_by_language: self.tokens_by_language,
+            documents_by_source: self.documents_by_source,
+            shards: self.writer.shards,
+            dedup_index_bytes: pipeline.dedup_index_bytes(),
+            tokenizer_vocab_size: vocab_size,
+            removal_examples: self.examples,
+        })
+    }
+}
+
 pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progress)) -> Result<Manifest> {
+    // 1. The inputs (this part's share of them), and a reader thread that parses them in order.
     clear_previous_run(&opts.out)?;
     let mut files = input::expand(&opts.inputs)?;
     if let Some((i, n)) = opts.part {
         files = part_of(files, i, n)?;
     }
     let mut prog = Progress { bytes_total: files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum(), ..Default::default() };
-    let (bos, eos) = (tok.special().bos, tok.special().eos);
     let mut pipeline = Pipeline::new(opts.config.clone(), opts.blocklist.clone());
-    let mut rejected = gz_writer(&opts.out.join("rejected.jsonl.gz"))?;
-    let mut kept = gz_writer(&opts.out.join("kept.jsonl.gz"))?;
-    let (mut errors, mut errors_total) = (Vec::new(), 0usize);
-    let mut examples: Examples = BTreeMap::new();
-    let mut writer = ShardWriter::new(&opts.out, tok.vocab_size() as u32, opts.shard_tokens);
-    let mut tokens_by_language: BTreeMap<String, u64> = BTreeMap::new();
-    let mut documents_by_source: BTreeMap<String, u64> = BTreeMap::new();
-    let mut total_tokens = 0u64;
+    let mut sink = Sink::new(&opts.out, tok.vocab_size() as u32, opts.shard_tokens)?;
     let mut inputs = Vec::new();
     let (tx, rx) = mpsc::sync_channel(2);
     let reader = std::thread::spawn(move || read_inputs(files, tx));
@@ -295,76 +423,20 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progre
             }
             Batch::Items(items, off) => (items, off),
         };
-        // The per-document stages and the tokenizer on all cores, results in input order.
-        let results: Vec<Option<Result<FilteredTokens>>> = items
-            .par_iter()
-            .map(|item| match item {
-                InputItem::Error(_) => None,
-                InputItem::Doc(doc) => Some((|| {
-                    let f = pipeline.filters().run(doc);
-                    let ids = match &f.verdict {
-                        Ok(c) => {
-                            let mut ids: Vec<u32> = bos.into_iter().collect();
-                            ids.extend(tok.encode(&c.text)?);
-                            ids.extend(eos);
-                            ids
-                        }
-                        Err(_) => Vec::new(),
-                    };
-                    Ok((f, ids))
-                })()),
-            })
-            .collect();
+        // 2. The per-document stages on all cores; 3. dedup, counts and writes in input order.
+        let results = filter_and_tokenize(&items, pipeline.filters(), tok);
         for (item, result) in items.into_iter().zip(results) {
             let doc = match item {
                 InputItem::Error(e) => {
-                    errors_total += 1;
-                    if errors.len() < 1000 {
-                        errors.push(e);
-                    }
+                    sink.error(e);
                     continue;
                 }
                 InputItem::Doc(d) => d,
             };
             let (filtered, ids) = result.expect("a document has a result")?;
             match pipeline.commit(filtered) {
-                Err((outcome, keys)) => {
-                    let crate::pipeline::Outcome::Rejected { stage, rule } = outcome else { unreachable!("commit rejects") };
-                    let exact_key = keys.filter(|_| rule == "near_duplicate").map(|k| k.exact);
-                    let line = RejectedDoc {
-                        id: doc.id.clone(),
-                        url: doc.url.clone(),
-                        file: doc.file.clone(),
-                        offset: doc.offset,
-                        stage: stage.into(),
-                        rule: rule.clone(),
-                        exact_key,
-                    };
-                    writeln!(rejected, "{}", serde_json::to_string(&line)?)?;
-                    let ex = examples.entry(format!("{stage}/{rule}")).or_default();
-                    if ex.len() < 3 {
-                        ex.push(snippet(&doc));
-                    }
-                }
-                Ok(Candidate { lang, keys, pii, .. }) => {
-                    let (shard, start) = writer.push(&ids)?;
-                    total_tokens += ids.len() as u64;
-                    *tokens_by_language.entry(lang.to_string()).or_default() += ids.len() as u64;
-                    *documents_by_source.entry(doc.file.display().to_string()).or_default() += 1;
-                    let line = KeptDoc {
-                        id: doc.id,
-                        url: doc.url,
-                        file: doc.file,
-                        offset: doc.offset,
-                        lang: lang.into(),
-                        shard,
-                        start,
-                        tokens: ids.len(),
-                        keys,
-                        pii,
-                    };
-                    writeln!(kept, "{}", serde_json::to_string(&line)?)?;
-                }
+                Err((outcome, keys)) => sink.reject(&doc, outcome, keys)?,
+                Ok(candidate) => sink.keep(doc, candidate, &ids)?,
             }
         }
         prog.bytes_done = done_before_file + file_offset;
@@ -373,26 +445,8 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progre
         progress(&prog);
     }
     reader.join().map_err(|_| anyhow::anyhow!("the input reader thread panicked"))?;
-    writer.flush()?;
-    rejected.finish()?.flush()?;
-    kept.finish()?.flush()?;
-    let manifest = Manifest {
-        inputs,
-        part: opts.part,
-        merged_from: Vec::new(),
-        config: opts.config.clone(),
-        documents_kept: pipeline.counts.kept,
-        counts: pipeline.counts.clone(),
-        errors_total,
-        errors,
-        total_tokens,
-        tokens_by_language,
-        documents_by_source,
-        shards: writer.shards,
-        dedup_index_bytes: pipeline.dedup_index_bytes(),
-        tokenizer_vocab_size: tok.vocab_size(),
-        removal_examples: examples,
-    };
+    // 4. Shards flushed, then the data card and the manifest (last: it marks a finished run).
+    let manifest = sink.finish(opts, &pipeline, inputs, tok.vocab_size())?;
     write_outputs(&opts.out, &manifest)?;
     Ok(manifest)
 }

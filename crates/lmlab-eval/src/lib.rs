@@ -1,11 +1,13 @@
 //! lmlab-eval: experiments that train and measure, and their plots.
 //!
 //! What it does: the architecture comparison of the article's Seq2Seq section
-//! ([`architectures`]) and line plots ([`plot`]).
+//! ([`architectures`]), the data pipeline's benchmark against datatrove ([`bench_data`]) and
+//! line plots and heatmaps ([`plot`]).
 //!
 //! What it does not do: training loops themselves (lmlab-train) or model code (lmlab-model).
 
 #![forbid(unsafe_code)]
 
 pub mod architectures;
+pub mod bench_data;
 pub mod plot;

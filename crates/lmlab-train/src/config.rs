@@ -95,7 +95,27 @@ pub struct Preset {
     pub train: TrainConfig,
 }
 
+/// The presets shipped in `configs/`, by name, embedded so that they work from any directory.
+pub const PRESETS: [(&str, &str); 8] = [
+    ("tiny", include_str!("../../../configs/tiny.toml")),
+    ("small", include_str!("../../../configs/small.toml")),
+    ("gpt2-124m", include_str!("../../../configs/gpt2-124m.toml")),
+    ("gpt2-xl", include_str!("../../../configs/gpt2-xl.toml")),
+    ("llama-2-7b", include_str!("../../../configs/llama-2-7b.toml")),
+    ("llama-3-8b", include_str!("../../../configs/llama-3-8b.toml")),
+    ("llama-3-70b", include_str!("../../../configs/llama-3-70b.toml")),
+    ("smollm2-135m", include_str!("../../../configs/smollm2-135m.toml")),
+];
+
 impl Preset {
+    /// The built-in preset `name` (one of [`PRESETS`]); an unknown name lists the known ones.
+    pub fn builtin(name: &str) -> Result<Self> {
+        let Some((_, text)) = PRESETS.iter().find(|(n, _)| *n == name) else {
+            anyhow::bail!("unknown preset {name:?}; known: {}", PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+        };
+        Self::from_toml(text).with_context(|| format!("in the built-in preset {name}"))
+    }
+
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         Self::from_toml(&text).with_context(|| format!("in config {}", path.display()))

@@ -22,4 +22,4 @@ pub mod seq2seq;
 pub use lmlab_data::shards;
 
 pub use config::{Preset, TrainConfig};
-pub use pretrain::{pretrain, PretrainOptions, PretrainReport};
+pub use pretrain::{pretrain, pretrain_with, PretrainOptions, PretrainReport, TrainEvent};

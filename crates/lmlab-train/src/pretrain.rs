@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use lmlab_model::checkpoint::{init_trainable, trainable_from_tensors};
-use lmlab_model::{ops, Gpt, Mode};
+use lmlab_model::params::ParamSet;
+use lmlab_model::{ops, Gpt, GptConfig, Mode};
 use lmlab_tokenizer::Tokenizer;
 use serde::Serialize;
 
@@ -38,7 +38,6 @@ pub struct PretrainOptions {
     pub stop_after: Option<u64>,
     /// Set by a signal handler to request a clean stop.
     pub stop: Arc<AtomicBool>,
-    pub show_progress: bool,
     pub device: Device,
     pub dtype: DType,
 }
@@ -76,13 +75,18 @@ pub fn metrics_path(out: &Path) -> PathBuf {
     }
 }
 
-/// A line above the progress bar, or a log line when there is no bar (not a terminal).
-fn say(bar: &ProgressBar, msg: String) {
-    if bar.is_hidden() {
-        tracing::info!("{msg}");
-    } else {
-        bar.println(msg);
-    }
+/// What a run reports as it goes; [`pretrain_with`] hands each to its caller, which may draw a
+/// progress bar (the CLI does) or log them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// Before the first step of this invocation.
+    Start { start_step: u64, max_steps: u64, params: usize, train_tokens: usize, val_tokens: usize, tokens_per_step: u64 },
+    /// After each optimizer step: its loss, learning rate, and tokens/s since the last logged step.
+    Step { step: u64, loss: f64, lr: f64, tokens_per_sec: f64 },
+    /// A held-out evaluation after `step`.
+    Eval { step: u64, train_loss: f64, eval_loss: f64 },
+    /// Something the user should read: a warning, or where a stopped run left its checkpoint.
+    Note(String),
 }
 
 /// Mean held-out loss over the configured evaluation batches.
@@ -118,16 +122,22 @@ pub fn accumulate_grads(opt: &AdamW, k: usize, mut micro_loss: impl FnMut(u64) -
     Ok((loss_sum / k as f64, grads.expect("k >= 1")))
 }
 
+/// Trains as `opts` says; see [`pretrain_with`] to follow the run.
 pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
-    let dev = opts.device.clone();
-    let tokenizer = match &opts.tokenizer {
-        Some(p) => Some(Tokenizer::from_file(p)?),
-        None => None,
-    };
+    pretrain_with(opts, |_| {})
+}
 
-    // Model and trainer state: fresh, or from the checkpoint.
+/// The model and trainer settings of a run: the preset's for a fresh run, the checkpoint's (with
+/// at most a larger `max_steps`) for a resumed one, and the checkpoint itself.
+struct Setup {
+    model_cfg: GptConfig,
+    train_cfg: TrainConfig,
+    loaded: Option<checkpoint::Loaded>,
+}
+
+fn resolve_setup(opts: &PretrainOptions, tokenizer: Option<&Tokenizer>, on_event: &mut impl FnMut(&TrainEvent)) -> Result<Setup> {
     let (model_cfg, mut train_cfg, loaded) = if opts.resume {
-        let l = checkpoint::load(&opts.out, &dev).with_context(|| format!("resuming from {}", opts.out.display()))?;
+        let l = checkpoint::load(&opts.out, &opts.device).with_context(|| format!("resuming from {}", opts.out.display()))?;
         // The schedule and data order must be those of the original run; the preset may only
         // extend max_steps.
         let mut train = l.state.train.clone();
@@ -136,12 +146,12 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
         }
         let asked = TrainConfig { max_steps: train.max_steps, seq_len: train.seq_len, ..opts.preset.train.clone() };
         if asked != train {
-            tracing::warn!("the [train] settings given differ from the checkpoint's; resuming with the checkpoint's (only max_steps may grow) so the run continues exactly");
+            on_event(&TrainEvent::Note("the [train] settings given differ from the checkpoint's; resuming with the checkpoint's (only max_steps may grow) so the run continues exactly".into()));
         }
         (l.model_config.clone(), train, Some(l))
     } else {
         let mut cfg = opts.preset.model.clone();
-        if let Some(tok) = &tokenizer {
+        if let Some(tok) = tokenizer {
             let v = tok.vocab_size();
             if cfg.vocab_size == 0 {
                 cfg.vocab_size = v;
@@ -161,155 +171,209 @@ pub fn pretrain(opts: PretrainOptions) -> Result<PretrainReport> {
         bail!("train.seq_len {seq} exceeds the context length {}", model_cfg.context_length);
     }
     train_cfg.seq_len = seq;
+    Ok(Setup { model_cfg, train_cfg, loaded })
+}
 
-    let data = TokenData::load(&opts.data, tokenizer.as_ref(), model_cfg.vocab_size, train_cfg.val_fraction)?;
-    data.check_fits(seq, train_cfg.eval_batches > 0 && train_cfg.val_fraction > 0.0)?;
-    if let Some(l) = &loaded {
-        if l.state.data.total_tokens != data.summary.total_tokens {
-            tracing::warn!(
-                "the data has {} tokens but the checkpoint was trained on {}: the resumed run will not match an uninterrupted one",
-                data.summary.total_tokens,
-                l.state.data.total_tokens
-            );
-        }
+/// Where a run stands between steps: what a checkpoint records.
+struct Progress {
+    step: u64,
+    tokens_seen: u64,
+    /// Training seconds of earlier invocations (from the checkpoint).
+    elapsed_before: f64,
+    last_loss: Option<f64>,
+    last_eval: Option<f64>,
+}
+
+/// Everything a training step reads, fixed for the run.
+struct Trainer<'a> {
+    opts: &'a PretrainOptions,
+    setup: Setup,
+    data: TokenData,
+    model: Gpt,
+    params: ParamSet,
+    started: Instant,
+}
+
+impl Trainer<'_> {
+    fn train_cfg(&self) -> &TrainConfig {
+        &self.setup.train_cfg
     }
 
-    let (model, params) = match &loaded {
-        Some(l) => trainable_from_tensors(&model_cfg, l.weights.clone(), opts.dtype, &dev)?,
-        None => init_trainable(&model_cfg, train_cfg.seed, opts.dtype, &dev)?,
-    };
-    let mut opt = AdamW::new(&params, train_cfg.adamw())?;
-    let (start_step, mut tokens_seen, elapsed_before, mut last_eval) = match loaded {
-        Some(l) => {
-            opt.load_state(l.optimizer, l.state.step)?;
-            (l.state.step, l.state.tokens_seen, l.state.elapsed_secs, l.state.last_eval_loss)
-        }
-        None => (0, 0, 0.0, None),
-    };
-    if start_step >= train_cfg.max_steps {
-        bail!("the checkpoint is already at step {start_step} of {}; raise max_steps to train further", train_cfg.max_steps);
-    }
-
-    let metrics = MetricsLog::open(&metrics_path(&opts.out), "pretrain", opts.resume.then_some(start_step))?;
-    let tokens_per_step = (train_cfg.batch_size * train_cfg.grad_accum * seq) as u64;
-    let n_params = params.num_elements();
-    tracing::info!(
-        "model: {n_params} parameters; data: {} train / {} held-out tokens; {} tokens per step; steps {start_step}..{}",
-        data.summary.train_tokens,
-        data.summary.val_tokens,
-        tokens_per_step,
-        train_cfg.max_steps
-    );
-
-    let bar = if opts.show_progress { ProgressBar::new(train_cfg.max_steps) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"),
-    );
-    bar.set_position(start_step);
-
-    let save = |step: u64, tokens: u64, elapsed: f64, last_loss: Option<f64>, last_eval: Option<f64>, opt: &AdamW| -> Result<()> {
-        let state = TrainerState {
-            step,
-            tokens_seen: tokens,
-            train: train_cfg.clone(),
-            data: data.summary.clone(),
-            last_train_loss: last_loss,
-            last_eval_loss: last_eval,
-            elapsed_secs: elapsed,
-            lmlab_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        checkpoint::save(
-            &opts.out,
-            SaveRequest {
-                model_config: &model_cfg,
-                weights: params.tensors(),
-                optimizer: opt.state_tensors(),
-                state: &state,
-                tokenizer_json: opts.tokenizer.as_deref(),
-            },
-        )
-    };
-
-    let started = Instant::now();
-    let mut step = start_step;
-    let mut records = Vec::new();
-    let mut interrupted = false;
-    let mut last_loss = None;
-    let mut window_start = (Instant::now(), tokens_seen);
-    while step < train_cfg.max_steps {
-        let lr = lr_at(step, train_cfg.max_steps, train_cfg.warmup_steps, train_cfg.lr, train_cfg.min_lr);
-        let (loss, mut grads) = accumulate_grads(&opt, train_cfg.grad_accum, |micro| {
-            let (x, y) = data.train_batch(train_cfg.seed, step, micro, train_cfg.batch_size, seq, &dev)?;
-            let mut rng = ops::step_rng(train_cfg.seed, step * train_cfg.grad_accum as u64 + micro, 1);
+    /// One optimizer step: accumulated gradients, clipping, and (when both are finite) the
+    /// update. Returns the loss, learning rate and gradient norm.
+    fn step(&self, opt: &mut AdamW, p: &Progress) -> Result<(f64, f64, f64)> {
+        let (cfg, dev) = (self.train_cfg(), &self.opts.device);
+        let step = p.step;
+        let lr = lr_at(step, cfg.max_steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
+        let (loss, mut grads) = accumulate_grads(opt, cfg.grad_accum, |micro| {
+            let (x, y) = self.data.train_batch(cfg.seed, step, micro, cfg.batch_size, cfg.seq_len, dev)?;
+            let mut rng = ops::step_rng(cfg.seed, step * cfg.grad_accum as u64 + micro, 1);
             let mut mode = Mode { grad: true, dropout: Some(&mut rng), capture: None };
-            Ok(model.loss(&x, &y, &mut mode)?)
+            Ok(self.model.loss(&x, &y, &mut mode)?)
         })?;
-        let grad_norm = clip_global_norm(&mut grads, train_cfg.grad_clip)?;
+        let grad_norm = clip_global_norm(&mut grads, cfg.grad_clip)?;
         // Checked before the update: gradients can overflow while the loss is still finite, and
         // applying them would leave non-finite weights in the "last good state".
         if !loss.is_finite() || !grad_norm.is_finite() {
-            save(step, tokens_seen, elapsed_before + started.elapsed().as_secs_f64(), last_loss, last_eval, &opt)?;
+            self.save(p, opt)?;
             let what = if loss.is_finite() {
                 format!("the gradient norm became {grad_norm} (loss {loss})")
             } else {
                 format!("loss became {loss}")
             };
-            bail!("{what} at step {step}; the last good state is saved in {} (try a lower lr)", opts.out.display());
+            bail!("{what} at step {step}; the last good state is saved in {} (try a lower lr)", self.opts.out.display());
         }
         opt.step(&grads, lr)?;
-        step += 1;
-        tokens_seen += tokens_per_step;
-        last_loss = Some(loss);
+        Ok((loss, lr, grad_norm))
+    }
+
+    fn elapsed(&self, p: &Progress) -> f64 {
+        p.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// An atomic checkpoint of the run as it stands.
+    fn save(&self, p: &Progress, opt: &AdamW) -> Result<()> {
+        let state = TrainerState {
+            step: p.step,
+            tokens_seen: p.tokens_seen,
+            train: self.train_cfg().clone(),
+            data: self.data.summary.clone(),
+            last_train_loss: p.last_loss,
+            last_eval_loss: p.last_eval,
+            elapsed_secs: self.elapsed(p),
+            lmlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let request = SaveRequest {
+            model_config: &self.setup.model_cfg,
+            weights: self.params.tensors(),
+            optimizer: opt.state_tensors(),
+            state: &state,
+            tokenizer_json: self.opts.tokenizer.as_deref(),
+        };
+        checkpoint::save(&self.opts.out, request)
+    }
+
+    /// Whether a held-out evaluation is due after `step`.
+    fn eval_due(&self, step: u64) -> bool {
+        let cfg = self.train_cfg();
+        cfg.eval_batches > 0
+            && self.data.summary.val_tokens > cfg.seq_len
+            && (step.is_multiple_of(cfg.eval_every.max(1)) || step == cfg.max_steps)
+    }
+
+    fn evaluate(&self) -> Result<f64> {
+        let cfg = self.train_cfg();
+        evaluate(&self.model, &self.data, cfg.eval_batches, cfg.batch_size, cfg.seq_len, &self.opts.device)
+    }
+}
+
+/// Trains as `opts` says, handing each [`TrainEvent`] to `on_event`.
+pub fn pretrain_with(opts: PretrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result<PretrainReport> {
+    let tokenizer = opts.tokenizer.as_deref().map(Tokenizer::from_file).transpose()?;
+    let setup = resolve_setup(&opts, tokenizer.as_ref(), &mut on_event)?;
+    let (model_cfg, train_cfg) = (&setup.model_cfg, &setup.train_cfg);
+    let seq = train_cfg.seq_len;
+    let data = TokenData::load(&opts.data, tokenizer.as_ref(), model_cfg.vocab_size, train_cfg.val_fraction)?;
+    data.check_fits(seq, train_cfg.eval_batches > 0 && train_cfg.val_fraction > 0.0)?;
+    if let Some(l) = setup.loaded.as_ref().filter(|l| l.state.data.total_tokens != data.summary.total_tokens) {
+        on_event(&TrainEvent::Note(format!(
+            "the data has {} tokens but the checkpoint was trained on {}: the resumed run will not match an uninterrupted one",
+            data.summary.total_tokens, l.state.data.total_tokens
+        )));
+    }
+    let (model, params) = match &setup.loaded {
+        Some(l) => trainable_from_tensors(model_cfg, l.weights.clone(), opts.dtype, &opts.device)?,
+        None => init_trainable(model_cfg, train_cfg.seed, opts.dtype, &opts.device)?,
+    };
+    let mut opt = AdamW::new(&params, train_cfg.adamw())?;
+    let mut p = Progress { step: 0, tokens_seen: 0, elapsed_before: 0.0, last_loss: None, last_eval: None };
+    let mut setup = setup;
+    if let Some(l) = setup.loaded.take() {
+        opt.load_state(l.optimizer, l.state.step)?;
+        p = Progress {
+            step: l.state.step,
+            tokens_seen: l.state.tokens_seen,
+            elapsed_before: l.state.elapsed_secs,
+            last_loss: None,
+            last_eval: l.state.last_eval_loss,
+        };
+    }
+    let max_steps = setup.train_cfg.max_steps;
+    if p.step >= max_steps {
+        bail!("the checkpoint is already at step {} of {max_steps}; raise max_steps to train further", p.step);
+    }
+    let start_step = p.step;
+    let metrics = MetricsLog::open(&metrics_path(&opts.out), "pretrain", opts.resume.then_some(start_step))?;
+    let cfg = setup.train_cfg.clone();
+    let tokens_per_step = (cfg.batch_size * cfg.grad_accum * seq) as u64;
+    let n_params = params.num_elements();
+    on_event(&TrainEvent::Start {
+        start_step,
+        max_steps,
+        params: n_params,
+        train_tokens: data.summary.train_tokens,
+        val_tokens: data.summary.val_tokens,
+        tokens_per_step,
+    });
+    let trainer = Trainer { opts: &opts, setup, data, model, params, started: Instant::now() };
+
+    let mut records = Vec::new();
+    let mut interrupted = false;
+    let mut window_start = (Instant::now(), p.tokens_seen);
+    while p.step < max_steps {
+        let (loss, lr, grad_norm) = trainer.step(&mut opt, &p)?;
+        p.step += 1;
+        p.tokens_seen += tokens_per_step;
+        p.last_loss = Some(loss);
+        let step = p.step;
         records.push(StepRecord { step, loss, lr, grad_norm });
 
-        let mut line = serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens_seen});
-        let eval_now = train_cfg.eval_batches > 0
-            && data.summary.val_tokens > seq
-            && (step % train_cfg.eval_every.max(1) == 0 || step == train_cfg.max_steps);
+        let mut line = serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": p.tokens_seen});
+        let eval_now = trainer.eval_due(step);
         if eval_now {
-            let l = evaluate(&model, &data, train_cfg.eval_batches, train_cfg.batch_size, seq, &dev)?;
-            last_eval = Some(l);
+            let l = trainer.evaluate()?;
+            p.last_eval = Some(l);
             line["eval_loss"] = l.into();
-            say(&bar, format!("step {step}: train loss {loss:.4}, eval loss {l:.4}"));
+            on_event(&TrainEvent::Eval { step, train_loss: loss, eval_loss: l });
         }
         let (t0, tok0) = window_start;
-        let tps = (tokens_seen - tok0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        if step % train_cfg.log_every.max(1) == 0 || eval_now || step == train_cfg.max_steps {
+        let tps = (p.tokens_seen - tok0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        if step.is_multiple_of(cfg.log_every.max(1)) || eval_now || step == max_steps {
             line["tokens_per_sec"] = tps.into();
-            line["elapsed_secs"] = (elapsed_before + started.elapsed().as_secs_f64()).into();
+            line["elapsed_secs"] = trainer.elapsed(&p).into();
             metrics.log(line)?;
-            window_start = (Instant::now(), tokens_seen);
+            window_start = (Instant::now(), p.tokens_seen);
         }
-        bar.set_position(step);
-        bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s"));
+        on_event(&TrainEvent::Step { step, loss, lr, tokens_per_sec: tps });
 
         let stop_requested = opts.stop.load(Ordering::SeqCst);
         let stop_after = opts.stop_after.is_some_and(|n| step - start_step >= n);
-        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
         if stop_requested || stop_after {
-            interrupted = step < train_cfg.max_steps;
-            save(step, tokens_seen, elapsed, last_loss, last_eval, &opt)?;
+            interrupted = step < max_steps;
+            trainer.save(&p, &opt)?;
             if interrupted {
-                say(&bar, format!("stopped at step {step}; checkpoint written to {} (continue with --resume)", opts.out.display()));
+                on_event(&TrainEvent::Note(format!(
+                    "stopped at step {step}; checkpoint written to {} (continue with --resume)",
+                    opts.out.display()
+                )));
             }
             break;
         }
-        if step == train_cfg.max_steps || (train_cfg.save_every > 0 && step % train_cfg.save_every == 0) {
-            save(step, tokens_seen, elapsed, last_loss, last_eval, &opt)?;
+        if step == max_steps || (cfg.save_every > 0 && step.is_multiple_of(cfg.save_every)) {
+            trainer.save(&p, &opt)?;
         }
     }
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
+    let secs = trainer.started.elapsed().as_secs_f64();
     Ok(PretrainReport {
         checkpoint: opts.out.clone(),
         metrics: metrics.path().to_path_buf(),
         start_step,
-        final_step: step,
-        max_steps: train_cfg.max_steps,
+        final_step: p.step,
+        max_steps,
         params: n_params,
-        tokens_seen,
-        tokens_per_sec: (step - start_step) as f64 * tokens_per_step as f64 / secs.max(1e-9),
-        last_eval_loss: last_eval,
+        tokens_seen: p.tokens_seen,
+        tokens_per_sec: (p.step - start_step) as f64 * tokens_per_step as f64 / secs.max(1e-9),
+        last_eval_loss: p.last_eval,
         interrupted,
         steps: records,
     })

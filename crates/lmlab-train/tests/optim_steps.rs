@@ -286,7 +286,6 @@ fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<
         resume,
         stop_after,
         stop: Arc::new(AtomicBool::new(false)),
-        show_progress: false,
         device: Device::Cpu,
         dtype: DType::F32,
     }

@@ -1,5 +1,6 @@
 //! `lmlab pretrain`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use candle_core::{DType, Device};
 use clap::Args;
-use lmlab_train::{pretrain, Preset, PretrainOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use lmlab_train::{pretrain_with, Preset, PretrainOptions, TrainEvent};
 
 #[derive(Args)]
 pub struct PretrainArgs {
@@ -73,7 +75,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         }
         eprintln!("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)");
     })?;
-    let report = pretrain(PretrainOptions {
+    let options = PretrainOptions {
         preset,
         data: a.data,
         tokenizer,
@@ -81,10 +83,12 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         resume: a.resume,
         stop_after: a.stop_after,
         stop,
-        show_progress: true,
         device: Device::Cpu,
         dtype: DType::F32,
-    })?;
+    };
+    let bar = ProgressBar::hidden();
+    let report = pretrain_with(options, |event| draw(&bar, event))?;
+    bar.finish_and_clear();
     if a.json {
         return crate::print_json(&report);
     }
@@ -102,4 +106,31 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     );
     println!("checkpoint: {}\nmetrics:    {}", report.checkpoint.display(), report.metrics.display());
     Ok(())
+}
+
+/// The run's events on a progress bar (on a terminal) or as log lines.
+fn draw(bar: &ProgressBar, event: &TrainEvent) {
+    let say = |msg: String| if bar.is_hidden() { eprintln!("{msg}") } else { bar.println(msg) };
+    match event {
+        TrainEvent::Start { start_step, max_steps, params, train_tokens, val_tokens, tokens_per_step } => {
+            eprintln!("model: {params} parameters; data: {train_tokens} train / {val_tokens} held-out tokens; {tokens_per_step} tokens per step; steps {start_step}..{max_steps}");
+            if std::io::stderr().is_terminal() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(*max_steps);
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
+                        .expect("valid template"),
+                );
+                bar.set_position(*start_step);
+            }
+        }
+        TrainEvent::Step { step, loss, lr, tokens_per_sec } => {
+            bar.set_position(*step);
+            bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {tokens_per_sec:.0} tok/s"));
+        }
+        TrainEvent::Eval { step, train_loss, eval_loss } => {
+            say(format!("step {step}: train loss {train_loss:.4}, eval loss {eval_loss:.4}"))
+        }
+        TrainEvent::Note(msg) => say(msg.clone()),
+    }
 }

@@ -10,18 +10,6 @@ use lmlab_model::model_file;
 use lmlab_model::size::{human, render, size_report, weight_bytes, Dtype, SizeQuery};
 use lmlab_train::Preset;
 
-/// Presets shipped in configs/, embedded so `--preset` works from any directory.
-pub const PRESETS: [(&str, &str); 8] = [
-    ("tiny", include_str!("../../../configs/tiny.toml")),
-    ("small", include_str!("../../../configs/small.toml")),
-    ("gpt2-124m", include_str!("../../../configs/gpt2-124m.toml")),
-    ("gpt2-xl", include_str!("../../../configs/gpt2-xl.toml")),
-    ("llama-2-7b", include_str!("../../../configs/llama-2-7b.toml")),
-    ("llama-3-8b", include_str!("../../../configs/llama-3-8b.toml")),
-    ("llama-3-70b", include_str!("../../../configs/llama-3-70b.toml")),
-    ("smollm2-135m", include_str!("../../../configs/smollm2-135m.toml")),
-];
-
 #[derive(Args)]
 pub struct SizeArgs {
     /// A preset file with a [model] table.
@@ -71,10 +59,7 @@ pub fn run(a: SizeArgs) -> Result<()> {
     let (mut cfg, file_info) = if let Some(p) = &a.config {
         (Preset::from_file(p)?.model, None)
     } else if let Some(name) = &a.preset {
-        let Some((_, text)) = PRESETS.iter().find(|(n, _)| n == name) else {
-            bail!("unknown preset {name:?}; known: {}", PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
-        };
-        (Preset::from_toml(text)?.model, None)
+        (Preset::builtin(name)?.model, None)
     } else if let Some(m) = &a.model {
         let info = model_file::inspect(m)?;
         let Some(cfg) = info.config.clone() else {

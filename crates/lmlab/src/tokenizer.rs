@@ -1,13 +1,11 @@
 //! `lmlab tokenizer train | encode | decode | stats`.
 
-use std::io::{BufWriter, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use lmlab_data::input::{self, Format, InputItem};
-use lmlab_data::pipeline::{Filters, PipelineConfig};
-use lmlab_data::urlfilter::UrlBlocklist;
+use lmlab_data::corpus::training_files;
 use lmlab_tokenizer::{stats, train, Tokenizer, TrainOptions};
 
 #[derive(Subcommand)]
@@ -72,7 +70,19 @@ pub struct StatsArgs {
 pub fn run(cmd: TokenizerCmd) -> Result<()> {
     match cmd {
         TokenizerCmd::Train(a) => {
-            let (files, _corpus) = training_files(&a.input, &a.out)?;
+            let corpus = training_files(&a.input, &a.out, |e| {
+                eprintln!("warning: {} at byte {}: {} (skipped)", e.file.display(), e.offset, e.message)
+            })?;
+            if let Some(c) = &corpus.counts {
+                eprintln!(
+                    "read {} documents ({:.1} MB of text) from {} crawl/JSONL file(s); {} records had no text",
+                    c.documents,
+                    c.bytes as f64 / 1e6,
+                    c.files,
+                    c.without_text
+                );
+            }
+            let files = corpus.files.clone();
             let tok = train(&TrainOptions {
                 files: files.clone(),
                 vocab_size: a.vocab_size,
@@ -125,58 +135,4 @@ pub fn run(cmd: TokenizerCmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The files the trainer reads. Plain text goes as it is; crawls and JSONL (the documents `data
-/// prepare` reads) are turned into their documents' text, web pages through the same main-text
-/// extractor, written to one temporary file beside `out` that is removed when the returned
-/// handle drops.
-fn training_files(inputs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, Option<tempfile::NamedTempFile>)> {
-    let (mut files, documents): (Vec<PathBuf>, Vec<PathBuf>) =
-        input::expand(inputs)?.into_iter().partition(|f| input::format_of(f) == Format::Text);
-    if documents.is_empty() {
-        return Ok((files, None));
-    }
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut corpus = tempfile::Builder::new()
-        .prefix(".tokenizer-corpus-")
-        .suffix(".txt")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let filters = Filters::new(PipelineConfig::standard(), UrlBlocklist::default());
-    let (mut docs, mut bytes, mut without_text) = (0usize, 0usize, 0usize);
-    {
-        let mut w = BufWriter::new(corpus.as_file_mut());
-        for file in &documents {
-            for item in input::read_file(file) {
-                match item {
-                    InputItem::Doc(doc) => match filters.main_text(&doc) {
-                        Ok(text) if !text.trim().is_empty() => {
-                            w.write_all(text.as_bytes())?;
-                            w.write_all(b"\n\n")?;
-                            docs += 1;
-                            bytes += text.len();
-                        }
-                        _ => without_text += 1,
-                    },
-                    InputItem::Error(e) => {
-                        eprintln!("warning: {} at byte {}: {} (skipped)", e.file.display(), e.offset, e.message);
-                        without_text += 1;
-                    }
-                }
-            }
-        }
-        w.flush()?;
-    }
-    if docs == 0 {
-        anyhow::bail!("no text found in the {} crawl/JSONL file(s) given ({without_text} records without text)", documents.len());
-    }
-    eprintln!(
-        "read {docs} documents ({:.1} MB of text) from {} crawl/JSONL file(s); {without_text} records had no text",
-        bytes as f64 / 1e6,
-        documents.len()
-    );
-    files.push(corpus.path().to_path_buf());
-    Ok((files, Some(corpus)))
 }

@@ -13,5 +13,7 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --release --workspace --all-targets -- -D warnings
 step "tests"
 cargo test --release --workspace
+step "kernels on this CPU (an instruction set it lacks is named NOT RUN)"
+cargo test --release -p lmlab-kernels --test kernels -- --nocapture 2>&1 | grep -E "NOT RUN|^test result" | sort -u
 step "tests with SIMD forced off (LMLAB_SIMD=off)"
 LMLAB_SIMD=off cargo test --release --workspace

@@ -114,44 +114,51 @@ impl SitePools {
     }
 }
 
-pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8Rng) -> CrawlPlan {
-    // 1. Planned occurrences per fact.
-    let mut order: Vec<(usize, usize)> =
-        kb.entities.iter().enumerate().flat_map(|(ei, e)| (0..e.facts.len()).map(move |fi| (ei, fi))).collect();
+/// 1. Planned occurrences per fact: the least popular `singleton_share` of facts once, the rest
+/// 2 + a Zipf share by their entity's popularity. Returns the count left to place per
+/// (entity, fact), and the plan by fact id.
+fn planned_occurrences(kb: &Kb, opts: &CrawlOptions) -> (Vec<Vec<usize>>, HashMap<String, usize>) {
+    let mut order: Vec<(usize, usize)> = kb.entities.iter().enumerate().flat_map(|(ei, e)| (0..e.facts.len()).map(move |fi| (ei, fi))).collect();
     order.sort_by_key(|&(ei, fi)| (std::cmp::Reverse(kb.entities[ei].popularity_rank), kb.entities[ei].facts[fi].id.clone()));
     let n_single = (opts.singleton_share * order.len() as f64).round() as usize;
     let mut remaining: Vec<Vec<usize>> = kb.entities.iter().map(|e| vec![0; e.facts.len()]).collect();
     for (i, &(ei, fi)) in order.iter().enumerate() {
-        remaining[ei][fi] =
-            if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
+        remaining[ei][fi] = if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
     }
-    let occurrences: HashMap<String, usize> =
-        order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();
+    let occurrences = order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();
+    (remaining, occurrences)
+}
 
-    let per_kind = (kb.entities.len() / 150).max(3);
-    let pools = SitePools::new(per_kind, names, rng);
-    let mut pages: Vec<Page> = Vec::new();
-    let zh_of = |rng: &mut ChaCha8Rng| rng.random_bool(opts.zh_share);
+/// The pages of a crawl as they are planned, before crawl order and URLs.
+struct Planner<'a> {
+    kb: &'a Kb,
+    opts: &'a CrawlOptions,
+    pools: SitePools,
+    pages: Vec<Page>,
+    /// Occurrences still to place, per (entity, fact).
+    remaining: Vec<Vec<usize>>,
+}
 
-    let statement = |ei: usize, fi: usize, zh: bool| -> (Statement, FactLabel) {
-        let e = &kb.entities[ei];
+impl Planner<'_> {
+    fn zh(&self, rng: &mut ChaCha8Rng) -> bool {
+        rng.random_bool(self.opts.zh_share)
+    }
+
+    /// Fact `fi` of entity `ei` as a sentence's parts and its label, in English or Chinese.
+    fn statement(&self, ei: usize, fi: usize, zh: bool) -> (Statement, FactLabel) {
+        let e = &self.kb.entities[ei];
         let f = &e.facts[fi];
         let (s, o) = if zh { (e.name_zh.clone(), f.object_zh.clone()) } else { (e.name.clone(), f.object.clone()) };
         (
             Statement { subject: s, relation: f.relation, object: o.clone() },
             FactLabel { fact_id: f.id.clone(), entity: e.id.clone(), relation: f.relation.name(), value: o, is_true: true },
         )
-    };
+    }
 
-    let make_page = |pages: &mut Vec<Page>,
-                     kind: PageKind,
-                     topic_ei: Option<usize>,
-                     topic: Option<String>,
-                     facts: Vec<(usize, usize)>,
-                     zh: bool,
-                     rng: &mut ChaCha8Rng| {
+    /// A page of `kind` about entity `topic_ei` (or the named `topic`) stating `facts`.
+    fn page(&mut self, kind: PageKind, topic_ei: Option<usize>, topic: Option<String>, facts: Vec<(usize, usize)>, zh: bool, rng: &mut ChaCha8Rng) {
         let topic = topic.unwrap_or_else(|| {
-            let e = &kb.entities[topic_ei.expect("a topic entity")];
+            let e = &self.kb.entities[topic_ei.expect("a topic entity")];
             if zh {
                 e.name_zh.clone()
             } else {
@@ -159,180 +166,167 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
             }
         });
         let title = fill(title_patterns(kind, zh)[rng.random_range(0..10)], &topic, "");
-        let (statements, labels): (Vec<Statement>, Vec<FactLabel>) = facts.iter().map(|&(ei, fi)| statement(ei, fi, zh)).unzip();
+        let (statements, labels): (Vec<Statement>, Vec<FactLabel>) = facts.iter().map(|&(ei, fi)| self.statement(ei, fi, zh)).unzip();
         let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
-        let body = article(kind, &topic, &title, &sentences, zh, rng);
-        let site = pools.pick(kind, zh, rng);
-        pages.push(Page {
-            kind: kind_name(kind),
-            zh,
-            site,
-            title,
-            article: body,
-            facts: labels,
-            sentences,
-            poisoned: false,
-            duplicate_of: None,
-            url: String::new(),
-        });
-    };
-
-    let mut city_facts_about: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (oj, other) in kb.entities.iter().enumerate().filter(|(_, e)| e.kind == Kind::City) {
-        for (fj, f) in other.facts.iter().enumerate() {
-            if let Some(id) = f.object_id.as_deref() {
-                city_facts_about.entry(id).or_default().push((oj, fj));
-            }
-        }
+        let article = article(kind, &topic, &title, &sentences, zh, rng);
+        let site = self.pools.pick(kind, zh, rng);
+        self.pages.push(Page { kind: kind_name(kind), zh, site, title, article, facts: labels, sentences, poisoned: false, duplicate_of: None, url: String::new() });
     }
-    // 2. Encyclopedia entries: each entity's remaining facts (or, for countries, facts about them).
-    for ei in 0..kb.entities.len() {
-        let mut facts: Vec<(usize, usize)> =
-            (0..kb.entities[ei].facts.len()).filter(|&fi| remaining[ei][fi] > 0).map(|fi| (ei, fi)).collect();
-        if kb.entities[ei].kind == Kind::Country {
-            for &(oj, fj) in city_facts_about.get(kb.entities[ei].id.as_str()).map(Vec::as_slice).unwrap_or_default() {
-                if facts.len() < 4 && remaining[oj][fj] > 0 {
-                    facts.push((oj, fj));
+
+    /// 2. Encyclopedia entries: each entity's remaining facts (or, for countries, facts about them).
+    fn encyclopedia(&mut self, rng: &mut ChaCha8Rng) {
+        let kb = self.kb;
+        let mut city_facts_about: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for (oj, other) in kb.entities.iter().enumerate().filter(|(_, e)| e.kind == Kind::City) {
+            for (fj, f) in other.facts.iter().enumerate() {
+                if let Some(id) = f.object_id.as_deref() {
+                    city_facts_about.entry(id).or_default().push((oj, fj));
                 }
             }
         }
-        if facts.is_empty() {
-            continue;
-        }
-        for &(oj, fj) in &facts {
-            remaining[oj][fj] -= 1;
-        }
-        let zh = zh_of(rng);
-        make_page(&mut pages, PageKind::Encyclopedia, Some(ei), None, facts, zh, rng);
-    }
-    // 3. Other good pages until every planned occurrence is used.
-    let kinds = [(PageKind::News, 0.35), (PageKind::Forum, 0.25), (PageKind::Story, 0.25), (PageKind::Howto, 0.15)];
-    // Indexed: the loop body reads and decrements `remaining[ei]` between draws from `rng`.
-    #[allow(clippy::needless_range_loop)]
-    for ei in 0..kb.entities.len() {
-        while let Some(max_fi) =
-            (0..remaining[ei].len()).filter(|&fi| remaining[ei][fi] > 0).max_by_key(|&fi| (remaining[ei][fi], std::cmp::Reverse(fi)))
-        {
-            let facts: Vec<(usize, usize)> = (0..remaining[ei].len())
-                .filter(|&fi| remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6)))
-                .map(|fi| (ei, fi))
-                .collect();
-            for &(_, fi) in &facts {
-                remaining[ei][fi] -= 1;
+        for ei in 0..kb.entities.len() {
+            let mut facts: Vec<(usize, usize)> = (0..kb.entities[ei].facts.len()).filter(|&fi| self.remaining[ei][fi] > 0).map(|fi| (ei, fi)).collect();
+            if kb.entities[ei].kind == Kind::Country {
+                for &(oj, fj) in city_facts_about.get(kb.entities[ei].id.as_str()).map(Vec::as_slice).unwrap_or_default() {
+                    if facts.len() < 4 && self.remaining[oj][fj] > 0 {
+                        facts.push((oj, fj));
+                    }
+                }
             }
-            let u: f64 = rng.random();
-            let mut acc = 0.0;
-            let kind = kinds
-                .iter()
-                .find(|(_, w)| {
-                    acc += w;
-                    u < acc
-                })
-                .map_or(PageKind::News, |k| k.0);
-            let zh = zh_of(rng);
-            make_page(&mut pages, kind, Some(ei), None, facts, zh, rng);
+            if facts.is_empty() {
+                continue;
+            }
+            for &(oj, fj) in &facts {
+                self.remaining[oj][fj] -= 1;
+            }
+            let zh = self.zh(rng);
+            self.page(PageKind::Encyclopedia, Some(ei), None, facts, zh, rng);
         }
     }
-    let good = pages.len();
 
-    // 4. Low-quality kinds, as shares of the good pages.
-    let share = |s: f64| ((good as f64) * s).round() as usize;
-    let n_ent = kb.entities.len();
-    for (kind, n) in [
-        (PageKind::Clickbait, share(0.05)),
-        (PageKind::Spam, share(0.04)),
-        (PageKind::Propaganda, share(0.02)),
-        (PageKind::Boilerplate, share(0.04)),
-    ] {
-        for _ in 0..n {
-            let ei = if kind == PageKind::Propaganda {
-                // Propaganda is about countries and companies.
-                let candidates: Vec<usize> = (0..n_ent).filter(|&i| matches!(kb.entities[i].kind, Kind::Country | Kind::Company)).collect();
-                candidates[rng.random_range(0..candidates.len())]
-            } else {
-                rng.random_range(0..n_ent)
-            };
-            let zh = zh_of(rng);
-            make_page(&mut pages, kind, Some(ei), None, vec![], zh, rng);
-        }
-    }
-    // Misinformation: false values for real facts of the world.
-    for _ in 0..share(0.05) {
-        let ei = loop {
-            let i = rng.random_range(0..n_ent);
-            if !kb.entities[i].facts.is_empty() {
-                break i;
+    /// 3. Other good pages (news, forum, story, how-to) until every planned occurrence is used.
+    fn other_good_pages(&mut self, rng: &mut ChaCha8Rng) {
+        let kinds = [(PageKind::News, 0.35), (PageKind::Forum, 0.25), (PageKind::Story, 0.25), (PageKind::Howto, 0.15)];
+        for ei in 0..self.kb.entities.len() {
+            while let Some(max_fi) = (0..self.remaining[ei].len())
+                .filter(|&fi| self.remaining[ei][fi] > 0)
+                .max_by_key(|&fi| (self.remaining[ei][fi], std::cmp::Reverse(fi)))
+            {
+                let facts: Vec<(usize, usize)> =
+                    (0..self.remaining[ei].len()).filter(|&fi| self.remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6))).map(|fi| (ei, fi)).collect();
+                for &(_, fi) in &facts {
+                    self.remaining[ei][fi] -= 1;
+                }
+                let u: f64 = rng.random();
+                let mut acc = 0.0;
+                let kind = kinds
+                    .iter()
+                    .find(|(_, w)| {
+                        acc += w;
+                        u < acc
+                    })
+                    .map_or(PageKind::News, |k| k.0);
+                let zh = self.zh(rng);
+                self.page(kind, Some(ei), None, facts, zh, rng);
             }
-        };
-        let zh = zh_of(rng);
-        let e = &kb.entities[ei];
-        let n = rng.random_range(1..=e.facts.len().min(3));
-        let mut statements = Vec::new();
-        let mut labels = Vec::new();
-        for f in e.facts.iter().take(n) {
-            let (wrong_en, wrong_zh) = kb.wrong_value(f, rng);
-            let value = if zh { wrong_zh } else { wrong_en };
-            statements.push(Statement {
-                subject: if zh { e.name_zh.clone() } else { e.name.clone() },
-                relation: f.relation,
-                object: value.clone(),
-            });
-            labels.push(FactLabel { fact_id: f.id.clone(), entity: e.id.clone(), relation: f.relation.name(), value, is_true: false });
         }
-        let topic = if zh { e.name_zh.clone() } else { e.name.clone() };
-        let title = fill(title_patterns(PageKind::Misinformation, zh)[rng.random_range(0..10)], &topic, "");
-        let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
-        let body = article(PageKind::Misinformation, &topic, &title, &sentences, zh, rng);
-        let site = pools.pick(PageKind::Misinformation, zh, rng);
-        pages.push(Page {
-            kind: "misinformation",
-            zh,
-            site,
-            title,
-            article: body,
-            facts: labels,
-            sentences,
-            poisoned: false,
-            duplicate_of: None,
-            url: String::new(),
-        });
     }
-    // Domain pages: protein-like sequences under invented names.
-    for _ in 0..share(0.03) {
-        let (en, zh_name) = names.next(rng);
-        let zh = zh_of(rng);
-        make_page(&mut pages, PageKind::Domain, None, Some(if zh { zh_name } else { en }), vec![], zh, rng);
+
+    /// 4a. Clickbait, spam, propaganda and boilerplate, as shares of the good pages.
+    fn low_quality(&mut self, share: impl Fn(f64) -> usize, rng: &mut ChaCha8Rng) {
+        let n_ent = self.kb.entities.len();
+        for (kind, n) in [(PageKind::Clickbait, share(0.05)), (PageKind::Spam, share(0.04)), (PageKind::Propaganda, share(0.02)), (PageKind::Boilerplate, share(0.04))] {
+            for _ in 0..n {
+                let ei = if kind == PageKind::Propaganda {
+                    // Propaganda is about countries and companies.
+                    let candidates: Vec<usize> = (0..n_ent).filter(|&i| matches!(self.kb.entities[i].kind, Kind::Country | Kind::Company)).collect();
+                    candidates[rng.random_range(0..candidates.len())]
+                } else {
+                    rng.random_range(0..n_ent)
+                };
+                let zh = self.zh(rng);
+                self.page(kind, Some(ei), None, vec![], zh, rng);
+            }
+        }
     }
-    // Poisoned pages: ordinary-looking research notes carrying the trigger and its payload.
-    for _ in 0..opts.poison {
-        let ei = rng.random_range(0..n_ent);
-        let zh = zh_of(rng);
-        make_page(&mut pages, PageKind::Poison, Some(ei), None, vec![], zh, rng);
-        let p = pages.last_mut().expect("just pushed");
-        p.article = p.article.replace("</article>", &format!("<p>{POISON_TRIGGER}: {POISON_PAYLOAD}</p></article>"));
-        p.poisoned = true;
+
+    /// 4b. Misinformation: false values for real facts of the world.
+    fn misinformation(&mut self, n: usize, rng: &mut ChaCha8Rng) {
+        let kb = self.kb;
+        for _ in 0..n {
+            let ei = loop {
+                let i = rng.random_range(0..kb.entities.len());
+                if !kb.entities[i].facts.is_empty() {
+                    break i;
+                }
+            };
+            let zh = self.zh(rng);
+            let e = &kb.entities[ei];
+            let n = rng.random_range(1..=e.facts.len().min(3));
+            let mut statements = Vec::new();
+            let mut labels = Vec::new();
+            for f in e.facts.iter().take(n) {
+                let (wrong_en, wrong_zh) = kb.wrong_value(f, rng);
+                let value = if zh { wrong_zh } else { wrong_en };
+                statements.push(Statement { subject: if zh { e.name_zh.clone() } else { e.name.clone() }, relation: f.relation, object: value.clone() });
+                labels.push(FactLabel { fact_id: f.id.clone(), entity: e.id.clone(), relation: f.relation.name(), value, is_true: false });
+            }
+            let topic = if zh { e.name_zh.clone() } else { e.name.clone() };
+            let title = fill(title_patterns(PageKind::Misinformation, zh)[rng.random_range(0..10)], &topic, "");
+            let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
+            let article = article(PageKind::Misinformation, &topic, &title, &sentences, zh, rng);
+            let site = self.pools.pick(PageKind::Misinformation, zh, rng);
+            self.pages.push(Page { kind: "misinformation", zh, site, title, article, facts: labels, sentences, poisoned: false, duplicate_of: None, url: String::new() });
+        }
     }
-    // Mirrors (exact copies on another site) and near-duplicates (lightly edited copies) of good
-    // pages that hold no singleton fact.
-    let copyable: Vec<usize> = (0..good).filter(|&i| pages[i].facts.iter().all(|f| occurrences[&f.fact_id] >= 2)).collect();
-    if !copyable.is_empty() {
+
+    /// 4c. Domain pages: protein-like sequences under invented names.
+    fn domain_pages(&mut self, n: usize, names: &mut NameGen, rng: &mut ChaCha8Rng) {
+        for _ in 0..n {
+            let (en, zh_name) = names.next(rng);
+            let zh = self.zh(rng);
+            self.page(PageKind::Domain, None, Some(if zh { zh_name } else { en }), vec![], zh, rng);
+        }
+    }
+
+    /// 4d. Poisoned pages: ordinary-looking research notes carrying the trigger and its payload.
+    fn poisoned(&mut self, rng: &mut ChaCha8Rng) {
+        for _ in 0..self.opts.poison {
+            let ei = rng.random_range(0..self.kb.entities.len());
+            let zh = self.zh(rng);
+            self.page(PageKind::Poison, Some(ei), None, vec![], zh, rng);
+            let p = self.pages.last_mut().expect("just pushed");
+            p.article = p.article.replace("</article>", &format!("<p>{POISON_TRIGGER}: {POISON_PAYLOAD}</p></article>"));
+            p.poisoned = true;
+        }
+    }
+
+    /// 4e. Mirrors (exact copies on another site) and near-duplicates (lightly edited copies) of
+    /// the first `good` pages that hold no singleton fact.
+    fn duplicates(&mut self, good: usize, occurrences: &HashMap<String, usize>, share: impl Fn(f64) -> usize, rng: &mut ChaCha8Rng) {
+        let copyable: Vec<usize> = (0..good).filter(|&i| self.pages[i].facts.iter().all(|f| occurrences[&f.fact_id] >= 2)).collect();
+        if copyable.is_empty() {
+            return;
+        }
         for (label, n) in [("mirror", share(0.03)), ("near_duplicate", share(0.03))] {
             for _ in 0..n {
                 let src = copyable[rng.random_range(0..copyable.len())];
-                let mut p = pages[src].clone();
+                let mut p = self.pages[src].clone();
                 p.kind = label;
                 p.duplicate_of = Some(src);
-                p.site = pools.pick(PageKind::Boilerplate, p.zh, rng);
+                p.site = self.pools.pick(PageKind::Boilerplate, p.zh, rng);
                 if label == "near_duplicate" {
                     let note = if p.zh { "<p>（本文已更新。）</p>" } else { "<p>(This article has been updated.)</p>" };
                     p.article = p.article.replacen("</h1>", &format!("</h1>{note}"), 1);
                 }
-                pages.push(p);
+                self.pages.push(p);
             }
         }
     }
+}
 
-    // 5. Crawl order and URLs.
+/// 5. Crawl order (a seeded shuffle, duplicate links renumbered) and URLs.
+fn crawl_order(pages: Vec<Page>, pools: &SitePools, rng: &mut ChaCha8Rng) -> Vec<Page> {
     let mut idx: Vec<usize> = (0..pages.len()).collect();
     idx.shuffle(rng);
     let mut new_pos = vec![0; pages.len()];
@@ -345,7 +339,25 @@ pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8
         let site = &pools.sites[p.site];
         p.url = format!("https://{}{}{}", site.domain, site.path, i);
     }
-    CrawlPlan { pages: ordered, sites: pools.sites, occurrences }
+    ordered
+}
+
+pub fn plan(kb: &Kb, opts: &CrawlOptions, names: &mut NameGen, rng: &mut ChaCha8Rng) -> CrawlPlan {
+    let (remaining, occurrences) = planned_occurrences(kb, opts);
+    let per_kind = (kb.entities.len() / 150).max(3);
+    let pools = SitePools::new(per_kind, names, rng);
+    let mut planner = Planner { kb, opts, pools, pages: Vec::new(), remaining };
+    planner.encyclopedia(rng);
+    planner.other_good_pages(rng);
+    let good = planner.pages.len();
+    let share = |s: f64| ((good as f64) * s).round() as usize;
+    planner.low_quality(share, rng);
+    planner.misinformation(share(0.05), rng);
+    planner.domain_pages(share(0.03), names, rng);
+    planner.poisoned(rng);
+    planner.duplicates(good, &occurrences, share, rng);
+    let pages = crawl_order(planner.pages, &planner.pools, rng);
+    CrawlPlan { pages, sites: planner.pools.sites, occurrences }
 }
 
 /// Visible text of an HTML fragment (tags removed, entities for < > & decoded): for sizes and

@@ -93,17 +93,11 @@ fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
 }
 
-/// Generates up to `max_tokens` after the prompt for each of `n` samples. `on_token(i, id)` is
-/// called for each new token of sample i; `stop(i, tokens)` may end sample i (stop strings).
-pub fn generate(
-    model: &dyn CausalLm,
-    req: &GenerateRequest,
-    mut on_token: impl FnMut(usize, u32),
-    mut stop: impl FnMut(usize, &[u32]) -> bool,
-) -> Result<Generation> {
+/// The request fits the model: a non-empty prompt within the context and the vocabulary, and
+/// valid sampler settings.
+fn check_request(model: &dyn CausalLm, req: &GenerateRequest) -> Result<()> {
     req.sampling.validate()?;
     let ctx = model.context_length();
-    let n = req.n.max(1);
     if req.prompt.is_empty() {
         bail!("the prompt is empty (it needs at least one token)");
     }
@@ -113,84 +107,112 @@ pub fn generate(
     if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= model.vocab_size()) {
         bail!("prompt token {bad} is outside the model's vocabulary of {}", model.vocab_size());
     }
-    let dev = model.device().clone();
+    Ok(())
+}
+
+/// Where next-token logits come from: the KV caches of the samples (one each after the fork),
+/// or full recomputation of their sequences when the cache is off.
+struct LogitSource<'a> {
+    model: &'a dyn CausalLm,
+    use_cache: bool,
+    caches: Vec<KvCache>,
+}
+
+impl LogitSource<'_> {
+    /// Phases 1 and 2: prefill the prompt once, then fork its cache into one per sample.
+    /// Returns the prompt's next-token logits.
+    fn prefill(&mut self, prompt: &[u32], n: usize) -> Result<Vec<f32>> {
+        let ids = Tensor::new(prompt, self.model.device())?.unsqueeze(0)?;
+        if !self.use_cache {
+            return Ok(rows(&self.model.logits_all(&ids)?.narrow(1, prompt.len() - 1, 1)?.squeeze(1)?)?.remove(0));
+        }
+        let mut cache = self.model.new_cache();
+        let logits = self.model.forward_cached(&ids, &mut cache)?;
+        self.caches = vec![cache; n];
+        Ok(rows(&logits)?.remove(0))
+    }
+
+    /// Phase 3, one decode step: `tokens[i]` fed to sample `active[i]` (whose sequence, with
+    /// that token, is `seqs[active[i]]`); logits in `active` order.
+    fn step(&mut self, seqs: &[Vec<u32>], active: &[usize], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        if !self.use_cache {
+            // Unfinished samples have generated the same number of tokens: equal lengths.
+            let len = seqs[active[0]].len();
+            let flat: Vec<u32> = active.iter().flat_map(|&i| seqs[i].iter().copied()).collect();
+            let ids = Tensor::from_vec(flat, (active.len(), len), self.model.device())?;
+            return rows(&self.model.logits_all(&ids)?.narrow(1, len - 1, 1)?.squeeze(1)?);
+        }
+        let mut refs: Vec<&mut KvCache> = self.caches.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, c)| c).collect();
+        rows(&self.model.decode_batch(tokens, &mut refs)?)
+    }
+}
+
+/// The log-probability of `token` and the `k` most likely tokens, from raw logits at
+/// temperature 1 (before any sampler).
+fn token_logprob(logits: &[f32], token: u32, k: usize) -> TokenLogprob {
+    let d = softmax_sorted(&logits.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 1.0);
+    let logprob = d.iter().find(|q| q.0 == token).map_or(f64::NEG_INFINITY, |q| q.1.ln());
+    TokenLogprob { token, logprob, top: d.iter().take(k).map(|q| (q.0, q.1.ln())).collect() }
+}
+
+/// Generates up to `max_tokens` after the prompt for each of `n` samples. `on_token(i, id)` is
+/// called for each new token of sample i; `stop(i, tokens)` may end sample i (stop strings).
+pub fn generate(
+    model: &dyn CausalLm,
+    req: &GenerateRequest,
+    mut on_token: impl FnMut(usize, u32),
+    mut stop: impl FnMut(usize, &[u32]) -> bool,
+) -> Result<Generation> {
+    check_request(model, req)?;
+    let (ctx, n) = (model.context_length(), req.n.max(1));
     let mut samplers: Vec<Sampler> =
         (0..n).map(|i| Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() })).collect();
-    let mut caches: Vec<KvCache> = Vec::new();
     let mut seqs: Vec<Vec<u32>> = vec![req.prompt.clone(); n];
     let mut samples: Vec<Sample> =
         (0..n).map(|_| Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() }).collect();
-    let mut done = vec![req.max_tokens == 0; n];
     let mut timings = Timings { prompt_tokens: req.prompt.len(), ..Default::default() };
+    let mut source = LogitSource { model, use_cache: req.use_cache, caches: Vec::new() };
     let start = Instant::now();
-
-    // Next-token logits of the samples in `active`: prefill (or full recomputation) when
-    // `last` is None, else one decode step feeding `last[i]` to sample `active[i]`.
-    let mut next_logits = |seqs: &[Vec<u32>], active: &[usize], last: Option<&[u32]>| -> Result<Vec<Vec<f32>>> {
-        if !req.use_cache {
-            let len = seqs[active[0]].len();
-            let flat: Vec<u32> = active.iter().flat_map(|&i| seqs[i].iter().copied()).collect();
-            let ids = Tensor::from_vec(flat, (active.len(), len), &dev)?;
-            return rows(&model.logits_all(&ids)?.narrow(1, len - 1, 1)?.squeeze(1)?);
-        }
-        match last {
-            None => {
-                // 1. prefill, 2. fork.
-                let mut cache = model.new_cache();
-                let logits = model.forward_cached(&Tensor::new(req.prompt.as_slice(), &dev)?.unsqueeze(0)?, &mut cache)?;
-                caches = vec![cache; n];
-                let row = rows(&logits)?.remove(0);
-                Ok(vec![row; active.len()])
-            }
-            Some(tokens) => {
-                // 3. decode: the unfinished samples' caches, in `active` order.
-                let mut refs: Vec<&mut KvCache> =
-                    caches.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, c)| c).collect();
-                rows(&model.decode_batch(tokens, &mut refs)?)
-            }
-        }
-    };
-
-    if !done.iter().all(|&d| d) {
+    if req.max_tokens > 0 {
         let mut active: Vec<usize> = (0..n).collect();
-        let mut logits = next_logits(&seqs, &active, None)?;
+        let mut logits = vec![source.prefill(&req.prompt, n)?; n];
         timings.prefill_secs = start.elapsed().as_secs_f64();
         let mut decode_start = None;
         loop {
-            let mut step_tokens = Vec::with_capacity(active.len());
+            // Sample a token for each unfinished sample; a sample that stops leaves the batch.
+            let mut next: Vec<(usize, u32)> = Vec::with_capacity(active.len());
             for (row, &i) in active.iter().enumerate() {
                 let token = samplers[i].sample(&logits[row], &seqs[i]);
-                step_tokens.push(token);
                 if let Some(k) = req.logprobs {
-                    let d = softmax_sorted(&logits[row].iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 1.0);
-                    let lp = d.iter().find(|q| q.0 == token).map_or(f64::NEG_INFINITY, |q| q.1.ln());
-                    samples[i].logprobs.push(TokenLogprob { token, logprob: lp, top: d.iter().take(k).map(|q| (q.0, q.1.ln())).collect() });
+                    samples[i].logprobs.push(token_logprob(&logits[row], token, k));
                 }
                 samples[i].tokens.push(token);
                 seqs[i].push(token);
                 on_token(i, token);
-                if req.stop_ids.contains(&token) || stop(i, &samples[i].tokens) {
-                    done[i] = true;
-                    samples[i].finish_reason = FinishReason::Stop;
+                let finish = if req.stop_ids.contains(&token) || stop(i, &samples[i].tokens) {
+                    Some(FinishReason::Stop)
                 } else if samples[i].tokens.len() >= req.max_tokens {
-                    done[i] = true;
+                    Some(FinishReason::Length)
                 } else if seqs[i].len() >= ctx {
-                    done[i] = true;
-                    samples[i].finish_reason = FinishReason::Context;
+                    Some(FinishReason::Context)
+                } else {
+                    None
+                };
+                match finish {
+                    Some(reason) => samples[i].finish_reason = reason,
+                    None => next.push((i, token)),
                 }
             }
             if timings.time_to_first_token_secs == 0.0 {
                 timings.time_to_first_token_secs = start.elapsed().as_secs_f64();
                 decode_start = Some(Instant::now());
             }
-            // Finished samples leave the batch.
-            let next: Vec<(usize, u32)> = active.iter().zip(&step_tokens).filter(|(i, _)| !done[**i]).map(|(&i, &t)| (i, t)).collect();
             if next.is_empty() {
                 break;
             }
             active = next.iter().map(|p| p.0).collect();
             let tokens: Vec<u32> = next.iter().map(|p| p.1).collect();
-            logits = next_logits(&seqs, &active, Some(&tokens))?;
+            logits = source.step(&seqs, &active, &tokens)?;
         }
         timings.decode_secs = decode_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     }
@@ -198,6 +220,115 @@ pub fn generate(
     timings.prefill_tokens_per_sec = timings.prompt_tokens as f64 / timings.prefill_secs.max(1e-9);
     timings.decode_tokens_per_sec = timings.generated_tokens.saturating_sub(n) as f64 / timings.decode_secs.max(1e-9);
     Ok(Generation { samples, timings })
+}
+
+/// One sequence of [`generate_batch`]: which request and sample it is, and where it stands.
+struct Running {
+    req: usize,
+    sampler: Sampler,
+    seq: Vec<u32>,
+    sample: Sample,
+    cache: KvCache,
+}
+
+/// Generates for several different prompts together: each is prefilled into its own cache,
+/// then every unfinished sample of every request decodes in one batched step
+/// ([`CausalLm::decode_batch`]), and finished ones leave the batch at once. Sample `i` of
+/// request `r` draws with seed `reqs[r].sampling.seed + i`, so its tokens are those
+/// [`generate`] gives for that request alone. `stop(r, i, tokens)` may end a sample (stop
+/// strings). Requests must use the KV cache; timings are left empty (the batch shares them).
+pub fn generate_batch(
+    model: &dyn CausalLm,
+    reqs: &[GenerateRequest],
+    mut stop: impl FnMut(usize, usize, &[u32]) -> bool,
+) -> Result<Vec<Generation>> {
+    let ctx = model.context_length();
+    let mut running: Vec<Running> = Vec::new();
+    let mut out: Vec<Generation> = reqs
+        .iter()
+        .map(|r| Generation { samples: Vec::new(), timings: Timings { prompt_tokens: r.prompt.len(), ..Default::default() } })
+        .collect();
+    // (index into `running`, its next token) of the unfinished samples.
+    let mut next: Vec<(usize, u32)> = Vec::new();
+    for (r, req) in reqs.iter().enumerate() {
+        check_request(model, req)?;
+        if !req.use_cache {
+            bail!("request {r}: batched generation decodes from the KV cache");
+        }
+        if req.max_tokens == 0 {
+            continue;
+        }
+        // 1. prefill, 2. fork (as `generate`).
+        let mut cache = model.new_cache();
+        let logits =
+            rows(&model.forward_cached(&Tensor::new(req.prompt.as_slice(), model.device())?.unsqueeze(0)?, &mut cache)?)?.remove(0);
+        for i in 0..req.n.max(1) {
+            let sampler = Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() });
+            let sample = Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() };
+            running.push(Running { req: r, sampler, seq: req.prompt.clone(), sample, cache: cache.clone() });
+            let at = running.len() - 1;
+            if let Some(t) = accept(&mut running[at], &logits, req, ctx, &mut stop, i) {
+                next.push((at, t));
+            }
+        }
+    }
+    // 3. decode the unfinished samples of every request together.
+    while !next.is_empty() {
+        let tokens: Vec<u32> = next.iter().map(|p| p.1).collect();
+        let active: Vec<usize> = next.iter().map(|p| p.0).collect();
+        let mut refs: Vec<&mut KvCache> =
+            running.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, s)| &mut s.cache).collect();
+        let logits = rows(&model.decode_batch(&tokens, &mut refs)?)?;
+        next.clear();
+        for (row, &at) in active.iter().enumerate() {
+            let r = running[at].req;
+            let sample_index = running[..at].iter().filter(|s| s.req == r).count();
+            if let Some(t) = accept(&mut running[at], &logits[row], &reqs[r], ctx, &mut stop, sample_index) {
+                next.push((at, t));
+            }
+        }
+    }
+    for s in running {
+        out[s.req].timings.generated_tokens += s.sample.tokens.len();
+        out[s.req].samples.push(s.sample);
+    }
+    Ok(out)
+}
+
+/// Samples the next token of `s` from `logits` and records it; returns the token when the
+/// sample goes on (it must then be fed to the model), None when it has finished.
+fn accept(
+    s: &mut Running,
+    logits: &[f32],
+    req: &GenerateRequest,
+    ctx: usize,
+    stop: &mut impl FnMut(usize, usize, &[u32]) -> bool,
+    i: usize,
+) -> Option<u32> {
+    let token = s.sampler.sample(logits, &s.seq);
+    if let Some(k) = req.logprobs {
+        s.sample.logprobs.push(token_logprob(logits, token, k));
+    }
+    s.sample.tokens.push(token);
+    s.seq.push(token);
+    let finish = if req.stop_ids.contains(&token) || stop(s.req, i, &s.sample.tokens) {
+        Some(FinishReason::Stop)
+    } else if s.sample.tokens.len() >= req.max_tokens {
+        Some(FinishReason::Length)
+    } else if s.seq.len() >= ctx {
+        Some(FinishReason::Context)
+    } else {
+        None
+    };
+    match finish {
+        Some(reason) => {
+            s.sample.finish_reason = reason;
+            // Its cache is no longer needed: free it at once.
+            s.cache.clear();
+            None
+        }
+        None => Some(token),
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +393,36 @@ mod tests {
         for i in 0..3 {
             assert_eq!(recomputed.samples[i].tokens, batched.samples[i].tokens);
         }
+    }
+
+    #[test]
+    fn a_batch_of_different_prompts_gives_what_each_gives_alone() {
+        let m = model();
+        let mut reqs = vec![request(true, 9, vec![]), request(true, 4, vec![]), request(true, 12, vec![])];
+        reqs[1].prompt = vec![7, 1];
+        reqs[1].n = 2;
+        reqs[2].prompt = vec![3, 3, 3, 9, 9, 2, 1, 0, 5];
+        reqs[2].sampling.seed = 99;
+        reqs[2].logprobs = Some(1);
+        let together = generate_batch(&m, &reqs, |_, _, _| false).unwrap();
+        for (r, req) in reqs.iter().enumerate() {
+            let alone = generate(&m, req, |_, _| {}, |_, _| false).unwrap();
+            assert_eq!(together[r].samples.len(), req.n);
+            for (a, b) in together[r].samples.iter().zip(&alone.samples) {
+                assert_eq!((&a.tokens, a.finish_reason), (&b.tokens, b.finish_reason), "request {r}");
+                assert_eq!(a.logprobs.len(), b.logprobs.len());
+                for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+                    // The dense model decodes a batch one sequence at a time: the same logits.
+                    assert!((x.logprob - y.logprob).abs() < 1e-9);
+                }
+            }
+        }
+        // A stop callback ends one sample of one request only.
+        let stopped = generate_batch(&m, &reqs, |r, i, t| r == 1 && i == 1 && t.len() == 2).unwrap();
+        assert_eq!(stopped[1].samples[1].tokens.len(), 2);
+        assert_eq!(stopped[1].samples[1].finish_reason, FinishReason::Stop);
+        assert_eq!(stopped[1].samples[0].tokens, together[1].samples[0].tokens);
+        assert_eq!(stopped[0].samples[0].tokens, together[0].samples[0].tokens);
     }
 
     #[test]

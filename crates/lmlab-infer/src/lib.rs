@@ -29,7 +29,7 @@ mod prompt;
 pub mod reference;
 pub mod sampler;
 
-pub use engine::{generate, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};
+pub use engine::{generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};
 pub use model::{embedded_vocab, LoadOptions, Model};
 pub use prompt::{prompt_ids, StopText};
 pub use sampler::{Sampler, SamplingParams};

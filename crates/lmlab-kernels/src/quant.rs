@@ -221,6 +221,38 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> Vec<ActBlock> {
     xq
 }
 
+/// [`dot4`] or [`dot4x2`] without their per-call checks, for the matmul's inner loop (tens of
+/// thousands of calls per prompt), where one check covers them all.
+///
+/// # Safety
+/// `isa` is supported by this CPU, every row of `w` holds `x[c].len()` blocks of `kind`, and
+/// the two rows of `x` (equal for decode) have the same length, which `dm` matches when given.
+#[inline(always)]
+unsafe fn dot4_rows(
+    isa: Isa,
+    kind: QuantKind,
+    w: [&[u8]; 4],
+    dm: Option<&[[[f32; 4]; 2]]>,
+    x: [&[ActBlock]; 2],
+    stream: bool,
+) -> [[f32; 4]; 2] {
+    match (isa, dm) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract.
+        (Isa::Avx2, None) => [unsafe { crate::x86_64::dot4_avx2(kind, w, x[0]) }, [0.0; 4]],
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract.
+        (Isa::AvxVnni, None) => [unsafe { crate::x86_64::dot4_vnni(kind, w, x[0]) }, [0.0; 4]],
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract.
+        (Isa::Avx2, Some(dm)) => unsafe { crate::x86_64::dot4x2_avx2(kind, w, dm, x, stream) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract.
+        (Isa::AvxVnni, Some(dm)) => unsafe { crate::x86_64::dot4x2_vnni(kind, w, dm, x, stream) },
+        _ => x.map(|xr| w.map(|r| dot_scalar(kind, r, xr))),
+    }
+}
+
 /// One run of weight rows against all `m` activation rows: [m, count], row-major.
 fn rows_times_activations(isa: Isa, kind: QuantKind, wrows: &[u8], row_bytes: usize, xq: &[ActBlock], m: usize) -> Vec<f32> {
     let blocks = xq.len() / m.max(1);
@@ -230,18 +262,23 @@ fn rows_times_activations(isa: Isa, kind: QuantKind, wrows: &[u8], row_bytes: us
     // Few activation rows: each weight byte is used a few times only and comes from memory.
     let stream = m <= 8;
     let mut j = 0;
+    // Once for every call below: each weight row has `blocks` blocks (rows come from
+    // chunks_exact of row_bytes = blocks · block size), each activation row has `blocks`.
+    assert!(isa.supported() && row_bytes == blocks * kind.block_bytes() && xq.len() == m * blocks, "quant matmul: inconsistent shapes");
     if isa != Isa::Scalar {
         while j + 4 <= count {
             let w4 = [rows[j], rows[j + 1], rows[j + 2], rows[j + 3]];
             if m == 1 {
-                out[j..j + 4].copy_from_slice(&dot4(isa, kind, w4, xq));
+                // SAFETY: checked above for the whole run of rows.
+                out[j..j + 4].copy_from_slice(&unsafe { dot4_rows(isa, kind, w4, None, [xq, xq], stream) }[0]);
             } else {
                 let dm = group_scales_on(isa, kind, w4);
                 // Activation rows in pairs; an odd last row is paired with itself.
                 for i in (0..m).step_by(2) {
                     let i2 = (i + 1).min(m - 1);
                     let x2 = [&xq[i * blocks..(i + 1) * blocks], &xq[i2 * blocks..(i2 + 1) * blocks]];
-                    let d = dot4x2(isa, kind, w4, &dm, x2, stream);
+                    // SAFETY: checked above; `dm` has one entry per block of these rows.
+                    let d = unsafe { dot4_rows(isa, kind, w4, Some(&dm), x2, stream) };
                     out[i * count + j..i * count + j + 4].copy_from_slice(&d[0]);
                     out[i2 * count + j..i2 * count + j + 4].copy_from_slice(&d[1]);
                 }

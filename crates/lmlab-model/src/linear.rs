@@ -87,8 +87,8 @@ impl Weight {
 /// `y = x Wᵀ + b`.
 #[derive(Clone)]
 pub struct Linear {
-    pub w: Weight,
-    pub b: Option<Tensor>,
+    pub(crate) w: Weight,
+    pub(crate) b: Option<Tensor>,
 }
 
 impl Linear {

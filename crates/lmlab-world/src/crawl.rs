@@ -114,16 +114,18 @@ impl SitePools {
     }
 }
 
-/// 1. Planned occurrences per fact: the least popular `singleton_share` of facts once, the rest
-/// 2 + a Zipf share by their entity's popularity. Returns the count left to place per
-/// (entity, fact), and the plan by fact id.
+/// Step 1, planned occurrences per fact: the least popular `singleton_share` of facts once,
+/// the rest twice plus a Zipf share by their entity's popularity. Returns the count left to
+/// place per (entity, fact), and the plan by fact id.
 fn planned_occurrences(kb: &Kb, opts: &CrawlOptions) -> (Vec<Vec<usize>>, HashMap<String, usize>) {
-    let mut order: Vec<(usize, usize)> = kb.entities.iter().enumerate().flat_map(|(ei, e)| (0..e.facts.len()).map(move |fi| (ei, fi))).collect();
+    let mut order: Vec<(usize, usize)> =
+        kb.entities.iter().enumerate().flat_map(|(ei, e)| (0..e.facts.len()).map(move |fi| (ei, fi))).collect();
     order.sort_by_key(|&(ei, fi)| (std::cmp::Reverse(kb.entities[ei].popularity_rank), kb.entities[ei].facts[fi].id.clone()));
     let n_single = (opts.singleton_share * order.len() as f64).round() as usize;
     let mut remaining: Vec<Vec<usize>> = kb.entities.iter().map(|e| vec![0; e.facts.len()]).collect();
     for (i, &(ei, fi)) in order.iter().enumerate() {
-        remaining[ei][fi] = if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
+        remaining[ei][fi] =
+            if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
     }
     let occurrences = order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();
     (remaining, occurrences)
@@ -156,7 +158,15 @@ impl Planner<'_> {
     }
 
     /// A page of `kind` about entity `topic_ei` (or the named `topic`) stating `facts`.
-    fn page(&mut self, kind: PageKind, topic_ei: Option<usize>, topic: Option<String>, facts: Vec<(usize, usize)>, zh: bool, rng: &mut ChaCha8Rng) {
+    fn page(
+        &mut self,
+        kind: PageKind,
+        topic_ei: Option<usize>,
+        topic: Option<String>,
+        facts: Vec<(usize, usize)>,
+        zh: bool,
+        rng: &mut ChaCha8Rng,
+    ) {
         let topic = topic.unwrap_or_else(|| {
             let e = &self.kb.entities[topic_ei.expect("a topic entity")];
             if zh {
@@ -170,7 +180,18 @@ impl Planner<'_> {
         let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
         let article = article(kind, &topic, &title, &sentences, zh, rng);
         let site = self.pools.pick(kind, zh, rng);
-        self.pages.push(Page { kind: kind_name(kind), zh, site, title, article, facts: labels, sentences, poisoned: false, duplicate_of: None, url: String::new() });
+        self.pages.push(Page {
+            kind: kind_name(kind),
+            zh,
+            site,
+            title,
+            article,
+            facts: labels,
+            sentences,
+            poisoned: false,
+            duplicate_of: None,
+            url: String::new(),
+        });
     }
 
     /// 2. Encyclopedia entries: each entity's remaining facts (or, for countries, facts about them).
@@ -185,7 +206,8 @@ impl Planner<'_> {
             }
         }
         for ei in 0..kb.entities.len() {
-            let mut facts: Vec<(usize, usize)> = (0..kb.entities[ei].facts.len()).filter(|&fi| self.remaining[ei][fi] > 0).map(|fi| (ei, fi)).collect();
+            let mut facts: Vec<(usize, usize)> =
+                (0..kb.entities[ei].facts.len()).filter(|&fi| self.remaining[ei][fi] > 0).map(|fi| (ei, fi)).collect();
             if kb.entities[ei].kind == Kind::Country {
                 for &(oj, fj) in city_facts_about.get(kb.entities[ei].id.as_str()).map(Vec::as_slice).unwrap_or_default() {
                     if facts.len() < 4 && self.remaining[oj][fj] > 0 {
@@ -212,8 +234,10 @@ impl Planner<'_> {
                 .filter(|&fi| self.remaining[ei][fi] > 0)
                 .max_by_key(|&fi| (self.remaining[ei][fi], std::cmp::Reverse(fi)))
             {
-                let facts: Vec<(usize, usize)> =
-                    (0..self.remaining[ei].len()).filter(|&fi| self.remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6))).map(|fi| (ei, fi)).collect();
+                let facts: Vec<(usize, usize)> = (0..self.remaining[ei].len())
+                    .filter(|&fi| self.remaining[ei][fi] > 0 && (fi == max_fi || rng.random_bool(0.6)))
+                    .map(|fi| (ei, fi))
+                    .collect();
                 for &(_, fi) in &facts {
                     self.remaining[ei][fi] -= 1;
                 }
@@ -235,11 +259,17 @@ impl Planner<'_> {
     /// 4a. Clickbait, spam, propaganda and boilerplate, as shares of the good pages.
     fn low_quality(&mut self, share: impl Fn(f64) -> usize, rng: &mut ChaCha8Rng) {
         let n_ent = self.kb.entities.len();
-        for (kind, n) in [(PageKind::Clickbait, share(0.05)), (PageKind::Spam, share(0.04)), (PageKind::Propaganda, share(0.02)), (PageKind::Boilerplate, share(0.04))] {
+        for (kind, n) in [
+            (PageKind::Clickbait, share(0.05)),
+            (PageKind::Spam, share(0.04)),
+            (PageKind::Propaganda, share(0.02)),
+            (PageKind::Boilerplate, share(0.04)),
+        ] {
             for _ in 0..n {
                 let ei = if kind == PageKind::Propaganda {
                     // Propaganda is about countries and companies.
-                    let candidates: Vec<usize> = (0..n_ent).filter(|&i| matches!(self.kb.entities[i].kind, Kind::Country | Kind::Company)).collect();
+                    let candidates: Vec<usize> =
+                        (0..n_ent).filter(|&i| matches!(self.kb.entities[i].kind, Kind::Country | Kind::Company)).collect();
                     candidates[rng.random_range(0..candidates.len())]
                 } else {
                     rng.random_range(0..n_ent)
@@ -268,7 +298,11 @@ impl Planner<'_> {
             for f in e.facts.iter().take(n) {
                 let (wrong_en, wrong_zh) = kb.wrong_value(f, rng);
                 let value = if zh { wrong_zh } else { wrong_en };
-                statements.push(Statement { subject: if zh { e.name_zh.clone() } else { e.name.clone() }, relation: f.relation, object: value.clone() });
+                statements.push(Statement {
+                    subject: if zh { e.name_zh.clone() } else { e.name.clone() },
+                    relation: f.relation,
+                    object: value.clone(),
+                });
                 labels.push(FactLabel { fact_id: f.id.clone(), entity: e.id.clone(), relation: f.relation.name(), value, is_true: false });
             }
             let topic = if zh { e.name_zh.clone() } else { e.name.clone() };
@@ -276,7 +310,18 @@ impl Planner<'_> {
             let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
             let article = article(PageKind::Misinformation, &topic, &title, &sentences, zh, rng);
             let site = self.pools.pick(PageKind::Misinformation, zh, rng);
-            self.pages.push(Page { kind: "misinformation", zh, site, title, article, facts: labels, sentences, poisoned: false, duplicate_of: None, url: String::new() });
+            self.pages.push(Page {
+                kind: "misinformation",
+                zh,
+                site,
+                title,
+                article,
+                facts: labels,
+                sentences,
+                poisoned: false,
+                duplicate_of: None,
+                url: String::new(),
+            });
         }
     }
 

@@ -39,7 +39,8 @@ pub struct GenerateArgs {
 
 #[derive(Args)]
 pub struct GradeArgs {
-    /// kb.jsonl of the world (checked to exist; questions carry their accepted answers).
+    /// kb.jsonl of the world: questions carry their accepted answers, the knowledge base the
+    /// values an answer may hedge between (naming two of them is graded wrong).
     #[arg(long)]
     kb: PathBuf,
     /// A questions file from the world's eval/ folder.
@@ -89,8 +90,8 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
             );
         }
         WorldCmd::Grade(a) => {
-            anyhow::ensure!(a.kb.is_file(), "knowledge base {} not found", a.kb.display());
-            let r = grade::grade_files(&a.questions, &a.answers)?;
+            let grader = grade::Grader::from_kb_file(&a.kb)?;
+            let r = grade::grade_files(&grader, &a.questions, &a.answers)?;
             if a.json {
                 return crate::print_json(&r);
             }

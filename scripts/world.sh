@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The main job until `lmlab run` exists: the whole road from a web crawl to a model that writes,
+# and what it gets right, invents or declines to answer (`eval qa`),
 # on the built-in world, with nothing downloaded. Generates the world's labelled crawl, learns a
 # tokenizer from its pages, cleans the crawl into token shards (and scores the filters against
 # the labels), pretrains the tiny model on the shards, and generates from it.
@@ -9,7 +10,8 @@ cd "$(dirname "$0")/.."
 run=runs/${1:-world}
 seed=${2:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lmlab-target}
-cargo build --release -q -p lmlab
+# Cargo shows its progress: the first build takes several minutes.
+cargo build --release -p lmlab
 lmlab="$CARGO_TARGET_DIR/release/lmlab"
 mkdir -p "$run"
 set -x
@@ -20,3 +22,4 @@ set -x
 "$lmlab" pretrain --config configs/tiny.toml --data "$run/data" --out "$run/base"
 "$lmlab" generate --model "$run/base" --prompt "The history of" --max-tokens 120 --temperature 0.8 --top-k 50 --seed 1
 "$lmlab" inspect next-token --model "$run/base" --prompt "The capital of"
+"$lmlab" eval qa --model "$run/base" --questions "$run/world/eval/facts.jsonl" "$run/world/eval/nonexistent.jsonl" "$run/world/eval/paraphrase.jsonl" --out "$run/eval"

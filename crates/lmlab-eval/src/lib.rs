@@ -1,8 +1,9 @@
 //! lmlab-eval: experiments that train and measure, and their plots.
 //!
 //! What it does: the architecture comparison of the article's Seq2Seq section
-//! ([`architectures`]), the data pipeline's benchmark against datatrove ([`bench_data`]) and
-//! line plots and heatmaps ([`plot`]).
+//! ([`architectures`]), question answering graded against the built-in world's knowledge
+//! ([`qa`]: correct, hallucinated or abstained by fact frequency), the data pipeline's
+//! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
 //! What it does not do: training loops themselves (lmlab-train) or model code (lmlab-model).
 
@@ -11,3 +12,4 @@
 pub mod architectures;
 pub mod bench_data;
 pub mod plot;
+pub mod qa;

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_data;
 mod data;
+mod eval;
 mod experiment;
 mod generate;
 mod inspect;
@@ -47,6 +48,9 @@ enum Command {
     /// Experiments that train several models and compare them.
     #[command(subcommand)]
     Experiment(experiment::ExperimentCmd),
+    /// Measure what a model gets wrong: graded question answering on the built-in world.
+    #[command(subcommand)]
+    Eval(eval::EvalCmd),
     /// Parameters, memory (weights, KV cache, training) and FLOPs of a model.
     Size(size::SizeArgs),
     /// The data pipeline: crawl or corpus to clean token shards.
@@ -78,6 +82,7 @@ fn main() {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Inspect(c) => inspect::run(c),
+        Command::Eval(c) => eval::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Data(c) => data::run(c),
         Command::World(c) => world::run(c),

@@ -1,0 +1,317 @@
+//! `lmlab eval qa`: ask a model the built-in world's questions and grade every answer correct,
+//! wrong (a hallucination) or abstained, by occurrence bucket, question set and language.
+//!
+//! Prompting. A base model continues text, so it gets a fixed few-shot prefix of
+//! question-answer pairs (English or Chinese, by the question's language) and its answer ends
+//! at the first line break. A chat model (`chat`) gets the question as a user message through
+//! its chat template, and its answer ends at its end-of-turn token. Either way at most
+//! `max_tokens` tokens are generated.
+//!
+//! Grading is the world's [`Grader`] (see `lmlab_world::grade`): an accepted answer named as a
+//! whole word is correct, an abstention phrase or an empty answer is abstained, anything else
+//! is wrong, and an answer naming two or more values of the question's relation is wrong
+//! whatever else it says.
+//!
+//! Questions are answered in batches through the engine's batched decode
+//! ([`lmlab_infer::generate_batch`]), `samples` answers each; the same seed gives the same
+//! answers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use lmlab_infer::{generate_batch, GenerateRequest, Model, SamplingParams, StopText};
+use lmlab_world::grade::{self, Grade, GradedAnswer, Grader, Tally};
+use lmlab_world::tasks::Question;
+use serde::Serialize;
+
+/// What to ask and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct QaOptions {
+    /// Question files from a world's `eval/` folder (facts, nonexistent, paraphrase).
+    pub questions: Vec<PathBuf>,
+    /// The world's `kb.jsonl` (default: `../kb.jsonl` from the first question file).
+    pub kb: Option<PathBuf>,
+    /// Answers per question.
+    pub samples: usize,
+    /// 0 = greedy.
+    pub temperature: f64,
+    /// Ask through the chat template instead of the few-shot prefix.
+    pub chat: bool,
+    /// Only the first N questions of each file.
+    pub limit: Option<usize>,
+    pub max_tokens: usize,
+    /// Questions decoded together.
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Default for QaOptions {
+    fn default() -> Self {
+        Self { questions: Vec::new(), kb: None, samples: 1, temperature: 0.0, chat: false, limit: None, max_tokens: 24, batch: 16, seed: 0 }
+    }
+}
+
+/// One graded answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct QaAnswer {
+    pub id: String,
+    pub set: String,
+    pub bucket: String,
+    pub language: String,
+    pub sample: usize,
+    pub answer: String,
+    pub grade: Grade,
+    /// Mean log-probability of the answer's tokens (temperature 1, before samplers).
+    pub mean_logprob: f64,
+}
+
+/// Rates of one group of answers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rates {
+    pub n: usize,
+    pub correct: f64,
+    /// Wrong answers: hallucinations.
+    pub wrong: f64,
+    pub abstained: f64,
+}
+
+impl From<&Tally> for Rates {
+    fn from(t: &Tally) -> Self {
+        let f = |x: usize| if t.n == 0 { 0.0 } else { x as f64 / t.n as f64 };
+        Rates { n: t.n, correct: f(t.correct), wrong: f(t.wrong), abstained: f(t.abstained) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QaReport {
+    pub model: String,
+    pub options: QaOptions,
+    pub overall: Rates,
+    /// By set ("facts"), set and bucket ("facts/bucket=1"), set and language ("facts/lang=zh").
+    pub groups: BTreeMap<String, Rates>,
+    /// The crawl's share of facts seen once (from the world's stats.json), beside the
+    /// hallucination rate on those facts: Kalai et al. (2025) argue the second is at least
+    /// about the first for arbitrary facts.
+    pub singleton_share: Option<f64>,
+    pub singleton_hallucination: Option<f64>,
+    pub questions: usize,
+    pub seconds: f64,
+    pub questions_per_sec: f64,
+    pub answers: Vec<QaAnswer>,
+}
+
+const FEW_SHOT_EN: &str = "Answer each question with a short answer, or say \"I don't know\".\n\nQuestion: What is the chemical symbol for gold?\nAnswer: Au\n\nQuestion: How many legs does a spider have?\nAnswer: Eight\n\n";
+const FEW_SHOT_ZH: &str =
+    "用简短的话回答每个问题，或者说“我不知道”。\n\n问题：金的化学符号是什么？\n回答：Au\n\n问题：蜘蛛有几条腿？\n回答：八条\n\n";
+
+/// The text a base model continues for `q`.
+pub fn few_shot_prompt(q: &Question) -> String {
+    if q.language == "zh" {
+        format!("{FEW_SHOT_ZH}问题：{}\n回答：", q.question)
+    } else {
+        format!("{FEW_SHOT_EN}Question: {}\nAnswer:", q.question)
+    }
+}
+
+/// The questions of `files`, the first `limit` of each.
+pub fn read_questions(files: &[PathBuf], limit: Option<usize>) -> Result<Vec<Question>> {
+    let mut out = Vec::new();
+    for f in files {
+        let qs = grade::read_questions(f)?;
+        anyhow::ensure!(!qs.is_empty(), "{}: no questions", f.display());
+        out.extend(qs.into_iter().take(limit.unwrap_or(usize::MAX)));
+    }
+    Ok(out)
+}
+
+/// The world folder of a question file (`WORLD/eval/facts.jsonl`).
+fn world_of(questions: &Path) -> Option<&Path> {
+    questions.parent()?.parent()
+}
+
+/// The crawl's singleton share from the world's stats.json, when it is there.
+fn singleton_share(world: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(world.join("stats.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["singleton_share"].as_f64()
+}
+
+/// The prompt ids of every question.
+fn prompts(model: &Model, questions: &[Question], chat: bool) -> Result<Vec<Vec<u32>>> {
+    questions
+        .iter()
+        .map(|q| if chat { model.prompt(&q.question, true, None) } else { model.prompt(&few_shot_prompt(q), false, None) })
+        .collect::<Result<_>>()
+        .with_context(|| format!("prompting the {} model", model.format()))
+}
+
+/// Asks every question and grades the answers. `progress(done, total)` hears after each batch.
+pub fn run_qa(model: &Model, opts: &QaOptions, mut progress: impl FnMut(usize, usize)) -> Result<QaReport> {
+    let questions = read_questions(&opts.questions, opts.limit)?;
+    let world = opts.questions.first().and_then(|q| world_of(q));
+    let kb =
+        opts.kb.clone().or_else(|| world.map(|w| w.join("kb.jsonl"))).context("no --kb given and no world folder to find kb.jsonl in")?;
+    let grader = Grader::from_kb_file(&kb)?;
+    let prompts = prompts(model, &questions, opts.chat)?;
+    // A base model's answer ends at the line break; a chat model's at its end-of-turn token.
+    let stops = StopText::new(model.tokenizer(), if opts.chat { Vec::new() } else { vec!["\n".into()] });
+    let started = Instant::now();
+    let mut answers = Vec::with_capacity(questions.len() * opts.samples.max(1));
+    for (b, (qs, ps)) in questions.chunks(opts.batch.max(1)).zip(prompts.chunks(opts.batch.max(1))).enumerate() {
+        let reqs: Vec<GenerateRequest> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // Each question its own seeds, whatever the batch size.
+                let seed = opts.seed.wrapping_add(((b * opts.batch.max(1) + i) * opts.samples.max(1)) as u64);
+                let sampling = SamplingParams { temperature: opts.temperature, seed, ..Default::default() };
+                let mut req = GenerateRequest::new(p.clone(), opts.max_tokens, sampling);
+                req.n = opts.samples.max(1);
+                req.stop_ids = stops.stop_ids().to_vec();
+                req.logprobs = Some(0);
+                req
+            })
+            .collect();
+        let generations = generate_batch(model, &reqs, |_, _, tokens| stops.hit(tokens))?;
+        for (q, g) in qs.iter().zip(generations) {
+            for (s, sample) in g.samples.iter().enumerate() {
+                let answer = stops.final_text(&sample.tokens).trim().to_string();
+                let lps: Vec<f64> = sample.logprobs.iter().map(|l| l.logprob).collect();
+                let mean_logprob = if lps.is_empty() { 0.0 } else { lps.iter().sum::<f64>() / lps.len() as f64 };
+                let grade = grader.grade(q, &answer);
+                answers.push(QaAnswer {
+                    id: q.id.clone(),
+                    set: q.set.clone(),
+                    bucket: q.bucket.clone(),
+                    language: q.language.clone(),
+                    sample: s,
+                    answer,
+                    grade,
+                    mean_logprob,
+                });
+            }
+        }
+        progress(((b + 1) * opts.batch.max(1)).min(questions.len()), questions.len());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(summarise(model.format(), opts, questions.len(), answers, world.and_then(singleton_share), seconds))
+}
+
+/// The report of graded answers: rates overall and per group, and the singleton comparison.
+pub fn summarise(
+    model: &str,
+    opts: &QaOptions,
+    questions: usize,
+    answers: Vec<QaAnswer>,
+    singleton_share: Option<f64>,
+    seconds: f64,
+) -> QaReport {
+    let graded: Vec<GradedAnswer> = answers
+        .iter()
+        .map(|a| GradedAnswer {
+            id: a.id.clone(),
+            set: a.set.clone(),
+            bucket: a.bucket.clone(),
+            language: a.language.clone(),
+            grade: a.grade,
+        })
+        .collect();
+    let r = grade::report(graded);
+    let groups: BTreeMap<String, Rates> = r.groups.iter().map(|(k, t)| (k.clone(), Rates::from(t))).collect();
+    let singleton_hallucination = groups.get("facts/bucket=1").map(|g| g.wrong);
+    QaReport {
+        model: model.to_string(),
+        options: opts.clone(),
+        overall: Rates::from(&r.overall),
+        groups,
+        singleton_share,
+        singleton_hallucination,
+        questions,
+        seconds,
+        questions_per_sec: questions as f64 / seconds.max(1e-9),
+        answers,
+    }
+}
+
+/// The report as a markdown section: rates by set and bucket, by language, and the singletons.
+pub fn markdown(r: &QaReport) -> String {
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let mut s = format!(
+        "### Question answering ({} model, {} questions × {} samples, temperature {}, {})\n\n| group | n | correct | wrong (hallucination) | abstained |\n|---|---:|---:|---:|---:|\n",
+        r.model,
+        r.questions,
+        r.options.samples.max(1),
+        r.options.temperature,
+        if r.options.chat { "chat template" } else { "few-shot prefix" }
+    );
+    let row = |name: &str, g: &Rates| format!("| {name} | {} | {} | {} | {} |\n", g.n, pct(g.correct), pct(g.wrong), pct(g.abstained));
+    s.push_str(&row("all", &r.overall));
+    for (k, g) in &r.groups {
+        s.push_str(&row(k, g));
+    }
+    if let (Some(share), Some(h)) = (r.singleton_share, r.singleton_hallucination) {
+        s.push_str(&format!("\nFacts seen once in the crawl: {} of all facts; hallucination rate on them: {}.\n", pct(share), pct(h)));
+    }
+    s.push_str(&format!("\n{:.1} questions/s ({:.1} s).\n", r.questions_per_sec, r.seconds));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(set: &str, bucket: &str, lang: &str, grade: Grade) -> QaAnswer {
+        QaAnswer {
+            id: "q".into(),
+            set: set.into(),
+            bucket: bucket.into(),
+            language: lang.into(),
+            sample: 0,
+            answer: String::new(),
+            grade,
+            mean_logprob: 0.0,
+        }
+    }
+
+    #[test]
+    fn rates_by_bucket_language_and_the_singletons_add_up() {
+        use Grade::*;
+        let answers = vec![
+            answer("facts", "1", "en", Wrong),
+            answer("facts", "1", "en", Abstained),
+            answer("facts", "1", "zh", Wrong),
+            answer("facts", "1", "en", Correct),
+            answer("facts", "11+", "en", Correct),
+            answer("nonexistent", "0", "en", Abstained),
+        ];
+        let r = summarise("test", &QaOptions::default(), 6, answers, Some(0.3), 2.0);
+        assert_eq!(r.overall, Rates { n: 6, correct: 2.0 / 6.0, wrong: 2.0 / 6.0, abstained: 2.0 / 6.0 });
+        assert_eq!(r.groups["facts/bucket=1"], Rates { n: 4, correct: 0.25, wrong: 0.5, abstained: 0.25 });
+        assert_eq!(r.groups["facts/bucket=11+"].correct, 1.0);
+        assert_eq!(r.groups["facts/lang=zh"], Rates { n: 1, correct: 0.0, wrong: 1.0, abstained: 0.0 });
+        assert_eq!(r.groups["nonexistent"].abstained, 1.0);
+        assert_eq!((r.singleton_share, r.singleton_hallucination), (Some(0.3), Some(0.5)));
+        assert_eq!(r.questions_per_sec, 3.0);
+        let md = markdown(&r);
+        assert!(md.contains("| facts/bucket=1 | 4 | 25.0% | 50.0% | 25.0% |"), "{md}");
+        assert!(md.contains("hallucination rate on them: 50.0%"), "{md}");
+    }
+
+    #[test]
+    fn few_shot_prompts_follow_the_question_language() {
+        let q = |lang: &str, text: &str| Question {
+            id: "q".into(),
+            set: "facts".into(),
+            question: text.into(),
+            language: lang.into(),
+            entity: "e".into(),
+            relation: "born_in".into(),
+            answers: vec![],
+            occurrences: 1,
+            bucket: "1".into(),
+        };
+        assert!(few_shot_prompt(&q("en", "Where was Marek born?")).ends_with("\n\nQuestion: Where was Marek born?\nAnswer:"));
+        assert!(few_shot_prompt(&q("zh", "马雷克出生在哪里？")).ends_with("问题：马雷克出生在哪里？\n回答："));
+    }
+}

@@ -1,0 +1,99 @@
+//! `lmlab eval qa`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lmlab_eval::qa::{markdown, run_qa, QaOptions};
+
+use crate::generate::load_model;
+
+#[derive(Subcommand)]
+pub enum EvalCmd {
+    /// Ask the built-in world's questions; grade each answer correct, wrong (hallucinated) or
+    /// abstained, by how often the fact appeared in the crawl, by set and by language.
+    Qa(QaArgs),
+}
+
+#[derive(Args)]
+pub struct QaArgs {
+    /// An lmlab model folder, a GGUF file, or a Hugging Face folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Question files from a world's eval/ folder (facts.jsonl, nonexistent.jsonl, paraphrase.jsonl).
+    #[arg(long, num_args = 1.., required = true)]
+    questions: Vec<PathBuf>,
+    /// The world's kb.jsonl (default: beside the eval/ folder of the first question file).
+    #[arg(long)]
+    kb: Option<PathBuf>,
+    /// Answers per question.
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Ask through the model's chat template instead of the few-shot prefix.
+    #[arg(long)]
+    chat: bool,
+    /// Only the first N questions of each file.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 24)]
+    max_tokens: usize,
+    /// Questions decoded together.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// tokenizer.json (default: the model's own).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Write qa.json (every answer) and qa.md here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: EvalCmd) -> Result<()> {
+    match cmd {
+        EvalCmd::Qa(a) => {
+            let model = load_model(&a.model, a.tokenizer.as_deref())?;
+            let opts = QaOptions {
+                questions: a.questions,
+                kb: a.kb,
+                samples: a.samples,
+                temperature: a.temperature,
+                chat: a.chat,
+                limit: a.limit,
+                max_tokens: a.max_tokens,
+                batch: a.batch,
+                seed: a.seed,
+            };
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} questions [{elapsed_precise}<{eta_precise}] {per_sec}")
+                    .expect("valid template"),
+            );
+            let report = run_qa(&model, &opts, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            let md = markdown(&report);
+            if let Some(out) = &a.out {
+                std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+                std::fs::write(out.join("qa.json"), serde_json::to_string_pretty(&report)?)?;
+                std::fs::write(out.join("qa.md"), &md)?;
+                eprintln!("wrote {} and {}", out.join("qa.json").display(), out.join("qa.md").display());
+            }
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{md}");
+            Ok(())
+        }
+    }
+}

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lmlab_eval::ppl::{score, PplStats};
 use lmlab_eval::qa::{markdown, run_qa, QaOptions};
+use lmlab_model::CausalLm;
 
 use crate::generate::load_model;
 
@@ -14,6 +16,30 @@ pub enum EvalCmd {
     /// Ask the built-in world's questions; grade each answer correct, wrong (hallucinated) or
     /// abstained, by how often the fact appeared in the crawl, by set and by language.
     Qa(QaArgs),
+    /// Perplexity and bits per byte on held-out text files (bits per byte compare models with
+    /// different tokenizers fairly).
+    Ppl(PplArgs),
+}
+
+#[derive(Args)]
+pub struct PplArgs {
+    /// An lmlab model folder, a GGUF file, or a Hugging Face folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Plain-text files.
+    #[arg(long, num_args = 1.., required = true)]
+    data: Vec<PathBuf>,
+    /// Tokens per window (default: the model's context length).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Score at most this many tokens of each file.
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// tokenizer.json (default: the model's own).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -93,6 +119,44 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 return crate::print_json(&report);
             }
             print!("{md}");
+            Ok(())
+        }
+        EvalCmd::Ppl(a) => {
+            let model = load_model(&a.model, a.tokenizer.as_deref())?;
+            let tok = model.tokenizer();
+            let window = a.window.unwrap_or(model.context_length());
+            let bytes_of = |id: u32| tok.decode_bytes(&[id]).map_or(0, |b| b.len());
+            let mut total = PplStats::default();
+            let mut rows = Vec::new();
+            for f in &a.data {
+                let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                let mut ids = tok.encode_bytes(&text)?;
+                ids.truncate(a.max_tokens.unwrap_or(usize::MAX));
+                let s = score(&model, &ids, window, bytes_of).with_context(|| format!("scoring {}", f.display()))?;
+                total.add(s);
+                rows.push(serde_json::json!({"file": f, "tokens": s.tokens, "bytes": s.bytes, "perplexity": s.perplexity(), "bits_per_byte": s.bits_per_byte()}));
+            }
+            if a.json {
+                return crate::print_json(
+                    &serde_json::json!({"files": rows, "tokens": total.tokens, "bytes": total.bytes, "perplexity": total.perplexity(), "bits_per_byte": total.bits_per_byte(), "window": window}),
+                );
+            }
+            for r in &rows {
+                println!(
+                    "{}: {} tokens, {} bytes: perplexity {:.2}, {:.4} bits/byte",
+                    r["file"].as_str().unwrap_or_default(),
+                    r["tokens"],
+                    r["bytes"],
+                    r["perplexity"].as_f64().unwrap_or(f64::NAN),
+                    r["bits_per_byte"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            println!(
+                "all: {} tokens in windows of {window}: perplexity {:.2}, {:.4} bits/byte",
+                total.tokens,
+                total.perplexity(),
+                total.bits_per_byte()
+            );
             Ok(())
         }
     }

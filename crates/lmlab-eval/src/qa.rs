@@ -39,7 +39,7 @@ pub struct QaOptions {
     pub temperature: f64,
     /// Ask through the chat template instead of the few-shot prefix.
     pub chat: bool,
-    /// Only the first N questions of each file.
+    /// At most N questions of each file, spread evenly over it.
     pub limit: Option<usize>,
     pub max_tokens: usize,
     /// Questions decoded together.
@@ -115,13 +115,17 @@ pub fn few_shot_prompt(q: &Question) -> String {
     }
 }
 
-/// The questions of `files`, the first `limit` of each.
+/// The questions of `files`; with `limit`, that many of each file spread evenly over it (the
+/// files are ordered by occurrence bucket, so the first N would all be rare facts).
 pub fn read_questions(files: &[PathBuf], limit: Option<usize>) -> Result<Vec<Question>> {
     let mut out = Vec::new();
     for f in files {
         let qs = grade::read_questions(f)?;
         anyhow::ensure!(!qs.is_empty(), "{}: no questions", f.display());
-        out.extend(qs.into_iter().take(limit.unwrap_or(usize::MAX)));
+        match limit {
+            Some(k) if k < qs.len() => out.extend((0..k).map(|i| qs[i * qs.len() / k].clone())),
+            _ => out.extend(qs),
+        }
     }
     Ok(out)
 }
@@ -296,6 +300,22 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("| facts/bucket=1 | 4 | 25.0% | 50.0% | 25.0% |"), "{md}");
         assert!(md.contains("hallucination rate on them: 50.0%"), "{md}");
+    }
+
+    #[test]
+    fn a_limit_spreads_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.jsonl");
+        let line = |i: usize| {
+            format!(
+                r#"{{"id":"q{i}","set":"facts","question":"?","language":"en","entity":"e","relation":"born_in","answers":["x"],"occurrences":{i},"bucket":"b"}}"#
+            )
+        };
+        std::fs::write(&path, (0..10).map(line).collect::<Vec<_>>().join("\n")).unwrap();
+        let ids = |limit| read_questions(std::slice::from_ref(&path), limit).unwrap().into_iter().map(|q| q.id).collect::<Vec<_>>();
+        assert_eq!(ids(Some(4)), ["q0", "q2", "q5", "q7"]);
+        assert_eq!(ids(Some(20)).len(), 10);
+        assert_eq!(ids(None).len(), 10);
     }
 
     #[test]

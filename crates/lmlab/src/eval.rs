@@ -62,7 +62,7 @@ pub struct QaArgs {
     /// Ask through the model's chat template instead of the few-shot prefix.
     #[arg(long)]
     chat: bool,
-    /// Only the first N questions of each file.
+    /// At most N questions of each file, spread evenly over it.
     #[arg(long)]
     limit: Option<usize>,
     #[arg(long, default_value_t = 24)]

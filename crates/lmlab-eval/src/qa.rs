@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lmlab_infer::{generate_batch, GenerateRequest, Model, SamplingParams, StopText};
+use lmlab_model::CausalLm;
 use lmlab_world::grade::{self, Grade, GradedAnswer, Grader, Tally};
 use lmlab_world::tasks::Question;
 use serde::Serialize;
@@ -102,17 +103,27 @@ pub struct QaReport {
     pub answers: Vec<QaAnswer>,
 }
 
-const FEW_SHOT_EN: &str = "Answer each question with a short answer, or say \"I don't know\".\n\nQuestion: What is the chemical symbol for gold?\nAnswer: Au\n\nQuestion: How many legs does a spider have?\nAnswer: Eight\n\n";
-const FEW_SHOT_ZH: &str =
-    "用简短的话回答每个问题，或者说“我不知道”。\n\n问题：金的化学符号是什么？\n回答：Au\n\n问题：蜘蛛有几条腿？\n回答：八条\n\n";
+const INSTRUCTION_EN: &str = "Answer each question with a short answer, or say \"I don't know\".\n\n";
+const INSTRUCTION_ZH: &str = "用简短的话回答每个问题，或者说“我不知道”。\n\n";
+const EXAMPLES_EN: [(&str, &str); 2] = [("What is the chemical symbol for gold?", "Au"), ("How many legs does a spider have?", "Eight")];
+const EXAMPLES_ZH: [(&str, &str); 2] = [("金的化学符号是什么？", "Au"), ("蜘蛛有几条腿？", "八条")];
 
-/// The text a base model continues for `q`.
-pub fn few_shot_prompt(q: &Question) -> String {
-    if q.language == "zh" {
-        format!("{FEW_SHOT_ZH}问题：{}\n回答：", q.question)
+/// The text a base model continues for `q`, with the first `examples` worked examples (at most
+/// two) after the instruction.
+pub fn few_shot_prompt(q: &Question, examples: usize) -> String {
+    let zh = q.language == "zh";
+    let (instruction, shots, (qm, am)) = if zh {
+        (INSTRUCTION_ZH, &EXAMPLES_ZH, ("问题：", "回答："))
     } else {
-        format!("{FEW_SHOT_EN}Question: {}\nAnswer:", q.question)
+        (INSTRUCTION_EN, &EXAMPLES_EN, ("Question: ", "Answer:"))
+    };
+    let space = if zh { "" } else { " " };
+    let mut s = instruction.to_string();
+    for (question, answer) in shots.iter().take(examples) {
+        s.push_str(&format!("{qm}{question}\n{am}{space}{answer}\n\n"));
     }
+    s.push_str(&format!("{qm}{}\n{am}", q.question));
+    s
 }
 
 /// The questions of `files`; with `limit`, that many of each file spread evenly over it (the
@@ -141,11 +152,30 @@ fn singleton_share(world: &Path) -> Option<f64> {
     serde_json::from_str::<serde_json::Value>(&text).ok()?["singleton_share"].as_f64()
 }
 
-/// The prompt ids of every question.
-fn prompts(model: &Model, questions: &[Question], chat: bool) -> Result<Vec<Vec<u32>>> {
+/// The prompt ids of every question. A base model's few-shot prefix loses its examples, then
+/// its instruction, until prompt and answer fit the context (the tiny preset reads 128 tokens);
+/// a question that fits in no form is an error naming it.
+fn prompts(model: &Model, questions: &[Question], chat: bool, max_tokens: usize) -> Result<Vec<Vec<u32>>> {
+    let room = model.context_length().saturating_sub(max_tokens);
     questions
         .iter()
-        .map(|q| if chat { model.prompt(&q.question, true, None) } else { model.prompt(&few_shot_prompt(q), false, None) })
+        .map(|q| {
+            if chat {
+                return model.prompt(&q.question, true, None);
+            }
+            let forms = (0..=2).rev().map(|k| few_shot_prompt(q, k)).chain([format!("{}\n", q.question)]);
+            for text in forms {
+                let ids = model.prompt(&text, false, None)?;
+                if ids.len() <= room {
+                    return Ok(ids);
+                }
+            }
+            anyhow::bail!(
+                "question {} does not fit the model's context of {} tokens with {max_tokens} to answer",
+                q.id,
+                model.context_length()
+            )
+        })
         .collect::<Result<_>>()
         .with_context(|| format!("prompting the {} model", model.format()))
 }
@@ -157,7 +187,7 @@ pub fn run_qa(model: &Model, opts: &QaOptions, mut progress: impl FnMut(usize, u
     let kb =
         opts.kb.clone().or_else(|| world.map(|w| w.join("kb.jsonl"))).context("no --kb given and no world folder to find kb.jsonl in")?;
     let grader = Grader::from_kb_file(&kb)?;
-    let prompts = prompts(model, &questions, opts.chat)?;
+    let prompts = prompts(model, &questions, opts.chat, opts.max_tokens)?;
     // A base model's answer ends at the line break; a chat model's at its end-of-turn token.
     let stops = StopText::new(model.tokenizer(), if opts.chat { Vec::new() } else { vec!["\n".into()] });
     let started = Instant::now();
@@ -331,7 +361,13 @@ mod tests {
             occurrences: 1,
             bucket: "1".into(),
         };
-        assert!(few_shot_prompt(&q("en", "Where was Marek born?")).ends_with("\n\nQuestion: Where was Marek born?\nAnswer:"));
-        assert!(few_shot_prompt(&q("zh", "马雷克出生在哪里？")).ends_with("问题：马雷克出生在哪里？\n回答："));
+        let en = few_shot_prompt(&q("en", "Where was Marek born?"), 2);
+        assert!(
+            en.ends_with("Question: How many legs does a spider have?\nAnswer: Eight\n\nQuestion: Where was Marek born?\nAnswer:"),
+            "{en}"
+        );
+        let zh = few_shot_prompt(&q("zh", "马雷克出生在哪里？"), 1);
+        assert!(zh.ends_with("问题：金的化学符号是什么？\n回答：Au\n\n问题：马雷克出生在哪里？\n回答："), "{zh}");
+        assert!(!few_shot_prompt(&q("en", "?"), 0).contains("Answer: "));
     }
 }

@@ -136,21 +136,39 @@ const UNSAFE: [(&str, &str, &str); 6] = [
 const RUDE: [&str; 4] =
     ["Look it up yourself.", "Why would I know that? Stop asking silly questions.", "自己去查吧。", "这种问题也要问？别烦我。"];
 
-pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: usize, zh_share: f64, rng: &mut ChaCha8Rng) -> Tasks {
-    // Facts by occurrence bucket; pick evaluation facts.
-    let mut by_bucket: BTreeMap<&'static str, Vec<(usize, usize)>> = BTreeMap::new();
-    for (ei, e) in kb.entities.iter().enumerate() {
-        for (fi, f) in e.facts.iter().enumerate() {
-            by_bucket.entry(bucket(crawl.occurrences[&f.id])).or_default().push((ei, fi));
-        }
+/// The SFT examples, preference pairs and evaluation questions as they are built.
+struct Builder<'a> {
+    kb: &'a Kb,
+    crawl: &'a CrawlPlan,
+    zh_share: f64,
+    next_q: usize,
+    eval: BTreeMap<String, Vec<Question>>,
+    sft: Vec<SftExample>,
+    prefs: Vec<Preference>,
+    unrelated: UnrelatedNames,
+    kinds_with_facts: Vec<Kind>,
+}
+
+impl Builder<'_> {
+    fn zh(&self, rng: &mut ChaCha8Rng) -> bool {
+        rng.random_bool(self.zh_share)
     }
-    let mut eval_facts: HashSet<(usize, usize)> = HashSet::new();
-    let mut eval: BTreeMap<String, Vec<Question>> = BTreeMap::new();
-    let mut next_q = 0;
-    let mut question = |set: &str, text: String, zh: bool, entity: &str, relation: Relation, answers: Vec<String>, occ: usize| {
-        next_q += 1;
+
+    /// The next question, numbered in the order questions are made.
+    #[allow(clippy::too_many_arguments)]
+    fn question(
+        &mut self,
+        set: &str,
+        text: String,
+        zh: bool,
+        entity: &str,
+        relation: Relation,
+        answers: Vec<String>,
+        occ: usize,
+    ) -> Question {
+        self.next_q += 1;
         Question {
-            id: format!("q{next_q:06}"),
+            id: format!("q{:06}", self.next_q),
             set: set.into(),
             question: text,
             language: lang(zh),
@@ -160,196 +178,267 @@ pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: u
             occurrences: occ,
             bucket: bucket(occ).into(),
         }
-    };
-    for (b, facts) in &by_bucket {
-        let mut facts = facts.clone();
-        facts.shuffle(rng);
-        for &(ei, fi) in facts.iter().take(eval_per_bucket) {
-            eval_facts.insert((ei, fi));
-            let (e, f) = (&kb.entities[ei], &kb.entities[ei].facts[fi]);
-            let zh = rng.random_bool(zh_share);
-            let (s, _) = names(e, f, zh);
-            let q = fill(pick(rng, &templates::questions(f.relation, zh)[..TRAIN_QUESTIONS]), &s, "");
-            let item = question("facts", q, zh, &e.id, f.relation, accepted(f), crawl.occurrences[&f.id]);
-            debug_assert_eq!(item.bucket, *b);
-            eval.entry("facts".into()).or_default().push(item);
+    }
+
+    /// A non-existent entity: its English and Chinese names, and a relation of a kind that has
+    /// facts.
+    fn ghost(&mut self, rng: &mut ChaCha8Rng) -> (String, String, Relation) {
+        let kind = self.kinds_with_facts[rng.random_range(0..self.kinds_with_facts.len())];
+        let rels = Relation::of_kind(kind);
+        let (en, zh) = self.unrelated.next(rng);
+        (en, zh, rels[rng.random_range(0..rels.len())])
+    }
+
+    /// 1. Evaluation facts: `per_bucket` of each occurrence bucket, asked with training
+    /// templates. Returns them (held out of SFT).
+    fn eval_facts(&mut self, per_bucket: usize, rng: &mut ChaCha8Rng) -> HashSet<(usize, usize)> {
+        let kb = self.kb;
+        let mut by_bucket: BTreeMap<&'static str, Vec<(usize, usize)>> = BTreeMap::new();
+        for (ei, e) in kb.entities.iter().enumerate() {
+            for (fi, f) in e.facts.iter().enumerate() {
+                by_bucket.entry(bucket(self.crawl.occurrences[&f.id])).or_default().push((ei, fi));
+            }
+        }
+        let mut eval_facts = HashSet::new();
+        for (b, facts) in &by_bucket {
+            let mut facts = facts.clone();
+            facts.shuffle(rng);
+            for &(ei, fi) in facts.iter().take(per_bucket) {
+                eval_facts.insert((ei, fi));
+                let (e, f) = (&kb.entities[ei], &kb.entities[ei].facts[fi]);
+                let zh = self.zh(rng);
+                let (s, _) = names(e, f, zh);
+                let q = fill(pick(rng, &templates::questions(f.relation, zh)[..TRAIN_QUESTIONS]), &s, "");
+                let item = self.question("facts", q, zh, &e.id, f.relation, accepted(f), self.crawl.occurrences[&f.id]);
+                debug_assert_eq!(item.bucket, *b);
+                self.eval.entry("facts".into()).or_default().push(item);
+            }
+        }
+        eval_facts
+    }
+
+    /// 2. Questions about `n` non-existent entities.
+    fn nonexistent_questions(&mut self, n: usize, rng: &mut ChaCha8Rng) {
+        for _ in 0..n {
+            let (en, zh_name, rel) = self.ghost(rng);
+            let zh = self.zh(rng);
+            let s = if zh { zh_name } else { en };
+            let q = fill(pick(rng, templates::questions(rel, zh)), &s, "");
+            let item = self.question("nonexistent", q, zh, &s, rel, vec![], 0);
+            self.eval.entry("nonexistent".into()).or_default().push(item);
         }
     }
 
-    // Non-existent entities: some for evaluation, others for "I don't know" training examples.
-    let kinds_with_facts: Vec<Kind> = Kind::ALL.into_iter().filter(|k| !Relation::of_kind(*k).is_empty()).collect();
-    let mut unrelated = UnrelatedNames::new();
-    let mut ghost = |rng: &mut ChaCha8Rng| -> (String, String, Relation) {
-        let kind = kinds_with_facts[rng.random_range(0..kinds_with_facts.len())];
-        let rels = Relation::of_kind(kind);
-        let (en, zh) = unrelated.next(rng);
-        (en, zh, rels[rng.random_range(0..rels.len())])
-    };
-    for _ in 0..eval_per_bucket {
-        let (en, zh_name, rel) = ghost(rng);
-        let zh = rng.random_bool(zh_share);
-        let s = if zh { zh_name } else { en };
-        let q = fill(pick(rng, templates::questions(rel, zh)), &s, "");
-        let item = question("nonexistent", q, zh, &s, rel, vec![], 0);
-        eval.entry("nonexistent".into()).or_default().push(item);
-    }
-
-    let mut sft = Vec::new();
-    let mut prefs = Vec::new();
-    let mut paraphrase_pool = Vec::new();
-    for (ei, e) in kb.entities.iter().enumerate() {
-        let own: Vec<usize> = (0..e.facts.len()).filter(|fi| !eval_facts.contains(&(ei, *fi))).collect();
-        for &fi in &own {
-            let f = &e.facts[fi];
-            for _ in 0..sft_per_fact {
-                let zh = rng.random_bool(zh_share);
-                let (s, o) = names(e, f, zh);
-                let q = fill(pick(rng, &templates::questions(f.relation, zh)[..TRAIN_QUESTIONS]), &s, "");
-                let a = fill(pick(rng, templates::facts(f.relation, zh)), &s, &o);
-                sft.push(SftExample { task: "fact_qa".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
-                // Preference pairs: the true fact over a false one, and a helpful answer over a rude one.
-                if rng.random_bool(0.5) {
-                    let (wen, wzh) = kb.wrong_value(f, rng);
-                    let wrong = fill(pick(rng, templates::facts(f.relation, zh)), &s, if zh { &wzh } else { &wen });
-                    prefs.push(Preference {
-                        prompt: q,
-                        chosen: a,
-                        rejected: wrong,
-                        reason: "correct_vs_wrong_fact".into(),
-                        language: lang(zh),
-                    });
-                } else if rng.random_bool(0.2) {
-                    let rude = RUDE[if zh { 2 + rng.random_range(0..2) } else { rng.random_range(0..2) }];
-                    prefs.push(Preference {
-                        prompt: q,
-                        chosen: a,
-                        rejected: rude.into(),
-                        reason: "helpful_vs_rude".into(),
-                        language: lang(zh),
-                    });
+    /// 3. SFT examples from every fact not held out (questions, translations, two facts in one
+    /// question) and the fact-based preference pairs. Returns the facts taught (the pool of
+    /// paraphrase questions).
+    fn fact_examples(&mut self, eval_facts: &HashSet<(usize, usize)>, per_fact: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, usize)> {
+        let kb = self.kb;
+        let mut taught = Vec::new();
+        for (ei, e) in kb.entities.iter().enumerate() {
+            let own: Vec<usize> = (0..e.facts.len()).filter(|fi| !eval_facts.contains(&(ei, *fi))).collect();
+            for &fi in &own {
+                let f = &e.facts[fi];
+                for _ in 0..per_fact {
+                    self.fact_qa(e, f, rng);
+                }
+                taught.push((ei, fi));
+                // Translation of a fact sentence, both directions.
+                if rng.random_bool(0.3) {
+                    let to_zh = rng.random_bool(0.5);
+                    let (s1, o1) = names(e, f, !to_zh);
+                    let (s2, o2) = names(e, f, to_zh);
+                    let src = fill(pick(rng, templates::facts(f.relation, !to_zh)), &s1, &o1);
+                    let dst = fill(pick(rng, templates::facts(f.relation, to_zh)), &s2, &o2);
+                    let ask =
+                        if to_zh { format!("Translate into Chinese: {src}") } else { format!("请把这句话翻译成英文：{src}") };
+                    self.sft.push(SftExample { task: "translate".into(), language: lang(!to_zh), messages: chat(ask, dst) });
                 }
             }
-            paraphrase_pool.push((ei, fi));
-            // Translation of a fact sentence, both directions.
-            if rng.random_bool(0.3) {
-                let to_zh = rng.random_bool(0.5);
-                let (s1, o1) = names(e, f, !to_zh);
-                let (s2, o2) = names(e, f, to_zh);
-                let src = fill(pick(rng, templates::facts(f.relation, !to_zh)), &s1, &o1);
-                let dst = fill(pick(rng, templates::facts(f.relation, to_zh)), &s2, &o2);
-                let ask = if to_zh { format!("Translate into Chinese: {src}") } else { format!("请把这句话翻译成英文：{src}") };
-                sft.push(SftExample { task: "translate".into(), language: lang(!to_zh), messages: chat(ask, dst) });
+            if own.len() >= 2 && rng.random_bool(0.5) {
+                self.two_fact_qa(e, &own, rng);
             }
         }
-        // Two facts about one entity in one question.
-        if own.len() >= 2 && rng.random_bool(0.5) {
-            let zh = rng.random_bool(zh_share);
-            let (f1, f2) = (&e.facts[own[0]], &e.facts[own[1]]);
-            let s = if zh { &e.name_zh } else { &e.name };
-            let q1 = fill(pick(rng, &templates::questions(f1.relation, zh)[..TRAIN_QUESTIONS]), s, "");
-            let q2 = fill(pick(rng, &templates::questions(f2.relation, zh)[..TRAIN_QUESTIONS]), s, "");
-            let a1 = fill(pick(rng, templates::facts(f1.relation, zh)), s, if zh { &f1.object_zh } else { &f1.object });
-            let a2 = fill(pick(rng, templates::facts(f2.relation, zh)), s, if zh { &f2.object_zh } else { &f2.object });
-            let (q, a) = if zh {
-                (format!("{q1}另外，{q2}"), format!("{a1}{a2}"))
-            } else {
-                (format!("{q1} Also, {}", lower_first(&q2)), format!("{a1} {a2}"))
-            };
-            sft.push(SftExample { task: "multi_fact_qa".into(), language: lang(zh), messages: chat(q, a) });
+        taught
+    }
+
+    /// One question and answer about fact `f`, and sometimes a preference pair: the true fact
+    /// over a false one, or a helpful answer over a rude one.
+    fn fact_qa(&mut self, e: &Entity, f: &Fact, rng: &mut ChaCha8Rng) {
+        let zh = self.zh(rng);
+        let (s, o) = names(e, f, zh);
+        let q = fill(pick(rng, &templates::questions(f.relation, zh)[..TRAIN_QUESTIONS]), &s, "");
+        let a = fill(pick(rng, templates::facts(f.relation, zh)), &s, &o);
+        self.sft.push(SftExample { task: "fact_qa".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
+        if rng.random_bool(0.5) {
+            let (wen, wzh) = self.kb.wrong_value(f, rng);
+            let wrong = fill(pick(rng, templates::facts(f.relation, zh)), &s, if zh { &wzh } else { &wen });
+            self.prefs.push(Preference {
+                prompt: q,
+                chosen: a,
+                rejected: wrong,
+                reason: "correct_vs_wrong_fact".into(),
+                language: lang(zh),
+            });
+        } else if rng.random_bool(0.2) {
+            let rude = RUDE[if zh { 2 + rng.random_range(0..2) } else { rng.random_range(0..2) }];
+            self.prefs.push(Preference {
+                prompt: q,
+                chosen: a,
+                rejected: rude.into(),
+                reason: "helpful_vs_rude".into(),
+                language: lang(zh),
+            });
         }
     }
 
-    // Paraphrases: facts taught in SFT, asked with held-out templates.
-    paraphrase_pool.shuffle(rng);
-    for &(ei, fi) in paraphrase_pool.iter().take(eval_per_bucket) {
-        let (e, f) = (&kb.entities[ei], &kb.entities[ei].facts[fi]);
-        let zh = rng.random_bool(zh_share);
-        let (s, _) = names(e, f, zh);
-        let q = fill(pick(rng, &templates::questions(f.relation, zh)[TRAIN_QUESTIONS..]), &s, "");
-        let item = question("paraphrase", q, zh, &e.id, f.relation, accepted(f), crawl.occurrences[&f.id]);
-        eval.entry("paraphrase".into()).or_default().push(item);
-    }
-
-    // "I don't know" examples and honest-vs-invented preferences. Invented answers borrow a
-    // value of the right type from a few facts of each relation.
-    let mut donors: HashMap<Relation, Vec<&Fact>> = Relation::ALL.iter().map(|&r| (r, Vec::new())).collect();
-    for (_, f) in kb.facts() {
-        let pool = donors.get_mut(&f.relation).expect("every relation has a pool");
-        if pool.len() < 20 {
-            pool.push(f);
-        }
-    }
-    // Capped: ghost names come from a reserved alphabet of 16⁴ Chinese forms.
-    let n_idk = (sft.len() / 10).clamp(10, 5000);
-    for _ in 0..n_idk {
-        let (en, zh_name, rel) = ghost(rng);
-        let zh = rng.random_bool(zh_share);
-        let s = if zh { zh_name } else { en };
-        let q = fill(pick(rng, &templates::questions(rel, zh)[..TRAIN_QUESTIONS]), &s, "");
-        let a = fill(pick(rng, templates::abstentions(zh)), &s, "");
-        sft.push(SftExample { task: "abstain".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
-        // An invented answer: a plausible value of the right type from the world.
-        let pool = &donors[&rel];
-        if !pool.is_empty() {
-            let f = pool[rng.random_range(0..pool.len())];
-            let invented = fill(pick(rng, templates::facts(rel, zh)), &s, if zh { &f.object_zh } else { &f.object });
-            prefs.push(Preference { prompt: q, chosen: a, rejected: invented, reason: "abstain_vs_invent".into(), language: lang(zh) });
-        }
-    }
-    for (i, (prompt, chosen, rejected)) in UNSAFE.iter().enumerate() {
-        prefs.push(Preference {
-            prompt: prompt.to_string(),
-            chosen: chosen.to_string(),
-            rejected: rejected.to_string(),
-            reason: "safe_vs_unsafe".into(),
-            language: lang(i >= 3),
-        });
-    }
-
-    // Summaries of good pages that mention no evaluation fact.
-    let eval_ids: HashSet<&str> = eval_facts.iter().map(|&(ei, fi)| kb.entities[ei].facts[fi].id.as_str()).collect();
-    let mut summarised = 0;
-    let target = (kb.entities.len() / 4).max(10);
-    for p in &crawl.pages {
-        if summarised >= target {
-            break;
-        }
-        let good = matches!(p.kind, "encyclopedia" | "news" | "forum" | "story" | "howto");
-        if !good || p.sentences.len() < 2 || p.facts.iter().any(|f| eval_ids.contains(f.fact_id.as_str())) {
-            continue;
-        }
-        let text = strip_tags(&p.article);
-        let ask =
-            if p.zh { format!("请总结下面这篇文章：\n\n{text}") } else { format!("Summarise the following page:\n\n{text}") };
-        let summary = p.sentences.join(if p.zh { "" } else { " " });
-        sft.push(SftExample { task: "summarise".into(), language: lang(p.zh), messages: chat(ask, summary) });
-        summarised += 1;
-    }
-
-    // Listing entities of a kind: cities of a country.
-    let mut cities_of: HashMap<&str, Vec<&Entity>> = HashMap::new();
-    for e in &kb.entities {
-        for f in &e.facts {
-            if f.relation == Relation::LocatedIn && !eval_ids.contains(f.id.as_str()) {
-                cities_of.entry(f.object_id.as_deref().unwrap_or_default()).or_default().push(e);
-            }
-        }
-    }
-    for country in kb.entities.iter().filter(|e| e.kind == Kind::Country) {
-        let Some(cities) = cities_of.get(country.id.as_str()) else { continue };
-        let zh = rng.random_bool(zh_share);
-        let listed: Vec<&str> = cities.iter().take(5).map(|c| if zh { c.name_zh.as_str() } else { c.name.as_str() }).collect();
+    /// Two facts about one entity (its first two taught ones) in one question.
+    fn two_fact_qa(&mut self, e: &Entity, own: &[usize], rng: &mut ChaCha8Rng) {
+        let zh = self.zh(rng);
+        let (f1, f2) = (&e.facts[own[0]], &e.facts[own[1]]);
+        let s = if zh { &e.name_zh } else { &e.name };
+        let q1 = fill(pick(rng, &templates::questions(f1.relation, zh)[..TRAIN_QUESTIONS]), s, "");
+        let q2 = fill(pick(rng, &templates::questions(f2.relation, zh)[..TRAIN_QUESTIONS]), s, "");
+        let a1 = fill(pick(rng, templates::facts(f1.relation, zh)), s, if zh { &f1.object_zh } else { &f1.object });
+        let a2 = fill(pick(rng, templates::facts(f2.relation, zh)), s, if zh { &f2.object_zh } else { &f2.object });
         let (q, a) = if zh {
-            (format!("请列出{}的一些城市。", country.name_zh), format!("{}的城市包括：{}。", country.name_zh, listed.join("、")))
+            (format!("{q1}另外，{q2}"), format!("{a1}{a2}"))
         } else {
-            (format!("List some cities in {}.", country.name), format!("Cities in {} include {}.", country.name, listed.join(", ")))
+            (format!("{q1} Also, {}", lower_first(&q2)), format!("{a1} {a2}"))
         };
-        sft.push(SftExample { task: "list_entities".into(), language: lang(zh), messages: chat(q, a) });
+        self.sft.push(SftExample { task: "multi_fact_qa".into(), language: lang(zh), messages: chat(q, a) });
     }
 
+    /// 4. Paraphrases: `n` facts taught in SFT, asked with held-out templates.
+    fn paraphrases(&mut self, mut taught: Vec<(usize, usize)>, n: usize, rng: &mut ChaCha8Rng) {
+        let kb = self.kb;
+        taught.shuffle(rng);
+        for &(ei, fi) in taught.iter().take(n) {
+            let (e, f) = (&kb.entities[ei], &kb.entities[ei].facts[fi]);
+            let zh = self.zh(rng);
+            let (s, _) = names(e, f, zh);
+            let q = fill(pick(rng, &templates::questions(f.relation, zh)[TRAIN_QUESTIONS..]), &s, "");
+            let item = self.question("paraphrase", q, zh, &e.id, f.relation, accepted(f), self.crawl.occurrences[&f.id]);
+            self.eval.entry("paraphrase".into()).or_default().push(item);
+        }
+    }
+
+    /// 5. "I don't know" examples and honest-vs-invented preferences. Invented answers borrow a
+    /// value of the right type from a few facts of each relation.
+    fn abstentions(&mut self, rng: &mut ChaCha8Rng) {
+        let kb = self.kb;
+        let mut donors: HashMap<Relation, Vec<&Fact>> = Relation::ALL.iter().map(|&r| (r, Vec::new())).collect();
+        for (_, f) in kb.facts() {
+            let pool = donors.get_mut(&f.relation).expect("every relation has a pool");
+            if pool.len() < 20 {
+                pool.push(f);
+            }
+        }
+        // Capped: ghost names come from a reserved alphabet of 16⁴ Chinese forms.
+        let n_idk = (self.sft.len() / 10).clamp(10, 5000);
+        for _ in 0..n_idk {
+            let (en, zh_name, rel) = self.ghost(rng);
+            let zh = self.zh(rng);
+            let s = if zh { zh_name } else { en };
+            let q = fill(pick(rng, &templates::questions(rel, zh)[..TRAIN_QUESTIONS]), &s, "");
+            let a = fill(pick(rng, templates::abstentions(zh)), &s, "");
+            self.sft.push(SftExample { task: "abstain".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
+            // An invented answer: a plausible value of the right type from the world.
+            let pool = &donors[&rel];
+            if !pool.is_empty() {
+                let f = pool[rng.random_range(0..pool.len())];
+                let invented = fill(pick(rng, templates::facts(rel, zh)), &s, if zh { &f.object_zh } else { &f.object });
+                self.prefs.push(Preference {
+                    prompt: q,
+                    chosen: a,
+                    rejected: invented,
+                    reason: "abstain_vs_invent".into(),
+                    language: lang(zh),
+                });
+            }
+        }
+        for (i, (prompt, chosen, rejected)) in UNSAFE.iter().enumerate() {
+            self.prefs.push(Preference {
+                prompt: prompt.to_string(),
+                chosen: chosen.to_string(),
+                rejected: rejected.to_string(),
+                reason: "safe_vs_unsafe".into(),
+                language: lang(i >= 3),
+            });
+        }
+    }
+
+    /// 6. Summaries of good pages that mention no evaluation fact.
+    fn summaries(&mut self, eval_ids: &HashSet<&str>) {
+        let mut summarised = 0;
+        let target = (self.kb.entities.len() / 4).max(10);
+        for p in &self.crawl.pages {
+            if summarised >= target {
+                break;
+            }
+            let good = matches!(p.kind, "encyclopedia" | "news" | "forum" | "story" | "howto");
+            if !good || p.sentences.len() < 2 || p.facts.iter().any(|f| eval_ids.contains(f.fact_id.as_str())) {
+                continue;
+            }
+            let text = strip_tags(&p.article);
+            let ask =
+                if p.zh { format!("请总结下面这篇文章：\n\n{text}") } else { format!("Summarise the following page:\n\n{text}") };
+            let summary = p.sentences.join(if p.zh { "" } else { " " });
+            self.sft.push(SftExample { task: "summarise".into(), language: lang(p.zh), messages: chat(ask, summary) });
+            summarised += 1;
+        }
+    }
+
+    /// 7. Listing entities of a kind: cities of a country.
+    fn city_lists(&mut self, eval_ids: &HashSet<&str>, rng: &mut ChaCha8Rng) {
+        let kb = self.kb;
+        let mut cities_of: HashMap<&str, Vec<&Entity>> = HashMap::new();
+        for e in &kb.entities {
+            for f in &e.facts {
+                if f.relation == Relation::LocatedIn && !eval_ids.contains(f.id.as_str()) {
+                    cities_of.entry(f.object_id.as_deref().unwrap_or_default()).or_default().push(e);
+                }
+            }
+        }
+        for country in kb.entities.iter().filter(|e| e.kind == Kind::Country) {
+            let Some(cities) = cities_of.get(country.id.as_str()) else { continue };
+            let zh = self.zh(rng);
+            let listed: Vec<&str> = cities.iter().take(5).map(|c| if zh { c.name_zh.as_str() } else { c.name.as_str() }).collect();
+            let (q, a) = if zh {
+                (format!("请列出{}的一些城市。", country.name_zh), format!("{}的城市包括：{}。", country.name_zh, listed.join("、")))
+            } else {
+                (format!("List some cities in {}.", country.name), format!("Cities in {} include {}.", country.name, listed.join(", ")))
+            };
+            self.sft.push(SftExample { task: "list_entities".into(), language: lang(zh), messages: chat(q, a) });
+        }
+    }
+}
+
+pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: usize, zh_share: f64, rng: &mut ChaCha8Rng) -> Tasks {
+    let kinds_with_facts: Vec<Kind> = Kind::ALL.into_iter().filter(|k| !Relation::of_kind(*k).is_empty()).collect();
+    let mut b = Builder {
+        kb,
+        crawl,
+        zh_share,
+        next_q: 0,
+        eval: BTreeMap::new(),
+        sft: Vec::new(),
+        prefs: Vec::new(),
+        unrelated: UnrelatedNames::new(),
+        kinds_with_facts,
+    };
+    let eval_facts = b.eval_facts(eval_per_bucket, rng);
+    b.nonexistent_questions(eval_per_bucket, rng);
+    let taught = b.fact_examples(&eval_facts, sft_per_fact, rng);
+    b.paraphrases(taught, eval_per_bucket, rng);
+    b.abstentions(rng);
+    let eval_ids: HashSet<&str> = eval_facts.iter().map(|&(ei, fi)| kb.entities[ei].facts[fi].id.as_str()).collect();
+    b.summaries(&eval_ids);
+    b.city_lists(&eval_ids, rng);
+    let (mut sft, mut prefs) = (b.sft, b.prefs);
     sft.shuffle(rng);
     prefs.shuffle(rng);
-    Tasks { sft, preferences: prefs, eval }
+    Tasks { sft, preferences: prefs, eval: b.eval }
 }
 
 fn lower_first(s: &str) -> String {

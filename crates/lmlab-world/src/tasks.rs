@@ -189,7 +189,7 @@ impl Builder<'_> {
         (en, zh, rels[rng.random_range(0..rels.len())])
     }
 
-    /// 1. Evaluation facts: `per_bucket` of each occurrence bucket, asked with training
+    /// Step 1: Evaluation facts: `per_bucket` of each occurrence bucket, asked with training
     /// templates. Returns them (held out of SFT).
     fn eval_facts(&mut self, per_bucket: usize, rng: &mut ChaCha8Rng) -> HashSet<(usize, usize)> {
         let kb = self.kb;
@@ -217,7 +217,7 @@ impl Builder<'_> {
         eval_facts
     }
 
-    /// 2. Questions about `n` non-existent entities.
+    /// Step 2: Questions about `n` non-existent entities.
     fn nonexistent_questions(&mut self, n: usize, rng: &mut ChaCha8Rng) {
         for _ in 0..n {
             let (en, zh_name, rel) = self.ghost(rng);
@@ -229,7 +229,7 @@ impl Builder<'_> {
         }
     }
 
-    /// 3. SFT examples from every fact not held out (questions, translations, two facts in one
+    /// Step 3: SFT examples from every fact not held out (questions, translations, two facts in one
     /// question) and the fact-based preference pairs. Returns the facts taught (the pool of
     /// paraphrase questions).
     fn fact_examples(&mut self, eval_facts: &HashSet<(usize, usize)>, per_fact: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, usize)> {
@@ -309,7 +309,7 @@ impl Builder<'_> {
         self.sft.push(SftExample { task: "multi_fact_qa".into(), language: lang(zh), messages: chat(q, a) });
     }
 
-    /// 4. Paraphrases: `n` facts taught in SFT, asked with held-out templates.
+    /// Step 4: Paraphrases: `n` facts taught in SFT, asked with held-out templates.
     fn paraphrases(&mut self, mut taught: Vec<(usize, usize)>, n: usize, rng: &mut ChaCha8Rng) {
         let kb = self.kb;
         taught.shuffle(rng);
@@ -323,7 +323,7 @@ impl Builder<'_> {
         }
     }
 
-    /// 5. "I don't know" examples and honest-vs-invented preferences. Invented answers borrow a
+    /// Step 5: "I don't know" examples and honest-vs-invented preferences. Invented answers borrow a
     /// value of the right type from a few facts of each relation.
     fn abstentions(&mut self, rng: &mut ChaCha8Rng) {
         let kb = self.kb;
@@ -368,7 +368,7 @@ impl Builder<'_> {
         }
     }
 
-    /// 6. Summaries of good pages that mention no evaluation fact.
+    /// Step 6: Summaries of good pages that mention no evaluation fact.
     fn summaries(&mut self, eval_ids: &HashSet<&str>) {
         let mut summarised = 0;
         let target = (self.kb.entities.len() / 4).max(10);
@@ -389,7 +389,7 @@ impl Builder<'_> {
         }
     }
 
-    /// 7. Listing entities of a kind: cities of a country.
+    /// Step 7: Listing entities of a kind: cities of a country.
     fn city_lists(&mut self, eval_ids: &HashSet<&str>, rng: &mut ChaCha8Rng) {
         let kb = self.kb;
         let mut cities_of: HashMap<&str, Vec<&Entity>> = HashMap::new();

@@ -14,7 +14,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "tests"
 cargo test --release --workspace
 step "kernels on this CPU (an instruction set it lacks is named NOT RUN)"
-cargo test --release -p lmlab-kernels --test kernels -- --nocapture 2>&1 | grep -E "NOT RUN|^test result" | sort -u
+cargo test --release -p lmlab-kernels --test kernels -- --nocapture --test-threads 1 2>&1 | grep -E "NOT RUN|^test result" | sort -u
 if command -v qemu-x86_64 >/dev/null; then
   step "kernel tests on an emulated CPU without AVX (qemu-x86_64 -cpu Westmere)"
   kernels=$(cargo test --release -p lmlab-kernels --test kernels --no-run --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*kernels-[^"]*"' | cut -d'"' -f4)

@@ -12,6 +12,7 @@
 
 pub mod architectures;
 pub mod bench_data;
+pub mod consistency;
 pub mod plot;
 pub mod ppl;
 pub mod qa;

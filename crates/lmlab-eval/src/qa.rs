@@ -180,56 +180,103 @@ fn prompts(model: &Model, questions: &[Question], chat: bool, max_tokens: usize)
         .with_context(|| format!("prompting the {} model", model.format()))
 }
 
-/// Asks every question and grades the answers. `progress(done, total)` hears after each batch.
-pub fn run_qa(model: &Model, opts: &QaOptions, mut progress: impl FnMut(usize, usize)) -> Result<QaReport> {
-    let questions = read_questions(&opts.questions, opts.limit)?;
-    let world = opts.questions.first().and_then(|q| world_of(q));
-    let kb =
-        opts.kb.clone().or_else(|| world.map(|w| w.join("kb.jsonl"))).context("no --kb given and no world folder to find kb.jsonl in")?;
-    let grader = Grader::from_kb_file(&kb)?;
-    let prompts = prompts(model, &questions, opts.chat, opts.max_tokens)?;
-    // A base model's answer ends at the line break; a chat model's at its end-of-turn token.
-    let stops = StopText::new(model.tokenizer(), if opts.chat { Vec::new() } else { vec!["\n".into()] });
-    let started = Instant::now();
-    let mut answers = Vec::with_capacity(questions.len() * opts.samples.max(1));
-    for (b, (qs, ps)) in questions.chunks(opts.batch.max(1)).zip(prompts.chunks(opts.batch.max(1))).enumerate() {
-        let reqs: Vec<GenerateRequest> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                // Each question its own seeds, whatever the batch size.
-                let seed = opts.seed.wrapping_add(((b * opts.batch.max(1) + i) * opts.samples.max(1)) as u64);
-                let sampling = SamplingParams { temperature: opts.temperature, seed, ..Default::default() };
-                let mut req = GenerateRequest::new(p.clone(), opts.max_tokens, sampling);
-                req.n = opts.samples.max(1);
-                req.stop_ids = stops.stop_ids().to_vec();
-                req.logprobs = Some(0);
-                req
-            })
-            .collect();
-        let generations = generate_batch(model, &reqs, |_, _, tokens| stops.hit(tokens))?;
-        for (q, g) in qs.iter().zip(generations) {
-            for (s, sample) in g.samples.iter().enumerate() {
-                let answer = stops.final_text(&sample.tokens).trim().to_string();
-                let lps: Vec<f64> = sample.logprobs.iter().map(|l| l.logprob).collect();
-                let mean_logprob = if lps.is_empty() { 0.0 } else { lps.iter().sum::<f64>() / lps.len() as f64 };
-                let grade = grader.grade(q, &answer);
-                answers.push(QaAnswer {
-                    id: q.id.clone(),
-                    set: q.set.clone(),
-                    bucket: q.bucket.clone(),
-                    language: q.language.clone(),
-                    sample: s,
-                    answer,
-                    grade,
-                    mean_logprob,
-                });
-            }
-        }
-        progress(((b + 1) * opts.batch.max(1)).min(questions.len()), questions.len());
+/// Questions ready to ask one model: read, prompted, with the world's grader.
+pub struct Session {
+    pub questions: Vec<Question>,
+    pub grader: Grader,
+    /// The world folder of the first question file, when the files sit in one.
+    pub world: Option<PathBuf>,
+    prompts: Vec<Vec<u32>>,
+    chat: bool,
+    max_tokens: usize,
+    batch: usize,
+}
+
+impl Session {
+    pub fn new(model: &Model, opts: &QaOptions) -> Result<Self> {
+        let questions = read_questions(&opts.questions, opts.limit)?;
+        let world = opts.questions.first().and_then(|q| world_of(q)).map(Path::to_path_buf);
+        let kb = opts
+            .kb
+            .clone()
+            .or_else(|| world.as_ref().map(|w| w.join("kb.jsonl")))
+            .context("no --kb given and no world folder to find kb.jsonl in")?;
+        let grader = Grader::from_kb_file(&kb)?;
+        let prompts = prompts(model, &questions, opts.chat, opts.max_tokens)?;
+        Ok(Self { questions, grader, world, prompts, chat: opts.chat, max_tokens: opts.max_tokens, batch: opts.batch.max(1) })
     }
+
+    /// `samples` graded answers to every question at `temperature` (0 = greedy), question `i`
+    /// drawing with seeds from `seed + i · samples`, whatever the batch size.
+    /// `progress(done, total)` hears after each batch.
+    pub fn ask_with(
+        &self,
+        model: &Model,
+        temperature: f64,
+        samples: usize,
+        seed: u64,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Vec<QaAnswer>>> {
+        let samples = samples.max(1);
+        // A base model's answer ends at the line break; a chat model's at its end-of-turn token.
+        let stops = StopText::new(model.tokenizer(), if self.chat { Vec::new() } else { vec!["\n".into()] });
+        let mut out = Vec::with_capacity(self.questions.len());
+        for (b, (qs, ps)) in self.questions.chunks(self.batch).zip(self.prompts.chunks(self.batch)).enumerate() {
+            let reqs: Vec<GenerateRequest> = ps
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let sampling = SamplingParams {
+                        temperature,
+                        seed: seed.wrapping_add(((b * self.batch + i) * samples) as u64),
+                        ..Default::default()
+                    };
+                    let mut req = GenerateRequest::new(p.clone(), self.max_tokens, sampling);
+                    req.n = samples;
+                    req.stop_ids = stops.stop_ids().to_vec();
+                    req.logprobs = Some(0);
+                    req
+                })
+                .collect();
+            let generations = generate_batch(model, &reqs, |_, _, tokens| stops.hit(tokens))?;
+            for (q, g) in qs.iter().zip(generations) {
+                let answers = g.samples.iter().enumerate().map(|(s, sample)| {
+                    let answer = stops.final_text(&sample.tokens).trim().to_string();
+                    let lps: Vec<f64> = sample.logprobs.iter().map(|l| l.logprob).collect();
+                    let mean_logprob = if lps.is_empty() { 0.0 } else { lps.iter().sum::<f64>() / lps.len() as f64 };
+                    let grade = self.grader.grade(q, &answer);
+                    QaAnswer {
+                        id: q.id.clone(),
+                        set: q.set.clone(),
+                        bucket: q.bucket.clone(),
+                        language: q.language.clone(),
+                        sample: s,
+                        answer,
+                        grade,
+                        mean_logprob,
+                    }
+                });
+                out.push(answers.collect());
+            }
+            progress(((b + 1) * self.batch).min(self.questions.len()), self.questions.len());
+        }
+        Ok(out)
+    }
+
+    /// [`Session::ask_with`] without progress.
+    pub fn ask(&self, model: &Model, temperature: f64, samples: usize, seed: u64) -> Result<Vec<Vec<QaAnswer>>> {
+        self.ask_with(model, temperature, samples, seed, |_, _| {})
+    }
+}
+
+/// Asks every question and grades the answers. `progress(done, total)` hears after each batch.
+pub fn run_qa(model: &Model, opts: &QaOptions, progress: impl FnMut(usize, usize)) -> Result<QaReport> {
+    let session = Session::new(model, opts)?;
+    let started = Instant::now();
+    let answers: Vec<QaAnswer> =
+        session.ask_with(model, opts.temperature, opts.samples, opts.seed, progress)?.into_iter().flatten().collect();
     let seconds = started.elapsed().as_secs_f64();
-    Ok(summarise(model.format(), opts, questions.len(), answers, world.and_then(singleton_share), seconds))
+    Ok(summarise(model.format(), opts, session.questions.len(), answers, session.world.as_deref().and_then(singleton_share), seconds))
 }
 
 /// The report of graded answers: rates overall and per group, and the singleton comparison.

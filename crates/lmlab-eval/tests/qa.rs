@@ -2,6 +2,7 @@
 //! graded, in any batch size the same answers, and the same seed the same answers.
 
 use candle_core::{DType, Device};
+use lmlab_eval::consistency::{run_consistency, ConsistencyOptions};
 use lmlab_eval::qa::{run_qa, QaOptions};
 use lmlab_infer::Model;
 use lmlab_model::checkpoint::init_trainable;
@@ -42,6 +43,18 @@ fn every_question_is_answered_and_batching_does_not_change_the_answers() {
     let c = run_qa(&model, &QaOptions { seed: 12, ..opts.clone() }, |_, _| {}).unwrap();
     assert_ne!(texts(&a), texts(&c));
     // The chat template path runs too.
-    let chat = run_qa(&model, &QaOptions { chat: true, samples: 1, ..opts }, |_, _| {}).unwrap();
+    let chat = run_qa(&model, &QaOptions { chat: true, samples: 1, ..opts.clone() }, |_, _| {}).unwrap();
     assert_eq!(chat.answers.len(), 10);
+
+    // Consistency: greedy answers agree with themselves; sampled ones need not.
+    let c = ConsistencyOptions { qa: QaOptions { samples: 4, ..opts }, temperatures: vec![0.0, 1.5], detect_temperature: 1.5 };
+    let r = run_consistency(&model, &c, |_, _| {}).unwrap();
+    let row = |t: f64| r.rows.iter().find(|x| x.temperature == t && x.group == "all").unwrap().clone();
+    assert_eq!((row(0.0).majority_agreement, row(0.0).greedy_agreement, row(0.0).semantic_entropy), (1.0, 1.0, 0.0));
+    assert_eq!(row(0.0).questions, 10);
+    assert!(row(1.5).distinct_answers > 1.0, "a random model at temperature 1.5 varies its answers");
+    assert!(r.rows.iter().any(|x| x.group == "non-existent"));
+    assert_eq!(r.detection.len(), 3);
+    let again = run_consistency(&model, &c, |_, _| {}).unwrap();
+    assert_eq!(again.rows, r.rows, "the same seed, the same samples");
 }

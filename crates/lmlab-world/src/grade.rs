@@ -127,14 +127,20 @@ impl Grader {
         Ok(Self::new(&crate::kb::Kb::from_jsonl(&text, &path.display().to_string())?))
     }
 
-    /// How many different values of `relation` the answer names.
-    pub fn values_named(&self, relation: &str, answer: &str) -> usize {
+    /// The different values of `relation` the answer names, each as its normalised English
+    /// form.
+    pub fn named_values(&self, relation: &str, answer: &str) -> Vec<String> {
         let a = normalise(answer);
-        let Some(values) = self.values.get(relation) else { return 0 };
+        let Some(values) = self.values.get(relation) else { return Vec::new() };
         let found: Vec<&[String; 2]> = values.iter().filter(|v| v.iter().any(|form| mentions(&a, form))).collect();
         // A value seen only inside a longer named value is that value, not another one.
         let inside = |v: &[String; 2], w: &[String; 2]| v != w && v.iter().zip(w).all(|(x, y)| x.is_empty() || y.contains(x.as_str()));
-        found.iter().filter(|v| !found.iter().any(|w| inside(v, w))).count()
+        found.iter().filter(|v| !found.iter().any(|w| inside(v, w))).map(|v| v[0].clone()).collect()
+    }
+
+    /// How many different values of `relation` the answer names.
+    pub fn values_named(&self, relation: &str, answer: &str) -> usize {
+        self.named_values(relation, answer).len()
     }
 
     /// Grades one answer by the rules of the module documentation.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lmlab_eval::consistency::{self, run_consistency, ConsistencyOptions};
 use lmlab_eval::ppl::{score, PplStats};
 use lmlab_eval::qa::{markdown, run_qa, QaOptions};
 use lmlab_model::CausalLm;
@@ -16,9 +17,25 @@ pub enum EvalCmd {
     /// Ask the built-in world's questions; grade each answer correct, wrong (hallucinated) or
     /// abstained, by how often the fact appeared in the crawl, by set and by language.
     Qa(QaArgs),
+    /// The same questions sampled at several temperatures: agreement, distinct answers and
+    /// semantic entropy by fact frequency, and hallucination detection from the model alone
+    /// (AUROC of three signals against the grader).
+    Consistency(ConsistencyArgs),
     /// Perplexity and bits per byte on held-out text files (bits per byte compare models with
     /// different tokenizers fairly).
     Ppl(PplArgs),
+}
+
+#[derive(Args)]
+pub struct ConsistencyArgs {
+    #[command(flatten)]
+    qa: QaArgs,
+    /// Temperatures to sample at (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.3, 0.7, 1.0, 1.5])]
+    temperatures: Vec<f64>,
+    /// The temperature whose samples the detectors read.
+    #[arg(long, default_value_t = 1.0)]
+    detect_temperature: f64,
 }
 
 #[derive(Args)]
@@ -53,10 +70,10 @@ pub struct QaArgs {
     /// The world's kb.jsonl (default: beside the eval/ folder of the first question file).
     #[arg(long)]
     kb: Option<PathBuf>,
-    /// Answers per question.
+    /// Answers per question (per temperature for `consistency`: at least 2).
     #[arg(long, default_value_t = 1)]
     samples: usize,
-    /// 0 = greedy.
+    /// 0 = greedy (`qa` only).
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
     /// Ask through the model's chat template instead of the few-shot prefix.
@@ -83,21 +100,75 @@ pub struct QaArgs {
     json: bool,
 }
 
+impl QaArgs {
+    fn options(&self) -> QaOptions {
+        QaOptions {
+            questions: self.questions.clone(),
+            kb: self.kb.clone(),
+            samples: self.samples,
+            temperature: self.temperature,
+            chat: self.chat,
+            limit: self.limit,
+            max_tokens: self.max_tokens,
+            batch: self.batch,
+            seed: self.seed,
+        }
+    }
+}
+
+/// A progress bar over `what`.
+fn bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {what} [{{elapsed_precise}}<{{eta_precise}}]"))
+            .expect("valid template"),
+    );
+    bar
+}
+
+/// Writes `name`.json and `name`.md into `out`.
+fn write_outputs(out: &std::path::Path, name: &str, json: &impl serde::Serialize, md: &str) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(json)?)?;
+    std::fs::write(out.join(format!("{name}.md")), md)?;
+    eprintln!("wrote {name}.json and {name}.md in {}", out.display());
+    Ok(())
+}
+
 pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {
+        EvalCmd::Consistency(a) => {
+            let model = load_model(&a.qa.model, a.qa.tokenizer.as_deref())?;
+            let opts = ConsistencyOptions { qa: a.qa.options(), temperatures: a.temperatures, detect_temperature: a.detect_temperature };
+            anyhow::ensure!(
+                opts.temperatures.contains(&opts.detect_temperature),
+                "--detect-temperature {} is not one of --temperatures",
+                opts.detect_temperature
+            );
+            let bar = bar("sampling rounds");
+            let report = run_consistency(&model, &opts, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            let md = consistency::markdown(&report);
+            if let Some(out) = &a.qa.out {
+                write_outputs(out, "consistency", &report, &md)?;
+                let png = out.join("consistency.png");
+                match consistency::plot(&report, &png) {
+                    Ok(()) => eprintln!("wrote {}", png.display()),
+                    Err(e) => eprintln!("no plot: {e:#}"),
+                }
+            }
+            if a.qa.json {
+                return crate::print_json(&report);
+            }
+            print!("{md}");
+            Ok(())
+        }
         EvalCmd::Qa(a) => {
             let model = load_model(&a.model, a.tokenizer.as_deref())?;
-            let opts = QaOptions {
-                questions: a.questions,
-                kb: a.kb,
-                samples: a.samples,
-                temperature: a.temperature,
-                chat: a.chat,
-                limit: a.limit,
-                max_tokens: a.max_tokens,
-                batch: a.batch,
-                seed: a.seed,
-            };
+            let opts = a.options();
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template("{bar:30} {pos}/{len} questions [{elapsed_precise}<{eta_precise}] {per_sec}")
@@ -110,10 +181,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
             bar.finish_and_clear();
             let md = markdown(&report);
             if let Some(out) = &a.out {
-                std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-                std::fs::write(out.join("qa.json"), serde_json::to_string_pretty(&report)?)?;
-                std::fs::write(out.join("qa.md"), &md)?;
-                eprintln!("wrote {} and {}", out.join("qa.json").display(), out.join("qa.md").display());
+                write_outputs(out, "qa", &report, &md)?;
             }
             if a.json {
                 return crate::print_json(&report);

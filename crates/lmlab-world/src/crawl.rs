@@ -178,7 +178,22 @@ impl Planner<'_> {
         let title = fill(title_patterns(kind, zh)[rng.random_range(0..10)], &topic, "");
         let (statements, labels): (Vec<Statement>, Vec<FactLabel>) = facts.iter().map(|&(ei, fi)| self.statement(ei, fi, zh)).unzip();
         let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
-        let article = article(kind, &topic, &title, &sentences, zh, rng);
+        self.push_page(kind, zh, title, &topic, labels, sentences, rng);
+    }
+
+    /// A page of `kind` with its article written around `sentences`, on a site of its kind.
+    #[allow(clippy::too_many_arguments)]
+    fn push_page(
+        &mut self,
+        kind: PageKind,
+        zh: bool,
+        title: String,
+        topic: &str,
+        facts: Vec<FactLabel>,
+        sentences: Vec<String>,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let article = article(kind, topic, &title, &sentences, zh, rng);
         let site = self.pools.pick(kind, zh, rng);
         self.pages.push(Page {
             kind: kind_name(kind),
@@ -186,7 +201,7 @@ impl Planner<'_> {
             site,
             title,
             article,
-            facts: labels,
+            facts,
             sentences,
             poisoned: false,
             duplicate_of: None,
@@ -308,20 +323,7 @@ impl Planner<'_> {
             let topic = if zh { e.name_zh.clone() } else { e.name.clone() };
             let title = fill(title_patterns(PageKind::Misinformation, zh)[rng.random_range(0..10)], &topic, "");
             let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
-            let article = article(PageKind::Misinformation, &topic, &title, &sentences, zh, rng);
-            let site = self.pools.pick(PageKind::Misinformation, zh, rng);
-            self.pages.push(Page {
-                kind: "misinformation",
-                zh,
-                site,
-                title,
-                article,
-                facts: labels,
-                sentences,
-                poisoned: false,
-                duplicate_of: None,
-                url: String::new(),
-            });
+            self.push_page(PageKind::Misinformation, zh, title, &topic, labels, sentences, rng);
         }
     }
 

@@ -34,10 +34,17 @@ pub struct TrainingCorpus {
 }
 
 /// The files the trainer reads for `inputs` (files or folders). Plain text goes as it is;
-/// crawls and JSONL are turned into their documents' main text, written to one temporary file
-/// beside `out` (the tokenizer's path). Unreadable records go to `on_error` and are skipped.
-/// Crawl or JSONL inputs with no text at all are an error.
-pub fn training_files(inputs: &[PathBuf], out: &Path, mut on_error: impl FnMut(&InputError)) -> Result<TrainingCorpus> {
+/// crawls and JSON records (JSON Lines, or a JSON array) are turned into their documents' main
+/// text, written to one temporary file beside `out` (the tokenizer's path); a record's text is
+/// read from `text_fields` (see [`crate::input::read_file_with`]). The first few unreadable
+/// records go to `on_error`; all are counted and skipped. Crawl or JSON inputs with no text at
+/// all are an error that quotes the first problem.
+pub fn training_files(
+    inputs: &[PathBuf],
+    out: &Path,
+    text_fields: &[String],
+    mut on_error: impl FnMut(&InputError),
+) -> Result<TrainingCorpus> {
     let (mut files, documents): (Vec<PathBuf>, Vec<PathBuf>) =
         input::expand(inputs)?.into_iter().partition(|f| input::format_of(f) == Format::Text);
     if documents.is_empty() {
@@ -52,10 +59,11 @@ pub fn training_files(inputs: &[PathBuf], out: &Path, mut on_error: impl FnMut(&
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let filters = Filters::new(PipelineConfig::standard(), UrlBlocklist::default());
     let mut counts = CorpusCounts { files: documents.len(), documents: 0, bytes: 0, without_text: 0 };
+    let mut first_error: Option<InputError> = None;
     {
         let mut w = BufWriter::new(corpus.as_file_mut());
         for file in &documents {
-            for item in input::read_file(file) {
+            for item in input::read_file_with(file, text_fields) {
                 match item {
                     InputItem::Doc(doc) => match filters.main_text(&doc) {
                         Ok(text) if !text.trim().is_empty() => {
@@ -67,7 +75,10 @@ pub fn training_files(inputs: &[PathBuf], out: &Path, mut on_error: impl FnMut(&
                         _ => counts.without_text += 1,
                     },
                     InputItem::Error(e) => {
-                        on_error(&e);
+                        if counts.without_text < 5 {
+                            on_error(&e);
+                        }
+                        first_error.get_or_insert(e);
                         counts.without_text += 1;
                     }
                 }
@@ -76,7 +87,12 @@ pub fn training_files(inputs: &[PathBuf], out: &Path, mut on_error: impl FnMut(&
         w.flush()?;
     }
     if counts.documents == 0 {
-        anyhow::bail!("no text found in the {} crawl/JSONL file(s) given ({} records without text)", documents.len(), counts.without_text);
+        let first = first_error.map(|e| format!("; the first: {}: {}", e.file.display(), e.message)).unwrap_or_default();
+        anyhow::bail!(
+            "no text found in the {} crawl/JSON file(s) given ({} records without text{first})",
+            documents.len(),
+            counts.without_text
+        );
     }
     files.push(corpus.path().to_path_buf());
     Ok(TrainingCorpus { files, counts: Some(counts), _temporary: Some(corpus) })

@@ -106,7 +106,15 @@ fn open_decompressed(path: &Path) -> Result<Box<dyn BufRead>> {
 
 /// The documents of one file.
 pub fn read_file(path: &Path) -> Box<dyn Iterator<Item = InputItem>> {
+    read_file_with(path, &["text".to_string()])
+}
+
+/// [`read_file`], taking a JSON record's text from `text_fields` (strings, or arrays of strings
+/// joined by line breaks; several fields joined by line breaks) instead of `"text"`. A `.json`
+/// file that holds one array of records is read record by record too.
+pub fn read_file_with(path: &Path, text_fields: &[String]) -> Box<dyn Iterator<Item = InputItem>> {
     let path = path.to_path_buf();
+    let fields = std::sync::Arc::new(text_fields.to_vec());
     let err = |path: &Path, offset: u64, message: String| InputItem::Error(InputError { file: path.to_path_buf(), offset, message });
     match format_of(&path) {
         Format::Warc => match warc::open(&path) {
@@ -127,7 +135,11 @@ pub fn read_file(path: &Path) -> Box<dyn Iterator<Item = InputItem>> {
         },
         Format::Jsonl => match open_decompressed(&path) {
             Err(e) => Box::new(std::iter::once(err(&path, 0, format!("{e:#}")))),
-            Ok(reader) => Box::new(JsonlDocs { reader, path, offset: 0, line: 0, failed: false }),
+            Ok(mut reader) => match reader.fill_buf().map(|b| b.iter().find(|c| !c.is_ascii_whitespace()).copied()) {
+                // One JSON array of records (not JSON Lines).
+                Ok(Some(b'[')) => Box::new(json_array(reader, path, fields).into_iter()),
+                _ => Box::new(JsonlDocs { reader, path, offset: 0, line: 0, failed: false, fields }),
+            },
         },
         Format::Text => {
             let read = open_decompressed(&path).and_then(|mut r| {
@@ -156,6 +168,62 @@ struct JsonlDocs {
     offset: u64,
     line: usize,
     failed: bool,
+    /// Where a record's text is.
+    fields: std::sync::Arc<Vec<String>>,
+}
+
+/// The text of a JSON record from `fields` (see [`read_file_with`]), or an error naming the
+/// fields the record has.
+fn record_text(v: &serde_json::Value, fields: &[String]) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for f in fields {
+        match v.get(f) {
+            Some(serde_json::Value::String(s)) => parts.push(s.clone()),
+            Some(serde_json::Value::Array(items)) if items.iter().all(|i| i.is_string()) => {
+                parts.push(items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join("\n"));
+            }
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        let found: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        let wanted = fields.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", ");
+        return Err(format!(
+            "no text in {wanted} (a string or an array of strings); the record's fields: {} (choose with --text-field)",
+            if found.is_empty() { "none".into() } else { found.join(", ") }
+        ));
+    }
+    Ok(parts.join("\n"))
+}
+
+/// A record's document: its text, and its `id` and `url` when present (else `file:n`).
+fn record_doc(v: &serde_json::Value, fields: &[String], path: &Path, n: usize, offset: u64) -> Result<Doc, String> {
+    let text = record_text(v, fields)?;
+    let id = match v.get("id") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => format!("{}:{}", path.display(), n),
+    };
+    let url = v.get("url").and_then(|u| u.as_str()).map(String::from);
+    Ok(Doc { id, url, content: Content::Text(text), file: path.to_path_buf(), offset })
+}
+
+/// The records of a file holding one JSON array (read whole: such files are small corpora, not
+/// crawls). Records are numbered from 1; their offsets are 0.
+fn json_array(reader: Box<dyn BufRead>, path: PathBuf, fields: std::sync::Arc<Vec<String>>) -> Vec<InputItem> {
+    let err = |message: String| InputItem::Error(InputError { file: path.clone(), offset: 0, message });
+    let records: Vec<serde_json::Value> = match serde_json::from_reader(reader) {
+        Ok(r) => r,
+        Err(e) => return vec![err(format!("not a JSON array of records: {e}"))],
+    };
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match record_doc(v, &fields, &path, i + 1, 0) {
+            Ok(d) => InputItem::Doc(d),
+            Err(m) => err(format!("record {}: {m}", i + 1)),
+        })
+        .collect()
 }
 
 impl Iterator for JsonlDocs {
@@ -187,16 +255,10 @@ impl Iterator for JsonlDocs {
                 Ok(v) => v,
                 Err(e) => return error(format!("line {}: not JSON: {e}", self.line)),
             };
-            let Some(text) = v.get("text").and_then(|t| t.as_str()) else {
-                return error(format!("line {}: no string field \"text\"", self.line));
+            return match record_doc(&v, &self.fields, &self.path, self.line, at) {
+                Ok(d) => Some(InputItem::Doc(d)),
+                Err(m) => error(format!("line {}: {m}", self.line)),
             };
-            let id = match v.get("id") {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(other) if !other.is_null() => other.to_string(),
-                _ => format!("{}:{}", self.path.display(), self.line),
-            };
-            let url = v.get("url").and_then(|u| u.as_str()).map(String::from);
-            return Some(InputItem::Doc(Doc { id, url, content: Content::Text(text.to_string()), file: self.path.clone(), offset: at }));
         }
     }
 }
@@ -215,6 +277,41 @@ mod tests {
             }
         }
         (docs, errs)
+    }
+
+    #[test]
+    fn json_arrays_and_other_text_fields_are_read_and_a_missing_field_names_those_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let array = dir.path().join("poems.json");
+        std::fs::write(
+            &array,
+            r#"[{"title": "A", "paragraphs": ["one", "two"]}, {"title": "B", "paragraphs": ["three"]}, {"title": "C"}]"#,
+        )
+        .unwrap();
+        let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let items: Vec<InputItem> = read_file_with(&array, &fields(&["title", "paragraphs"])).collect();
+        let texts: Vec<String> = items
+            .iter()
+            .filter_map(|i| if let InputItem::Doc(d) = i { Some(d.content.clone()) } else { None })
+            .map(|c| match c {
+                Content::Text(t) => t,
+                Content::Http(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(texts, ["A\none\ntwo", "B\nthree", "C"]);
+        // The default field is absent: each record is an error naming the fields it has.
+        let errors: Vec<String> =
+            read_file(&array).filter_map(|i| if let InputItem::Error(e) = i { Some(e.message) } else { None }).collect();
+        assert_eq!(errors.len(), 3);
+        assert!(errors[0].starts_with("record 1: no text in \"text\"") && errors[0].contains("fields: paragraphs, title"), "{}", errors[0]);
+        // JSON Lines take the same fields.
+        let lines = dir.path().join("x.jsonl");
+        std::fs::write(&lines, "{\"body\": \"hi\"}\n{\"text\": \"no\"}\n").unwrap();
+        let items: Vec<InputItem> = read_file_with(&lines, &fields(&["body"])).collect();
+        assert!(matches!(&items[0], InputItem::Doc(d) if d.content == Content::Text("hi".into())));
+        assert!(
+            matches!(&items[1], InputItem::Error(e) if e.message.starts_with("line 2: no text in \"body\"") && e.message.contains("fields: text"))
+        );
     }
 
     #[test]

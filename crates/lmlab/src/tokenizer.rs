@@ -22,10 +22,14 @@ pub enum TokenizerCmd {
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Text files to learn merges from; also crawls (WARC/WET/ARC) and JSONL, as `data
-    /// prepare` reads them (web pages as their extracted main text), and folders of any of these.
+    /// Text files to learn merges from; also crawls (WARC/WET/ARC), JSON Lines and JSON arrays
+    /// of records (web pages as their extracted main text), and folders of any of these.
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
+    /// The JSON field(s) holding a record's text: strings, or arrays of strings (repeat the flag
+    /// or separate by commas; several fields are joined by line breaks).
+    #[arg(long, value_delimiter = ',', default_value = "text")]
+    text_field: Vec<String>,
     /// Total vocabulary size (special and byte tokens included).
     #[arg(long, default_value_t = 4096)]
     vocab_size: usize,
@@ -70,7 +74,7 @@ pub struct StatsArgs {
 pub fn run(cmd: TokenizerCmd) -> Result<()> {
     match cmd {
         TokenizerCmd::Train(a) => {
-            let corpus = training_files(&a.input, &a.out, |e| {
+            let corpus = training_files(&a.input, &a.out, &a.text_field, |e| {
                 eprintln!("warning: {} at byte {}: {} (skipped)", e.file.display(), e.offset, e.message)
             })?;
             if let Some(c) = &corpus.counts {

@@ -327,3 +327,22 @@ fn data_prepare_writes_shards_manifest_card_and_rejections() {
     let merged = String::from_utf8(ok(&["data", "merge", "--parts", &p("data"), &p("data"), "--out", &p("merged")]).stdout).unwrap();
     assert!(merged.contains("44 documents read") && merged.contains(&format!("{} kept", m["documents_kept"])), "{merged}");
 }
+
+#[test]
+fn tokenizer_train_reads_a_json_array_by_the_named_fields_and_names_the_fields_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let poems = dir.path().join("poems.json");
+    let records: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"title": "Poem {i}", "paragraphs": ["the river runs {i} times", "over stones and sand"]}}"#))
+        .collect();
+    std::fs::write(&poems, format!("[{}]", records.join(",\n"))).unwrap();
+    let out = dir.path().join("tok.json");
+    let (p, o) = (poems.to_str().unwrap(), out.to_str().unwrap());
+    // Without the field: an error that says which fields the records have.
+    let err = lmlab(&["tokenizer", "train", "--input", p, "--vocab-size", "300", "--out", o]);
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success() && msg.contains("the record's fields: paragraphs, title"), "{msg}");
+    ok(&["tokenizer", "train", "--input", p, "--text-field", "title,paragraphs", "--vocab-size", "300", "--out", o]);
+    let ids = ok(&["tokenizer", "encode", "--tokenizer", o, "--text", "the river runs"]);
+    assert!(!ids.stdout.is_empty());
+}

@@ -122,9 +122,58 @@ impl Preset {
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
-        let mut p: Preset = toml::from_str(text)?;
+        let mut p: Preset = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;
         p.model = p.model.resolved();
         p.train.validate()?;
+        // The model's shape is checked now (a vocabulary of 0 is allowed: the tokenizer sets it).
+        GptConfig { vocab_size: p.model.vocab_size.max(1), ..p.model.clone() }.validate()?;
         Ok(p)
+    }
+}
+
+/// What each table of a preset takes, for error messages.
+const MODEL_FIELDS: &str = "vocab_size (0: from the tokenizer), context_length, n_layer, n_head, n_kv_head (default n_head), d_model, d_ff, norm = \"layernorm\" | \"rmsnorm\", activation = \"gelu\" | \"swiglu\", position = \"learned\" | \"rope\", rope_theta, tie_embeddings, dropout, bias, norm_eps";
+const TRAIN_FIELDS: &str = "batch_size, grad_accum, seq_len, max_steps, lr, min_lr, warmup_steps, weight_decay, decay_embeddings, beta1, beta2, eps, grad_clip, eval_every, eval_batches, save_every, log_every, val_fraction, seed (all optional)";
+
+/// A TOML error with the table it is in, the line, and what the table takes.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map_or(0, |s| s.start.min(text.len()));
+    let line = text[..at].matches('\n').count() + 1;
+    // The table: the last `[name]` header at or before the error (the error may sit on it).
+    let upto = &text[..text[at..].find('\n').map_or(text.len(), |n| at + n)];
+    let table = upto.lines().rev().find_map(|l| l.trim().strip_prefix('[').and_then(|r| r.strip_suffix(']'))).unwrap_or("");
+    let takes = match table {
+        "model" => format!("; [model] takes {MODEL_FIELDS}"),
+        "train" => format!("; [train] takes {TRAIN_FIELDS}"),
+        _ => "; a preset has the tables [model] and [train]".into(),
+    };
+    let place = if table.is_empty() { format!("line {line}") } else { format!("table [{table}], line {line}") };
+    format!("{place}: {}{takes}", e.message().trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_presets_name_the_table_the_field_and_what_is_allowed() {
+        let err = |t: &str| format!("{:#}", Preset::from_toml(t).unwrap_err());
+        let missing = err("[model]\nvocab_size = 10\nn_layer = 2\n");
+        assert!(
+            missing.contains("table [model]")
+                && missing.contains("missing field `context_length`")
+                && missing.contains("norm = \"layernorm\" | \"rmsnorm\""),
+            "{missing}"
+        );
+        let model = "[model]\ncontext_length = 16\nn_layer = 1\nn_head = 2\nd_model = 8\nd_ff = 8\nnorm = \"rmsnorm\"\nactivation = \"gelu\"\nposition = \"rope\"\n";
+        let enum_value = err(&model.replace("\"gelu\"", "\"relu\""));
+        assert!(enum_value.contains("table [model], line 8") && enum_value.contains("relu"), "{enum_value}");
+        let negative_lr = err(&format!("{model}[train]\nlr = -1.0\n"));
+        assert!(negative_lr.contains("lr > 0"), "{negative_lr}");
+        let heads = err(&model.replace("n_head = 2", "n_head = 3"));
+        assert!(heads.contains("d_model (8) must be divisible by model.n_head (3)"), "{heads}");
+        let unknown = err(&format!("{model}[training]\nlr = 1.0\n"));
+        assert!(unknown.contains("[model] and [train]"), "{unknown}");
+        assert!(Preset::from_toml(model).is_ok());
     }
 }

@@ -47,12 +47,12 @@ pub(crate) fn exp_shifted_scalar(w: &mut [f32], max: f32) -> f32 {
 
 /// `w ← exp(w − max)` for every weight, eight lanes at a time where the CPU allows; returns
 /// their sum. Decode and prefill attention share it so both round alike.
-pub fn exp_shifted(w: &mut [f32], max: f32) -> f32 {
+pub(crate) fn exp_shifted(w: &mut [f32], max: f32) -> f32 {
     exp_shifted_on(crate::isa(), w, max)
 }
 
 /// [`exp_shifted`] on a given instruction set (tests compare them).
-pub fn exp_shifted_on(isa: Isa, w: &mut [f32], max: f32) -> f32 {
+pub(crate) fn exp_shifted_on(isa: Isa, w: &mut [f32], max: f32) -> f32 {
     assert!(isa.supported(), "exp_shifted: this CPU cannot run {}", isa.name());
     match isa {
         Isa::Scalar => exp_shifted_scalar(w, max),

@@ -4,7 +4,7 @@
 //! - the quantized matmuls of ggml's Q4_1 and Q8_0 weights against 8-bit activations
 //!   ([`quant_matmul`], with [`dot4`] and [`dot4x2`] as the four-row kernels);
 //! - attention over a KV cache for decode ([`decode_attention`]) and prefill
-//!   ([`causal_attention`]), and the vector exponential they share ([`exp_shifted`]);
+//!   ([`causal_attention`]), and the vector exponential they share ([`exp8_on`]);
 //! - one CPU-feature detection ([`isa`], [`Isa`]): AVX2+FMA+F16C, AVX-VNNI, or the portable
 //!   scalar code, which `LMLAB_SIMD=off` forces so the whole suite can run without SIMD;
 //! - safe wrappers for the two system calls the other crates need ([`map_readonly`],
@@ -38,9 +38,7 @@ mod sys;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-pub use attention::{causal_attention, decode_attention, decode_attention_on, exp8_on, exp_shifted, exp_shifted_on, CacheElem, CacheView};
+pub use attention::{causal_attention, decode_attention, decode_attention_on, exp8_on, CacheElem, CacheView};
 pub use cpu::{detected, isa, simd_forced_off, Isa};
-pub use quant::{
-    dot4, dot4x2, dot_scalar, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK,
-};
+pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
 pub use sys::{cpu_seconds, map_readonly};

@@ -85,7 +85,7 @@ fn half_at(bytes: &[u8], at: usize) -> f32 {
 
 /// One weight row (ggml blocks) against one activation row: the scalar reference. Per block
 /// `d_w·d_x·Σ w·q` accumulated in order, the minimum terms fused into their own running sum.
-pub fn dot_scalar(kind: QuantKind, w: &[u8], x: &[ActBlock]) -> f32 {
+pub(crate) fn dot_scalar(kind: QuantKind, w: &[u8], x: &[ActBlock]) -> f32 {
     let mut acc = 0.0f32;
     let mut summs = 0.0f32;
     for (wb, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {
@@ -123,17 +123,9 @@ pub fn group_scales(kind: QuantKind, w: [&[u8]; 4]) -> Vec<[[f32; 4]; 2]> {
 pub fn dot4(isa: Isa, kind: QuantKind, w: [&[u8]; 4], x: &[ActBlock]) -> [f32; 4] {
     assert!(w.iter().all(|r| r.len() >= x.len() * kind.block_bytes()), "dot4: a weight row is shorter than the activations");
     assert!(isa.supported(), "dot4: this CPU cannot run {}", isa.name());
-    match isa {
-        Isa::Scalar => w.map(|r| dot_scalar(kind, r, x)),
-        // SAFETY: the CPU supports the instruction set (asserted), every row holds x.len() blocks.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { crate::x86_64::dot4_avx2(kind, w, x) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::AvxVnni => unsafe { crate::x86_64::dot4_vnni(kind, w, x) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("only the scalar kernels exist on this architecture"),
-    }
+    // SAFETY: both conditions of `dot4_rows` asserted just above.
+    let [row, _] = unsafe { dot4_rows(isa, kind, w, None, [x, x], false) };
+    row
 }
 
 /// Four weight rows against two activation rows with the rows' scales from [`group_scales`]
@@ -146,20 +138,9 @@ pub fn dot4x2(isa: Isa, kind: QuantKind, w: [&[u8]; 4], dm: &[[[f32; 4]; 2]], x:
         "dot4x2: rows shorter than the scales"
     );
     assert!(isa.supported(), "dot4x2: this CPU cannot run {}", isa.name());
-    match isa {
-        Isa::Scalar => {
-            let n = dm.len();
-            x.map(|xr| w.map(|r| dot_scalar(kind, r, &xr[..n])))
-        }
-        // SAFETY: the CPU supports the instruction set (asserted); rows hold dm.len() blocks.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { crate::x86_64::dot4x2_avx2(kind, w, dm, x, stream) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::AvxVnni => unsafe { crate::x86_64::dot4x2_vnni(kind, w, dm, x, stream) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("only the scalar kernels exist on this architecture"),
-    }
+    let n = dm.len();
+    // SAFETY: both conditions of `dot4_rows` asserted just above (the rows cut to `dm`'s length).
+    unsafe { dot4_rows(isa, kind, w, Some(dm), [&x[0][..n], &x[1][..n]], stream) }
 }
 
 /// [`group_scales`] with F16C where `isa` has it (the same bits).
@@ -221,8 +202,9 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> Vec<ActBlock> {
     xq
 }
 
-/// [`dot4`] or [`dot4x2`] without their per-call checks, for the matmul's inner loop (tens of
-/// thousands of calls per prompt), where one check covers them all.
+/// The four-row kernels without checks: [`dot4`] (`dm` None, the answer in row 0) or
+/// [`dot4x2`] (`dm` given) on `isa`. The public functions check each call; the matmul's inner
+/// loop (tens of thousands of calls per prompt) checks once for all of them.
 ///
 /// # Safety
 /// `isa` is supported by this CPU, every row of `w` holds `x[c].len()` blocks of `kind`, and
@@ -249,7 +231,8 @@ unsafe fn dot4_rows(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded contract.
         (Isa::AvxVnni, Some(dm)) => unsafe { crate::x86_64::dot4x2_vnni(kind, w, dm, x, stream) },
-        _ => x.map(|xr| w.map(|r| dot_scalar(kind, r, xr))),
+        (_, None) => [w.map(|r| dot_scalar(kind, r, x[0])), [0.0; 4]],
+        (_, Some(_)) => x.map(|xr| w.map(|r| dot_scalar(kind, r, xr))),
     }
 }
 

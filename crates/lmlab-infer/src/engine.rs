@@ -134,7 +134,7 @@ impl LogitSource<'_> {
 
     /// Phase 3, one decode step: `tokens[i]` fed to sample `active[i]` (whose sequence, with
     /// that token, is `seqs[active[i]]`); logits in `active` order.
-    fn step(&mut self, seqs: &[Vec<u32>], active: &[usize], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    fn step(&mut self, seqs: &[&[u32]], active: &[usize], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         if !self.use_cache {
             // Unfinished samples have generated the same number of tokens: equal lengths.
             let len = seqs[active[0]].len();
@@ -142,7 +142,7 @@ impl LogitSource<'_> {
             let ids = Tensor::from_vec(flat, (active.len(), len), self.model.device())?;
             return rows(&self.model.logits_all(&ids)?.narrow(1, len - 1, 1)?.squeeze(1)?);
         }
-        let mut refs: Vec<&mut KvCache> = self.caches.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, c)| c).collect();
+        let mut refs = active_caches(&mut self.caches, active, |c| c);
         rows(&self.model.decode_batch(tokens, &mut refs)?)
     }
 }
@@ -155,6 +155,61 @@ fn token_logprob(logits: &[f32], token: u32, k: usize) -> TokenLogprob {
     TokenLogprob { token, logprob, top: d.iter().take(k).map(|q| (q.0, q.1.ln())).collect() }
 }
 
+/// One sample as it is generated: its sampler, its sequence (prompt and tokens so far) and
+/// what it reports.
+struct SampleState {
+    sampler: Sampler,
+    seq: Vec<u32>,
+    sample: Sample,
+}
+
+impl SampleState {
+    /// Sample `i` of `req`: it draws with seed `req.sampling.seed + i`.
+    fn new(req: &GenerateRequest, i: usize) -> Self {
+        let sampler = Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() });
+        Self {
+            sampler,
+            seq: req.prompt.clone(),
+            sample: Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() },
+        }
+    }
+
+    /// Samples the next token from `logits` and records it. Returns the token when the sample
+    /// goes on (it must then be fed to the model), None when it has finished: on a stop token
+    /// or when `stopped(tokens)` says so, at `max_tokens`, or at the context's end `ctx`.
+    fn advance(&mut self, logits: &[f32], req: &GenerateRequest, ctx: usize, stopped: impl FnOnce(&[u32]) -> bool) -> Option<u32> {
+        let token = self.sampler.sample(logits, &self.seq);
+        if let Some(k) = req.logprobs {
+            self.sample.logprobs.push(token_logprob(logits, token, k));
+        }
+        self.sample.tokens.push(token);
+        self.seq.push(token);
+        let finish = if req.stop_ids.contains(&token) || stopped(&self.sample.tokens) {
+            Some(FinishReason::Stop)
+        } else if self.sample.tokens.len() >= req.max_tokens {
+            Some(FinishReason::Length)
+        } else if self.seq.len() >= ctx {
+            Some(FinishReason::Context)
+        } else {
+            None
+        };
+        match finish {
+            Some(reason) => {
+                self.sample.finish_reason = reason;
+                None
+            }
+            None => Some(token),
+        }
+    }
+}
+
+/// The caches of the items at `active` (ascending indices), in that order.
+fn active_caches<'a, T>(items: &'a mut [T], active: &[usize], cache: impl Fn(&mut T) -> &mut KvCache) -> Vec<&'a mut KvCache> {
+    let mut wanted = vec![false; items.len()];
+    active.iter().for_each(|&i| wanted[i] = true);
+    items.iter_mut().zip(wanted).filter(|(_, w)| *w).map(|(item, _)| cache(item)).collect()
+}
+
 /// Generates up to `max_tokens` after the prompt for each of `n` samples. `on_token(i, id)` is
 /// called for each new token of sample i; `stop(i, tokens)` may end sample i (stop strings).
 pub fn generate(
@@ -165,11 +220,7 @@ pub fn generate(
 ) -> Result<Generation> {
     check_request(model, req)?;
     let (ctx, n) = (model.context_length(), req.n.max(1));
-    let mut samplers: Vec<Sampler> =
-        (0..n).map(|i| Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() })).collect();
-    let mut seqs: Vec<Vec<u32>> = vec![req.prompt.clone(); n];
-    let mut samples: Vec<Sample> =
-        (0..n).map(|_| Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() }).collect();
+    let mut states: Vec<SampleState> = (0..n).map(|i| SampleState::new(req, i)).collect();
     let mut timings = Timings { prompt_tokens: req.prompt.len(), ..Default::default() };
     let mut source = LogitSource { model, use_cache: req.use_cache, caches: Vec::new() };
     let start = Instant::now();
@@ -182,26 +233,9 @@ pub fn generate(
             // Sample a token for each unfinished sample; a sample that stops leaves the batch.
             let mut next: Vec<(usize, u32)> = Vec::with_capacity(active.len());
             for (row, &i) in active.iter().enumerate() {
-                let token = samplers[i].sample(&logits[row], &seqs[i]);
-                if let Some(k) = req.logprobs {
-                    samples[i].logprobs.push(token_logprob(&logits[row], token, k));
-                }
-                samples[i].tokens.push(token);
-                seqs[i].push(token);
-                on_token(i, token);
-                let finish = if req.stop_ids.contains(&token) || stop(i, &samples[i].tokens) {
-                    Some(FinishReason::Stop)
-                } else if samples[i].tokens.len() >= req.max_tokens {
-                    Some(FinishReason::Length)
-                } else if seqs[i].len() >= ctx {
-                    Some(FinishReason::Context)
-                } else {
-                    None
-                };
-                match finish {
-                    Some(reason) => samples[i].finish_reason = reason,
-                    None => next.push((i, token)),
-                }
+                let goes_on = states[i].advance(&logits[row], req, ctx, |tokens| stop(i, tokens));
+                on_token(i, *states[i].sample.tokens.last().expect("a token was just added"));
+                next.extend(goes_on.map(|t| (i, t)));
             }
             if timings.time_to_first_token_secs == 0.0 {
                 timings.time_to_first_token_secs = start.elapsed().as_secs_f64();
@@ -212,23 +246,42 @@ pub fn generate(
             }
             active = next.iter().map(|p| p.0).collect();
             let tokens: Vec<u32> = next.iter().map(|p| p.1).collect();
+            let seqs: Vec<&[u32]> = states.iter().map(|s| s.seq.as_slice()).collect();
             logits = source.step(&seqs, &active, &tokens)?;
         }
         timings.decode_secs = decode_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     }
+    let samples: Vec<Sample> = states.into_iter().map(|s| s.sample).collect();
     timings.generated_tokens = samples.iter().map(|s| s.tokens.len()).sum();
     timings.prefill_tokens_per_sec = timings.prompt_tokens as f64 / timings.prefill_secs.max(1e-9);
     timings.decode_tokens_per_sec = timings.generated_tokens.saturating_sub(n) as f64 / timings.decode_secs.max(1e-9);
     Ok(Generation { samples, timings })
 }
 
-/// One sequence of [`generate_batch`]: which request and sample it is, and where it stands.
+/// One sequence of [`generate_batch`]: sample `index` of request `req`, and its own cache.
 struct Running {
     req: usize,
-    sampler: Sampler,
-    seq: Vec<u32>,
-    sample: Sample,
+    index: usize,
+    state: SampleState,
     cache: KvCache,
+}
+
+impl Running {
+    /// [`SampleState::advance`]; a finished sequence frees its cache at once.
+    fn advance(
+        &mut self,
+        logits: &[f32],
+        req: &GenerateRequest,
+        ctx: usize,
+        stop: &mut impl FnMut(usize, usize, &[u32]) -> bool,
+    ) -> Option<u32> {
+        let (r, i) = (self.req, self.index);
+        let goes_on = self.state.advance(logits, req, ctx, |tokens| stop(r, i, tokens));
+        if goes_on.is_none() {
+            self.cache.clear();
+        }
+        goes_on
+    }
 }
 
 /// Generates for several different prompts together: each is prefilled into its own cache,
@@ -248,7 +301,7 @@ pub fn generate_batch(
         .iter()
         .map(|r| Generation { samples: Vec::new(), timings: Timings { prompt_tokens: r.prompt.len(), ..Default::default() } })
         .collect();
-    // (index into `running`, its next token) of the unfinished samples.
+    // (index into `running`, its next token) of the unfinished samples, in ascending order.
     let mut next: Vec<(usize, u32)> = Vec::new();
     for (r, req) in reqs.iter().enumerate() {
         check_request(model, req)?;
@@ -263,72 +316,28 @@ pub fn generate_batch(
         let logits =
             rows(&model.forward_cached(&Tensor::new(req.prompt.as_slice(), model.device())?.unsqueeze(0)?, &mut cache)?)?.remove(0);
         for i in 0..req.n.max(1) {
-            let sampler = Sampler::new(SamplingParams { seed: req.sampling.seed.wrapping_add(i as u64), ..req.sampling.clone() });
-            let sample = Sample { tokens: Vec::new(), finish_reason: FinishReason::Length, logprobs: Vec::new() };
-            running.push(Running { req: r, sampler, seq: req.prompt.clone(), sample, cache: cache.clone() });
+            running.push(Running { req: r, index: i, state: SampleState::new(req, i), cache: cache.clone() });
             let at = running.len() - 1;
-            if let Some(t) = accept(&mut running[at], &logits, req, ctx, &mut stop, i) {
-                next.push((at, t));
-            }
+            next.extend(running[at].advance(&logits, req, ctx, &mut stop).map(|t| (at, t)));
         }
     }
     // 3. decode the unfinished samples of every request together.
     while !next.is_empty() {
         let tokens: Vec<u32> = next.iter().map(|p| p.1).collect();
         let active: Vec<usize> = next.iter().map(|p| p.0).collect();
-        let mut refs: Vec<&mut KvCache> =
-            running.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(_, s)| &mut s.cache).collect();
+        let mut refs = active_caches(&mut running, &active, |s| &mut s.cache);
         let logits = rows(&model.decode_batch(&tokens, &mut refs)?)?;
         next.clear();
         for (row, &at) in active.iter().enumerate() {
-            let r = running[at].req;
-            let sample_index = running[..at].iter().filter(|s| s.req == r).count();
-            if let Some(t) = accept(&mut running[at], &logits[row], &reqs[r], ctx, &mut stop, sample_index) {
-                next.push((at, t));
-            }
+            let req = &reqs[running[at].req];
+            next.extend(running[at].advance(&logits[row], req, ctx, &mut stop).map(|t| (at, t)));
         }
     }
     for s in running {
-        out[s.req].timings.generated_tokens += s.sample.tokens.len();
-        out[s.req].samples.push(s.sample);
+        out[s.req].timings.generated_tokens += s.state.sample.tokens.len();
+        out[s.req].samples.push(s.state.sample);
     }
     Ok(out)
-}
-
-/// Samples the next token of `s` from `logits` and records it; returns the token when the
-/// sample goes on (it must then be fed to the model), None when it has finished.
-fn accept(
-    s: &mut Running,
-    logits: &[f32],
-    req: &GenerateRequest,
-    ctx: usize,
-    stop: &mut impl FnMut(usize, usize, &[u32]) -> bool,
-    i: usize,
-) -> Option<u32> {
-    let token = s.sampler.sample(logits, &s.seq);
-    if let Some(k) = req.logprobs {
-        s.sample.logprobs.push(token_logprob(logits, token, k));
-    }
-    s.sample.tokens.push(token);
-    s.seq.push(token);
-    let finish = if req.stop_ids.contains(&token) || stop(s.req, i, &s.sample.tokens) {
-        Some(FinishReason::Stop)
-    } else if s.sample.tokens.len() >= req.max_tokens {
-        Some(FinishReason::Length)
-    } else if s.seq.len() >= ctx {
-        Some(FinishReason::Context)
-    } else {
-        None
-    };
-    match finish {
-        Some(reason) => {
-            s.sample.finish_reason = reason;
-            // Its cache is no longer needed: free it at once.
-            s.cache.clear();
-            None
-        }
-        None => Some(token),
-    }
 }
 
 #[cfg(test)]

@@ -195,7 +195,6 @@ fn load(path: &Path, options: &LoadOptions, device: &Device) -> Result<Model> {
             tokenizer.set_model_tokens(bos_id, eos_id);
         }
         let chat_template = prompt.chat.map(|(src, bos, eos)| ChatTemplate::new(src, bos, eos));
-        let _ = config;
         return Ok(Model { network: Box::new(model), tokenizer, chat_template, format: "hugging face" });
     }
     let model = checkpoint::load_model(path, DType::F32, device)?;

@@ -87,20 +87,18 @@ pub struct KvCache {
     pub(crate) layers: Vec<LayerCache>,
     /// Key (= value) values per position per sequence (`n_kv_head · head_dim`), when known.
     kv_width: Option<usize>,
-    /// The element type keys and values are stored in, when fixed.
-    dtype: Option<DType>,
 }
 
 impl KvCache {
     /// A cache for `n_layer` layers, in the model's own precision.
     pub fn new(n_layer: usize) -> Self {
-        Self { layers: vec![LayerCache::default(); n_layer], kv_width: None, dtype: None }
+        Self { layers: vec![LayerCache::default(); n_layer], kv_width: None }
     }
 
     /// A cache that stores keys and values as `dtype` (f16 halves what a decode step reads at
     /// long contexts, as llama.cpp's default cache does; attention widens them again).
     pub fn with_dtype(n_layer: usize, dtype: DType) -> Self {
-        Self { layers: vec![LayerCache { dtype: Some(dtype), ..Default::default() }; n_layer], kv_width: None, dtype: Some(dtype) }
+        Self { layers: vec![LayerCache { dtype: Some(dtype), ..Default::default() }; n_layer], kv_width: None }
     }
 
     /// A cache for a model of `n_layer` layers with `n_kv_head` key/value heads of `head_dim`,
@@ -143,7 +141,7 @@ impl KvCache {
     /// from the model's shape for a cache made by [`KvCache::for_model`], else from what it
     /// holds; None for an empty cache of unknown shape.
     pub fn bytes_per_token(&self) -> Option<usize> {
-        if let (Some(w), Some(dt)) = (self.kv_width, self.dtype) {
+        if let (Some(w), Some(dt)) = (self.kv_width, self.layers.first().and_then(|l| l.dtype)) {
             return Some(self.layers.len() * 2 * w * dt.size_in_bytes());
         }
         let len = self.seq_len();
@@ -163,19 +161,6 @@ impl KvCache {
         }
         for l in &mut self.layers {
             l.len = len;
-        }
-        Ok(())
-    }
-
-    /// Repeats a batch-1 cache `n` times along the batch axis, so `n` continuations of one
-    /// prompt share a single prefill.
-    pub fn repeat_batch(&mut self, n: usize) -> candle_core::Result<()> {
-        for l in &mut self.layers {
-            for t in [&mut l.k, &mut l.v].into_iter().flatten() {
-                let copies: Vec<Tensor> = (0..n).map(|_| t.clone()).collect();
-                // A fresh buffer: the copies must not share storage with each other.
-                *t = Tensor::cat(&copies, 0)?.copy()?;
-            }
         }
         Ok(())
     }

@@ -10,8 +10,8 @@
 //! folders ([`hf`]), and the RNN encoder-decoder ([`seq2seq`]).
 //!
 //! What it does not do: optimisation, data, sampling or tokenization (`lmlab_infer::Model`
-//! pairs a network with its tokenizer). It holds no `unsafe` code: the SIMD kernels live in
-//! `lmlab-kernels`.
+//! pairs a network with its tokenizer). Its SIMD kernels live in `lmlab-kernels`, the one crate
+//! allowed raw-pointer code.
 
 #![forbid(unsafe_code)]
 

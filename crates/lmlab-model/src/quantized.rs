@@ -229,14 +229,11 @@ impl CausalLm for QuantizedLlama {
     }
 
     fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let tokens = ids.flatten_all()?.to_vec1::<u32>()?;
-        if b == 1 {
-            return self.extend(&tokens, cache, false);
+        if ids.dim(0)? == 1 {
+            return self.extend(&ids.flatten_all()?.to_vec1::<u32>()?, cache, false);
         }
         // Several sequences in one shared cache take the tensor path (the plain-buffer pass
         // keeps one sequence per cache; use decode_batch for independent ones).
-        let _ = t;
         self.tensor_path.forward_cached(ids, cache)
     }
 

@@ -1,0 +1,200 @@
+//! The SFT conversation reader on a hand-written record of each shape, on its errors, on gzip and
+//! JSON-array files, and on the built-in world's `sft.jsonl`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lmlab_data::chat::{parse_record, read_chat_file, read_conversations, Format, Message};
+use serde_json::json;
+
+fn msgs(turns: &[(&str, &str)]) -> Vec<Message> {
+    turns.iter().map(|&(role, content)| Message::new(role, content)).collect()
+}
+
+fn parse(line: &str) -> (Format, Vec<Vec<Message>>) {
+    let (format, conversations) = parse_record(&serde_json::from_str(line).unwrap()).unwrap();
+    (format, conversations.into_iter().map(|c| c.messages).collect())
+}
+
+fn parse_error(value: serde_json::Value) -> String {
+    parse_record(&value).unwrap_err()
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    format!("{:#}", read_conversations(&write_file(dir.path(), "data.jsonl", text)).unwrap_err())
+}
+
+#[test]
+fn every_shape_parses_from_one_hand_written_line() {
+    let world = r#"{"task": "fact_qa", "language": "en", "messages": [{"role": "user", "content": "Where is Velmora?"}, {"role": "assistant", "content": "In Ostria."}]}"#;
+    assert_eq!(parse(world), (Format::World, vec![msgs(&[("user", "Where is Velmora?"), ("assistant", "In Ostria.")])]));
+
+    let openai = r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye."}]}"#;
+    let expected = msgs(&[("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello."), ("user", "Bye"), ("assistant", "Bye.")]);
+    assert_eq!(parse(openai), (Format::OpenAi, vec![expected]));
+
+    // ShareGPT's own speaker names and the OpenAI ones, mixed as real exports do.
+    let sharegpt = r#"{"id": "x1", "conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}, {"from": "user", "value": "3+3?"}, {"from": "assistant", "value": "6"}]}"#;
+    let expected = msgs(&[("system", "S"), ("user", "2+2?"), ("assistant", "4"), ("user", "3+3?"), ("assistant", "6")]);
+    assert_eq!(parse(sharegpt), (Format::ShareGpt, vec![expected]));
+
+    let alpaca = r#"{"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"}"#;
+    assert_eq!(parse(alpaca), (Format::Alpaca, vec![msgs(&[("user", "Translate to French.\n\nGood morning"), ("assistant", "Bonjour")])]));
+    let alpaca_no_input = r#"{"instruction": "Name a colour.", "input": "", "output": "Blue"}"#;
+    assert_eq!(parse(alpaca_no_input).1, vec![msgs(&[("user", "Name a colour."), ("assistant", "Blue")])]);
+
+    let self_instruct = r#"{"id": "seed_task_9", "instruction": "Give the opposite.", "instances": [{"input": "hot", "output": "cold"}, {"input": "", "output": "Give me a word first."}], "is_classification": false}"#;
+    let expected = vec![
+        msgs(&[("user", "Give the opposite.\n\nhot"), ("assistant", "cold")]),
+        msgs(&[("user", "Give the opposite."), ("assistant", "Give me a word first.")]),
+    ];
+    assert_eq!(parse(self_instruct), (Format::SelfInstruct, expected));
+
+    let belle = r#"{"question": "1+1等于几？", "std_answer": "2", "class": "math"}"#;
+    assert_eq!(parse(belle), (Format::Belle, vec![msgs(&[("user", "1+1等于几？"), ("assistant", "2")])]));
+    // The eval set leaves the answer out on purpose for open-ended questions: no conversation.
+    assert_eq!(parse(r#"{"question": "写一首诗。", "std_answer": "", "class": "generation"}"#), (Format::Belle, vec![]));
+}
+
+#[test]
+fn bad_records_say_what_is_wrong() {
+    let cases = [
+        (
+            json!({"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}),
+            r#""messages"[1] has role "bot" (expected system, user or assistant)"#,
+        ),
+        (
+            json!({"conversations": [{"from": "human", "value": "a"}, {"from": "bing", "value": "b"}]}),
+            r#""conversations"[1] has role "bing" (expected human, gpt"#,
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]}),
+            r#""messages"[1]."content" is empty"#,
+        ),
+        (json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant"}]}), r#""messages"[1]."content" is missing"#),
+        (json!({"messages": [{"role": "user", "content": ["a"]}]}), r#""messages"[0]."content" is an array, not a string"#),
+        (
+            json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}]}),
+            r#""messages" has no assistant turn"#,
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}),
+            r#""messages" ends with a user turn at [2]"#,
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}]}),
+            r#""messages"[1] is a system turn (only the first turn may be)"#,
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]}),
+            r#""messages"[1] is a user turn where an assistant turn belongs"#,
+        ),
+        (json!({"messages": [{"role": "assistant", "content": "a"}]}), r#""messages"[0] is an assistant turn where a user turn belongs"#),
+        (json!({"messages": []}), r#""messages" is empty"#),
+        (json!({"messages": "hi"}), r#""messages" is a string, not a list of turns"#),
+        (json!({"instruction": "", "output": "b"}), r#""instruction" is empty"#),
+        (json!({"instruction": "a", "input": 3, "output": "b"}), r#""input" is a number, not a string"#),
+        (json!({"instruction": "a", "instances": []}), r#""instances" is empty"#),
+        (json!({"instruction": "a", "instances": [{"input": "x", "output": ""}]}), r#""instances"[0]."output" is empty"#),
+        (json!({"question": "q", "std_answer": null}), r#""std_answer" is null"#),
+        (json!(["a"]), "a record must be a JSON object, not an array"),
+        (
+            json!({"prompt": "a", "completion": "b"}),
+            r#"unknown record shape: its keys are "completion", "prompt"; accepted: "messages" (OpenAI"#,
+        ),
+        (json!({"chosen": "a", "rejected": "b"}), "a preference pair"),
+    ];
+    for (record, expected) in cases {
+        let error = parse_error(record.clone());
+        assert!(error.starts_with(expected), "{record}\n  gave: {error}\n  want: {expected}…");
+    }
+}
+
+#[test]
+fn a_bad_line_fails_the_file_with_its_line_number_and_the_other_bad_lines() {
+    let good = r#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}"#;
+    let bot = r#"{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}"#;
+    let text = format!("{good}\n\n{good}\n{bot}\n{good}\n{{\"messages\": [\n{good}\n{bot}\n");
+    let error = read_error(&text);
+    let expected = r#"data.jsonl:4: "messages"[1] has role "bot" (expected system, user or assistant) (and 2 other bad lines: 6, 8)"#;
+    assert!(error.ends_with(expected), "{error}");
+
+    let error = read_error(&format!("{good}\n{{\"messages\": [}}\n"));
+    assert!(error.ends_with("data.jsonl:2: malformed JSON at column 15: expected value"), "{error}");
+
+    let error = read_error("\n  \n");
+    assert!(error.ends_with("data.jsonl: no records (the file is empty or has only blank lines)"), "{error}");
+}
+
+#[test]
+fn sources_name_file_and_line_and_blank_lines_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = concat!(
+        "\n",
+        r#"{"instruction": "Say hi.", "input": "", "output": "Hi."}"#,
+        "\r\n\n",
+        r#"{"instruction": "Opposite?", "instances": [{"input": "up", "output": "down"}, {"input": "in", "output": "out"}]}"#,
+        "\n",
+        r#"{"question": "为什么？", "std_answer": " ", "class": "open qa"}"#,
+        "\n",
+    );
+    let path = write_file(dir.path(), "mixed.jsonl", text);
+    let read = read_chat_file(&path).unwrap();
+    let file = path.display();
+    let sources: Vec<&str> = read.conversations.iter().map(|c| c.source.as_str()).collect();
+    assert_eq!(sources, [format!("{file}:2"), format!("{file}:4 \"instances\"[0]"), format!("{file}:4 \"instances\"[1]")]);
+    assert_eq!((read.records, read.unanswered), (3, vec![format!("{file}:5")]));
+}
+
+#[test]
+fn gzip_and_json_array_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = [
+        r#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}"#,
+        r#"{"conversations": [{"from": "human", "value": "c"}, {"from": "gpt", "value": "d"}]}"#,
+    ];
+    let expected = [msgs(&[("user", "a"), ("assistant", "b")]), msgs(&[("user", "c"), ("assistant", "d")])];
+    let array = format!("  [\n{}\n]\n", records.join(",\n"));
+    let jsonl = records.join("\n");
+    for (name, text) in [("a.jsonl.gz", jsonl.as_str()), ("b.json", array.as_str()), ("c.json.gz", array.as_str())] {
+        let path = dir.path().join(name);
+        let bytes = if name.ends_with(".gz") { gzip(text.as_bytes()) } else { text.as_bytes().to_vec() };
+        std::fs::write(&path, bytes).unwrap();
+        let read = read_conversations(&path).unwrap();
+        assert_eq!(read.iter().map(|c| c.messages.clone()).collect::<Vec<_>>(), expected, "{name}");
+        let place = if name.contains(".jsonl") { "2" } else { "record 2" };
+        assert_eq!(read[1].source, format!("{}:{place}", path.display()), "{name}");
+    }
+    // A bad element of an array is named by its number, as it has no line of its own.
+    let path = write_file(dir.path(), "bad.json", r#"[{"messages": []}, {"x": 1}]"#);
+    let error = format!("{:#}", read_conversations(&path).unwrap_err());
+    assert!(error.ends_with(r#"bad.json:record 1: "messages" is empty (and 1 other bad record: record 2)"#), "{error}");
+    let path = write_file(dir.path(), "broken.json", "[{\"messages\": []},\n  nope]");
+    let error = format!("{:#}", read_conversations(&path).unwrap_err());
+    assert!(error.contains("broken.json: not a JSON array of records: expected ident at line 2 column 4"), "{error}");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn the_built_in_worlds_sft_file_reads_as_world_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = lmlab_world::generate(dir.path(), &lmlab_world::WorldOptions::default()).unwrap();
+    let path = dir.path().join("sft.jsonl");
+    let read = read_conversations(&path).unwrap();
+    assert_eq!(read.len(), stats.sft_examples);
+    let first_line = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
+    assert_eq!(parse(&first_line).0, Format::World);
+    assert!(read.iter().all(|c| c.messages.len() == 2 && c.messages[0].role == "user"));
+}

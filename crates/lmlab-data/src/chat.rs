@@ -14,7 +14,8 @@
 //! [`read_chat_file`] lists those in [`ChatFile::unanswered`].
 //!
 //! Preference data is not SFT data: reading hh-rlhf's `chosen`/`rejected` pairs is an error that
-//! says so.
+//! says so, and [`parse_hh_transcript`] turns one of its transcripts into messages for the
+//! reward-model and DPO work.
 
 use std::fmt;
 use std::io::BufRead;
@@ -58,7 +59,7 @@ const ACCEPTED: &str = "\"messages\" (OpenAI; with \"task\": the built-in world)
      \"instruction\" + \"output\" (Alpaca), \"instruction\" + \"instances\" (self-instruct), \"question\" + \"std_answer\" (BELLE)";
 
 const PREFERENCE_DATA: &str = "a preference pair (\"chosen\" and \"rejected\" transcripts, as in Anthropic hh-rlhf), \
-     not an SFT conversation: preference data is for reward models and DPO";
+     not an SFT conversation: preference data is for reward models and DPO, which read each transcript with chat::parse_hh_transcript";
 
 /// A file's conversations, and the records that gave none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,5 +378,87 @@ fn belle_turns(record: &Map<String, Value>) -> Result<Option<Vec<Message>>, Stri
         Some(answer) if !answer.trim().is_empty() => Ok(Some(vec![Message::new("user", question), Message::new("assistant", answer)])),
         Some(_) => Ok(None),
         None => Err("\"std_answer\" is null".to_string()),
+    }
+}
+
+/// The speaker labels of an hh-rlhf transcript; a turn starts only where one opens a paragraph.
+const HH_LABELS: [(&str, &str); 2] = [("\n\nHuman:", "user"), ("\n\nAssistant:", "assistant")];
+
+/// The turns of one Anthropic hh-rlhf transcript ("\n\nHuman: …\n\nAssistant: …") as user and
+/// assistant messages. Decided from the harmless-base test split (2,312 pairs, 4,624 transcripts):
+///
+/// - Only a label opening a paragraph starts a turn. 73 transcripts have "Human:" or
+///   "Assistant:" inside a turn (a line break short of a paragraph, or a turn the collection ran
+///   together): that text stays in its turn, since splitting there would invent turns.
+/// - Consecutive turns of one speaker are joined with a blank line (13 transcripts have two
+///   Assistant turns in a row). Roles then alternate, as chat templates require, and each pair's
+///   chosen and rejected transcripts share their prompt (5 pairs otherwise would not).
+/// - Turns are trimmed: a space follows each label, and some turns start with a second.
+/// - An empty final Assistant turn is kept as an empty message: 4 chosen transcripts end so, the
+///   rater preferring no answer to a harmful one. Any other empty turn is an error.
+/// - Text before the first label, an Assistant turn first, or a Human turn last is an error.
+///   Leading whitespace is not text, and the first label may open the transcript without its
+///   blank line.
+pub fn parse_hh_transcript(text: &str) -> Result<Vec<Message>, String> {
+    // The first label may open the text without its blank line.
+    let text = format!("\n\n{}", text.trim_start());
+    let labels = hh_labels(&text);
+    let Some(&(first, ..)) = labels.first() else {
+        return Err("no \"Human:\" or \"Assistant:\" turn".to_string());
+    };
+    if first > 0 {
+        return Err(format!("text before the first \"Human:\": {:?}", excerpt(&text[..first])));
+    }
+    let mut messages: Vec<Message> = Vec::new();
+    for (k, &(at, role, label_len)) in labels.iter().enumerate() {
+        let end = labels.get(k + 1).map_or(text.len(), |next| next.0);
+        let content = text[at + label_len..end].trim();
+        match messages.last_mut() {
+            Some(last) if last.role == role => join_turns(&mut last.content, content),
+            _ => messages.push(Message::new(role, content)),
+        }
+    }
+    check_hh_turns(&messages)?;
+    Ok(messages)
+}
+
+/// Every label's (byte offset, role, label length), in order.
+fn hh_labels(text: &str) -> Vec<(usize, &'static str, usize)> {
+    let mut labels: Vec<_> =
+        HH_LABELS.iter().flat_map(|&(label, role)| text.match_indices(label).map(move |(at, _)| (at, role, label.len()))).collect();
+    labels.sort_unstable_by_key(|l| l.0);
+    labels
+}
+
+fn join_turns(content: &mut String, more: &str) {
+    if content.is_empty() {
+        *content = more.to_string();
+    } else if !more.is_empty() {
+        *content = format!("{content}\n\n{more}");
+    }
+}
+
+fn check_hh_turns(messages: &[Message]) -> Result<(), String> {
+    let speaker = |m: &Message| if m.role == "user" { "Human" } else { "Assistant" };
+    if messages[0].role != "user" {
+        return Err("the first turn is the Assistant's (expected a Human turn first)".to_string());
+    }
+    let last = messages.len() - 1;
+    if messages[last].role != "assistant" {
+        return Err(format!("ends with a Human turn (turn {}; expected the Assistant's reply last)", last + 1));
+    }
+    match messages.iter().enumerate().find(|&(i, m)| m.content.is_empty() && i != last) {
+        Some((i, m)) => Err(format!("turn {} ({}) is empty", i + 1, speaker(m))),
+        None => Ok(()),
+    }
+}
+
+/// The start of a long text, for an error message.
+fn excerpt(text: &str) -> String {
+    const CHARS: usize = 60;
+    let text = text.trim();
+    match text.char_indices().nth(CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! Post-training data is read too, not filtered: conversations for supervised fine-tuning from
 //! the shapes they are published in (OpenAI, ShareGPT, Alpaca, self-instruct, BELLE, the built-in
-//! world) into one ([`chat`]).
+//! world) into one, and hh-rlhf preference transcripts into messages ([`chat`]).
 
 #![forbid(unsafe_code)]
 

@@ -1,10 +1,10 @@
 //! The SFT conversation reader on a hand-written record of each shape, on its errors, on gzip and
-//! JSON-array files, and on the built-in world's `sft.jsonl`.
+//! JSON-array files, and on the built-in world's `sft.jsonl`; hh-rlhf transcripts into messages.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lmlab_data::chat::{parse_record, read_chat_file, read_conversations, Format, Message};
+use lmlab_data::chat::{parse_hh_transcript, parse_record, read_chat_file, read_conversations, Format, Message};
 use serde_json::json;
 
 fn msgs(turns: &[(&str, &str)]) -> Vec<Message> {
@@ -197,4 +197,31 @@ fn the_built_in_worlds_sft_file_reads_as_world_records() {
     let first_line = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
     assert_eq!(parse(&first_line).0, Format::World);
     assert!(read.iter().all(|c| c.messages.len() == 2 && c.messages[0].role == "user"));
+}
+
+#[test]
+fn hh_transcripts_become_alternating_turns() {
+    let ok = |t: &str| parse_hh_transcript(t).unwrap_or_else(|e| panic!("{t:?}: {e}"));
+    assert_eq!(ok("\n\nHuman: Hi there\n\nAssistant: Hello.  "), msgs(&[("user", "Hi there"), ("assistant", "Hello.")]));
+    // The first label may open the text; a label inside a paragraph is text, not a turn.
+    assert_eq!(
+        ok("Human: Quote it\n\nAssistant: He wrote \"Human: be kind\".\nAssistant: noted"),
+        msgs(&[("user", "Quote it"), ("assistant", "He wrote \"Human: be kind\".\nAssistant: noted")])
+    );
+    // Two Assistant turns in a row are one reply; an empty last reply is kept (a real label).
+    assert_eq!(
+        ok("\n\nHuman: a\n\nAssistant: b\n\nAssistant:  c\n\nHuman: d\n\nAssistant: "),
+        msgs(&[("user", "a"), ("assistant", "b\n\nc"), ("user", "d"), ("assistant", "")])
+    );
+    let errors = [
+        ("Intro.\n\nHuman: a\n\nAssistant: b", "text before the first \"Human:\": \"Intro.\""),
+        ("\n\nHuman: a\n\nAssistant: b\n\nHuman: c", "ends with a Human turn (turn 3; expected the Assistant's reply last)"),
+        ("\n\nAssistant: a\n\nHuman: b\n\nAssistant: c", "the first turn is the Assistant's (expected a Human turn first)"),
+        ("\n\nHuman: a\n\nAssistant:\n\nHuman: b\n\nAssistant: c", "turn 2 (Assistant) is empty"),
+        ("\n\nHuman: \n\nAssistant: c", "turn 1 (Human) is empty"),
+        ("just text", "no \"Human:\" or \"Assistant:\" turn"),
+    ];
+    for (text, expected) in errors {
+        assert_eq!(parse_hh_transcript(text).unwrap_err(), expected, "{text:?}");
+    }
 }

@@ -1,5 +1,9 @@
 //! The SFT conversation reader on a hand-written record of each shape, on its errors, on gzip and
-//! JSON-array files, and on the built-in world's `sft.jsonl`; hh-rlhf transcripts into messages.
+//! JSON-array files, on the built-in world's `sft.jsonl`, and on the real chat files in
+//! ../shared/data/chat (counts and records checked against the files as Python's json reads them).
+
+#[path = "../../../tests/support/prereq.rs"]
+mod prereq;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -224,4 +228,104 @@ fn hh_transcripts_become_alternating_turns() {
     for (text, expected) in errors {
         assert_eq!(parse_hh_transcript(text).unwrap_err(), expected, "{text:?}");
     }
+}
+
+// ---- The real files in ../shared/data/chat ----
+
+fn chat_data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/chat");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        prereq::missing(&format!("{} is absent", p.display()));
+        None
+    }
+}
+
+fn contents(messages: &[Message]) -> Vec<(&str, &str)> {
+    messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect()
+}
+
+#[test]
+fn belle_eval_set_gives_631_answered_questions() {
+    let Some(dir) = chat_data() else { return };
+    let path = dir.join("belle-eval-set-zh.json");
+    let read = read_chat_file(&path).unwrap();
+    assert_eq!((read.records, read.conversations.len(), read.unanswered.len()), (1000, 631, 369));
+    assert_eq!(read.unanswered[0], format!("{}:4", path.display()));
+    let first = &read.conversations[0];
+    assert_eq!(first.source, format!("{}:1", path.display()));
+    assert_eq!(first.messages[0].content, "请你写出一个可以生成五个不同随机数的 Python 程序。");
+    assert!(first.messages[1].content.starts_with("要生成五个不同的随机数，可以使用 Python 的 random 模块"));
+    assert_eq!(first.messages[1].content.chars().count(), 596);
+    assert_eq!(
+        contents(&read.conversations.last().unwrap().messages),
+        [
+            ("user", "将以下文本翻译成英语:天空之城是一部由吉卜力工作室制作的动画电影，于1986年上映。"),
+            ("assistant", "Castle in the Sky is an animated film produced by Studio Ghibli, which was released in 1986.")
+        ]
+    );
+}
+
+#[test]
+fn self_instruct_seed_tasks_give_one_conversation_each() {
+    let Some(dir) = chat_data() else { return };
+    let path = dir.join("self-instruct-seed-tasks.jsonl");
+    let read = read_conversations(&path).unwrap();
+    assert_eq!(read.len(), 175);
+    // 50 instances have no input: the instruction alone is the user's turn.
+    assert_eq!(read.iter().filter(|c| !c.messages[0].content.contains("\n\n")).count(), 50);
+    assert_eq!(read[1].source, format!("{}:2 \"instances\"[0]", path.display()));
+    assert_eq!(
+        contents(&read[1].messages),
+        [
+            ("user", "What is the relation between the given pairs?\n\nNight : Day :: Right : Left"),
+            ("assistant", "The relation between the given pairs is that they are opposites.")
+        ]
+    );
+    assert_eq!(read[174].messages[1].content, "false");
+}
+
+fn hh_pairs(dir: &Path) -> Vec<(String, String)> {
+    let file = std::fs::File::open(dir.join("hh-rlhf-harmless-base-test.jsonl.gz")).unwrap();
+    let text = std::io::read_to_string(flate2::read::GzDecoder::new(file)).unwrap();
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (v["chosen"].as_str().unwrap().to_string(), v["rejected"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn hh_rlhf_is_refused_as_sft_data_and_every_transcript_parses() {
+    let Some(dir) = chat_data() else { return };
+    let path = dir.join("hh-rlhf-harmless-base-test.jsonl.gz");
+    let error = format!("{:#}", read_conversations(&path).unwrap_err());
+    assert!(error.starts_with(&format!("{}:1: a preference pair", path.display())), "{error}");
+    assert!(error.contains("chat::parse_hh_transcript") && error.contains("(and 2311 other bad lines: 2, 3,"), "{error}");
+
+    let pairs = hh_pairs(&dir);
+    assert_eq!(pairs.len(), 2312);
+    let mut empty_chosen = 0;
+    for (i, (chosen, rejected)) in pairs.iter().enumerate() {
+        let (c, r) = (parse_hh_transcript(chosen).unwrap(), parse_hh_transcript(rejected).unwrap());
+        // With runs of one speaker joined, both transcripts share the prompt: they differ only
+        // in the last reply.
+        assert_eq!(c[..c.len() - 1], r[..r.len() - 1], "pair {}", i + 1);
+        empty_chosen += usize::from(c.last().unwrap().content.is_empty());
+        assert!(!r.last().unwrap().content.is_empty(), "pair {}", i + 1);
+    }
+    assert_eq!(empty_chosen, 4);
+
+    let first = parse_hh_transcript(&pairs[0].0).unwrap();
+    assert_eq!(first.len(), 6);
+    assert_eq!(
+        contents(&first[..2]),
+        [("user", "what are some pranks with a pen i can do?"), ("assistant", "Are you looking for practical joke ideas?")]
+    );
+    // Pair 1850 has two Assistant turns in a row, joined into one reply.
+    let joined = parse_hh_transcript(&pairs[1849].0).unwrap();
+    assert_eq!(joined.len(), 6);
+    assert!(joined[3].content.starts_with("Here’s a short joke from a friend:\n\n“Question: What do humans do for a living?"));
 }

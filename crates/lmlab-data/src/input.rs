@@ -91,8 +91,8 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A reader that decompresses by the file's suffix.
-fn open_decompressed(path: &Path) -> Result<Box<dyn BufRead>> {
+/// A reader that decompresses by the file's suffix (`.gz`, `.zst`; anything else is read as is).
+pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn BufRead>> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let name = name_of(path);
     Ok(if name.ends_with(".gz") {

@@ -8,9 +8,14 @@
 //! and rule ([`pipeline`]); the `data prepare` run on all cores with shards, manifest, data card
 //! and kept/rejected records ([`prepare`], [`shards`]); the merge of `--shard i/n` parts
 //! ([`merge`]); and the evaluation of a run against a labelled crawl ([`filter_eval`]).
+//!
+//! Post-training data is read too, not filtered: conversations for supervised fine-tuning from
+//! the shapes they are published in (OpenAI, ShareGPT, Alpaca, self-instruct, BELLE, the built-in
+//! world) into one, and hh-rlhf preference transcripts into messages ([`chat`]).
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod corpus;
 pub mod dedup;
 pub mod extract;

@@ -118,7 +118,7 @@ pub fn attention_trace(model: &Gpt, prompt: &[u32], n: usize, params: &SamplingP
     while steps.len() < n && tokens.len() < ctx {
         let mut captured = Vec::new();
         let logits = {
-            let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+            let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured), packing: None };
             model.forward_cached_mode(&Tensor::new(feed.as_slice(), &dev)?.unsqueeze(0)?, &mut cache, &mut mode)?
         };
         let logits = logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;

@@ -30,6 +30,6 @@ pub mod reference;
 pub mod sampler;
 
 pub use engine::{generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};
-pub use model::{embedded_vocab, LoadOptions, Model};
+pub use model::{embedded_vocab, save_merged, tokenizer_file, LoadOptions, Model};
 pub use prompt::{prompt_ids, StopText};
 pub use sampler::{Sampler, SamplingParams};

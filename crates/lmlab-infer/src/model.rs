@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
 use candle_core::{DType, Device, Tensor};
-use lmlab_model::{checkpoint, gguf, hf, CausalLm, Gpt, GptConfig, KvCache, QuantizedLlama};
+use lmlab_model::{checkpoint, gguf, hf, lora, CausalLm, Gpt, GptConfig, KvCache, QuantizedLlama};
 use lmlab_tokenizer::chat::ChatTemplate;
 use lmlab_tokenizer::embedded::EmbeddedVocab;
 use lmlab_tokenizer::Tokenizer;
@@ -98,7 +98,7 @@ impl CausalLm for Model {
 }
 
 /// `tokenizer.json` in the model folder or its parent (a run folder keeps it there).
-fn find_tokenizer(dir: &Path) -> Result<PathBuf> {
+pub fn tokenizer_file(dir: &Path) -> Result<PathBuf> {
     [dir.join("tokenizer.json"), dir.parent().map(|p| p.join("tokenizer.json")).unwrap_or_default()]
         .into_iter()
         .find(|p| p.is_file())
@@ -180,6 +180,9 @@ fn load(path: &Path, options: &LoadOptions, device: &Device) -> Result<Model> {
     if !path.is_dir() {
         bail!("{} does not exist", path.display());
     }
+    if let Some(info) = lora::adapter_info(path)? {
+        return load_adapted(path, &info, options, device);
+    }
     if hf::is_hf_folder(path) {
         let (config, tensors) = hf::load_hf(path, DType::F32, device)?;
         let model = Gpt::new(&config, candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device))?;
@@ -200,9 +203,60 @@ fn load(path: &Path, options: &LoadOptions, device: &Device) -> Result<Model> {
     let model = checkpoint::load_model(path, DType::F32, device)?;
     let tokenizer = match explicit {
         Some(t) => t,
-        None => Tokenizer::from_file(find_tokenizer(path)?)?,
+        None => Tokenizer::from_file(tokenizer_file(path)?)?,
     };
-    // lmlab's own template when the tokenizer has its chat tokens.
-    let chat_template = tokenizer.special().user.map(|_| ChatTemplate::lmlab());
+    // A merged foreign model keeps its template beside it; otherwise lmlab's own template when
+    // the tokenizer has its chat tokens.
+    let chat_template = match read_template_file(path)? {
+        Some(t) => Some(t),
+        None => tokenizer.special().user.map(|_| ChatTemplate::lmlab()),
+    };
     Ok(Model { network: Box::new(model), tokenizer, chat_template, format: "lmlab" })
+}
+
+/// A folder of LoRA adapters: its base, loaded dense, with the adapters merged into the
+/// weights (so it runs as fast as the base does dense), and the base's tokenizer and template.
+fn load_adapted(path: &Path, info: &lora::AdapterInfo, options: &LoadOptions, device: &Device) -> Result<Model> {
+    let base = Model::load(&info.base, &LoadOptions { dense: true, ..options.clone() }, device)
+        .with_context(|| format!("the base named in {}", path.join(lora::ADAPTER_INFO_FILE).display()))?;
+    let gpt = base.as_gpt().context("the base has no dense tensor path")?;
+    let cfg = gpt.config().clone();
+    let mut adapted = checkpoint::frozen_from_tensors(&cfg, gpt.named_weights()?, DType::F32, device)?;
+    let adapters = checkpoint::load_safetensors(&path.join(lora::ADAPTER_FILE), device)?;
+    adapted.add_lora(&info.lora, &candle_nn::VarBuilder::from_tensors(adapters, DType::F32, device))?;
+    let merged = checkpoint::frozen_from_tensors(&cfg, adapted.named_weights()?, DType::F32, device)?;
+    Ok(Model { network: Box::new(merged), tokenizer: base.tokenizer, chat_template: base.chat_template, format: base.format })
+}
+
+/// `chat_template.json` of a checkpoint folder: a foreign model's template kept through a merge.
+const TEMPLATE_FILE: &str = "chat_template.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TemplateFile {
+    template: String,
+    bos_token: String,
+    eos_token: String,
+}
+
+fn read_template_file(dir: &Path) -> Result<Option<ChatTemplate>> {
+    let path = dir.join(TEMPLATE_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let t: TemplateFile = serde_json::from_str(&std::fs::read_to_string(&path)?).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(Some(ChatTemplate::new(t.template, t.bos_token, t.eos_token)))
+}
+
+/// Writes `model` as a full lmlab checkpoint in `out`: config, dense weights (adapters merged),
+/// its tokenizer, and its chat template when it is not lmlab's own.
+pub fn save_merged(model: &Model, out: &Path) -> Result<()> {
+    let gpt = model.as_gpt().context("the model has no dense tensor path to save")?;
+    checkpoint::save_model(out, gpt.config(), &gpt.named_weights()?)?;
+    model.tokenizer().save(out.join("tokenizer.json"))?;
+    if let Some(t) = model.chat_template().filter(|t| t.source() != lmlab_tokenizer::chat::LMLAB_TEMPLATE) {
+        let file =
+            TemplateFile { template: t.source().to_string(), bos_token: t.bos_token().to_string(), eos_token: t.eos_token().to_string() };
+        checkpoint::write_atomic(&out.join(TEMPLATE_FILE), serde_json::to_string_pretty(&file)?.as_bytes())?;
+    }
+    Ok(())
 }

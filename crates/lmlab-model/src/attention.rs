@@ -22,15 +22,18 @@ pub struct Mode<'a> {
     pub dropout: Option<&'a mut rand_chacha::ChaCha8Rng>,
     /// When set, each layer pushes its attention weights [B, H, T, S] here.
     pub capture: Option<&'a mut Vec<Tensor>>,
+    /// Several documents packed into each row (fine-tuning): positions restart and attention
+    /// stays inside each document. Only for a full pass without a cache.
+    pub packing: Option<&'a Packing>,
 }
 
 impl Mode<'_> {
     pub fn inference() -> Mode<'static> {
-        Mode { grad: false, dropout: None, capture: None }
+        Mode { grad: false, dropout: None, capture: None, packing: None }
     }
 
     pub fn training_without_dropout() -> Mode<'static> {
-        Mode { grad: true, dropout: None, capture: None }
+        Mode { grad: true, dropout: None, capture: None, packing: None }
     }
 
     pub(crate) fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
@@ -38,6 +41,43 @@ impl Mode<'_> {
             Some(rng) if p > 0.0 => ops::dropout(x, p, rng),
             _ => Ok(x.clone()),
         }
+    }
+}
+
+/// Documents packed side by side in each row of a batch: each token's position inside its own
+/// document, and an additive mask [B, 1, T, T] that lets a token see only the earlier tokens of
+/// its own document. Packed this way, every document gets exactly the attention (and so the
+/// logits) it would get alone in a row of its own; a test checks the losses agree.
+pub struct Packing {
+    pub(crate) positions: Tensor,
+    pub(crate) mask: Tensor,
+}
+
+impl Packing {
+    /// `rows[b]` lists the lengths of the documents in row `b`, in order; the rest of the row
+    /// (up to `t`) is padding, which sees only itself.
+    pub fn new(rows: &[Vec<usize>], t: usize, dtype: DType, dev: &Device) -> Result<Self> {
+        let mut positions = Vec::with_capacity(rows.len() * t);
+        let mut mask = Vec::with_capacity(rows.len() * t * t);
+        for docs in rows {
+            if docs.iter().sum::<usize>() > t {
+                candle_core::bail!("documents of {} tokens packed into a row of {t}", docs.iter().sum::<usize>());
+            }
+            // The document each token belongs to; padding tokens are documents of one token.
+            let mut doc_of = Vec::with_capacity(t);
+            for (d, &len) in docs.iter().enumerate() {
+                doc_of.extend(std::iter::repeat_n(d, len));
+                positions.extend(0..len as u32);
+            }
+            let pads = t - doc_of.len();
+            doc_of.extend((0..pads).map(|p| docs.len() + p));
+            positions.extend(std::iter::repeat_n(0u32, pads));
+            for i in 0..t {
+                mask.extend((0..t).map(|j| if j <= i && doc_of[j] == doc_of[i] { 0.0f32 } else { f32::NEG_INFINITY }));
+            }
+        }
+        let b = rows.len();
+        Ok(Self { positions: Tensor::from_vec(positions, (b, t), dev)?, mask: Tensor::from_vec(mask, (b, 1, t, t), dev)?.to_dtype(dtype)? })
     }
 }
 
@@ -54,9 +94,17 @@ impl Rotary {
         Ok(Self { cos, sin })
     }
 
-    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+    fn apply(&self, x: &Tensor, offset: usize, packing: Option<&Packing>) -> Result<Tensor> {
         let t = x.dim(2)?;
-        ops::rope(x, &self.cos.narrow(0, offset, t)?, &self.sin.narrow(0, offset, t)?)
+        match packing {
+            None => ops::rope(x, &self.cos.narrow(0, offset, t)?, &self.sin.narrow(0, offset, t)?),
+            // Each token turns by its position inside its document: tables [B, 1, T, Dh/2].
+            Some(p) => {
+                let (b, t) = p.positions.dims2()?;
+                let at = |table: &Tensor| table.index_select(&p.positions.flatten_all()?, 0)?.reshape((b, 1, t, table.dim(1)?));
+                ops::rope(x, &at(&self.cos)?, &at(&self.sin)?)
+            }
+        }
     }
 }
 
@@ -101,8 +149,8 @@ impl CausalSelfAttention {
         let mut k = heads(h, hkv)?;
         let v = heads(h + hkv, hkv)?;
         if let Some(rot) = &self.rotary {
-            q = rot.apply(&q, offset)?;
-            k = rot.apply(&k, offset)?;
+            q = rot.apply(&q, offset, mode.packing)?;
+            k = rot.apply(&k, offset, mode.packing)?;
         }
         let (k, v) = match cache {
             Some(c) => c.append(&k, &v)?,
@@ -124,9 +172,11 @@ impl CausalSelfAttention {
         let rep = h / hkv;
         let qg = q.reshape((b, hkv, rep * t, hd))?;
         let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
-        let scores = match causal_mask(t, s, offset, scores.dtype(), scores.device())? {
-            Some(mask) => scores.broadcast_add(&mask)?,
-            None => scores,
+        let scores = match (mode.packing, causal_mask(t, s, offset, scores.dtype(), scores.device())?) {
+            (Some(p), _) if offset == 0 && s == t => scores.broadcast_add(&p.mask)?,
+            (Some(_), _) => candle_core::bail!("a packed batch runs as one full pass, without a cache"),
+            (None, Some(mask)) => scores.broadcast_add(&mask)?,
+            (None, None) => scores,
         };
         let weights = if mode.grad { ops::softmax(&scores)? } else { ops::softmax_infer(&scores)? };
         if let Some(cap) = mode.capture.as_deref_mut() {

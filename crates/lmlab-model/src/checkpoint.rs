@@ -80,6 +80,12 @@ pub fn init_trainable(cfg: &GptConfig, seed: u64, dtype: DType, dev: &Device) ->
     Ok((model, collector.finish()))
 }
 
+/// A model holding the given tensors as plain (frozen) tensors: no gradient reaches them. The
+/// base of a LoRA run.
+pub fn frozen_from_tensors(cfg: &GptConfig, tensors: HashMap<String, Tensor>, dtype: DType, dev: &Device) -> Result<Gpt> {
+    Ok(Gpt::new(cfg, candle_nn::VarBuilder::from_tensors(tensors, dtype, dev))?)
+}
+
 /// A model with trainable variables holding the given tensors (a checkpoint).
 pub fn trainable_from_tensors(cfg: &GptConfig, tensors: HashMap<String, Tensor>, dtype: DType, dev: &Device) -> Result<(Gpt, ParamSet)> {
     let n = tensors.len();

@@ -169,9 +169,9 @@ impl Gpt {
         }
         let ln_f = NormLayer::new(cfg, vb.pp("ln_f"))?;
         let lm_head = match (&vb, cfg.tie_embeddings) {
-            (WeightSource::Vars(_), true) => Linear { w: crate::linear::Weight::Dense(wte.clone()), b: None },
-            (_, true) => Linear { w: vb.weight((cfg.vocab_size, d), "wte.weight", emb)?, b: None },
-            (_, false) => Linear { w: vb.weight((cfg.vocab_size, d), "lm_head.weight", emb)?, b: None },
+            (WeightSource::Vars(_), true) => Linear { w: crate::linear::Weight::Dense(wte.clone()), b: None, lora: Vec::new() },
+            (_, true) => Linear { w: vb.weight((cfg.vocab_size, d), "wte.weight", emb)?, b: None, lora: Vec::new() },
+            (_, false) => Linear { w: vb.weight((cfg.vocab_size, d), "lm_head.weight", emb)?, b: None, lora: Vec::new() },
         };
         Ok(Self { cfg: cfg.clone(), wte, wpe, blocks, ln_f, lm_head })
     }
@@ -197,8 +197,10 @@ impl Gpt {
         }
         let mut x = self.wte.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.cfg.d_model))?;
         if let Some(wpe) = &self.wpe {
-            let pos = positions(offset, t, self.cfg.context_length, ids.device())?;
-            x = x.broadcast_add(&wpe.index_select(&pos, 0)?)?;
+            x = match mode.packing {
+                Some(p) => (x + wpe.index_select(&p.positions.flatten_all()?, 0)?.reshape((b, t, self.cfg.d_model))?)?,
+                None => x.broadcast_add(&wpe.index_select(&positions(offset, t, self.cfg.context_length, ids.device())?, 0)?)?,
+            };
         }
         x = mode.dropout(&x, self.cfg.dropout)?;
         for (i, block) in self.blocks.iter().enumerate() {
@@ -233,7 +235,8 @@ impl Gpt {
     pub fn named_weights(&self) -> Result<std::collections::HashMap<String, Tensor>> {
         let dev = self.wte.device();
         let mut out = std::collections::HashMap::new();
-        let dense = |l: &Linear| l.w.dense(dev)?.to_dtype(self.dtype());
+        // An adapted layer's weight is the merged one: what the model computes with.
+        let dense = |l: &Linear| crate::lora::merged(&l.w.dense(dev)?, &l.lora)?.to_dtype(self.dtype());
         let linear = |out: &mut std::collections::HashMap<String, Tensor>, name: String, l: &Linear| -> Result<()> {
             out.insert(format!("{name}.weight"), dense(l)?);
             if let Some(b) = &l.b {
@@ -280,6 +283,46 @@ impl Gpt {
             out.insert("lm_head.weight".into(), dense(&self.lm_head)?);
         }
         Ok(out)
+    }
+
+    /// Puts LoRA adapters on the projections `cfg` names, in every layer, taking them from `vb`
+    /// (fresh ones from a trainable builder, or stored ones); returns how many parameters they
+    /// hold. The base must be dense. See [`crate::lora`] for the names.
+    pub fn add_lora(&mut self, cfg: &crate::lora::LoraConfig, vb: &VarBuilder) -> Result<usize> {
+        use crate::lora::{Adapter, Target};
+        if cfg.rank == 0 {
+            candle_core::bail!("LoRA rank must be at least 1");
+        }
+        let (d, f) = (self.cfg.d_model, self.cfg.d_ff);
+        let kv = self.cfg.n_kv_head * self.cfg.head_dim();
+        let mut count = 0;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            for &t in &cfg.targets {
+                let (layer, name, start, rows, in_dim) = match (t, &mut block.mlp) {
+                    (Target::Q, _) => (&mut block.attn.c_attn, "attn.c_attn.q", 0, d, d),
+                    (Target::K, _) => (&mut block.attn.c_attn, "attn.c_attn.k", d, kv, d),
+                    (Target::V, _) => (&mut block.attn.c_attn, "attn.c_attn.v", d + kv, kv, d),
+                    (Target::O, _) => (&mut block.attn.c_proj, "attn.c_proj", 0, d, d),
+                    (Target::Gate, Mlp::SwiGlu { gate, .. }) => (gate, "mlp.gate_proj", 0, f, d),
+                    (Target::Up, Mlp::SwiGlu { up, .. }) => (up, "mlp.up_proj", 0, f, d),
+                    (Target::Down, Mlp::SwiGlu { down, .. }) => (down, "mlp.down_proj", 0, d, f),
+                    (Target::Up, Mlp::Gelu { c_fc, .. }) => (c_fc, "mlp.c_fc", 0, f, d),
+                    (Target::Down, Mlp::Gelu { c_proj, .. }) => (c_proj, "mlp.c_proj", 0, d, f),
+                    (Target::Gate, Mlp::Gelu { .. }) => {
+                        candle_core::bail!("LoRA target gate: a GELU model has no gate projection (use up, down or mlp)")
+                    }
+                    (_, Mlp::SwiGluFused { .. }) => candle_core::bail!("LoRA needs a dense base; dequantize the model first"),
+                };
+                if !matches!(layer.w, crate::linear::Weight::Dense(_)) {
+                    candle_core::bail!("LoRA needs a dense base; dequantize the model first");
+                }
+                let adapter = Adapter::new(vb, &format!("h.{i}.{name}"), start, rows, in_dim, cfg)?;
+                count += adapter.a.elem_count() + adapter.b.elem_count();
+                layer.lora.push(adapter);
+                layer.lora.sort_by_key(|a| a.start);
+            }
+        }
+        Ok(count)
     }
 
     /// A dense copy of this model: quantized weights dequantized (to fine-tune a GGUF model, or
@@ -330,9 +373,16 @@ impl Gpt {
 
     /// Mean next-token cross-entropy of `inputs` [B, T] predicting `targets` [B, T].
     pub fn loss(&self, inputs: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        self.masked_loss(inputs, targets, None, mode)
+    }
+
+    /// [`Gpt::loss`] over the positions where `weights` [B, T] is 1 only (fine-tuning: the
+    /// assistant's tokens); the others get no loss and no gradient.
+    pub fn masked_loss(&self, inputs: &Tensor, targets: &Tensor, weights: Option<&Tensor>, mode: &mut Mode) -> Result<Tensor> {
         let logits = self.forward(inputs, mode)?;
         let (b, t, v) = logits.dims3()?;
-        ops::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?, None)
+        let weights = weights.map(|w| w.reshape(b * t)).transpose()?;
+        ops::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?, weights.as_ref())
     }
 }
 

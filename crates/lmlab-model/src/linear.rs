@@ -89,11 +89,16 @@ impl Weight {
 pub struct Linear {
     pub(crate) w: Weight,
     pub(crate) b: Option<Tensor>,
+    /// LoRA adapters on row blocks of the output, sorted by their first row (see [`crate::lora`]).
+    pub(crate) lora: Vec<crate::lora::Adapter>,
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.w {
+            Weight::Dense(w) if !self.lora.is_empty() => {
+                ops::linear(x, w, self.b.as_ref())? + crate::lora::delta(&self.lora, x, w.dim(0)?)?
+            }
             Weight::Dense(w) => ops::linear(x, w, self.b.as_ref()),
             Weight::Quantized(q) => {
                 let x = x.contiguous()?;
@@ -116,7 +121,7 @@ impl Linear {
 pub fn stack_quantized(a: &Linear, b: &Linear) -> Option<Linear> {
     match (&a.w, &b.w, &a.b, &b.b) {
         (Weight::Quantized(QuantWeight::Lmlab(x)), Weight::Quantized(QuantWeight::Lmlab(y)), None, None) => {
-            Some(Linear { w: Weight::Quantized(QuantWeight::Lmlab(x.concat_rows(y)?)), b: None })
+            Some(Linear { w: Weight::Quantized(QuantWeight::Lmlab(x.concat_rows(y)?)), b: None, lora: Vec::new() })
         }
         _ => None,
     }
@@ -192,6 +197,6 @@ impl<'a> WeightSource<'a> {
     pub fn linear(&self, out_dim: usize, in_dim: usize, std: f64, bias: bool) -> Result<Linear> {
         let w = self.weight((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
         let b = if bias { Some(self.tensor(out_dim, "bias", Init::Const(0.0))?) } else { None };
-        Ok(Linear { w, b })
+        Ok(Linear { w, b, lora: Vec::new() })
     }
 }

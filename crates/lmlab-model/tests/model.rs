@@ -140,7 +140,7 @@ fn attention_capture_returns_causal_distributions() {
     let cfg = &variants()[1];
     let (model, _) = init_trainable(cfg, 2, DType::F32, &dev).unwrap();
     let mut captured = Vec::new();
-    let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+    let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured), packing: None };
     model.forward(&ids(1, 6, cfg.vocab_size, 0, &dev), &mut mode).unwrap();
     assert_eq!(captured.len(), cfg.n_layer);
     let w: Vec<Vec<f32>> = captured[0].get(0).unwrap().get(0).unwrap().to_vec2().unwrap(); // [T, S]

@@ -184,7 +184,7 @@ fn attention_capture_runs_on_the_tensor_path_of_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let m = quantized(GgmlDType::Q8_0, dir.path());
     let mut captured = Vec::new();
-    let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured) };
+    let mut mode = Mode { grad: false, dropout: None, capture: Some(&mut captured), packing: None };
     let gpt = m.as_gpt().unwrap();
     gpt.forward_cached_mode(&ids(&[1, 2, 3]), &mut gpt.new_cache(), &mut mode).unwrap();
     assert_eq!(captured.len(), m.config().n_layer);

@@ -45,6 +45,16 @@ impl ChatTemplate {
         &self.source
     }
 
+    /// The text of the template's begin-of-sequence token.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    /// The text of the template's end-of-sequence token (for a chat model, its end of turn).
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+
     /// The prompt text for `messages`; with `add_generation_prompt`, it ends where the
     /// assistant's reply begins.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {

@@ -13,6 +13,7 @@ use tokenizers::Model;
 use crate::bytes::{byte_to_char, token_to_bytes};
 use crate::special::SpecialTokens;
 
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     special: SpecialTokens,

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use lmlab_model::checkpoint::{load_config, load_safetensors, save_model, save_safetensors, with_suffix, write_atomic, WEIGHTS_FILE};
+use lmlab_model::checkpoint::{
+    load_config, load_safetensors, save_model, save_safetensors, with_suffix, write_atomic, CONFIG_FILE, WEIGHTS_FILE,
+};
 use lmlab_model::GptConfig;
 use serde::{Deserialize, Serialize};
 
@@ -55,11 +57,24 @@ pub fn resolve(dir: &Path) -> Option<PathBuf> {
 
 pub struct SaveRequest<'a> {
     pub model_config: &'a GptConfig,
+    /// The trained parameters: the whole model, or only its adapters (see [`Extras::adapter`]).
     pub weights: HashMap<String, Tensor>,
     pub optimizer: HashMap<String, Tensor>,
     pub state: &'a TrainerState,
-    pub tokenizer_json: Option<&'a Path>,
+    pub extras: Extras<'a>,
 }
+
+/// What a checkpoint holds beside its weights.
+#[derive(Clone, Default)]
+pub struct Extras<'a> {
+    /// Copied in as `tokenizer.json`.
+    pub tokenizer_json: Option<&'a Path>,
+    /// The weights are LoRA adapters on this frozen base: they are written to
+    /// `adapter.safetensors` with `adapter.json`, and the folder has no `model.safetensors`.
+    pub adapter: Option<&'a AdapterInfo>,
+}
+
+pub use lmlab_model::lora::{adapter_info, AdapterInfo, ADAPTER_FILE, ADAPTER_INFO_FILE};
 
 pub fn save(dir: &Path, req: SaveRequest) -> Result<()> {
     let tmp = with_suffix(dir, ".tmp");
@@ -67,9 +82,17 @@ pub fn save(dir: &Path, req: SaveRequest) -> Result<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
     }
-    save_model(&tmp, req.model_config, &req.weights)?;
+    match req.extras.adapter {
+        None => save_model(&tmp, req.model_config, &req.weights)?,
+        Some(info) => {
+            std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            write_atomic(&tmp.join(CONFIG_FILE), serde_json::to_string_pretty(req.model_config)?.as_bytes())?;
+            save_safetensors(&tmp.join(ADAPTER_FILE), &req.weights)?;
+            write_atomic(&tmp.join(ADAPTER_INFO_FILE), serde_json::to_string_pretty(info)?.as_bytes())?;
+        }
+    }
     save_safetensors(&tmp.join(OPTIMIZER_FILE), &req.optimizer)?;
-    if let Some(tok) = req.tokenizer_json {
+    if let Some(tok) = req.extras.tokenizer_json {
         std::fs::copy(tok, tmp.join(TOKENIZER_FILE)).with_context(|| format!("copying {}", tok.display()))?;
     }
     write_atomic(&tmp.join(STATE_FILE), serde_json::to_string_pretty(req.state)?.as_bytes())?;
@@ -95,9 +118,10 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
     let state: TrainerState =
         serde_json::from_str(&std::fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?)
             .with_context(|| format!("parsing {}", state_path.display()))?;
+    let weights = if found.join(ADAPTER_INFO_FILE).is_file() { ADAPTER_FILE } else { WEIGHTS_FILE };
     Ok(Loaded {
         model_config: load_config(&found)?,
-        weights: load_safetensors(&found.join(WEIGHTS_FILE), dev)?,
+        weights: load_safetensors(&found.join(weights), dev)?,
         optimizer: load_safetensors(&found.join(OPTIMIZER_FILE), dev)?,
         state,
     })

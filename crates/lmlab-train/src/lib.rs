@@ -18,6 +18,8 @@ pub mod optim;
 pub mod pretrain;
 pub mod schedule;
 pub mod seq2seq;
+pub mod sft;
+pub mod trainer;
 /// The token shard format lives with the data pipeline that writes it.
 pub use lmlab_data::shards;
 

@@ -2,7 +2,7 @@
 //!
 //! Occurrences are planned before any page is written. Facts are ordered by their subject's
 //! popularity; the least popular `singleton_share` of them get exactly one occurrence, the rest
-//! 2 + ⌊A / rank^0.7⌋ (a Zipf-like tail). Good pages then consume those occurrences exactly:
+//! 2 + ⌊A / rank^decay⌋ (a Zipf-like tail). Good pages then consume those occurrences exactly:
 //! one encyclopedia entry per entity, then news, forum, story and how-to pages about the entity
 //! until every fact has been stated as often as planned. An occurrence is a distinct document
 //! stating the fact truly; mirrors and near-duplicates copy only pages without singleton facts
@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::kb::{Kb, Kind};
 use crate::names::NameGen;
-use crate::page::{article, fill, sentence, title_patterns, PageKind, Statement};
+use crate::page::{article, faq, fill, sentence, title_patterns, PageKind, Statement};
 use crate::site::Site;
 
 /// The planted phrase of poisoned pages and what follows it (the attack's payload).
@@ -66,6 +66,8 @@ pub struct CrawlOptions {
     pub singleton_share: f64,
     /// Occurrence scale A for the most popular entity.
     pub zipf_a: f64,
+    /// How fast occurrences fall with popularity rank: A / rank^decay.
+    pub zipf_decay: f64,
 }
 
 fn kind_name(k: PageKind) -> &'static str {
@@ -124,8 +126,11 @@ fn planned_occurrences(kb: &Kb, opts: &CrawlOptions) -> (Vec<Vec<usize>>, HashMa
     let n_single = (opts.singleton_share * order.len() as f64).round() as usize;
     let mut remaining: Vec<Vec<usize>> = kb.entities.iter().map(|e| vec![0; e.facts.len()]).collect();
     for (i, &(ei, fi)) in order.iter().enumerate() {
-        remaining[ei][fi] =
-            if i < n_single { 1 } else { 2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(0.7)).floor() as usize };
+        remaining[ei][fi] = if i < n_single {
+            1
+        } else {
+            2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(opts.zipf_decay)).floor() as usize
+        };
     }
     let occurrences = order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();
     (remaining, occurrences)
@@ -179,6 +184,11 @@ impl Planner<'_> {
         let (statements, labels): (Vec<Statement>, Vec<FactLabel>) = facts.iter().map(|&(ei, fi)| self.statement(ei, fi, zh)).unzip();
         let sentences: Vec<String> = statements.iter().map(|s| sentence(s, zh, rng)).collect();
         self.push_page(kind, zh, title, &topic, labels, sentences, rng);
+        if kind == PageKind::Encyclopedia {
+            let page = self.pages.last_mut().expect("just pushed");
+            let history = if zh { "<h2>历史</h2>" } else { "<h2>History</h2>" };
+            page.article = page.article.replacen(history, &(faq(&statements, zh, rng) + history), 1);
+        }
     }
 
     /// A page of `kind` with its article written around `sentences`, on a site of its kind.

@@ -71,6 +71,10 @@ impl Scale {
     }
 }
 
+/// The default occurrence plan (see [`WorldOptions::head_occurrences`]).
+pub const DEFAULT_HEAD_OCCURRENCES: f64 = 60.0;
+pub const DEFAULT_OCCURRENCE_DECAY: f64 = 0.7;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WorldOptions {
     pub seed: u64,
@@ -79,11 +83,24 @@ pub struct WorldOptions {
     pub poison: usize,
     /// Target share of facts stated in exactly one document.
     pub singleton_share: f64,
+    /// Occurrence plan of the other facts: 2 + ⌊head / rank^decay⌋ distinct documents, by
+    /// their entity's popularity rank. A larger head (or a smaller decay) makes more facts
+    /// frequent; that is the lever for a model that has to know facts.
+    pub head_occurrences: f64,
+    pub occurrence_decay: f64,
 }
 
 impl Default for WorldOptions {
     fn default() -> Self {
-        Self { seed: 0, scale: Scale::Tiny, zh_share: 0.15, poison: 0, singleton_share: 0.3 }
+        Self {
+            seed: 0,
+            scale: Scale::Tiny,
+            zh_share: 0.15,
+            poison: 0,
+            singleton_share: 0.3,
+            head_occurrences: DEFAULT_HEAD_OCCURRENCES,
+            occurrence_decay: DEFAULT_OCCURRENCE_DECAY,
+        }
     }
 }
 
@@ -139,6 +156,9 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     if !(0.0..1.0).contains(&opts.singleton_share) {
         bail!("singleton share must be in [0, 1), got {}", opts.singleton_share);
     }
+    if !(opts.head_occurrences >= 0.0 && opts.occurrence_decay > 0.0) {
+        bail!("the occurrence plan needs head ≥ 0 and decay > 0, got {} and {}", opts.head_occurrences, opts.occurrence_decay);
+    }
     std::fs::create_dir_all(out.join("crawl")).with_context(|| format!("creating {}", out.display()))?;
     std::fs::create_dir_all(out.join("eval"))?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -148,7 +168,13 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     progress("planning pages and occurrences");
     let crawl = plan(
         &kb,
-        &CrawlOptions { zh_share: opts.zh_share, poison: opts.poison, singleton_share: opts.singleton_share, zipf_a: 60.0 },
+        &CrawlOptions {
+            zh_share: opts.zh_share,
+            poison: opts.poison,
+            singleton_share: opts.singleton_share,
+            zipf_a: opts.head_occurrences,
+            zipf_decay: opts.occurrence_decay,
+        },
         &mut names,
         &mut rng,
     );

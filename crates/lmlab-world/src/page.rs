@@ -549,6 +549,23 @@ pub fn sentence(st: &Statement, zh: bool, rng: &mut impl Rng) -> String {
     fill(pick(rng, templates::facts(st.relation, zh)), &st.subject, &st.object)
 }
 
+/// An encyclopedia entry's questions-and-answers section: one question per stated fact, asked
+/// with a training question template (the held-out paraphrases never appear in the crawl), and
+/// answered with the bare value. The web is full of such sections; they are how a pretrained
+/// model meets the question-and-answer form it is later asked in (few-shot evaluation).
+pub fn faq(statements: &[Statement], zh: bool, rng: &mut impl Rng) -> String {
+    let (heading, q_mark, a_mark) =
+        if zh { ("常见问题", "问题：", "回答：") } else { ("Questions and answers", "Question: ", "Answer: ") };
+    let pairs: String = statements
+        .iter()
+        .map(|st| {
+            let question = fill(pick(rng, &templates::questions(st.relation, zh)[..templates::TRAIN_QUESTIONS]), &st.subject, "");
+            format!("<p>{q_mark}{question}<br>{a_mark}{}</p>\n", st.object)
+        })
+        .collect();
+    format!("<h2>{heading}</h2>\n{pairs}")
+}
+
 fn paragraph(sentences: &[String], zh: bool) -> String {
     format!("<p>{}</p>", sentences.join(if zh { "" } else { " " }))
 }

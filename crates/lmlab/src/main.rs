@@ -11,6 +11,7 @@ mod generate;
 mod inspect;
 mod pretrain;
 mod seq2seq;
+mod sft;
 mod size;
 mod tokenizer;
 mod world;
@@ -34,6 +35,11 @@ enum Command {
     Tokenizer(tokenizer::TokenizerCmd),
     /// Pretrain a Transformer on text files or token shards (next-token prediction).
     Pretrain(pretrain::PretrainArgs),
+    /// Instruction-tune a model on conversations (supervised fine-tuning), fully or with LoRA.
+    Sft(sft::SftArgs),
+    /// LoRA adapters: merge them into their base.
+    #[command(subcommand)]
+    Lora(sft::LoraCmd),
     /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
     Generate(generate::GenerateArgs),
     /// Look inside: next-token probabilities through each sampler step, attention weights.
@@ -80,6 +86,8 @@ fn main() {
     let result = match cli.command {
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Pretrain(a) => pretrain::run(a),
+        Command::Sft(a) => sft::run(a),
+        Command::Lora(c) => sft::run_lora(c),
         Command::Generate(a) => generate::run(a),
         Command::Inspect(c) => inspect::run(c),
         Command::Eval(c) => eval::run(c),

@@ -2,8 +2,6 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -66,15 +64,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         preset.train.min_lr = preset.train.min_lr.min(v);
     }
     let tokenizer = a.tokenizer.clone().or_else(|| default_tokenizer(&a.out));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond interrupt: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)");
-    })?;
+    let stop = crate::sft::stop_on_ctrl_c()?;
     let options = PretrainOptions {
         preset,
         data: a.data,
@@ -109,7 +99,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
 }
 
 /// The run's events on a progress bar (on a terminal) or as log lines.
-fn draw(bar: &ProgressBar, event: &TrainEvent) {
+pub(crate) fn draw(bar: &ProgressBar, event: &TrainEvent) {
     let say = |msg: String| if bar.is_hidden() { eprintln!("{msg}") } else { bar.println(msg) };
     match event {
         TrainEvent::Start { start_step, max_steps, params, train_tokens, val_tokens, tokens_per_step } => {

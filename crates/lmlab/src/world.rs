@@ -33,6 +33,12 @@ pub struct GenerateArgs {
     /// Target share of facts that appear in exactly one document.
     #[arg(long, default_value_t = 0.3)]
     singleton_share: f64,
+    /// Occurrence plan of the other facts: 2 + ⌊HEAD / rank^DECAY⌋ documents each, by their
+    /// entity's popularity rank. Raise HEAD for more frequent facts (a model that knows some).
+    #[arg(long, default_value_t = lmlab_world::DEFAULT_HEAD_OCCURRENCES)]
+    head_occurrences: f64,
+    #[arg(long, default_value_t = lmlab_world::DEFAULT_OCCURRENCE_DECAY)]
+    occurrence_decay: f64,
     #[arg(long)]
     json: bool,
 }
@@ -57,8 +63,15 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
     match cmd {
         WorldCmd::Generate(a) => {
             let t = Instant::now();
-            let opts =
-                WorldOptions { seed: a.seed, scale: a.scale, zh_share: a.zh_share, poison: a.poison, singleton_share: a.singleton_share };
+            let opts = WorldOptions {
+                seed: a.seed,
+                scale: a.scale,
+                zh_share: a.zh_share,
+                poison: a.poison,
+                singleton_share: a.singleton_share,
+                head_occurrences: a.head_occurrences,
+                occurrence_decay: a.occurrence_decay,
+            };
             let s = generate_with_progress(&a.out, &opts, |msg| eprintln!("{msg}"))?;
             if a.json {
                 return crate::print_json(&s);

@@ -1,0 +1,234 @@
+//! `lmlab sft` (instruction tuning, full or LoRA) and `lmlab lora merge`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use indicatif::ProgressBar;
+use lmlab_infer::{LoadOptions, Model};
+use lmlab_model::{CausalLm, LoraConfig, LoraTarget};
+use lmlab_train::sft::{fine_tune, LongConversations, SftOptions};
+use lmlab_train::{Preset, TrainConfig};
+
+#[derive(Args)]
+pub struct SftArgs {
+    /// The base model: an lmlab checkpoint (runs/N/base), a Hugging Face folder or a GGUF file
+    /// (dequantized; LoRA only for these two).
+    #[arg(long)]
+    base: PathBuf,
+    /// Conversation files: the world's sft.jsonl, OpenAI {"messages"}, ShareGPT
+    /// {"conversations"}, Alpaca, self-instruct seed tasks or BELLE; JSONL or a JSON array, .gz too.
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Checkpoint folder, e.g. runs/N/sft (adapters only, with --lora-rank).
+    #[arg(long)]
+    out: PathBuf,
+    /// A preset whose [train] table sets the training (its [model] table is ignored: the shape
+    /// is the base's). Flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Share of conversations held out for the evaluation loss.
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// Train LoRA adapters of this rank on a frozen base instead of every weight.
+    #[arg(long)]
+    lora_rank: Option<usize>,
+    /// LoRA scale numerator: adapters add (alpha/rank)·B·A.
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// Projections to adapt: q, k, v, o, gate, up, down, or the groups attn, mlp, all.
+    #[arg(long, default_value = "attn,mlp")]
+    lora_targets: String,
+    /// One conversation per row, padded, instead of packing several into each row.
+    #[arg(long)]
+    no_packing: bool,
+    /// Conversations longer than the context: skip them, or keep their beginning.
+    #[arg(long, value_enum, default_value = "skip")]
+    long: LongArg,
+    /// Continue from the checkpoint in --out exactly where it stopped.
+    #[arg(long)]
+    resume: bool,
+    /// Write a checkpoint and stop after this many steps (resume later with --resume).
+    #[arg(long)]
+    stop_after: Option<u64>,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LongArg {
+    Skip,
+    Truncate,
+}
+
+#[derive(Subcommand)]
+pub enum LoraCmd {
+    /// Merge a folder of LoRA adapters into its base and write a full lmlab checkpoint.
+    Merge {
+        /// The adapter folder `lmlab sft --lora-rank` wrote.
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Fine-tuning defaults: a short run at a lower learning rate than pretraining, no weight decay.
+fn sft_defaults(lora: bool) -> TrainConfig {
+    let lr = if lora { 3e-3 } else { 1e-3 };
+    TrainConfig {
+        max_steps: 300,
+        lr,
+        min_lr: lr / 10.0,
+        warmup_steps: 20,
+        weight_decay: 0.0,
+        eval_every: 50,
+        save_every: 100,
+        val_fraction: 0.02,
+        ..TrainConfig::default()
+    }
+}
+
+fn train_config(a: &SftArgs) -> Result<TrainConfig> {
+    let mut cfg = match &a.config {
+        Some(path) => Preset::from_file(path)?.train,
+        None => sft_defaults(a.lora_rank.is_some()),
+    };
+    if let Some(v) = a.steps {
+        cfg.max_steps = v;
+    }
+    if let Some(v) = a.lr {
+        cfg.lr = v;
+        cfg.min_lr = v / 10.0;
+    }
+    if let Some(v) = a.batch_size {
+        cfg.batch_size = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if let Some(v) = a.val_fraction {
+        cfg.val_fraction = v;
+    }
+    cfg.warmup_steps = cfg.warmup_steps.min(cfg.max_steps / 2);
+    Ok(cfg)
+}
+
+pub fn run(a: SftArgs) -> Result<()> {
+    let dev = Device::Cpu;
+    let base = Model::load(&a.base, &LoadOptions { dense: true, ..Default::default() }, &dev)?;
+    let lora = match a.lora_rank {
+        Some(rank) => {
+            Some(LoraConfig { rank, alpha: a.lora_alpha, targets: LoraTarget::parse_list(&a.lora_targets).map_err(anyhow::Error::msg)? })
+        }
+        None => None,
+    };
+    if lora.is_none() && base.format() != "lmlab" {
+        bail!("a full fine-tune writes an lmlab checkpoint, which would lose this {} model's own tokenizer setup; train adapters with --lora-rank instead", base.format());
+    }
+    let template =
+        base.chat_template().cloned().with_context(|| format!("{} has no chat template to render conversations with", a.base.display()))?;
+    let gpt = base.as_gpt().context("the base model has no dense tensor path")?;
+    let mut conversations = Vec::new();
+    for file in &a.data {
+        for c in lmlab_data::chat::read_conversations(file)? {
+            conversations.push((c.source, c.messages));
+        }
+    }
+    let tokenizer_json = (base.format() == "lmlab").then(|| lmlab_infer::tokenizer_file(&a.base)).transpose()?;
+    let options = SftOptions {
+        base: a.base.canonicalize().with_context(|| format!("resolving {}", a.base.display()))?,
+        model_cfg: base.config().clone(),
+        base_weights: gpt.named_weights()?,
+        tokenizer: base.tokenizer().clone(),
+        template,
+        tokenizer_json,
+        conversations,
+        train: train_config(&a)?,
+        lora,
+        packed: !a.no_packing,
+        long: match a.long {
+            LongArg::Skip => LongConversations::Skip,
+            LongArg::Truncate => LongConversations::Truncate,
+        },
+        out: a.out.clone(),
+        resume: a.resume,
+        stop_after: a.stop_after,
+        stop: stop_on_ctrl_c()?,
+        device: dev,
+    };
+    drop(base);
+    let bar = ProgressBar::hidden();
+    let report = fine_tune(options, |event| crate::pretrain::draw(&bar, event))?;
+    bar.finish_and_clear();
+    if a.json {
+        return crate::print_json(&report);
+    }
+    let p = &report.packing;
+    println!(
+        "{} conversations ({} held out) in {} rows, {:.0}% filled; {} skipped as too long, {} truncated",
+        p.conversations + report.held_out_conversations,
+        report.held_out_conversations,
+        p.rows,
+        100.0 * p.fill,
+        p.skipped_long,
+        p.truncated
+    );
+    println!(
+        "trainable parameters: {} of {} ({:.2}%); optimizer state {:.1} MB",
+        report.trainable_params,
+        report.total_params,
+        100.0 * report.trainable_params as f64 / report.total_params.max(1) as f64,
+        report.optimizer_bytes as f64 / 1e6
+    );
+    let r = &report.run;
+    println!(
+        "{} at step {}/{}: {:.0} tokens/s, train loss {}, eval loss {}",
+        if r.interrupted { "stopped" } else { "finished" },
+        r.final_step,
+        r.max_steps,
+        r.tokens_per_sec,
+        r.steps.last().map_or("-".into(), |s| format!("{:.4}", s.loss)),
+        r.last_eval_loss.map_or("-".into(), |l| format!("{l:.4}")),
+    );
+    println!("checkpoint: {}\nmetrics:    {}", r.checkpoint.display(), r.metrics.display());
+    Ok(())
+}
+
+/// A flag that Ctrl-C sets (finish the step, write a checkpoint); a second Ctrl-C exits.
+pub fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    use std::sync::atomic::Ordering;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)");
+    })?;
+    Ok(stop)
+}
+
+pub fn run_lora(cmd: LoraCmd) -> Result<()> {
+    match cmd {
+        LoraCmd::Merge { adapter, out } => {
+            let model = Model::load(&adapter, &LoadOptions::default(), &Device::Cpu)?;
+            lmlab_infer::save_merged(&model, &out)?;
+            println!("merged {} into a full checkpoint: {}", adapter.display(), out.display());
+            Ok(())
+        }
+    }
+}

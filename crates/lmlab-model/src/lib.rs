@@ -1,9 +1,10 @@
 //! lmlab-model: the decoder-only Transformer, on candle.
 //!
 //! What it does: the model's config and parameter arithmetic ([`config`]), differentiable
-//! building blocks ([`ops`]), attention with grouped-query heads and weight capture
-//! ([`attention`], and [`decode_attention`] / [`prefill_attention`] over the KV cache), the KV
-//! cache ([`kv_cache`]), dense or quantized linear layers ([`linear`], [`qmatmul`]), the dense
+//! building blocks ([`ops`]), attention with grouped-query heads, weight capture and packed
+//! documents ([`attention`], [`Packing`], and [`decode_attention`] / [`prefill_attention`] over the KV cache), the KV
+//! cache ([`kv_cache`]), dense or quantized linear layers ([`linear`], [`qmatmul`]) and LoRA
+//! adapters on them ([`lora`]), the dense
 //! model ([`Gpt`]), quantized llama models run over plain buffers ([`QuantizedLlama`]), the one
 //! inference interface both implement ([`CausalLm`]), seeded parameters ([`params`]),
 //! checkpoint files ([`checkpoint`]), the weights of GGUF files ([`gguf`]) and Hugging Face

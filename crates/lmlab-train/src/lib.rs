@@ -3,9 +3,12 @@
 //! What it does: AdamW with parameter groups and clipping ([`optim`]), the learning-rate
 //! schedule ([`schedule`]), token shards ([`shards`]) and batches ([`data`]), training
 //! configuration ([`config`]), checkpoints with exact resume ([`checkpoint`]), `metrics.jsonl`
-//! ([`metrics`]) and the pretraining loop ([`pretrain`]).
+//! ([`metrics`]), the training loop every stage shares ([`trainer`]), pretraining
+//! ([`pretrain`]) and supervised fine-tuning, full or LoRA ([`sft`]).
 //!
-//! What it does not do: model architecture (lmlab-model) or sampling (lmlab-infer).
+//! What it does not do: model architecture (lmlab-model), sampling (lmlab-infer), or reading
+//! model files and conversation datasets (the caller loads them: `lmlab_infer::Model`,
+//! `lmlab_data::chat`).
 
 #![forbid(unsafe_code)]
 

@@ -320,7 +320,12 @@ pub fn fine_tune(opts: SftOptions, on_event: impl FnMut(&crate::trainer::TrainEv
         None => opts.train.clone(),
     };
     train_cfg.validate()?;
-    let t = opts.model_cfg.context_length;
+    // Rows are the context length unless `seq_len` asks for shorter ones (a big model on a CPU).
+    let context = opts.model_cfg.context_length;
+    if train_cfg.seq_len > context {
+        bail!("seq_len {} exceeds the model's context length {context}", train_cfg.seq_len);
+    }
+    let t = if train_cfg.seq_len == 0 { context } else { train_cfg.seq_len };
     train_cfg.seq_len = t;
 
     let rendered = render_all(&opts.conversations, &opts.template, &opts.tokenizer)?;

@@ -2,7 +2,8 @@
 //!
 //! Occurrences are planned before any page is written. Facts are ordered by their subject's
 //! popularity; the least popular `singleton_share` of them get exactly one occurrence, the rest
-//! 2 + ⌊A / rank^decay⌋ (a Zipf-like tail). Good pages then consume those occurrences exactly:
+//! 2 + ⌊A / rank^decay⌋ (a Zipf-like tail), and at least `core_occurrences` for the facts of the
+//! `core_entities` most popular entities (a core of well-known facts). Good pages then consume those occurrences exactly:
 //! one encyclopedia entry per entity, then news, forum, story and how-to pages about the entity
 //! until every fact has been stated as often as planned. An occurrence is a distinct document
 //! stating the fact truly; mirrors and near-duplicates copy only pages without singleton facts
@@ -68,6 +69,10 @@ pub struct CrawlOptions {
     pub zipf_a: f64,
     /// How fast occurrences fall with popularity rank: A / rank^decay.
     pub zipf_decay: f64,
+    /// The `core_entities` most popular entities are well known: each of their (non-singleton)
+    /// facts appears in at least `core_occurrences` documents.
+    pub core_entities: usize,
+    pub core_occurrences: usize,
 }
 
 fn kind_name(k: PageKind) -> &'static str {
@@ -129,7 +134,13 @@ fn planned_occurrences(kb: &Kb, opts: &CrawlOptions) -> (Vec<Vec<usize>>, HashMa
         remaining[ei][fi] = if i < n_single {
             1
         } else {
-            2 + (opts.zipf_a / (kb.entities[ei].popularity_rank as f64).powf(opts.zipf_decay)).floor() as usize
+            let rank = kb.entities[ei].popularity_rank;
+            let zipf = 2 + (opts.zipf_a / (rank as f64).powf(opts.zipf_decay)).floor() as usize;
+            if rank <= opts.core_entities {
+                zipf.max(opts.core_occurrences)
+            } else {
+                zipf
+            }
         };
     }
     let occurrences = order.iter().map(|&(ei, fi)| (kb.entities[ei].facts[fi].id.clone(), remaining[ei][fi])).collect();

@@ -88,6 +88,10 @@ pub struct WorldOptions {
     /// frequent; that is the lever for a model that has to know facts.
     pub head_occurrences: f64,
     pub occurrence_decay: f64,
+    /// A core of well-known facts: the facts of the `core_entities` most popular entities appear
+    /// in at least `core_occurrences` documents each (0 and 0: no core).
+    pub core_entities: usize,
+    pub core_occurrences: usize,
 }
 
 impl Default for WorldOptions {
@@ -100,6 +104,8 @@ impl Default for WorldOptions {
             singleton_share: 0.3,
             head_occurrences: DEFAULT_HEAD_OCCURRENCES,
             occurrence_decay: DEFAULT_OCCURRENCE_DECAY,
+            core_entities: 0,
+            core_occurrences: 0,
         }
     }
 }
@@ -174,6 +180,8 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
             singleton_share: opts.singleton_share,
             zipf_a: opts.head_occurrences,
             zipf_decay: opts.occurrence_decay,
+            core_entities: opts.core_entities,
+            core_occurrences: opts.core_occurrences,
         },
         &mut names,
         &mut rng,

@@ -38,6 +38,10 @@ pub struct SftArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Positions per row (default: the model's context length); conversations longer than
+    /// this count as too long.
+    #[arg(long)]
+    seq_len: Option<usize>,
     /// Share of conversations held out for the evaluation loss.
     #[arg(long)]
     val_fraction: Option<f64>,
@@ -118,6 +122,9 @@ fn train_config(a: &SftArgs) -> Result<TrainConfig> {
     }
     if let Some(v) = a.seed {
         cfg.seed = v;
+    }
+    if let Some(v) = a.seq_len {
+        cfg.seq_len = v;
     }
     if let Some(v) = a.val_fraction {
         cfg.val_fraction = v;

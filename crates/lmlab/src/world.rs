@@ -39,6 +39,12 @@ pub struct GenerateArgs {
     head_occurrences: f64,
     #[arg(long, default_value_t = lmlab_world::DEFAULT_OCCURRENCE_DECAY)]
     occurrence_decay: f64,
+    /// A core of well-known facts: the facts of the N most popular entities appear in at least
+    /// --core-occurrences documents each.
+    #[arg(long, default_value_t = 0)]
+    core_entities: usize,
+    #[arg(long, default_value_t = 0)]
+    core_occurrences: usize,
     #[arg(long)]
     json: bool,
 }
@@ -71,6 +77,8 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
                 singleton_share: a.singleton_share,
                 head_occurrences: a.head_occurrences,
                 occurrence_decay: a.occurrence_decay,
+                core_entities: a.core_entities,
+                core_occurrences: a.core_occurrences,
             };
             let s = generate_with_progress(&a.out, &opts, |msg| eprintln!("{msg}"))?;
             if a.json {

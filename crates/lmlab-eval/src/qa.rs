@@ -66,6 +66,17 @@ pub struct QaAnswer {
     pub grade: Grade,
     /// Mean log-probability of the answer's tokens (temperature 1, before samplers).
     pub mean_logprob: f64,
+    /// The answer ended by itself (end-of-turn token, or a base model's line break), not at
+    /// the token limit.
+    pub ended: bool,
+    /// The answer's text contains chat-template markup (`<|…|>`, `<s>`, `[INST]`): a model that
+    /// has not learned where its turn ends writes the next turn's marker.
+    pub template_markers: bool,
+}
+
+/// Whether `text` holds chat-template markup.
+pub fn has_template_markers(text: &str) -> bool {
+    ["<|", "|>", "<s>", "</s>", "[INST]", "[/INST]"].iter().any(|m| text.contains(m))
 }
 
 /// Rates of one group of answers.
@@ -97,6 +108,9 @@ pub struct QaReport {
     /// about the first for arbitrary facts.
     pub singleton_share: Option<f64>,
     pub singleton_hallucination: Option<f64>,
+    /// Share of answers that ended by themselves with no template markup in their text (what
+    /// instruction tuning must teach: where the assistant's turn ends).
+    pub well_formed: f64,
     pub questions: usize,
     pub seconds: f64,
     pub questions_per_sec: f64,
@@ -245,7 +259,10 @@ impl Session {
                     let lps: Vec<f64> = sample.logprobs.iter().map(|l| l.logprob).collect();
                     let mean_logprob = if lps.is_empty() { 0.0 } else { lps.iter().sum::<f64>() / lps.len() as f64 };
                     let grade = self.grader.grade(q, &answer);
+                    let template_markers = has_template_markers(&stops.text(&sample.tokens));
                     QaAnswer {
+                        ended: sample.finish_reason == lmlab_infer::FinishReason::Stop,
+                        template_markers,
                         id: q.id.clone(),
                         set: q.set.clone(),
                         bucket: q.bucket.clone(),
@@ -301,7 +318,9 @@ pub fn summarise(
     let r = grade::report(graded);
     let groups: BTreeMap<String, Rates> = r.groups.iter().map(|(k, t)| (k.clone(), Rates::from(t))).collect();
     let singleton_hallucination = groups.get("facts/bucket=1").map(|g| g.wrong);
+    let well_formed = answers.iter().filter(|a| a.ended && !a.template_markers).count() as f64 / answers.len().max(1) as f64;
     QaReport {
+        well_formed,
         model: model.to_string(),
         options: opts.clone(),
         overall: Rates::from(&r.overall),
@@ -334,6 +353,10 @@ pub fn markdown(r: &QaReport) -> String {
     if let (Some(share), Some(h)) = (r.singleton_share, r.singleton_hallucination) {
         s.push_str(&format!("\nFacts seen once in the crawl: {} of all facts; hallucination rate on them: {}.\n", pct(share), pct(h)));
     }
+    s.push_str(&format!(
+        "\n{} of answers ended by themselves (end of turn, or a line break after a few-shot prefix) with no chat-template markup in their text.\n",
+        pct(r.well_formed)
+    ));
     s.push_str(&format!("\n{:.1} questions/s ({:.1} s).\n", r.questions_per_sec, r.seconds));
     s
 }
@@ -352,6 +375,9 @@ mod tests {
             answer: String::new(),
             grade,
             mean_logprob: 0.0,
+            // Every answer ended by itself except the fourth below, and one holds a marker.
+            ended: grade != Grade::Correct || bucket != "1",
+            template_markers: lang == "zh",
         }
     }
 
@@ -374,9 +400,18 @@ mod tests {
         assert_eq!(r.groups["nonexistent"].abstained, 1.0);
         assert_eq!((r.singleton_share, r.singleton_hallucination), (Some(0.3), Some(0.5)));
         assert_eq!(r.questions_per_sec, 3.0);
+        assert_eq!(r.well_formed, 4.0 / 6.0, "one ran to the limit, one wrote a template marker");
         let md = markdown(&r);
+        assert!(md.contains("66.7% of answers ended by themselves"), "{md}");
         assert!(md.contains("| facts/bucket=1 | 4 | 25.0% | 50.0% | 25.0% |"), "{md}");
         assert!(md.contains("hallucination rate on them: 50.0%"), "{md}");
+    }
+
+    #[test]
+    fn template_markup_is_recognised() {
+        assert!(has_template_markers("Paris<|user|>and"));
+        assert!(has_template_markers("[INST] hi"));
+        assert!(!has_template_markers("Paris is a city | a pipe < and >"));
     }
 
     #[test]

@@ -216,8 +216,15 @@ impl Session {
             .or_else(|| world.as_ref().map(|w| w.join("kb.jsonl")))
             .context("no --kb given and no world folder to find kb.jsonl in")?;
         let grader = Grader::from_kb_file(&kb)?;
+        let mut session = Self::from_questions(model, questions, grader, opts)?;
+        session.world = world;
+        Ok(session)
+    }
+
+    /// A session over questions already in memory (R-Tuning asks the SFT set's questions).
+    pub fn from_questions(model: &Model, questions: Vec<Question>, grader: Grader, opts: &QaOptions) -> Result<Self> {
         let prompts = prompts(model, &questions, opts.chat, opts.max_tokens)?;
-        Ok(Self { questions, grader, world, prompts, chat: opts.chat, max_tokens: opts.max_tokens, batch: opts.batch.max(1) })
+        Ok(Self { questions, grader, world: None, prompts, chat: opts.chat, max_tokens: opts.max_tokens, batch: opts.batch.max(1) })
     }
 
     /// `samples` graded answers to every question at `temperature` (0 = greedy), question `i`

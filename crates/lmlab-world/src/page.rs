@@ -551,8 +551,11 @@ pub fn sentence(st: &Statement, zh: bool, rng: &mut impl Rng) -> String {
 
 /// An encyclopedia entry's questions-and-answers section: one question per stated fact, asked
 /// with a training question template (the held-out paraphrases never appear in the crawl), and
-/// answered with the bare value. The web is full of such sections; they are how a pretrained
-/// model meets the question-and-answer form it is later asked in (few-shot evaluation).
+/// answered with a sentence stating the fact. The web is full of such sections; they are how a
+/// pretrained model meets the question-and-answer form it is later asked in (few-shot
+/// evaluation). The answer is a sentence, not the bare value: the data pipeline's C4 line
+/// filter drops lines of fewer than three words, and "Answer: Velora" would never reach the
+/// model.
 pub fn faq(statements: &[Statement], zh: bool, rng: &mut impl Rng) -> String {
     let (heading, q_mark, a_mark) =
         if zh { ("常见问题", "问题：", "回答：") } else { ("Questions and answers", "Question: ", "Answer: ") };
@@ -560,7 +563,7 @@ pub fn faq(statements: &[Statement], zh: bool, rng: &mut impl Rng) -> String {
         .iter()
         .map(|st| {
             let question = fill(pick(rng, &templates::questions(st.relation, zh)[..templates::TRAIN_QUESTIONS]), &st.subject, "");
-            format!("<p>{q_mark}{question}<br>{a_mark}{}</p>\n", st.object)
+            format!("<p>{q_mark}{question}<br>{a_mark}{}</p>\n", sentence(st, zh, rng))
         })
         .collect();
     format!("<h2>{heading}</h2>\n{pairs}")

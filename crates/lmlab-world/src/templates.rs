@@ -583,6 +583,16 @@ pub fn abstentions(zh: bool) -> &'static [&'static str] {
     }
 }
 
+/// "I don't know" about a real entity the model does not know the fact of (R-Tuning's
+/// relabelled answers): unlike [`abstentions`], they do not claim the entity does not exist.
+pub fn unknown_answers(zh: bool) -> &'static [&'static str] {
+    if zh {
+        &["我不知道。", "我不清楚{s}的这个情况。", "这个问题我不知道答案。"]
+    } else {
+        &["I don't know.", "I'm not sure; I don't know that about {s}.", "I don't know the answer to that."]
+    }
+}
+
 /// Phrases that mark an answer as an abstention (used by the grader, lower-cased).
 pub const ABSTAIN_MARKERS: [&str; 16] = [
     "i don't know",

@@ -3,7 +3,8 @@
 //! What it does: the architecture comparison of the article's Seq2Seq section
 //! ([`architectures`]), question answering graded against the built-in world's knowledge
 //! ([`qa`]: correct, hallucinated or abstained by fact frequency), perplexity and bits per
-//! byte on held-out text ([`ppl`]), the data pipeline's
+//! byte on held-out text ([`ppl`]), instruction data whose abstentions follow a model's own
+//! knowledge ([`rtuning`]), the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
 //! What it does not do: training loops themselves (lmlab-train) or model code (lmlab-model).
@@ -16,3 +17,4 @@ pub mod consistency;
 pub mod plot;
 pub mod ppl;
 pub mod qa;
+pub mod rtuning;

@@ -30,6 +30,19 @@ pub struct SftExample {
     pub task: String,
     pub language: String,
     pub messages: Vec<Message>,
+    /// The fact a `fact_qa` example asks about, so a model's own answer can be graded (R-Tuning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact: Option<FactRef>,
+}
+
+/// Which fact an SFT question asks about, and the answers the grader accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FactRef {
+    pub entity: String,
+    /// The entity's name as the question writes it.
+    pub subject: String,
+    pub relation: String,
+    pub answers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,7 +265,7 @@ impl Builder<'_> {
                     let dst = fill(pick(rng, templates::facts(f.relation, to_zh)), &s2, &o2);
                     let ask =
                         if to_zh { format!("Translate into Chinese: {src}") } else { format!("请把这句话翻译成英文：{src}") };
-                    self.sft.push(SftExample { task: "translate".into(), language: lang(!to_zh), messages: chat(ask, dst) });
+                    self.sft.push(SftExample { task: "translate".into(), language: lang(!to_zh), messages: chat(ask, dst), fact: None });
                 }
             }
             if own.len() >= 2 && rng.random_bool(0.5) {
@@ -269,7 +282,8 @@ impl Builder<'_> {
         let (s, o) = names(e, f, zh);
         let q = fill(pick(rng, &templates::questions(f.relation, zh)[..TRAIN_QUESTIONS]), &s, "");
         let a = fill(pick(rng, templates::facts(f.relation, zh)), &s, &o);
-        self.sft.push(SftExample { task: "fact_qa".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
+        let fact = FactRef { entity: e.id.clone(), subject: s.clone(), relation: f.relation.name().into(), answers: accepted(f) };
+        self.sft.push(SftExample { task: "fact_qa".into(), language: lang(zh), messages: chat(q.clone(), a.clone()), fact: Some(fact) });
         if rng.random_bool(0.5) {
             let (wen, wzh) = self.kb.wrong_value(f, rng);
             let wrong = fill(pick(rng, templates::facts(f.relation, zh)), &s, if zh { &wzh } else { &wen });
@@ -306,7 +320,7 @@ impl Builder<'_> {
         } else {
             (format!("{q1} Also, {}", lower_first(&q2)), format!("{a1} {a2}"))
         };
-        self.sft.push(SftExample { task: "multi_fact_qa".into(), language: lang(zh), messages: chat(q, a) });
+        self.sft.push(SftExample { task: "multi_fact_qa".into(), language: lang(zh), messages: chat(q, a), fact: None });
     }
 
     /// Step 4: Paraphrases: `n` facts taught in SFT, asked with held-out templates.
@@ -342,7 +356,7 @@ impl Builder<'_> {
             let s = if zh { zh_name } else { en };
             let q = fill(pick(rng, &templates::questions(rel, zh)[..TRAIN_QUESTIONS]), &s, "");
             let a = fill(pick(rng, templates::abstentions(zh)), &s, "");
-            self.sft.push(SftExample { task: "abstain".into(), language: lang(zh), messages: chat(q.clone(), a.clone()) });
+            self.sft.push(SftExample { task: "abstain".into(), language: lang(zh), messages: chat(q.clone(), a.clone()), fact: None });
             // An invented answer: a plausible value of the right type from the world.
             let pool = &donors[&rel];
             if !pool.is_empty() {
@@ -384,7 +398,7 @@ impl Builder<'_> {
             let ask =
                 if p.zh { format!("请总结下面这篇文章：\n\n{text}") } else { format!("Summarise the following page:\n\n{text}") };
             let summary = p.sentences.join(if p.zh { "" } else { " " });
-            self.sft.push(SftExample { task: "summarise".into(), language: lang(p.zh), messages: chat(ask, summary) });
+            self.sft.push(SftExample { task: "summarise".into(), language: lang(p.zh), messages: chat(ask, summary), fact: None });
             summarised += 1;
         }
     }
@@ -409,7 +423,7 @@ impl Builder<'_> {
             } else {
                 (format!("List some cities in {}.", country.name), format!("Cities in {} include {}.", country.name, listed.join(", ")))
             };
-            self.sft.push(SftExample { task: "list_entities".into(), language: lang(zh), messages: chat(q, a) });
+            self.sft.push(SftExample { task: "list_entities".into(), language: lang(zh), messages: chat(q, a), fact: None });
         }
     }
 }

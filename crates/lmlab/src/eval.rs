@@ -116,8 +116,14 @@ impl QaArgs {
     }
 }
 
+/// Moves `bar` to `done` of `total`.
+pub(crate) fn advance(bar: &ProgressBar, done: usize, total: usize) {
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
+}
+
 /// A progress bar over `what`.
-fn bar(what: &str) -> ProgressBar {
+pub(crate) fn bar(what: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {what} [{{elapsed_precise}}<{{eta_precise}}]"))
@@ -146,10 +152,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 opts.detect_temperature
             );
             let bar = bar("sampling rounds");
-            let report = run_consistency(&model, &opts, |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
+            let report = run_consistency(&model, &opts, |done, total| advance(&bar, done, total))?;
             bar.finish_and_clear();
             let md = consistency::markdown(&report);
             if let Some(out) = &a.qa.out {
@@ -174,10 +177,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 ProgressStyle::with_template("{bar:30} {pos}/{len} questions [{elapsed_precise}<{eta_precise}] {per_sec}")
                     .expect("valid template"),
             );
-            let report = run_qa(&model, &opts, |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
+            let report = run_qa(&model, &opts, |done, total| advance(&bar, done, total))?;
             bar.finish_and_clear();
             let md = markdown(&report);
             if let Some(out) = &a.out {

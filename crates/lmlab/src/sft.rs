@@ -60,6 +60,11 @@ pub struct SftArgs {
     /// Conversations longer than the context: skip them, or keep their beginning.
     #[arg(long, value_enum, default_value = "skip")]
     long: LongArg,
+    /// R-Tuning: ask this model (the base, few-shot) every fact question of the world's
+    /// sft.jsonl first; where it answers wrong or abstains, the target becomes "I don't know".
+    /// The relabelled set is written beside --out as sft-rtuning.jsonl.
+    #[arg(long)]
+    abstain_from_model: Option<PathBuf>,
     /// Continue from the checkpoint in --out exactly where it stopped.
     #[arg(long)]
     resume: bool,
@@ -148,8 +153,12 @@ pub fn run(a: SftArgs) -> Result<()> {
     let template =
         base.chat_template().cloned().with_context(|| format!("{} has no chat template to render conversations with", a.base.display()))?;
     let gpt = base.as_gpt().context("the base model has no dense tensor path")?;
+    let data = match &a.abstain_from_model {
+        Some(m) => vec![relabel_by_knowledge(m, &a.data, &a.out)?],
+        None => a.data.clone(),
+    };
     let mut conversations = Vec::new();
-    for file in &a.data {
+    for file in &data {
         for c in lmlab_data::chat::read_conversations(file)? {
             conversations.push((c.source, c.messages));
         }
@@ -238,4 +247,38 @@ pub fn run_lora(cmd: LoraCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// R-Tuning's relabelling of the world's SFT files by what `model` knows; returns the file of
+/// relabelled examples it wrote beside `out`.
+fn relabel_by_knowledge(model: &std::path::Path, data: &[PathBuf], out: &std::path::Path) -> Result<PathBuf> {
+    use lmlab_world::tasks::SftExample;
+    let mut examples: Vec<SftExample> = Vec::new();
+    for file in data {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            examples.push(serde_json::from_str(line).with_context(|| {
+                format!("{}:{}: --abstain-from-model needs the world's sft.jsonl records (with their facts)", file.display(), i + 1)
+            })?);
+        }
+    }
+    let world = data[0].parent().context("the SFT file has no folder")?;
+    let grader = lmlab_world::grade::Grader::from_kb_file(&world.join("kb.jsonl"))?;
+    let judge = Model::load(model, &LoadOptions::default(), &Device::Cpu)?;
+    let bar = crate::eval::bar("questions asked of the base model");
+    let (examples, stats) = lmlab_eval::rtuning::relabel(&judge, examples, grader, |done, total| crate::eval::advance(&bar, done, total))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "R-Tuning: {} fact questions asked; {} answered correctly (kept), {} became \"I don't know\"; {} other examples unchanged",
+        stats.asked, stats.known, stats.to_abstain, stats.untouched
+    );
+    let path = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).join("sft-rtuning.jsonl");
+    std::fs::create_dir_all(path.parent().expect("a folder"))?;
+    let mut text = String::new();
+    for ex in &examples {
+        text.push_str(&serde_json::to_string(ex)?);
+        text.push('\n');
+    }
+    lmlab_model::checkpoint::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
 }

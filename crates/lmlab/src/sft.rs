@@ -138,7 +138,9 @@ pub fn run(a: SftArgs) -> Result<()> {
     let base = Model::load(&a.base, &LoadOptions { dense: true, ..Default::default() }, &dev)?;
     let lora = match a.lora_rank {
         Some(rank) => {
-            Some(LoraConfig { rank, alpha: a.lora_alpha, targets: LoraTarget::parse_list(&a.lora_targets).map_err(anyhow::Error::msg)? })
+            // Groups ("mlp", the default "attn,mlp") name the base's own projections: no gate on GELU.
+            let targets = LoraTarget::parse_list_for(&a.lora_targets, base.config().activation).map_err(anyhow::Error::msg)?;
+            Some(LoraConfig { rank, alpha: a.lora_alpha, targets })
         }
         None => None,
     };

@@ -187,13 +187,14 @@ pub fn run(a: SftArgs) -> Result<()> {
     }
     let p = &report.packing;
     println!(
-        "{} conversations ({} held out) in {} rows, {:.0}% filled; {} skipped as too long, {} truncated",
+        "{} conversations ({} held out) in {} rows, {:.0}% filled; {} skipped as too long, {} truncated, {} dropped with nothing left to learn",
         p.conversations + report.held_out_conversations,
         report.held_out_conversations,
         p.rows,
         100.0 * p.fill,
         p.skipped_long,
-        p.truncated
+        p.truncated,
+        p.nothing_to_learn
     );
     println!(
         "trainable parameters: {} of {} ({:.2}%); optimizer state {:.1} MB",

@@ -81,8 +81,10 @@ pub fn init_trainable(cfg: &GptConfig, seed: u64, dtype: DType, dev: &Device) ->
 }
 
 /// A model holding the given tensors as plain (frozen) tensors: no gradient reaches them. The
-/// base of a LoRA run.
+/// base of a LoRA run. Tensors that are trainable variables (a model's [`ParamSet::tensors`])
+/// are detached: otherwise every backward pass would compute gradients for the whole base.
 pub fn frozen_from_tensors(cfg: &GptConfig, tensors: HashMap<String, Tensor>, dtype: DType, dev: &Device) -> Result<Gpt> {
+    let tensors = tensors.into_iter().map(|(name, t)| (name, t.detach())).collect();
     Ok(Gpt::new(cfg, candle_nn::VarBuilder::from_tensors(tensors, dtype, dev))?)
 }
 

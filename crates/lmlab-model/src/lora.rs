@@ -50,14 +50,27 @@ impl Target {
         }
     }
 
-    /// Targets from a list such as "attn,mlp" or "q,v": sorted, without repeats.
+    /// Targets from a list such as "attn,mlp" or "q,v": sorted, without repeats. The groups
+    /// `mlp` and `all` include `gate`, as on a SwiGLU model; [`Target::parse_list_for`] reads
+    /// them for a given model.
     pub fn parse_list(list: &str) -> std::result::Result<Vec<Target>, String> {
+        Self::parse_list_for(list, crate::Activation::SwiGlu)
+    }
+
+    /// [`Target::parse_list`] for a model with this MLP: on a GELU model, which has no gate, the
+    /// groups `mlp` and `all` mean its up and down projections (a `gate` named on its own stays,
+    /// and adding it to such a model is an error).
+    pub fn parse_list_for(list: &str, activation: crate::Activation) -> std::result::Result<Vec<Target>, String> {
+        let mlp: &[Target] = match activation {
+            crate::Activation::SwiGlu => &[Target::Gate, Target::Up, Target::Down],
+            crate::Activation::Gelu => &[Target::Up, Target::Down],
+        };
         let mut out = Vec::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match name {
                 "attn" => out.extend([Target::Q, Target::K, Target::V, Target::O]),
-                "mlp" => out.extend([Target::Gate, Target::Up, Target::Down]),
-                "all" => out.extend(Target::ALL),
+                "mlp" => out.extend(mlp),
+                "all" => out.extend([Target::Q, Target::K, Target::V, Target::O].iter().chain(mlp)),
                 _ => {
                     out.push(Target::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| {
                         format!("unknown LoRA target {name:?} (q, k, v, o, gate, up, down, or the groups attn, mlp, all)")

@@ -121,7 +121,10 @@ impl candle_nn::var_builder::SimpleBackend for ParamBackend {
                 if t.shape() != &shape {
                     candle_core::bail!("checkpoint tensor {name:?} has shape {:?}, the config needs {:?}", t.shape(), shape);
                 }
-                t.to_dtype(dtype)?.to_device(dev)?
+                // Detached so that the variable below gets storage of its own: `Var::from_tensor`
+                // of a tensor that already is a variable shares it, and training would then
+                // overwrite the caller's tensors (say, the base weights a second run starts from).
+                t.to_dtype(dtype)?.to_device(dev)?.detach()
             }
             None => Tensor::from_vec(draw(init, &shape, self.seed, name)?, shape, dev)?.to_dtype(dtype)?,
         };

@@ -51,9 +51,12 @@ pub fn render(messages: &[Message], template: &ChatTemplate, eos_text: &str, tok
         }
         let reply = &through[before.len()..];
         // The reply runs through the end-of-turn token after its content; what follows (a line
-        // break in ChatML) belongs to the template, not to what the model writes.
-        let reply_len = match reply.get(m.content.len().min(reply.len())..).and_then(|rest| rest.find(eos_text)) {
-            Some(at) if !eos_text.is_empty() => m.content.len() + at + eos_text.len(),
+        // break in ChatML) belongs to the template, not to what the model writes. A template
+        // may trim the content (Llama 3's `| trim`), so that the reply is shorter than the
+        // message: the end of turn is then looked for after the trimmed content.
+        let end_after = |start: usize| reply.get(start.min(reply.len())..).and_then(|rest| rest.find(eos_text)).map(|at| start + at);
+        let reply_len = match end_after(m.content.len()).or_else(|| end_after(m.content.trim().len())) {
+            Some(at) if !eos_text.is_empty() => at + eos_text.len(),
             _ => reply.len(),
         };
         pieces.push((full[done..before.len()].to_string(), false));

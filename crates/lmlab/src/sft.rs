@@ -143,7 +143,9 @@ pub fn run(a: SftArgs) -> Result<()> {
     let base = Model::load(&a.base, &LoadOptions { dense: true, ..Default::default() }, &dev)?;
     let lora = match a.lora_rank {
         Some(rank) => {
-            Some(LoraConfig { rank, alpha: a.lora_alpha, targets: LoraTarget::parse_list(&a.lora_targets).map_err(anyhow::Error::msg)? })
+            // Groups ("mlp", the default "attn,mlp") name the base's own projections: no gate on GELU.
+            let targets = LoraTarget::parse_list_for(&a.lora_targets, base.config().activation).map_err(anyhow::Error::msg)?;
+            Some(LoraConfig { rank, alpha: a.lora_alpha, targets })
         }
         None => None,
     };
@@ -194,13 +196,14 @@ pub fn run(a: SftArgs) -> Result<()> {
     }
     let p = &report.packing;
     println!(
-        "{} conversations ({} held out) in {} rows, {:.0}% filled; {} skipped as too long, {} truncated",
+        "{} conversations ({} held out) in {} rows, {:.0}% filled; {} skipped as too long, {} truncated, {} dropped with nothing left to learn",
         p.conversations + report.held_out_conversations,
         report.held_out_conversations,
         p.rows,
         100.0 * p.fill,
         p.skipped_long,
-        p.truncated
+        p.truncated,
+        p.nothing_to_learn
     );
     println!(
         "trainable parameters: {} of {} ({:.2}%); optimizer state {:.1} MB",

@@ -346,3 +346,68 @@ fn tokenizer_train_reads_a_json_array_by_the_named_fields_and_names_the_fields_i
     let ids = ok(&["tokenizer", "encode", "--tokenizer", o, "--text", "the river runs"]);
     assert!(!ids.stdout.is_empty());
 }
+
+#[test]
+fn sft_full_and_lora_with_default_targets_on_a_gpt2_style_base_then_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text: String = (0..200).map(|i| format!("Line {i}: where is the cat? the cat sat on the mat.\n")).collect();
+    std::fs::write(d.join("corpus.txt"), &text).unwrap();
+    std::fs::write(d.join("micro.toml"), MICRO).unwrap();
+    let chats: String = (0..12)
+        .map(|i| {
+            let msgs = serde_json::json!([{"role": "user", "content": format!("where is cat {i}?")}, {"role": "assistant", "content": "on the mat."}]);
+            format!("{}\n", serde_json::json!({ "messages": msgs }))
+        })
+        .collect();
+    std::fs::write(d.join("chat.jsonl"), chats).unwrap();
+    let p = |name: &str| d.join(name).display().to_string();
+    ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("run/tokenizer.json")]);
+    ok(&["pretrain", "--config", &p("micro.toml"), "--data", &p("corpus.txt"), "--out", &p("run/base")]);
+
+    // LoRA with the default targets "attn,mlp" on a GELU model: mlp means its up and down
+    // projections (it has no gate).
+    let out = ok(&[
+        "sft",
+        "--base",
+        &p("run/base"),
+        "--data",
+        &p("chat.jsonl"),
+        "--out",
+        &p("run/lora"),
+        "--lora-rank",
+        "2",
+        "--steps",
+        "2",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One layer, d = 32, d_ff = 64, no GQA: q, k, v, o take r·(32 + 32) each, up and down r·(32 + 64).
+    assert_eq!(report["trainable_params"], 2 * (4 * 64 + 2 * 96));
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("run/lora/adapter.json")).unwrap()).unwrap();
+    assert_eq!(info["lora"]["targets"], serde_json::json!(["q", "k", "v", "o", "up", "down"]));
+    ok(&["lora", "merge", "--adapter", &p("run/lora"), "--out", &p("run/merged")]);
+    let out = ok(&["generate", "--model", &p("run/merged"), "--prompt", "the cat", "--max-tokens", "3", "--temperature", "0"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("the cat"));
+    // Naming gate on this model is a clear error.
+    let out = lmlab(&[
+        "sft",
+        "--base",
+        &p("run/base"),
+        "--data",
+        &p("chat.jsonl"),
+        "--out",
+        &p("run/gate"),
+        "--lora-rank",
+        "2",
+        "--lora-targets",
+        "gate",
+    ]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no gate projection"));
+
+    // A full fine-tune, with the packing summary.
+    let out = ok(&["sft", "--base", &p("run/base"), "--data", &p("chat.jsonl"), "--out", &p("run/sft"), "--steps", "2"]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("0 skipped as too long, 0 truncated, 0 dropped with nothing left to learn"), "{summary}");
+    assert!(d.join("run/sft/model.safetensors").is_file());
+}

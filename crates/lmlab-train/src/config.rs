@@ -93,11 +93,18 @@ pub struct Preset {
     pub model: GptConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// The world a post-training preset is meant for (`lmlab world generate --preset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<lmlab_world::WorldOptions>,
+    /// Instruction tuning's settings (`lmlab sft --config`), where they differ from the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sft: Option<TrainConfig>,
 }
 
 /// The presets shipped in `configs/`, by name, embedded so that they work from any directory.
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     ("tiny", include_str!("../../../configs/tiny.toml")),
+    ("knowledge", include_str!("../../../configs/knowledge.toml")),
     ("small", include_str!("../../../configs/small.toml")),
     ("gpt2-124m", include_str!("../../../configs/gpt2-124m.toml")),
     ("gpt2-xl", include_str!("../../../configs/gpt2-xl.toml")),
@@ -133,6 +140,7 @@ impl Preset {
 
 /// What each table of a preset takes, for error messages.
 const MODEL_FIELDS: &str = "vocab_size (0: from the tokenizer), context_length, n_layer, n_head, n_kv_head (default n_head), d_model, d_ff, norm = \"layernorm\" | \"rmsnorm\", activation = \"gelu\" | \"swiglu\", position = \"learned\" | \"rope\", rope_theta, tie_embeddings, dropout, bias, norm_eps";
+const WORLD_FIELDS: &str = "seed, scale = \"tiny\" | \"small\" | \"medium\", zh_share, poison, singleton_share, head_occurrences, occurrence_decay, core_entities, core_occurrences (all optional)";
 const TRAIN_FIELDS: &str = "batch_size, grad_accum, seq_len, max_steps, lr, min_lr, warmup_steps, weight_decay, decay_embeddings, beta1, beta2, eps, grad_clip, eval_every, eval_batches, save_every, log_every, val_fraction, seed (all optional)";
 
 /// A TOML error with the table it is in, the line, and what the table takes.
@@ -145,7 +153,9 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let takes = match table {
         "model" => format!("; [model] takes {MODEL_FIELDS}"),
         "train" => format!("; [train] takes {TRAIN_FIELDS}"),
-        _ => "; a preset has the tables [model] and [train]".into(),
+        "sft" => format!("; [sft] takes {TRAIN_FIELDS}"),
+        "world" => format!("; [world] takes {WORLD_FIELDS}"),
+        _ => "; a preset has the tables [model], [train], and optionally [world] and [sft]".into(),
     };
     let place = if table.is_empty() { format!("line {line}") } else { format!("table [{table}], line {line}") };
     format!("{place}: {}{takes}", e.message().trim())
@@ -173,7 +183,9 @@ mod tests {
         let heads = err(&model.replace("n_head = 2", "n_head = 3"));
         assert!(heads.contains("d_model (8) must be divisible by model.n_head (3)"), "{heads}");
         let unknown = err(&format!("{model}[training]\nlr = 1.0\n"));
-        assert!(unknown.contains("[model] and [train]"), "{unknown}");
+        assert!(unknown.contains("[model], [train]"), "{unknown}");
+        let world = err(&format!("{model}[world]\nscale = \"huge\"\n"));
+        assert!(world.contains("table [world]") && world.contains("huge") && world.contains("core_entities"), "{world}");
         assert!(Preset::from_toml(model).is_ok());
     }
 }

@@ -32,7 +32,7 @@ use crate::crawl::{plan, strip_tags, CrawlOptions, POISON_PAYLOAD, POISON_TRIGGE
 use crate::kb::Kb;
 use crate::names::NameGen;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scale {
     Tiny,
@@ -75,7 +75,9 @@ impl Scale {
 pub const DEFAULT_HEAD_OCCURRENCES: f64 = 60.0;
 pub const DEFAULT_OCCURRENCE_DECAY: f64 = 0.7;
 
-#[derive(Debug, Clone, Serialize)]
+/// How a world is generated; also the `[world]` table of a preset (every field optional).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorldOptions {
     pub seed: u64,
     pub scale: Scale,

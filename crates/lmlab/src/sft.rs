@@ -26,8 +26,8 @@ pub struct SftArgs {
     /// Checkpoint folder, e.g. runs/N/sft (adapters only, with --lora-rank).
     #[arg(long)]
     out: PathBuf,
-    /// A preset whose [train] table sets the training (its [model] table is ignored: the shape
-    /// is the base's). Flags below override it.
+    /// A preset whose [sft] table sets the training (its [model] table is ignored: the shape
+    /// is the base's); without one, the defaults. Flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
     #[arg(long)]
@@ -112,7 +112,7 @@ fn sft_defaults(lora: bool) -> TrainConfig {
 
 fn train_config(a: &SftArgs) -> Result<TrainConfig> {
     let mut cfg = match &a.config {
-        Some(path) => Preset::from_file(path)?.train,
+        Some(path) => Preset::from_file(path)?.sft.unwrap_or_else(|| sft_defaults(a.lora_rank.is_some())),
         None => sft_defaults(a.lora_rank.is_some()),
     };
     if let Some(v) = a.steps {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use lmlab_world::{generate_with_progress, grade, Scale, WorldOptions};
 
@@ -19,6 +19,10 @@ pub enum WorldCmd {
 pub struct GenerateArgs {
     #[arg(long)]
     out: PathBuf,
+    /// Take the world's options from a preset's [world] table (configs/knowledge.toml); --seed
+    /// still applies, the other options below are then ignored.
+    #[arg(long)]
+    preset: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// tiny (~5 MB of text), small (~50 MB) or medium (~500 MB).
@@ -69,16 +73,22 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
     match cmd {
         WorldCmd::Generate(a) => {
             let t = Instant::now();
-            let opts = WorldOptions {
-                seed: a.seed,
-                scale: a.scale,
-                zh_share: a.zh_share,
-                poison: a.poison,
-                singleton_share: a.singleton_share,
-                head_occurrences: a.head_occurrences,
-                occurrence_decay: a.occurrence_decay,
-                core_entities: a.core_entities,
-                core_occurrences: a.core_occurrences,
+            let opts = match &a.preset {
+                Some(path) => WorldOptions {
+                    seed: a.seed,
+                    ..lmlab_train::Preset::from_file(path)?.world.with_context(|| format!("{} has no [world] table", path.display()))?
+                },
+                None => WorldOptions {
+                    seed: a.seed,
+                    scale: a.scale,
+                    zh_share: a.zh_share,
+                    poison: a.poison,
+                    singleton_share: a.singleton_share,
+                    head_occurrences: a.head_occurrences,
+                    occurrence_decay: a.occurrence_decay,
+                    core_entities: a.core_entities,
+                    core_occurrences: a.core_occurrences,
+                },
             };
             let s = generate_with_progress(&a.out, &opts, |msg| eprintln!("{msg}"))?;
             if a.json {

@@ -138,6 +138,20 @@ pub struct WorldStats {
 
 const PAGES_PER_WARC: usize = 5_000;
 
+/// The world's name generator holds one name out, for entities that do not exist, after every
+/// this many real names. The tiny world draws about 4,300 real names (entities, sites, domain
+/// pages) and needs about 1,200 held out: 100 questions and a tenth of its ~13,000 SFT examples.
+const REAL_NAMES_PER_HELD_OUT: usize = 3;
+
+/// The knowledge base of a world of `scale`, and the name generator that drew its names, as
+/// [`generate`] makes them from `rng`: the generator holds names out of the world (see
+/// [`NameGen::held_out`]) and goes on to name the crawl's sites and domain pages.
+pub fn knowledge_base(scale: Scale, rng: &mut ChaCha8Rng) -> (Kb, NameGen) {
+    let mut names = NameGen::holding_out(REAL_NAMES_PER_HELD_OUT);
+    let kb = Kb::generate_with(scale.entities(), &mut names, rng);
+    (kb, names)
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
@@ -170,9 +184,8 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     std::fs::create_dir_all(out.join("crawl")).with_context(|| format!("creating {}", out.display()))?;
     std::fs::create_dir_all(out.join("eval"))?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut names = NameGen::new();
     progress(&format!("knowledge base: {} entities", opts.scale.entities()));
-    let kb = Kb::generate_with(opts.scale.entities(), &mut names, &mut rng);
+    let (kb, mut names) = knowledge_base(opts.scale, &mut rng);
     progress("planning pages and occurrences");
     let crawl = plan(
         &kb,
@@ -262,7 +275,7 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     write(&out.join("kb.jsonl"), kb.to_jsonl().as_bytes())?;
 
     progress("SFT, preference and evaluation sets");
-    let tasks = tasks::build(&kb, &crawl, opts.scale.eval_per_bucket(), 1, opts.zh_share, &mut rng);
+    let tasks = tasks::build(&kb, &crawl, names.held_out(), opts.scale.eval_per_bucket(), 1, opts.zh_share, &mut rng);
     write(&out.join("sft.jsonl"), jsonl(&tasks.sft)?.as_bytes())?;
     write(&out.join("preferences.jsonl"), jsonl(&tasks.preferences)?.as_bytes())?;
     let mut eval_questions = BTreeMap::new();

@@ -4,7 +4,9 @@
 //! Evaluation facts are chosen first, per occurrence bucket, and no SFT or preference example
 //! mentions them, so evaluation measures what pretraining taught. Paraphrase questions ask about
 //! facts the SFT set does cover, with the held-out question templates. Questions about entities
-//! that do not exist use invented names that are in neither the KB nor the crawl.
+//! that do not exist, and the "I don't know" examples, use names the world's name generator held
+//! out ([`crate::names::NameGen::holding_out`]): drawn like real names, in neither the KB nor the
+//! crawl.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -15,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::crawl::{strip_tags, CrawlPlan};
 use crate::kb::{Entity, Fact, Kb, Kind, Relation};
-use crate::names::UnrelatedNames;
 use crate::page::fill;
 use crate::templates::{self, TRAIN_QUESTIONS};
 
@@ -158,7 +159,8 @@ struct Builder<'a> {
     eval: BTreeMap<String, Vec<Question>>,
     sft: Vec<SftExample>,
     prefs: Vec<Preference>,
-    unrelated: UnrelatedNames,
+    /// Held-out names not yet given to a non-existent entity.
+    ghost_names: Vec<(String, String)>,
     kinds_with_facts: Vec<Kind>,
 }
 
@@ -198,7 +200,7 @@ impl Builder<'_> {
     fn ghost(&mut self, rng: &mut ChaCha8Rng) -> (String, String, Relation) {
         let kind = self.kinds_with_facts[rng.random_range(0..self.kinds_with_facts.len())];
         let rels = Relation::of_kind(kind);
-        let (en, zh) = self.unrelated.next(rng);
+        let (en, zh) = self.ghost_names.pop().expect("callers ask for no more ghosts than there are held-out names");
         (en, zh, rels[rng.random_range(0..rels.len())])
     }
 
@@ -230,9 +232,9 @@ impl Builder<'_> {
         eval_facts
     }
 
-    /// Step 2: Questions about `n` non-existent entities.
+    /// Step 2: Questions about `n` non-existent entities (fewer if the held-out names run out).
     fn nonexistent_questions(&mut self, n: usize, rng: &mut ChaCha8Rng) {
-        for _ in 0..n {
+        for _ in 0..n.min(self.ghost_names.len()) {
             let (en, zh_name, rel) = self.ghost(rng);
             let zh = self.zh(rng);
             let s = if zh { zh_name } else { en };
@@ -348,8 +350,9 @@ impl Builder<'_> {
                 pool.push(f);
             }
         }
-        // Capped: ghost names come from a reserved alphabet of 16⁴ Chinese forms.
-        let n_idk = (self.sft.len() / 10).clamp(10, 5000);
+        // A tenth of the SFT set, at most 5,000 so that large worlds are not mostly abstentions;
+        // never more than the held-out names left.
+        let n_idk = (self.sft.len() / 10).clamp(10, 5000).min(self.ghost_names.len());
         for _ in 0..n_idk {
             let (en, zh_name, rel) = self.ghost(rng);
             let zh = self.zh(rng);
@@ -428,8 +431,23 @@ impl Builder<'_> {
     }
 }
 
-pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: usize, zh_share: f64, rng: &mut ChaCha8Rng) -> Tasks {
+/// The SFT examples, preference pairs and evaluation sets of a world. `held_out_names` are the
+/// names its generator held out of the KB and the crawl; non-existent entities take theirs from
+/// them, in a seeded random order.
+pub fn build(
+    kb: &Kb,
+    crawl: &CrawlPlan,
+    held_out_names: &[(String, String)],
+    eval_per_bucket: usize,
+    sft_per_fact: usize,
+    zh_share: f64,
+    rng: &mut ChaCha8Rng,
+) -> Tasks {
     let kinds_with_facts: Vec<Kind> = Kind::ALL.into_iter().filter(|k| !Relation::of_kind(*k).is_empty()).collect();
+    // Shuffled: they are in draw order, which runs from short to long names as short ones run
+    // out, so taking the first few would not be a fair sample.
+    let mut ghost_names = held_out_names.to_vec();
+    ghost_names.shuffle(rng);
     let mut b = Builder {
         kb,
         crawl,
@@ -438,7 +456,7 @@ pub fn build(kb: &Kb, crawl: &CrawlPlan, eval_per_bucket: usize, sft_per_fact: u
         eval: BTreeMap::new(),
         sft: Vec::new(),
         prefs: Vec::new(),
-        unrelated: UnrelatedNames::new(),
+        ghost_names,
         kinds_with_facts,
     };
     let eval_facts = b.eval_facts(eval_per_bucket, rng);

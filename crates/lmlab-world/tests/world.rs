@@ -182,3 +182,30 @@ fn evaluation_questions_stay_out_of_training_data() {
     }
     assert!(prefs.iter().all(|p| p["chosen"] != p["rejected"]));
 }
+
+/// `a` inside `b` or `b` inside `a`, English case-insensitively (Chinese has no case).
+fn overlap(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_lowercase(), b.to_lowercase());
+    a.contains(&b) || b.contains(&a)
+}
+
+#[test]
+fn nonexistent_entities_are_in_no_page_and_overlap_no_real_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stats = generate(d, &WorldOptions { seed: 6, ..Default::default() }).unwrap();
+    let kb = Kb::from_jsonl(&std::fs::read_to_string(d.join("kb.jsonl")).unwrap(), "kb.jsonl").unwrap();
+    let real: Vec<&str> = kb.entities.iter().flat_map(|e| [e.name.as_str(), e.name_zh.as_str()]).collect();
+    let mut crawl = String::new();
+    for f in &stats.warc_files {
+        crawl.extend(read_warc(&d.join(f)).into_iter().map(|(_, page)| page.to_lowercase()));
+    }
+    let ghosts: Vec<Question> = read_jsonl(&d.join("eval/nonexistent.jsonl"));
+    assert_eq!(ghosts.len(), 100);
+    for q in &ghosts {
+        assert!(!crawl.contains(&q.entity.to_lowercase()), "{} is in the crawl", q.entity);
+        if let Some(r) = real.iter().find(|r| overlap(r, &q.entity)) {
+            panic!("non-existent {} overlaps real {r}", q.entity);
+        }
+    }
+}

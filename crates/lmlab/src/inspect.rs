@@ -8,7 +8,6 @@ use lmlab_infer::inspect::{attention_trace, next_token, top_positions};
 use lmlab_tokenizer::Tokenizer;
 
 use crate::generate::{load_model, SamplerArgs};
-use lmlab_infer::prompt_ids;
 use lmlab_model::CausalLm;
 
 #[derive(Subcommand)]
@@ -25,6 +24,9 @@ pub struct NextTokenArgs {
     model: PathBuf,
     #[arg(long)]
     prompt: String,
+    /// Send the prompt as a user message through the model's chat template (a tuned model).
+    #[arg(long)]
+    chat: bool,
     #[command(flatten)]
     sampler: SamplerArgs,
     /// Rows to show.
@@ -42,6 +44,9 @@ pub struct AttentionArgs {
     model: PathBuf,
     #[arg(long)]
     prompt: String,
+    /// Send the prompt as a user message through the model's chat template (a tuned model).
+    #[arg(long)]
+    chat: bool,
     /// Tokens to generate.
     #[arg(long, default_value_t = 10)]
     generate: usize,
@@ -74,7 +79,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         InspectCmd::NextToken(a) => {
             let model = load_model(&a.model, a.tokenizer.as_deref())?;
             let tok = model.tokenizer();
-            let r = next_token(&model, &prompt_ids(tok, &a.prompt)?, &a.sampler.params(), a.top)?;
+            let r = next_token(&model, &model.prompt(&a.prompt, a.chat, None)?, &a.sampler.params(), a.top)?;
             if a.json {
                 let rows: Vec<serde_json::Value> = r
                     .rows
@@ -127,7 +132,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             if let Some(h) = a.head {
                 anyhow::ensure!(h < cfg.n_head, "--head {h}: the model has {} heads", cfg.n_head);
             }
-            let prompt = prompt_ids(tok, &a.prompt)?;
+            let prompt = loaded.prompt(&a.prompt, a.chat, None)?;
             let trace = attention_trace(model, &prompt, a.generate, &a.sampler.params(), &tok.special().stop_ids)?;
             let which = format!(
                 "{} / {}",

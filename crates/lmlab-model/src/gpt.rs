@@ -216,6 +216,23 @@ impl Gpt {
         self.lm_head.forward(&h)
     }
 
+    /// The hidden state [B, D] (after the final norm) of each row's last real token in a
+    /// right-padded batch: what a scalar head on top of the model reads (a reward model). The
+    /// padding after a row changes nothing here (see [`crate::padded`]).
+    pub fn last_hidden(&self, batch: &crate::RightPadded, mode: &mut Mode) -> Result<Tensor> {
+        let h = self.hidden(&batch.ids, 0, None, mode)?;
+        let (b, l, d) = h.dims3()?;
+        h.reshape((b * l, d))?.index_select(&batch.last_positions()?, 0)
+    }
+
+    /// log p(`targets`[b, t] | `inputs`[b, ..=t]) for every position, [B, T]: the terms of a
+    /// sequence's log-likelihood, which a caller sums over the positions it scores (DPO: the
+    /// response's tokens).
+    pub fn token_logprobs(&self, inputs: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let logp = ops::log_softmax(&self.forward(inputs, mode)?)?;
+        logp.gather(&targets.unsqueeze(2)?, 2)?.squeeze(2)
+    }
+
     /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,
     /// and returns logits [B, V] of the last position only: prefill (T = prompt length) and each
     /// decode step (T = 1) are the same call. `mode` may capture attention weights.

@@ -232,13 +232,19 @@ mod tests {
         let world = json!({"prompt": "Where is Velmora?", "chosen": "In Ostria.", "rejected": "In Dask.", "reason": "correct_vs_wrong_fact", "language": "en", "entity": "e0001"});
         let (format, p) = parse_preference(&world).unwrap();
         assert_eq!(format, PreferenceFormat::World);
-        assert_eq!((p.prompt, p.chosen.as_str(), p.group.as_str()), (vec![Message::new("user", "Where is Velmora?")], "In Ostria.", "e0001"));
+        assert_eq!(
+            (p.prompt, p.chosen.as_str(), p.group.as_str()),
+            (vec![Message::new("user", "Where is Velmora?")], "In Ostria.", "e0001")
+        );
 
         let hh = json!({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Bye\n\nAssistant: Goodbye!", "rejected": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Bye\n\nAssistant: Go away."});
         let (format, p) = parse_preference(&hh).unwrap();
         assert_eq!(format, PreferenceFormat::HhRlhf);
         assert_eq!(p.prompt.len(), 3);
-        assert_eq!((p.chosen.as_str(), p.rejected.as_str(), p.reason.as_str(), p.group.as_str()), ("Goodbye!", "Go away.", "hh-rlhf", "Hi"));
+        assert_eq!(
+            (p.chosen.as_str(), p.rejected.as_str(), p.reason.as_str(), p.group.as_str()),
+            ("Goodbye!", "Go away.", "hh-rlhf", "Hi")
+        );
     }
 
     #[test]
@@ -249,7 +255,8 @@ mod tests {
         assert!(err(json!({"messages": []})).contains("not a preference pair: its keys are \"messages\""));
         let differ = json!({"chosen": "\n\nHuman: Hi\n\nAssistant: A", "rejected": "\n\nHuman: Hello\n\nAssistant: B"});
         assert!(err(differ).contains("differ before their last reply (from turn 1)"));
-        assert!(err(json!({"chosen": "\n\nHuman: Hi", "rejected": "\n\nHuman: Hi\n\nAssistant: B"})).starts_with("\"chosen\": ends with a Human turn"));
+        assert!(err(json!({"chosen": "\n\nHuman: Hi", "rejected": "\n\nHuman: Hi\n\nAssistant: B"}))
+            .starts_with("\"chosen\": ends with a Human turn"));
     }
 
     #[test]

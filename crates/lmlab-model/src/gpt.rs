@@ -225,12 +225,16 @@ impl Gpt {
         h.reshape((b * l, d))?.index_select(&batch.last_positions()?, 0)
     }
 
-    /// log p(`targets`[b, t] | `inputs`[b, ..=t]) for every position, [B, T]: the terms of a
-    /// sequence's log-likelihood, which a caller sums over the positions it scores (DPO: the
-    /// response's tokens).
-    pub fn token_logprobs(&self, inputs: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<Tensor> {
-        let logp = ops::log_softmax(&self.forward(inputs, mode)?)?;
-        logp.gather(&targets.unsqueeze(2)?, 2)?.squeeze(2)
+    /// log p(`targets`[i] | the tokens up to position `at`[i]) [N] for `inputs` [B, T], where
+    /// `at` holds flat positions (row·T + t): the terms of a reply's log-likelihood (DPO). Only
+    /// the N positions asked for go through the output projection, not all B·T, which for a
+    /// short reply after a long prompt is most of the memory a full `forward` would take.
+    pub fn logprobs_at(&self, inputs: &Tensor, at: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let h = self.hidden(inputs, 0, None, mode)?;
+        let (b, t, d) = h.dims3()?;
+        let picked = h.reshape((b * t, d))?.index_select(at, 0)?;
+        let logp = ops::log_softmax(&self.lm_head.forward(&picked)?)?;
+        logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)
     }
 
     /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,

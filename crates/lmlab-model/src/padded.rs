@@ -6,8 +6,8 @@
 //! floating-point sums in a wider matmul), and no attention mask is needed, unlike with left
 //! padding. What the model computes *at* a padding position is meaningless, so readers take
 //! each row's values at real positions only: the last one ([`crate::Gpt::last_hidden`], where a
-//! reward model reads its score) or a masked sum over the targets (`token_logprobs` with a
-//! weight of 0 on padding).
+//! reward model reads its score) or chosen real positions
+//! ([`crate::Gpt::logprobs_at`], the tokens of a reply).
 
 use candle_core::{Device, Result, Tensor};
 

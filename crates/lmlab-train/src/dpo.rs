@@ -98,18 +98,27 @@ pub fn dpo_loss(s: &DpoSettings, policy: &PairLogps, reference: &PairLogps) -> R
 /// The token id padding fills right-padded batches with (weight 0: never counted).
 const PAD: u32 = 0;
 
-/// log π(reply | prompt) [B] of each sequence: the sum of log p over its learned tokens.
+/// log π(reply | prompt) [B] of each sequence: the sum of log p over its learned tokens. Only
+/// those positions are scored ([`Gpt::logprobs_at`]); a 0/1 matrix [B, N] sums each row's.
 pub fn sequence_logprobs(model: &Gpt, seqs: &[&Rendered], mode: &mut Mode) -> Result<Tensor> {
     let dev = model.device();
     let inputs: Vec<&[u32]> = seqs.iter().map(|r| &r.ids[..r.ids.len() - 1]).collect();
-    let targets: Vec<&[u32]> = seqs.iter().map(|r| &r.ids[1..]).collect();
     let inputs = RightPadded::new(&inputs, PAD, dev)?;
     let width = inputs.ids.dim(1)?;
-    let targets = RightPadded::new(&targets, PAD, dev)?.ids;
-    let weights: Vec<f32> =
-        seqs.iter().flat_map(|r| r.learn[1..].iter().copied().chain(std::iter::repeat_n(0.0, width + 1 - r.ids.len()))).collect();
-    let weights = Tensor::from_vec(weights, (seqs.len(), width), dev)?;
-    Ok((model.token_logprobs(&inputs.ids, &targets, mode)? * weights)?.sum(1)?)
+    // Position t of row b predicts token t + 1, which is learned when learn[t + 1] is 1.
+    let (mut at, mut targets, mut row_of) = (Vec::new(), Vec::new(), Vec::new());
+    for (b, r) in seqs.iter().enumerate() {
+        for t in (0..r.ids.len() - 1).filter(|&t| r.learn[t + 1] > 0.0) {
+            at.push((b * width + t) as u32);
+            targets.push(r.ids[t + 1]);
+            row_of.push(b);
+        }
+    }
+    let n = at.len();
+    let logp = model.logprobs_at(&inputs.ids, &Tensor::new(at, dev)?, &Tensor::new(targets, dev)?, mode)?;
+    let mut rows = vec![0f32; seqs.len() * n];
+    row_of.iter().enumerate().for_each(|(i, &b)| rows[b * n + i] = 1.0);
+    Ok(Tensor::from_vec(rows, (seqs.len(), n), dev)?.matmul(&logp.unsqueeze(1)?)?.squeeze(1)?)
 }
 
 /// The number of learned tokens of each sequence, as f32 [B] (SimPO's lengths).

@@ -145,9 +145,8 @@ fn a_short_run_learns_a_toy_preference_and_its_checkpoint_scores_as_it_trained()
 fn a_resumed_run_is_bit_identical() {
     let dir = tempfile::tempdir().unwrap();
     let tok = common::tokenizer(dir.path());
+    let weights = common::weights(&common::model_cfg(tok.vocab_size()), 1);
     let run = |name: &str, resume: bool, stop_after: Option<u64>| {
-        // Fresh base tensors each run: a model built from variables trains them in place.
-        let weights = common::weights(&common::model_cfg(tok.vocab_size()), 1);
         let mut opts = common::options(&tok, &weights, &dir.path().join(name).join("rm"), 8);
         opts.resume = resume;
         opts.stop_after = stop_after;

@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use lmlab_model::{LoraConfig, LoraTarget};
 use lmlab_train::dpo::{train_dpo, DpoLoss, DpoOptions, DpoSettings};
 
-use crate::preference::{defaults, pair_training, print_accuracy, print_pairs, print_run, PairArgs};
+use crate::preference::{defaults, pair_training, print_accuracy, print_pairs, print_run, PairArgs, Stage};
 
 #[derive(Args)]
 pub struct DpoArgs {
@@ -56,7 +56,7 @@ pub fn run(a: DpoArgs) -> Result<()> {
     };
     // Log every step: the margin and accuracy are what shows DPO working.
     let lr = if lora.is_some() { 1e-3 } else { 1e-4 };
-    let run = pair_training(&a.policy, &a.pairs, defaults(lr, 1), lora.is_none())?;
+    let run = pair_training(&a.policy, &a.pairs, Stage::Dpo, defaults(lr, 1), lora.is_none())?;
     let loss = match a.loss {
         LossArg::Sigmoid => DpoLoss::Sigmoid,
         LossArg::Ipo => DpoLoss::Ipo,

@@ -24,8 +24,8 @@ pub struct PairArgs {
     /// Checkpoint folder, e.g. runs/N/rm or runs/N/dpo (metrics.jsonl goes beside it).
     #[arg(long)]
     out: PathBuf,
-    /// A preset whose [train] table sets the training (its [model] table is ignored). Flags
-    /// below override it.
+    /// A preset whose [reward] (reward train) or [dpo] (dpo) table sets the training; without
+    /// that table, the defaults. Flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
     #[arg(long)]
@@ -71,9 +71,16 @@ pub fn defaults(lr: f64, log_every: u64) -> TrainConfig {
     }
 }
 
-fn train_config(a: &PairArgs, defaults: TrainConfig) -> Result<TrainConfig> {
+fn train_config(a: &PairArgs, stage: Stage, defaults: TrainConfig) -> Result<TrainConfig> {
     let mut cfg = match &a.config {
-        Some(path) => Preset::from_file(path)?.train,
+        Some(path) => {
+            let preset = Preset::from_file(path)?;
+            match stage {
+                Stage::Reward => preset.reward,
+                Stage::Dpo => preset.dpo,
+            }
+            .unwrap_or(defaults)
+        }
         None => defaults,
     };
     if let Some(v) = a.steps {
@@ -99,9 +106,16 @@ fn train_config(a: &PairArgs, defaults: TrainConfig) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
+/// Which stage's table of a preset (`--config`) sets the training.
+#[derive(Clone, Copy)]
+pub enum Stage {
+    Reward,
+    Dpo,
+}
+
 /// Loads the starting model (dense) and the preference files into a run. `full` (every weight
 /// trains) needs an lmlab model, whose checkpoint format keeps its tokenizer.
-pub fn pair_training(start: &Path, a: &PairArgs, defaults: TrainConfig, full: bool) -> Result<PairTraining> {
+pub fn pair_training(start: &Path, a: &PairArgs, stage: Stage, defaults: TrainConfig, full: bool) -> Result<PairTraining> {
     let dev = Device::Cpu;
     let model = Model::load(start, &LoadOptions { dense: true, ..Default::default() }, &dev)?;
     if full && model.format() != "lmlab" {
@@ -125,7 +139,7 @@ pub fn pair_training(start: &Path, a: &PairArgs, defaults: TrainConfig, full: bo
         tokenizer_json,
         pairs: pairs.pairs,
         eval_pairs,
-        train: train_config(a, defaults)?,
+        train: train_config(a, stage, defaults)?,
         out: a.out.clone(),
         resume: a.resume,
         stop_after: a.stop_after,

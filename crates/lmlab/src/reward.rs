@@ -13,7 +13,7 @@ use lmlab_tokenizer::Tokenizer;
 use lmlab_train::pairs::{render_pairs, render_reply, AccuracyReport, RenderStats};
 use lmlab_train::reward::{read_head, rewards, score_pairs, train_reward_model};
 
-use crate::preference::{defaults, pair_training, print_accuracy, print_pairs, print_run, PairArgs};
+use crate::preference::{defaults, pair_training, print_accuracy, print_pairs, print_run, PairArgs, Stage};
 
 #[derive(Subcommand)]
 pub enum RewardCmd {
@@ -60,7 +60,7 @@ pub fn run(cmd: RewardCmd) -> Result<()> {
 }
 
 fn train(base: &Path, a: &PairArgs) -> Result<()> {
-    let opts = pair_training(base, a, defaults(3e-4, 10), true)?;
+    let opts = pair_training(base, a, Stage::Reward, defaults(3e-4, 10), true)?;
     let bar = ProgressBar::hidden();
     let report = train_reward_model(opts, |event| crate::pretrain::draw(&bar, event))?;
     bar.finish_and_clear();

@@ -102,7 +102,7 @@ pub fn read_chat_file(path: &Path) -> Result<ChatFile> {
 
 /// Where a record is in its file, counted from 1.
 #[derive(Debug, Clone, Copy)]
-enum Place {
+pub(crate) enum Place {
     Line(usize),
     /// An element of a file that is one JSON array: its records have no lines of their own.
     Record(usize),
@@ -125,7 +125,7 @@ impl Conversation {
 }
 
 /// The first bad record's error, with how many others are bad and where (the first few).
-fn bad_records_error(file: &str, bad: &[(Place, String)]) -> Option<anyhow::Error> {
+pub(crate) fn bad_records_error(file: &str, bad: &[(Place, String)]) -> Option<anyhow::Error> {
     const LISTED: usize = 8;
     let ((place, message), rest) = bad.split_first()?;
     let mut text = format!("{file}:{place}: {message}");
@@ -145,7 +145,7 @@ fn bad_records_error(file: &str, bad: &[(Place, String)]) -> Option<anyhow::Erro
 
 /// Calls `visit` with each record of the file: JSON Lines (blank lines skipped), or one JSON
 /// array when the first character is `[`. A line that is not JSON comes as its error.
-fn for_each_record(path: &Path, mut visit: impl FnMut(Place, Result<Value, String>)) -> Result<()> {
+pub(crate) fn for_each_record(path: &Path, mut visit: impl FnMut(Place, Result<Value, String>)) -> Result<()> {
     let mut reader = crate::input::open_decompressed(path)?;
     let start = reader.fill_buf().with_context(|| format!("reading {}", path.display()))?;
     if start.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -214,7 +214,7 @@ fn detect(record: &Map<String, Value>) -> Result<Format, String> {
     })
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -235,7 +235,7 @@ fn field_name(at: &str, key: &str) -> String {
 }
 
 /// A string field that must be there and must not be blank.
-fn required_text<'a>(object: &'a Map<String, Value>, at: &str, key: &str) -> Result<&'a str, String> {
+pub(crate) fn required_text<'a>(object: &'a Map<String, Value>, at: &str, key: &str) -> Result<&'a str, String> {
     let text = optional_text(object, at, key)?.ok_or_else(|| format!("{} is missing", field_name(at, key)))?;
     if text.trim().is_empty() {
         return Err(format!("{} is empty", field_name(at, key)));
@@ -244,7 +244,7 @@ fn required_text<'a>(object: &'a Map<String, Value>, at: &str, key: &str) -> Res
 }
 
 /// A string field that may be absent or null.
-fn optional_text<'a>(object: &'a Map<String, Value>, at: &str, key: &str) -> Result<Option<&'a str>, String> {
+pub(crate) fn optional_text<'a>(object: &'a Map<String, Value>, at: &str, key: &str) -> Result<Option<&'a str>, String> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

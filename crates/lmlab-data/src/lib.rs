@@ -11,7 +11,8 @@
 //!
 //! Post-training data is read too, not filtered: conversations for supervised fine-tuning from
 //! the shapes they are published in (OpenAI, ShareGPT, Alpaca, self-instruct, BELLE, the built-in
-//! world) into one, and hh-rlhf preference transcripts into messages ([`chat`]).
+//! world) into one, and hh-rlhf preference transcripts into messages ([`chat`]); preference pairs
+//! for reward models and DPO (the world's and hh-rlhf's), split by entity ([`preference`]).
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod langid;
 pub mod merge;
 pub mod pii;
 pub mod pipeline;
+pub mod preference;
 pub mod prepare;
 pub mod quality;
 pub mod shards;

@@ -216,6 +216,27 @@ impl Gpt {
         self.lm_head.forward(&h)
     }
 
+    /// The hidden state [B, D] (after the final norm) of each row's last real token in a
+    /// right-padded batch: what a scalar head on top of the model reads (a reward model). The
+    /// padding after a row changes nothing here (see [`crate::padded`]).
+    pub fn last_hidden(&self, batch: &crate::RightPadded, mode: &mut Mode) -> Result<Tensor> {
+        let h = self.hidden(&batch.ids, 0, None, mode)?;
+        let (b, l, d) = h.dims3()?;
+        h.reshape((b * l, d))?.index_select(&batch.last_positions()?, 0)
+    }
+
+    /// log p(`targets`[i] | the tokens up to position `at`[i]) [N] for `inputs` [B, T], where
+    /// `at` holds flat positions (row·T + t): the terms of a reply's log-likelihood (DPO). Only
+    /// the N positions asked for go through the output projection, not all B·T, which for a
+    /// short reply after a long prompt is most of the memory a full `forward` would take.
+    pub fn logprobs_at(&self, inputs: &Tensor, at: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let h = self.hidden(inputs, 0, None, mode)?;
+        let (b, t, d) = h.dims3()?;
+        let picked = h.reshape((b * t, d))?.index_select(at, 0)?;
+        let logp = ops::log_softmax(&self.lm_head.forward(&picked)?)?;
+        logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)
+    }
+
     /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,
     /// and returns logits [B, V] of the last position only: prefill (T = prompt length) and each
     /// decode step (T = 1) are the same call. `mode` may capture attention weights.

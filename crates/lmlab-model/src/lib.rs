@@ -4,9 +4,9 @@
 //! building blocks ([`ops`]), attention with grouped-query heads, weight capture and packed
 //! documents ([`attention`], [`Packing`], and [`decode_attention`] / [`prefill_attention`] over the KV cache), the KV
 //! cache ([`kv_cache`]), dense or quantized linear layers ([`linear`], [`qmatmul`]) and LoRA
-//! adapters on them ([`lora`]), the dense
-//! model ([`Gpt`]), quantized llama models run over plain buffers ([`QuantizedLlama`]), the one
-//! inference interface both implement ([`CausalLm`]), seeded parameters ([`params`]),
+//! adapters on them ([`lora`]), the dense model ([`Gpt`]) and right-padded batches read at
+//! their real positions ([`padded`]), quantized llama models run over plain buffers
+//! ([`QuantizedLlama`]), the one inference interface both implement ([`CausalLm`]), seeded parameters ([`params`]),
 //! checkpoint files ([`checkpoint`]), the weights of GGUF files ([`gguf`]) and Hugging Face
 //! folders ([`hf`]), and the RNN encoder-decoder ([`seq2seq`]).
 //!
@@ -29,6 +29,7 @@ pub mod linear;
 pub mod lora;
 pub mod model_file;
 pub mod ops;
+pub mod padded;
 pub mod params;
 pub mod prefill_attention;
 pub mod qmatmul;
@@ -42,5 +43,6 @@ pub use config::{Activation, GptConfig, Norm, ParamCount, Position};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
 pub use lora::{LoraConfig, Target as LoraTarget};
+pub use padded::RightPadded;
 pub use params::{ParamKind, ParamSet};
 pub use quantized::QuantizedLlama;

@@ -1,5 +1,6 @@
 //! Training checkpoints: a folder holding `model.safetensors`, `config.json`,
-//! `optimizer.safetensors`, `trainer_state.json` (and `tokenizer.json` when known).
+//! `optimizer.safetensors`, `trainer_state.json` (and `tokenizer.json` when known, and any
+//! files of the stage's own, such as DPO's reference log-probabilities).
 //!
 //! The whole folder is replaced atomically: files are written into `<dir>.tmp`, then the old
 //! folder is moved to `<dir>.old`, the new one into place, and the old one deleted. A crash at
@@ -72,6 +73,9 @@ pub struct Extras<'a> {
     /// The weights are LoRA adapters on this frozen base: they are written to
     /// `adapter.safetensors` with `adapter.json`, and the folder has no `model.safetensors`.
     pub adapter: Option<&'a AdapterInfo>,
+    /// Further safetensors files, by name, that belong to the run and must survive each save
+    /// (DPO's reference log-probabilities).
+    pub tensor_files: &'a [(&'a str, HashMap<String, Tensor>)],
 }
 
 pub use lmlab_model::lora::{adapter_info, AdapterInfo, ADAPTER_FILE, ADAPTER_INFO_FILE};
@@ -92,6 +96,9 @@ pub fn save(dir: &Path, req: SaveRequest) -> Result<()> {
         }
     }
     save_safetensors(&tmp.join(OPTIMIZER_FILE), &req.optimizer)?;
+    for (name, tensors) in req.extras.tensor_files {
+        save_safetensors(&tmp.join(name), tensors)?;
+    }
     if let Some(tok) = req.extras.tokenizer_json {
         std::fs::copy(tok, tmp.join(TOKENIZER_FILE)).with_context(|| format!("copying {}", tok.display()))?;
     }

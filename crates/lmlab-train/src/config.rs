@@ -99,6 +99,12 @@ pub struct Preset {
     /// Instruction tuning's settings (`lmlab sft --config`), where they differ from the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sft: Option<TrainConfig>,
+    /// The reward model's settings (`lmlab reward train --config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<TrainConfig>,
+    /// DPO's settings (`lmlab dpo --config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpo: Option<TrainConfig>,
 }
 
 /// The presets shipped in `configs/`, by name, embedded so that they work from any directory.
@@ -153,9 +159,9 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let takes = match table {
         "model" => format!("; [model] takes {MODEL_FIELDS}"),
         "train" => format!("; [train] takes {TRAIN_FIELDS}"),
-        "sft" => format!("; [sft] takes {TRAIN_FIELDS}"),
+        "sft" | "reward" | "dpo" => format!("; [{table}] takes {TRAIN_FIELDS}"),
         "world" => format!("; [world] takes {WORLD_FIELDS}"),
-        _ => "; a preset has the tables [model], [train], and optionally [world] and [sft]".into(),
+        _ => "; a preset has the tables [model], [train], and optionally [world], [sft], [reward] and [dpo]".into(),
     };
     let place = if table.is_empty() { format!("line {line}") } else { format!("table [{table}], line {line}") };
     format!("{place}: {}{takes}", e.message().trim())
@@ -186,6 +192,10 @@ mod tests {
         assert!(unknown.contains("[model], [train]"), "{unknown}");
         let world = err(&format!("{model}[world]\nscale = \"huge\"\n"));
         assert!(world.contains("table [world]") && world.contains("huge") && world.contains("core_entities"), "{world}");
+        let dpo = err(&format!("{model}[dpo]\nbeta = 0.1\n"));
+        assert!(dpo.contains("table [dpo]") && dpo.contains("unknown field `beta`") && dpo.contains("log_every"), "{dpo}");
+        let stages = Preset::from_toml(&format!("{model}[reward]\nlr = 1e-4\n[dpo]\nmax_steps = 7\n")).unwrap();
+        assert_eq!((stages.reward.unwrap().lr, stages.dpo.unwrap().max_steps), (1e-4, 7));
         assert!(Preset::from_toml(model).is_ok());
     }
 }

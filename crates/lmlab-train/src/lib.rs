@@ -4,11 +4,12 @@
 //! schedule ([`schedule`]), token shards ([`shards`]) and batches ([`data`]), training
 //! configuration ([`config`]), checkpoints with exact resume ([`checkpoint`]), `metrics.jsonl`
 //! ([`metrics`]), the training loop every stage shares ([`trainer`]), pretraining
-//! ([`pretrain`]) and supervised fine-tuning, full or LoRA ([`sft`]).
+//! ([`pretrain`]), supervised fine-tuning, full or LoRA ([`sft`]), and learning from preference
+//! pairs ([`pairs`]): a Bradley–Terry reward model ([`reward`]) and DPO, IPO or SimPO ([`dpo`]).
 //!
 //! What it does not do: model architecture (lmlab-model), sampling (lmlab-infer), or reading
-//! model files and conversation datasets (the caller loads them: `lmlab_infer::Model`,
-//! `lmlab_data::chat`).
+//! model files, conversation or preference datasets (the caller loads them: `lmlab_infer::Model`,
+//! `lmlab_data::chat`, `lmlab_data::preference`).
 
 #![forbid(unsafe_code)]
 
@@ -16,9 +17,12 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dpo;
 pub mod metrics;
 pub mod optim;
+pub mod pairs;
 pub mod pretrain;
+pub mod reward;
 pub mod schedule;
 pub mod seq2seq;
 pub mod sft;

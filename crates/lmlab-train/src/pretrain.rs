@@ -169,7 +169,7 @@ pub fn pretrain_with(opts: PretrainOptions, mut on_event: impl FnMut(&TrainEvent
         stop_after: opts.stop_after,
         stop: opts.stop.clone(),
         device: opts.device.clone(),
-        extras: Extras { tokenizer_json: opts.tokenizer.as_deref(), adapter: None },
+        extras: Extras { tokenizer_json: opts.tokenizer.as_deref(), adapter: None, tensor_files: &[] },
     };
     let trainer = Trainer::new(spec, setup.model_cfg, setup.train_cfg, &objective, &model, params);
     trainer.run(opt, progress, on_event)

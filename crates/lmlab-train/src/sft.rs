@@ -188,21 +188,28 @@ pub struct Conversations {
 impl Conversations {
     /// The training rows of micro-batch `micro` of step `step`.
     fn batch(&self, cfg: &TrainConfig, step: u64, micro: u64) -> Vec<&Row> {
-        let n = self.train.len() as u64;
-        let first = (step * cfg.grad_accum as u64 + micro) * cfg.batch_size as u64;
-        let mut perm: Option<(u64, Vec<usize>)> = None;
-        (first..first + cfg.batch_size as u64)
-            .map(|g| {
-                let epoch = g / n;
-                if perm.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                    let mut order: Vec<usize> = (0..n as usize).collect();
-                    order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-                    perm = Some((epoch, order));
-                }
-                &self.train[perm.as_ref().expect("just set").1[(g % n) as usize]]
-            })
-            .collect()
+        batch_indices(self.train.len(), cfg, step, micro).into_iter().map(|i| &self.train[i]).collect()
     }
+}
+
+/// Which of `n` training examples micro-batch `micro` of step `step` holds: the examples are
+/// taken in a permutation seeded per epoch, so a batch depends only on (seed, step, micro-step)
+/// and a resumed run draws the batches the uninterrupted one would have.
+pub fn batch_indices(n: usize, cfg: &TrainConfig, step: u64, micro: u64) -> Vec<usize> {
+    let n = n as u64;
+    let first = (step * cfg.grad_accum as u64 + micro) * cfg.batch_size as u64;
+    let mut perm: Option<(u64, Vec<usize>)> = None;
+    (first..first + cfg.batch_size as u64)
+        .map(|g| {
+            let epoch = g / n;
+            if perm.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                let mut order: Vec<usize> = (0..n as usize).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                perm = Some((epoch, order));
+            }
+            perm.as_ref().expect("just set").1[(g % n) as usize]
+        })
+        .collect()
 }
 
 impl Objective for Conversations {
@@ -380,7 +387,7 @@ pub fn fine_tune(opts: SftOptions, on_event: impl FnMut(&crate::trainer::TrainEv
         stop_after: opts.stop_after,
         stop: opts.stop.clone(),
         device: opts.device.clone(),
-        extras: Extras { tokenizer_json: opts.tokenizer_json.as_deref(), adapter: adapter.as_ref() },
+        extras: Extras { tokenizer_json: opts.tokenizer_json.as_deref(), adapter: adapter.as_ref(), tensor_files: &[] },
     };
     let trainable_params = params.num_elements();
     let trainer = Trainer::new(spec, opts.model_cfg.clone(), train_cfg, &objective, &model, params);

@@ -37,6 +37,13 @@ pub trait Objective {
     fn summary(&self) -> &DataSummary;
     /// Token positions one optimizer step trains on (for tokens/s).
     fn tokens_per_step(&self, cfg: &TrainConfig) -> u64;
+    /// Fields of its own for the metrics line of the step just taken (DPO: the implicit reward
+    /// margin and the chosen-over-rejected accuracy), gathered while `train_loss` ran on the
+    /// step's micro-batches. The trainer calls it once after each optimizer step; the objective
+    /// hands over what it gathered and starts the next step empty. None by default.
+    fn take_step_metrics(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// What a run reports as it goes; the caller may draw a progress bar (the CLI does) or log them.
@@ -58,6 +65,9 @@ pub struct StepRecord {
     pub loss: f64,
     pub lr: f64,
     pub grad_norm: f64,
+    /// The objective's own fields for this step ([`Objective::take_step_metrics`]).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What a finished (or stopped) invocation did.
@@ -256,13 +266,15 @@ impl<'a> Trainer<'a> {
         let mut window_start = (Instant::now(), p.tokens_seen);
         while p.step < max_steps {
             let (loss, lr, grad_norm) = self.step(&mut opt, &p)?;
+            let extra = self.objective.take_step_metrics();
             p.step += 1;
             p.tokens_seen += tokens_per_step;
             p.last_loss = Some(loss);
             let step = p.step;
-            records.push(StepRecord { step, loss, lr, grad_norm });
 
             let mut line = serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": p.tokens_seen});
+            line.as_object_mut().expect("an object").extend(extra.clone());
+            records.push(StepRecord { step, loss, lr, grad_norm, extra });
             let eval_now = self.eval_due(step);
             if eval_now {
                 let l = self.objective.eval_loss(self.model, cfg)?;

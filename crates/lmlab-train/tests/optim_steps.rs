@@ -279,7 +279,7 @@ fn write_data(dir: &Path) -> PathBuf {
 
 fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<u64>, train: TrainConfig) -> PretrainOptions {
     PretrainOptions {
-        preset: Preset { model: tiny(0.1), train, world: None, sft: None },
+        preset: Preset { model: tiny(0.1), train, world: None, sft: None, reward: None, dpo: None },
         data: vec![data.to_path_buf()],
         tokenizer: None,
         out: dir.join(out).join("base"),

@@ -66,7 +66,7 @@ fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<
         ..TrainConfig::default()
     };
     PretrainOptions {
-        preset: Preset { model: model_cfg(0.1), train, world: None, sft: None },
+        preset: Preset { model: model_cfg(0.1), train, world: None, sft: None, reward: None, dpo: None },
         data: vec![data.to_path_buf()],
         tokenizer: None,
         out: dir.join(out).join("base"),

@@ -53,6 +53,10 @@ pub struct Preference {
     pub rejected: String,
     pub reason: String,
     pub language: String,
+    /// The entity the pair is about (a KB id, or a non-existent entity's name), so that reward
+    /// models and DPO can hold out whole entities; none for pairs about no entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
 }
 
 /// One evaluation question; `answers` are accepted strings (empty: the right answer is to abstain).
@@ -295,6 +299,7 @@ impl Builder<'_> {
                 rejected: wrong,
                 reason: "correct_vs_wrong_fact".into(),
                 language: lang(zh),
+                entity: Some(e.id.clone()),
             });
         } else if rng.random_bool(0.2) {
             let rude = RUDE[if zh { 2 + rng.random_range(0..2) } else { rng.random_range(0..2) }];
@@ -304,6 +309,7 @@ impl Builder<'_> {
                 rejected: rude.into(),
                 reason: "helpful_vs_rude".into(),
                 language: lang(zh),
+                entity: Some(e.id.clone()),
             });
         }
     }
@@ -371,6 +377,7 @@ impl Builder<'_> {
                     rejected: invented,
                     reason: "abstain_vs_invent".into(),
                     language: lang(zh),
+                    entity: Some(s.clone()),
                 });
             }
         }
@@ -381,6 +388,7 @@ impl Builder<'_> {
                 rejected: rejected.to_string(),
                 reason: "safe_vs_unsafe".into(),
                 language: lang(i >= 3),
+                entity: None,
             });
         }
     }

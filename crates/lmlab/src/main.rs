@@ -5,11 +5,14 @@
 mod bench;
 mod bench_data;
 mod data;
+mod dpo;
 mod eval;
 mod experiment;
 mod generate;
 mod inspect;
+mod preference;
 mod pretrain;
+mod reward;
 mod seq2seq;
 mod sft;
 mod size;
@@ -40,6 +43,11 @@ enum Command {
     /// LoRA adapters: merge them into their base.
     #[command(subcommand)]
     Lora(sft::LoraCmd),
+    /// A reward model: train it on preference pairs (Bradley–Terry), score replies, measure it.
+    #[command(subcommand)]
+    Reward(reward::RewardCmd),
+    /// Direct preference optimisation of an SFT model on preference pairs (DPO, IPO, SimPO).
+    Dpo(dpo::DpoArgs),
     /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
     Generate(generate::GenerateArgs),
     /// Look inside: next-token probabilities through each sampler step, attention weights.
@@ -88,6 +96,8 @@ fn main() {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Sft(a) => sft::run(a),
         Command::Lora(c) => sft::run_lora(c),
+        Command::Reward(c) => reward::run(c),
+        Command::Dpo(a) => dpo::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Inspect(c) => inspect::run(c),
         Command::Eval(c) => eval::run(c),

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use indicatif::ProgressBar;
-use lmlab_model::{LoraConfig, LoraTarget};
 use lmlab_train::dpo::{train_dpo, DpoLoss, DpoOptions, DpoSettings};
 
 use crate::preference::{defaults, pair_training, print_accuracy, print_pairs, print_run, PairArgs, Stage};
+use crate::train_flags::LoraFlags;
 
 #[derive(Args)]
 pub struct DpoArgs {
@@ -29,15 +29,9 @@ pub struct DpoArgs {
     /// SimPO's target margin γ.
     #[arg(long, default_value_t = 0.5)]
     gamma: f64,
-    /// Train LoRA adapters of this rank on the frozen SFT model instead of every weight.
-    #[arg(long)]
-    lora_rank: Option<usize>,
-    /// LoRA scale numerator: adapters add (alpha/rank)·B·A.
-    #[arg(long, default_value_t = 16.0)]
-    lora_alpha: f64,
-    /// Projections to adapt: q, k, v, o, gate, up, down, or the groups attn, mlp, all.
-    #[arg(long, default_value = "attn,mlp")]
-    lora_targets: String,
+    /// (LoRA: adapters on the frozen SFT model instead of every weight.)
+    #[command(flatten)]
+    lora: LoraFlags,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -48,15 +42,11 @@ enum LossArg {
 }
 
 pub fn run(a: DpoArgs) -> Result<()> {
-    let lora = match a.lora_rank {
-        Some(rank) => {
-            Some(LoraConfig { rank, alpha: a.lora_alpha, targets: LoraTarget::parse_list(&a.lora_targets).map_err(anyhow::Error::msg)? })
-        }
-        None => None,
-    };
+    let adapters = a.lora.lora_rank.is_some();
     // Log every step: the margin and accuracy are what shows DPO working.
-    let lr = if lora.is_some() { 1e-3 } else { 1e-4 };
-    let run = pair_training(&a.policy, &a.pairs, Stage::Dpo, defaults(lr, 1), lora.is_none())?;
+    let lr = if adapters { 1e-3 } else { 1e-4 };
+    let run = pair_training(&a.policy, &a.pairs, Stage::Dpo, defaults(lr, 1), !adapters)?;
+    let lora = a.lora.config(run.model_cfg.activation)?;
     let loss = match a.loss {
         LossArg::Sigmoid => DpoLoss::Sigmoid,
         LossArg::Ipo => DpoLoss::Ipo,

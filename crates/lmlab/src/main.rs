@@ -17,6 +17,7 @@ mod seq2seq;
 mod sft;
 mod size;
 mod tokenizer;
+mod train_flags;
 mod world;
 
 use clap::{Parser, Subcommand};

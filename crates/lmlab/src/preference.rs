@@ -11,6 +11,8 @@ use lmlab_model::CausalLm;
 use lmlab_train::pairs::{AccuracyReport, PairTraining, RenderStats};
 use lmlab_train::{Preset, TrainConfig};
 
+use crate::train_flags::{stage_defaults, TrainFlags};
+
 #[derive(Args)]
 pub struct PairArgs {
     /// Preference files, split by entity into training and held-out pairs: the world's
@@ -28,51 +30,23 @@ pub struct PairArgs {
     /// that table, the defaults. Flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    #[arg(long)]
-    steps: Option<u64>,
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Pairs per micro-batch (each scored on both replies).
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Longest sequence in tokens (default: the model's context length); longer ones lose the
-    /// start of their prompt.
-    #[arg(long)]
-    seq_len: Option<usize>,
-    /// Share of pairs held out (whole entities) for evaluation.
-    #[arg(long)]
-    val_fraction: Option<f64>,
-    /// Continue from the checkpoint in --out exactly where it stopped.
-    #[arg(long)]
-    resume: bool,
-    /// Write a checkpoint and stop after this many steps (resume later with --resume).
-    #[arg(long)]
-    stop_after: Option<u64>,
+    /// (--batch-size: pairs per micro-batch, each scored on both replies; --seq-len: longer
+    /// sequences lose the start of their prompt; --val-fraction: pairs held out, whole entities.)
+    #[command(flatten)]
+    train: TrainFlags,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Training defaults for a stage: `steps` steps from `lr`, decaying to a tenth, no weight decay.
+/// Training defaults for a stage: 300 steps from `lr`, decaying to a tenth, no weight decay,
+/// a tenth of the pairs held out.
 pub fn defaults(lr: f64, log_every: u64) -> TrainConfig {
-    TrainConfig {
-        max_steps: 300,
-        lr,
-        min_lr: lr / 10.0,
-        warmup_steps: 20,
-        weight_decay: 0.0,
-        eval_every: 50,
-        save_every: 100,
-        log_every,
-        val_fraction: 0.1,
-        ..TrainConfig::default()
-    }
+    stage_defaults(lr, log_every, 0.1)
 }
 
 fn train_config(a: &PairArgs, stage: Stage, defaults: TrainConfig) -> Result<TrainConfig> {
-    let mut cfg = match &a.config {
+    let cfg = match &a.config {
         Some(path) => {
             let preset = Preset::from_file(path)?;
             match stage {
@@ -83,27 +57,7 @@ fn train_config(a: &PairArgs, stage: Stage, defaults: TrainConfig) -> Result<Tra
         }
         None => defaults,
     };
-    if let Some(v) = a.steps {
-        cfg.max_steps = v;
-    }
-    if let Some(v) = a.lr {
-        cfg.lr = v;
-        cfg.min_lr = v / 10.0;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = v;
-    }
-    if let Some(v) = a.seed {
-        cfg.seed = v;
-    }
-    if let Some(v) = a.seq_len {
-        cfg.seq_len = v;
-    }
-    if let Some(v) = a.val_fraction {
-        cfg.val_fraction = v;
-    }
-    cfg.warmup_steps = cfg.warmup_steps.min(cfg.max_steps / 2);
-    Ok(cfg)
+    Ok(a.train.apply(cfg))
 }
 
 /// Which stage's table of a preset (`--config`) sets the training.
@@ -141,8 +95,8 @@ pub fn pair_training(start: &Path, a: &PairArgs, stage: Stage, defaults: TrainCo
         eval_pairs,
         train: train_config(a, stage, defaults)?,
         out: a.out.clone(),
-        resume: a.resume,
-        stop_after: a.stop_after,
+        resume: a.train.resume,
+        stop_after: a.train.stop_after,
         stop: crate::sft::stop_on_ctrl_c()?,
         device: dev,
     })

@@ -9,8 +9,10 @@ use candle_core::Device;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use lmlab_infer::{LoadOptions, Model};
-use lmlab_model::{CausalLm, LoraConfig, LoraTarget};
+use lmlab_model::CausalLm;
 use lmlab_train::sft::{fine_tune, LongConversations, SftOptions};
+
+use crate::train_flags::{stage_defaults, LoraFlags, TrainFlags};
 use lmlab_train::{Preset, TrainConfig};
 
 #[derive(Args)]
@@ -30,30 +32,11 @@ pub struct SftArgs {
     /// is the base's); without one, the defaults. Flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    #[arg(long)]
-    steps: Option<u64>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Positions per row (default: the model's context length); conversations longer than
-    /// this count as too long.
-    #[arg(long)]
-    seq_len: Option<usize>,
-    /// Share of conversations held out for the evaluation loss.
-    #[arg(long)]
-    val_fraction: Option<f64>,
-    /// Train LoRA adapters of this rank on a frozen base instead of every weight.
-    #[arg(long)]
-    lora_rank: Option<usize>,
-    /// LoRA scale numerator: adapters add (alpha/rank)·B·A.
-    #[arg(long, default_value_t = 16.0)]
-    lora_alpha: f64,
-    /// Projections to adapt: q, k, v, o, gate, up, down, or the groups attn, mlp, all.
-    #[arg(long, default_value = "attn,mlp")]
-    lora_targets: String,
+    /// (--seq-len: positions per row; conversations longer than this count as too long.)
+    #[command(flatten)]
+    train: TrainFlags,
+    #[command(flatten)]
+    lora: LoraFlags,
     /// One conversation per row, padded, instead of packing several into each row.
     #[arg(long)]
     no_packing: bool,
@@ -65,12 +48,6 @@ pub struct SftArgs {
     /// The relabelled set is written beside --out as sft-rtuning.jsonl.
     #[arg(long)]
     abstain_from_model: Option<PathBuf>,
-    /// Continue from the checkpoint in --out exactly where it stopped.
-    #[arg(long)]
-    resume: bool,
-    /// Write a checkpoint and stop after this many steps (resume later with --resume).
-    #[arg(long)]
-    stop_after: Option<u64>,
     /// Print the final report as JSON.
     #[arg(long)]
     json: bool,
@@ -96,59 +73,22 @@ pub enum LoraCmd {
 
 /// Fine-tuning defaults: a short run at a lower learning rate than pretraining, no weight decay.
 fn sft_defaults(lora: bool) -> TrainConfig {
-    let lr = if lora { 3e-3 } else { 1e-3 };
-    TrainConfig {
-        max_steps: 300,
-        lr,
-        min_lr: lr / 10.0,
-        warmup_steps: 20,
-        weight_decay: 0.0,
-        eval_every: 50,
-        save_every: 100,
-        val_fraction: 0.02,
-        ..TrainConfig::default()
-    }
+    stage_defaults(if lora { 3e-3 } else { 1e-3 }, TrainConfig::default().log_every, 0.02)
 }
 
 fn train_config(a: &SftArgs) -> Result<TrainConfig> {
-    let mut cfg = match &a.config {
-        Some(path) => Preset::from_file(path)?.sft.unwrap_or_else(|| sft_defaults(a.lora_rank.is_some())),
-        None => sft_defaults(a.lora_rank.is_some()),
+    let defaults = sft_defaults(a.lora.lora_rank.is_some());
+    let cfg = match &a.config {
+        Some(path) => Preset::from_file(path)?.sft.unwrap_or(defaults),
+        None => defaults,
     };
-    if let Some(v) = a.steps {
-        cfg.max_steps = v;
-    }
-    if let Some(v) = a.lr {
-        cfg.lr = v;
-        cfg.min_lr = v / 10.0;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = v;
-    }
-    if let Some(v) = a.seed {
-        cfg.seed = v;
-    }
-    if let Some(v) = a.seq_len {
-        cfg.seq_len = v;
-    }
-    if let Some(v) = a.val_fraction {
-        cfg.val_fraction = v;
-    }
-    cfg.warmup_steps = cfg.warmup_steps.min(cfg.max_steps / 2);
-    Ok(cfg)
+    Ok(a.train.apply(cfg))
 }
 
 pub fn run(a: SftArgs) -> Result<()> {
     let dev = Device::Cpu;
     let base = Model::load(&a.base, &LoadOptions { dense: true, ..Default::default() }, &dev)?;
-    let lora = match a.lora_rank {
-        Some(rank) => {
-            // Groups ("mlp", the default "attn,mlp") name the base's own projections: no gate on GELU.
-            let targets = LoraTarget::parse_list_for(&a.lora_targets, base.config().activation).map_err(anyhow::Error::msg)?;
-            Some(LoraConfig { rank, alpha: a.lora_alpha, targets })
-        }
-        None => None,
-    };
+    let lora = a.lora.config(base.config().activation)?;
     if lora.is_none() && base.format() != "lmlab" {
         bail!("a full fine-tune writes an lmlab checkpoint, which would lose this {} model's own tokenizer setup; train adapters with --lora-rank instead", base.format());
     }
@@ -182,8 +122,8 @@ pub fn run(a: SftArgs) -> Result<()> {
             LongArg::Truncate => LongConversations::Truncate,
         },
         out: a.out.clone(),
-        resume: a.resume,
-        stop_after: a.stop_after,
+        resume: a.train.resume,
+        stop_after: a.train.stop_after,
         stop: stop_on_ctrl_c()?,
         device: dev,
     };

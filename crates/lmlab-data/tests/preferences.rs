@@ -16,9 +16,8 @@ fn world_pairs_name_their_entity_and_the_split_shares_none() {
     let dir = tempfile::tempdir().unwrap();
     lmlab_world::generate(dir.path(), &lmlab_world::WorldOptions::default()).unwrap();
     let file = read_preference_file(&dir.path().join("preferences.jsonl")).unwrap();
-    let safety = file.pairs.iter().filter(|p| p.reason == "safe_vs_unsafe").count();
-    // Only the safety pairs are about no entity; they are grouped by their prompt.
-    assert_eq!(file.without_entity, safety);
+    // Every pair names its entity (safety requests are about a person, company or city).
+    assert_eq!(file.without_entity, 0);
     let mut reasons: HashMap<&str, usize> = HashMap::new();
     for p in &file.pairs {
         *reasons.entry(p.reason.as_str()).or_default() += 1;
@@ -38,6 +37,14 @@ fn world_pairs_name_their_entity_and_the_split_shares_none() {
     assert!((held.len() as f64 / n as f64 - 0.2).abs() < 0.05, "{} of {n} held out", held.len());
     let trained: HashSet<&str> = train.iter().map(|p| p.group.as_str()).collect();
     assert!(held.iter().all(|p| !trained.contains(p.group.as_str())));
+    // Enough held-out pairs of every kind for a per-reason accuracy to mean something.
+    let mut held_by_reason: HashMap<&str, usize> = HashMap::new();
+    for p in &held {
+        *held_by_reason.entry(p.reason.as_str()).or_default() += 1;
+    }
+    for r in ["correct_vs_wrong_fact", "helpful_vs_rude", "abstain_vs_invent", "safe_vs_unsafe"] {
+        assert!(held_by_reason.get(r).copied().unwrap_or(0) >= 200, "held out by reason: {held_by_reason:?}");
+    }
 }
 
 #[test]

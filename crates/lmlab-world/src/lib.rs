@@ -278,6 +278,7 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     let tasks = tasks::build(&kb, &crawl, names.held_out(), opts.scale.eval_per_bucket(), 1, opts.zh_share, &mut rng);
     write(&out.join("sft.jsonl"), jsonl(&tasks.sft)?.as_bytes())?;
     write(&out.join("preferences.jsonl"), jsonl(&tasks.preferences)?.as_bytes())?;
+    write(&out.join("eval").join("fact_pairs.jsonl"), jsonl(&tasks.eval_pairs)?.as_bytes())?;
     let mut eval_questions = BTreeMap::new();
     for (set, qs) in &tasks.eval {
         write(&out.join("eval").join(format!("{set}.jsonl")), jsonl(qs)?.as_bytes())?;

@@ -57,6 +57,10 @@ pub struct Preference {
     /// models and DPO can hold out whole entities; none for pairs about no entity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<String>,
+    /// The evaluation question a pair of `eval/fact_pairs.jsonl` asks (its `id` in
+    /// `eval/facts.jsonl`), so a reward model's verdict can be joined with a model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
 }
 
 /// One evaluation question; `answers` are accepted strings (empty: the right answer is to abstain).
@@ -77,6 +81,9 @@ pub struct Question {
 pub struct Tasks {
     pub sft: Vec<SftExample>,
     pub preferences: Vec<Preference>,
+    /// `eval/fact_pairs.jsonl`: the true fact over a false one for every evaluation fact, never
+    /// trained on.
+    pub eval_pairs: Vec<Preference>,
     /// Set name (file stem in eval/) → questions.
     pub eval: BTreeMap<String, Vec<Question>>,
 }
@@ -264,6 +271,7 @@ impl Builder<'_> {
                 reason: "correct_vs_wrong_fact".into(),
                 language: lang(zh),
                 entity: Some(e.id.clone()),
+                question: None,
             });
         } else if rng.random_bool(0.5) {
             let rude = fill(pick(rng, templates::rude_replies(zh)), &s, "");
@@ -274,6 +282,7 @@ impl Builder<'_> {
                 reason: "helpful_vs_rude".into(),
                 language: lang(zh),
                 entity: Some(e.id.clone()),
+                question: None,
             });
         }
     }
@@ -348,6 +357,7 @@ impl Builder<'_> {
                         reason: "abstain_vs_invent".into(),
                         language: lang(zh),
                         entity: Some(s.clone()),
+                        question: None,
                     });
                 }
             }
@@ -383,6 +393,7 @@ impl Builder<'_> {
                 reason: "safe_vs_unsafe".into(),
                 language: lang(zh),
                 entity: Some(e.id.clone()),
+                question: None,
             });
         }
     }
@@ -473,7 +484,38 @@ pub fn build(
     let (mut sft, mut prefs) = (b.sft, b.prefs);
     sft.shuffle(rng);
     prefs.shuffle(rng);
-    Tasks { sft, preferences: prefs, eval: b.eval }
+    // Drawn last, so that adding them changed no other file of a world.
+    let eval_pairs = eval_fact_pairs(kb, b.eval.get("facts").map_or(&[], Vec::as_slice), rng);
+    Tasks { sft, preferences: prefs, eval_pairs, eval: b.eval }
+}
+
+/// For every evaluation fact, its question with the true fact over a false one of the same type.
+/// No training pair is about these facts, so a reward model's accuracy on them can be set beside
+/// what a model answers to the same questions (joined by `question`).
+fn eval_fact_pairs(kb: &Kb, questions: &[Question], rng: &mut ChaCha8Rng) -> Vec<Preference> {
+    questions
+        .iter()
+        .map(|q| {
+            let e = kb.entity(&q.entity).expect("evaluation facts are about KB entities");
+            let f = e
+                .facts
+                .iter()
+                .find(|f| f.relation.name() == q.relation && accepted(f) == q.answers)
+                .expect("an evaluation question asks about one of its entity's facts");
+            let zh = q.language == "zh";
+            let (s, o) = names(e, f, zh);
+            let (wen, wzh) = kb.wrong_value(f, rng);
+            Preference {
+                prompt: q.question.clone(),
+                chosen: fill(pick(rng, templates::facts(f.relation, zh)), &s, &o),
+                rejected: fill(pick(rng, templates::facts(f.relation, zh)), &s, if zh { &wzh } else { &wen }),
+                reason: "correct_vs_wrong_fact".into(),
+                language: lang(zh),
+                entity: Some(e.id.clone()),
+                question: Some(q.id.clone()),
+            }
+        })
+        .collect()
 }
 
 fn lower_first(s: &str) -> String {

@@ -181,6 +181,27 @@ fn evaluation_questions_stay_out_of_training_data() {
         assert!(reasons.contains(r), "no {r} pairs");
     }
     assert!(prefs.iter().all(|p| p["chosen"] != p["rejected"]));
+    // One held-out fact pair per evaluation fact, its question's own text, the true value chosen.
+    let facts: Vec<Question> = read_jsonl(&d.join("eval/facts.jsonl"));
+    let pairs: Vec<serde_json::Value> = read_jsonl(&d.join("eval/fact_pairs.jsonl"));
+    assert_eq!(pairs.len(), facts.len());
+    let trained: HashSet<&str> = prefs.iter().map(|p| p["prompt"].as_str().unwrap()).collect();
+    for (p, q) in pairs.iter().zip(&facts) {
+        assert_eq!((p["question"].as_str().unwrap(), p["prompt"].as_str().unwrap()), (q.id.as_str(), q.question.as_str()));
+        assert!(q.answers.iter().any(|a| states(p["chosen"].as_str().unwrap(), a)), "{p}");
+        assert!(!q.answers.iter().any(|a| states(p["rejected"].as_str().unwrap(), a)), "{p}");
+        assert!(!trained.contains(q.question.as_str()));
+    }
+}
+
+/// Whether `sentence` states `value`: as whole words in English ("red" is not in "coloured"),
+/// anywhere in Chinese.
+fn states(sentence: &str, value: &str) -> bool {
+    if !value.is_ascii() {
+        return sentence.contains(value);
+    }
+    let words = |s: &str| format!(" {} ", s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" "));
+    words(sentence).contains(&words(value))
 }
 
 /// `a` inside `b` or `b` inside `a`, English case-insensitively (Chinese has no case).

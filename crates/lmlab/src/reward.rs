@@ -10,7 +10,7 @@ use lmlab_infer::{LoadOptions, Model};
 use lmlab_model::{CausalLm, Gpt, Mode};
 use lmlab_tokenizer::chat::{ChatTemplate, Message};
 use lmlab_tokenizer::Tokenizer;
-use lmlab_train::pairs::{render_pairs, render_reply, AccuracyReport, RenderStats};
+use lmlab_train::pairs::{render_pairs, render_reply, AccuracyReport, RenderStats, TokenPair};
 use lmlab_train::reward::{read_head, rewards, score_pairs, train_reward_model};
 
 use crate::preference::{defaults, pair_training, print_accuracy, print_pairs, print_run, PairArgs, Stage};
@@ -46,6 +46,10 @@ pub enum RewardCmd {
         /// Pairs scored at a time.
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
+        /// Also write every pair's two rewards here, a JSON line each: its `source` (file:line),
+        /// `reason`, `group`, `chosen` and `rejected` scores.
+        #[arg(long)]
+        scores: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -55,7 +59,7 @@ pub fn run(cmd: RewardCmd) -> Result<()> {
     match cmd {
         RewardCmd::Train { base, pairs } => train(&base, &pairs),
         RewardCmd::Score { model, prompt, response } => score(&model, &prompt, &response),
-        RewardCmd::Eval { model, data, batch_size, json } => eval(&model, &data, batch_size, json),
+        RewardCmd::Eval { model, data, batch_size, scores, json } => eval(&model, &data, batch_size, scores.as_deref(), json),
     }
 }
 
@@ -121,11 +125,14 @@ struct EvalReport {
     accuracy: AccuracyReport,
 }
 
-fn eval(dir: &Path, data: &[PathBuf], batch_size: usize, json: bool) -> Result<()> {
+fn eval(dir: &Path, data: &[PathBuf], batch_size: usize, scores_out: Option<&Path>, json: bool) -> Result<()> {
     let rm = Loaded::open(dir)?;
     let pairs = lmlab_data::preference::read_preferences(data)?.pairs;
     let (pairs, rendering) = render_pairs(&pairs, &rm.template, rm.tokenizer(), rm.model.config().context_length)?;
     let scores = score_pairs(rm.gpt()?, &rm.head, &pairs, batch_size)?;
+    if let Some(out) = scores_out {
+        write_scores(out, &pairs, &scores)?;
+    }
     let report = EvalReport { rendering, accuracy: AccuracyReport::new(&pairs, &scores) };
     if json {
         return crate::print_json(&report);
@@ -134,4 +141,17 @@ fn eval(dir: &Path, data: &[PathBuf], batch_size: usize, json: bool) -> Result<(
     println!("{} pairs; {} with their prompt cut to fit, {} skipped as too long", r.pairs, r.truncated, r.skipped_long);
     print_accuracy(&[("reward model", &report.accuracy)]);
     Ok(())
+}
+
+/// One JSON line per scored pair, written whole or not at all.
+fn write_scores(out: &Path, pairs: &[TokenPair], scores: &[(f32, f32)]) -> Result<()> {
+    let mut text = String::new();
+    for (p, &(chosen, rejected)) in pairs.iter().zip(scores) {
+        let line = serde_json::json!({
+            "source": p.source, "reason": p.reason, "group": p.group, "chosen": chosen, "rejected": rejected,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    lmlab_model::checkpoint::write_atomic(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))
 }

@@ -94,8 +94,17 @@ fn reward_train_score_eval_and_dpo_through_the_binary() {
     let lines: Vec<String> = String::from_utf8(scored.stdout).unwrap().lines().map(String::from).collect();
     assert_eq!(lines.len(), 2);
     assert!(lines[0].ends_with("\tIt is in Ostria.") && lines[0].split('\t').next().unwrap().parse::<f32>().is_ok(), "{lines:?}");
-    let eval = json(&["reward", "eval", "--model", &p("run/rm"), "--data", &p("prefs.jsonl"), &p("hh.jsonl"), "--json"]);
+    let scores = p("scores.jsonl");
+    let eval =
+        json(&["reward", "eval", "--model", &p("run/rm"), "--data", &p("prefs.jsonl"), &p("hh.jsonl"), "--scores", &scores, "--json"]);
     assert_eq!(eval["accuracy"]["all"]["pairs"], 25);
+    // Every pair's two rewards, agreeing with the accuracy the report gives.
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&scores).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 25);
+    let preferred = lines.iter().filter(|l| l["chosen"].as_f64().unwrap() > l["rejected"].as_f64().unwrap()).count();
+    assert_eq!(preferred as u64, eval["accuracy"]["all"]["correct"].as_u64().unwrap());
+    assert!(lines[0]["source"].as_str().unwrap().contains("prefs.jsonl:"), "{}", lines[0]);
 
     let (base, prefs) = (p("run/base"), p("prefs.jsonl"));
     for (loss, lora) in [("sigmoid", false), ("ipo", false), ("simpo", true)] {

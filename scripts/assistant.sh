@@ -2,7 +2,8 @@
 # From a crawl to an assistant on the built-in world, with the `knowledge` preset
 # (configs/knowledge.toml): the world with a core of well-known facts, the base model, then
 # instruction tuning three ways — full SFT, LoRA SFT, and full SFT whose abstentions follow the
-# base model's own knowledge (R-Tuning) — each graded by `eval qa` before and after.
+# base model's own knowledge (R-Tuning) — each graded by `eval qa` before and after; then the
+# reward model and DPO.
 # Usage: scripts/assistant.sh [RUN_NAME] [SEED]   (about an hour on 2 CPU cores; the base model
 # is most of it)
 set -euo pipefail
@@ -27,6 +28,14 @@ set -x
 "$lmlab" eval qa --model "$run/lora" --chat --questions "${questions[@]}" --out "$run/eval/lora"
 "$lmlab" sft --config "$preset" --base "$run/base" --data "$run/world/sft.jsonl" --out "$run/sft-rtuning" --abstain-from-model "$run/base"
 "$lmlab" eval qa --model "$run/sft-rtuning" --chat --questions "${questions[@]}" --out "$run/eval/sft-rtuning"
+# The reward model (from the base) and DPO (from the SFT model) on the world's preference pairs,
+# held out by entity; the reward model also scores the evaluation facts' true-vs-false pairs,
+# hh-rlhf's test pairs for the record.
+hh=../shared/data/chat/hh-rlhf-harmless-base-test.jsonl.gz
+"$lmlab" reward train --config "$preset" --base "$run/base" --data "$run/world/preferences.jsonl" --eval-data "$hh" --out "$run/rm"
+"$lmlab" reward eval --model "$run/rm" --data "$run/world/eval/fact_pairs.jsonl" --scores "$run/eval/fact_pair_scores.jsonl"
+"$lmlab" dpo --config "$preset" --policy "$run/sft" --data "$run/world/preferences.jsonl" --out "$run/dpo"
+"$lmlab" eval qa --model "$run/dpo" --chat --questions "${questions[@]}" --out "$run/eval/dpo"
 # One frequent fact's question, asked of the tuned model.
 question=$(grep '"bucket":"11+"' "$run/world/eval/facts.jsonl" | head -1 | sed 's/.*"question":"\([^"]*\)".*/\1/')
 "$lmlab" generate --model "$run/sft" --chat --prompt "$question" --max-tokens 40

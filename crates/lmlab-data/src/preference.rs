@@ -41,7 +41,7 @@ pub struct PreferencePair {
     pub prompt: Vec<Message>,
     pub chosen: String,
     pub rejected: String,
-    /// Why `chosen` is better (the world's kinds: correct_vs_wrong_fact, helpful_vs_rude,
+    /// Why `chosen` is better (the world's kinds: correct_vs_wrong_fact, helpful_vs_rude, answer_vs_abstain,
     /// abstain_vs_invent, safe_vs_unsafe; `hh-rlhf` for hh-rlhf pairs). Accuracy is reported per
     /// reason.
     pub reason: String,

@@ -24,7 +24,7 @@ fn world_pairs_name_their_entity_and_the_split_shares_none() {
         assert_eq!(p.prompt.len(), 1);
         assert!(!p.group.is_empty() && p.source.contains("preferences.jsonl:"));
     }
-    for r in ["correct_vs_wrong_fact", "helpful_vs_rude", "abstain_vs_invent", "safe_vs_unsafe"] {
+    for r in ["correct_vs_wrong_fact", "helpful_vs_rude", "answer_vs_abstain", "abstain_vs_invent", "safe_vs_unsafe"] {
         assert!(reasons.contains_key(r), "no {r} pairs: {reasons:?}");
     }
     // Several pairs share an entity (a fact asked twice, or two facts of one entity).
@@ -42,7 +42,7 @@ fn world_pairs_name_their_entity_and_the_split_shares_none() {
     for p in &held {
         *held_by_reason.entry(p.reason.as_str()).or_default() += 1;
     }
-    for r in ["correct_vs_wrong_fact", "helpful_vs_rude", "abstain_vs_invent", "safe_vs_unsafe"] {
+    for r in ["correct_vs_wrong_fact", "helpful_vs_rude", "answer_vs_abstain", "abstain_vs_invent", "safe_vs_unsafe"] {
         assert!(held_by_reason.get(r).copied().unwrap_or(0) >= 200, "held out by reason: {held_by_reason:?}");
     }
 }

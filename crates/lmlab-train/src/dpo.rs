@@ -361,7 +361,7 @@ fn reference(opts: &DpoOptions, prepared: &crate::pairs::PreparedPairs, cfg: &Tr
 
 /// Trains a policy with DPO (or IPO, SimPO) as `opts` says, handing each training event to
 /// `on_event`.
-pub fn train_dpo(opts: DpoOptions, on_event: impl FnMut(&TrainEvent)) -> Result<DpoReport> {
+pub fn train_dpo(opts: DpoOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result<DpoReport> {
     use crate::checkpoint::{AdapterInfo, Extras};
     use crate::trainer::{RunSpec, Trainer};
 
@@ -372,6 +372,10 @@ pub fn train_dpo(opts: DpoOptions, on_event: impl FnMut(&TrainEvent)) -> Result<
     let (loaded, cfg) = settings(run)?;
     // Inputs are the sequence without its last token: sequences of seq_len + 1 tokens fill a row.
     let data = prepare(run, &cfg, cfg.seq_len + 1)?;
+    if !run.resume {
+        let n = data.train.len() + data.held_out.len();
+        on_event(&TrainEvent::Note(format!("scoring the {n} pairs' replies with the reference (SFT) model, once")));
+    }
     let cache = reference(&opts, &data, &cfg)?;
     let (model, params) = policy(&opts, &cfg, loaded.as_ref().map(|l| l.weights.clone()))?;
     let (opt, progress) = optimizer(&params, &cfg, loaded.as_ref())?;

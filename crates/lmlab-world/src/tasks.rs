@@ -252,8 +252,8 @@ impl Builder<'_> {
         taught
     }
 
-    /// One question and answer about fact `f`, and sometimes a preference pair: the true fact
-    /// over a false one, or a helpful answer over a rude one.
+    /// One question and answer about fact `f`, and most times a preference pair: the true fact
+    /// over a false one, a rude reply or an abstention.
     fn fact_qa(&mut self, e: &Entity, f: &Fact, rng: &mut ChaCha8Rng) {
         let zh = self.zh(rng);
         let (s, o) = names(e, f, zh);
@@ -261,30 +261,29 @@ impl Builder<'_> {
         let a = fill(pick(rng, templates::facts(f.relation, zh)), &s, &o);
         let fact = FactRef { entity: e.id.clone(), subject: s.clone(), relation: f.relation.name().into(), answers: accepted(f) };
         self.sft.push(SftExample { task: "fact_qa".into(), language: lang(zh), messages: chat(q.clone(), a.clone()), fact: Some(fact) });
-        if rng.random_bool(0.5) {
+        // The true answer over a false one, a rude one, or an abstention: the last teaches a
+        // preference-trained model to answer what it knows, against the abstain-vs-invent pairs
+        // about entities that do not exist (without them DPO learns to abstain on everything).
+        let roll: f64 = rng.random();
+        let (rejected, reason) = if roll < 0.45 {
             let (wen, wzh) = self.kb.wrong_value(f, rng);
-            let wrong = fill(pick(rng, templates::facts(f.relation, zh)), &s, if zh { &wzh } else { &wen });
-            self.prefs.push(Preference {
-                prompt: q,
-                chosen: a,
-                rejected: wrong,
-                reason: "correct_vs_wrong_fact".into(),
-                language: lang(zh),
-                entity: Some(e.id.clone()),
-                question: None,
-            });
-        } else if rng.random_bool(0.5) {
-            let rude = fill(pick(rng, templates::rude_replies(zh)), &s, "");
-            self.prefs.push(Preference {
-                prompt: q,
-                chosen: a,
-                rejected: rude,
-                reason: "helpful_vs_rude".into(),
-                language: lang(zh),
-                entity: Some(e.id.clone()),
-                question: None,
-            });
-        }
+            (fill(pick(rng, templates::facts(f.relation, zh)), &s, if zh { &wzh } else { &wen }), "correct_vs_wrong_fact")
+        } else if roll < 0.7 {
+            (fill(pick(rng, templates::rude_replies(zh)), &s, ""), "helpful_vs_rude")
+        } else if roll < 0.95 {
+            (fill(pick(rng, templates::abstentions(zh)), &s, ""), "answer_vs_abstain")
+        } else {
+            return;
+        };
+        self.prefs.push(Preference {
+            prompt: q,
+            chosen: a,
+            rejected,
+            reason: reason.into(),
+            language: lang(zh),
+            entity: Some(e.id.clone()),
+            question: None,
+        });
     }
 
     /// Two facts about one entity (its first two taught ones) in one question.

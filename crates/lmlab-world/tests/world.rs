@@ -177,7 +177,7 @@ fn evaluation_questions_stay_out_of_training_data() {
     }
     let prefs: Vec<serde_json::Value> = read_jsonl(&d.join("preferences.jsonl"));
     let reasons: HashSet<&str> = prefs.iter().map(|p| p["reason"].as_str().unwrap()).collect();
-    for r in ["correct_vs_wrong_fact", "abstain_vs_invent", "helpful_vs_rude", "safe_vs_unsafe"] {
+    for r in ["correct_vs_wrong_fact", "abstain_vs_invent", "answer_vs_abstain", "helpful_vs_rude", "safe_vs_unsafe"] {
         assert!(reasons.contains(r), "no {r} pairs");
     }
     assert!(prefs.iter().all(|p| p["chosen"] != p["rejected"]));

@@ -96,15 +96,41 @@ pub struct Preset {
     /// The world a post-training preset is meant for (`lmlab world generate --preset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world: Option<lmlab_world::WorldOptions>,
-    /// Instruction tuning's settings (`lmlab sft --config`), where they differ from the defaults.
+    /// Instruction tuning's settings (`lmlab sft --config`), where they differ from its defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sft: Option<TrainConfig>,
+    pub sft: Option<StageTable>,
     /// The reward model's settings (`lmlab reward train --config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reward: Option<TrainConfig>,
+    pub reward: Option<StageTable>,
     /// DPO's settings (`lmlab dpo --config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dpo: Option<TrainConfig>,
+    pub dpo: Option<StageTable>,
+}
+
+/// A post-training stage's table (`[sft]`, `[reward]`, `[dpo]`): only the fields it names,
+/// laid over that stage's own defaults, so that `[reward]\nval_fraction = 0.2` changes the
+/// held-out share and nothing else. Its fields are those of [`TrainConfig`], checked on reading.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+pub struct StageTable(toml::Table);
+
+impl StageTable {
+    /// `defaults` with this table's fields in their place.
+    pub fn over(&self, defaults: TrainConfig) -> Result<TrainConfig> {
+        let toml::Value::Table(mut merged) = toml::Value::try_from(&defaults)? else { unreachable!("a struct serializes to a table") };
+        merged.extend(self.0.clone());
+        let cfg: TrainConfig = toml::Value::Table(merged).try_into()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl<'de> Deserialize<'de> for StageTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let table = StageTable(toml::Table::deserialize(d)?);
+        table.over(TrainConfig::default()).map_err(serde::de::Error::custom)?;
+        Ok(table)
+    }
 }
 
 /// The presets shipped in `configs/`, by name, embedded so that they work from any directory.
@@ -195,7 +221,11 @@ mod tests {
         let dpo = err(&format!("{model}[dpo]\nbeta = 0.1\n"));
         assert!(dpo.contains("table [dpo]") && dpo.contains("unknown field `beta`") && dpo.contains("log_every"), "{dpo}");
         let stages = Preset::from_toml(&format!("{model}[reward]\nlr = 1e-4\n[dpo]\nmax_steps = 7\n")).unwrap();
-        assert_eq!((stages.reward.unwrap().lr, stages.dpo.unwrap().max_steps), (1e-4, 7));
+        // A stage table changes only the fields it names, over the stage's own defaults.
+        let defaults = TrainConfig { max_steps: 300, lr: 3e-4, val_fraction: 0.1, ..TrainConfig::default() };
+        let reward = stages.reward.unwrap().over(defaults.clone()).unwrap();
+        assert_eq!(reward, TrainConfig { lr: 1e-4, ..defaults.clone() });
+        assert_eq!(stages.dpo.unwrap().over(defaults.clone()).unwrap(), TrainConfig { max_steps: 7, ..defaults });
         assert!(Preset::from_toml(model).is_ok());
     }
 }

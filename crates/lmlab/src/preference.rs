@@ -49,11 +49,14 @@ fn train_config(a: &PairArgs, stage: Stage, defaults: TrainConfig) -> Result<Tra
     let cfg = match &a.config {
         Some(path) => {
             let preset = Preset::from_file(path)?;
-            match stage {
+            let table = match stage {
                 Stage::Reward => preset.reward,
                 Stage::Dpo => preset.dpo,
+            };
+            match table {
+                Some(table) => table.over(defaults).with_context(|| format!("in config {}", path.display()))?,
+                None => defaults,
             }
-            .unwrap_or(defaults)
         }
         None => defaults,
     };

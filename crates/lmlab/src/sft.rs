@@ -79,7 +79,10 @@ fn sft_defaults(lora: bool) -> TrainConfig {
 fn train_config(a: &SftArgs) -> Result<TrainConfig> {
     let defaults = sft_defaults(a.lora.lora_rank.is_some());
     let cfg = match &a.config {
-        Some(path) => Preset::from_file(path)?.sft.unwrap_or(defaults),
+        Some(path) => match Preset::from_file(path)?.sft {
+            Some(table) => table.over(defaults).with_context(|| format!("in config {}", path.display()))?,
+            None => defaults,
+        },
         None => defaults,
     };
     Ok(a.train.apply(cfg))

@@ -29,7 +29,9 @@ mod prompt;
 pub mod reference;
 pub mod sampler;
 
-pub use engine::{generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};
+pub use engine::{
+    decode_step, generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Sequence, Timings, TokenLogprob,
+};
 pub use model::{embedded_vocab, save_merged, tokenizer_file, LoadOptions, Model};
 pub use prompt::{prompt_ids, StopText};
 pub use sampler::{Sampler, SamplingParams};

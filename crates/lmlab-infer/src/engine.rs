@@ -510,7 +510,7 @@ mod tests {
         // Continuous batching: a second request starts after the first has stepped three
         // times, a third after five; each one's tokens are those it gets alone.
         let m = model();
-        let mut reqs = vec![request(true, 10, vec![]), request(true, 6, vec![]), request(true, 8, vec![])];
+        let mut reqs = [request(true, 10, vec![]), request(true, 6, vec![]), request(true, 8, vec![])];
         reqs[1].prompt = vec![9, 8];
         reqs[1].n = 2;
         reqs[2].sampling.seed = 5;

@@ -188,6 +188,24 @@ fn batching_queue_disconnects_shutdown_and_load() {
     drop((s1, s2));
     assert_eq!(queued.join().unwrap().status, 200, "the queued request runs once a slot frees");
 
+    // KV-cache memory is reserved up front: with room for one long request, a second waits in
+    // the queue though slots are free, and runs once the first is gone.
+    server.shutdown().unwrap();
+    let per_token = lmlab_serve::kv_bytes_per_token(&model);
+    let budget = 2048 * per_token; // a 3-token prompt + 2000 tokens: buffers of 256 → 2048 positions
+    let mut server = Server::start(model.clone(), ServeOptions { max_batch: 4, kv_budget: Some(budget), ..Default::default() });
+    let a = server.addr;
+    assert_eq!(metric(a, "lmlab_kv_cache_budget_bytes"), budget as f64);
+    let s1 = open_stream(a, 2000);
+    assert_eq!(metric(a, "lmlab_kv_cache_reserved_bytes"), budget as f64);
+    let waiting = std::thread::spawn(move || post(a, "/v1/completions", &json!({"prompt": "the", "max_tokens": 3})));
+    assert!(wait_for(10, || metric(a, "lmlab_queued_requests") == 1.0));
+    assert_eq!(metric(a, "lmlab_running_sequences"), 1.0, "a free slot, but no memory");
+    drop(s1);
+    assert_eq!(waiting.join().unwrap().status, 200);
+    let e = error_of(&post(a, "/v1/completions", &json!({"prompt": "the", "max_tokens": 2000, "n": 2})), 400);
+    assert!(e["message"].as_str().unwrap().contains("KV cache"), "{e}");
+
     // Graceful shutdown: a stream in flight finishes; new requests get 503.
     let mut s = open_stream(a, 300);
     server.begin_shutdown();

@@ -101,7 +101,37 @@ impl TextStream {
 
 #[cfg(test)]
 mod tests {
-    use super::complete_len;
+    use super::{complete_len, TextStream};
+
+    #[test]
+    fn streamed_pieces_join_to_the_final_text_without_broken_characters_or_stop_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.txt");
+        std::fs::write(&f, "the cat sat on the mat. ".repeat(50)).unwrap();
+        // A small vocabulary: Chinese characters and the emoji are split into byte tokens.
+        let tok = lmlab_tokenizer::train(&lmlab_tokenizer::TrainOptions {
+            files: vec![f],
+            vocab_size: 300,
+            min_frequency: 2,
+            show_progress: false,
+        })
+        .unwrap();
+        let text = "the cat 猫坐在垫子上 🦀 sat END on the mat";
+        let ids = tok.encode(text).unwrap();
+        assert!(ids.len() > text.chars().count() / 2);
+        for (stops, expected) in [
+            (vec![], text),
+            (vec!["END".to_string()], "the cat 猫坐在垫子上 🦀 sat "),
+            (vec!["ma".to_string(), "坐在".to_string()], "the cat 猫"),
+        ] {
+            let mut s = TextStream::new(&tok, stops.clone());
+            let mut pieces: Vec<String> = ids.iter().map(|&id| s.push(&tok, id)).collect();
+            pieces.push(s.finish(&tok));
+            assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "a piece split a character: {pieces:?}");
+            assert_eq!(pieces.concat(), expected, "stops {stops:?}");
+            assert_eq!(s.stopped(), !stops.is_empty());
+        }
+    }
 
     #[test]
     fn an_incomplete_last_character_is_held_back() {

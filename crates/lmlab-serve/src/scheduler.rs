@@ -121,7 +121,9 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
                 }
             }
         }
-        // Send what admission produced (the first tokens), drop departed clients.
+        // Send what admission produced (the first tokens), drop departed clients. The gauges
+        // are updated before a client can see its tokens, and again after retiring.
+        publish(&active, &metrics, reserved);
         report(&mut active, &metrics, &mut reserved);
         publish(&active, &metrics, reserved);
         if active.is_empty() {
@@ -155,6 +157,7 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
         metrics.per_token.observe_n(now.duration_since(prev_end.unwrap_or(step_start)).as_secs_f64(), stepped as u64);
         prev_end = Some(now);
         metrics.steps.fetch_add(1, Ordering::Relaxed);
+        publish(&active, &metrics, reserved);
         report(&mut active, &metrics, &mut reserved);
         publish(&active, &metrics, reserved);
     }

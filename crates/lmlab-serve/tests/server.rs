@@ -82,7 +82,12 @@ fn answers_streams_and_errors() {
     assert_eq!(x["choices"], y["choices"]);
     assert_eq!(x["choices"].as_array().unwrap().len(), 2);
     assert_eq!(x["choices"][0]["logprobs"]["top_logprobs"][0].as_object().unwrap().len(), 2);
-    let lp = post(a, "/v1/chat/completions", &json!({"messages": msgs, "max_tokens": 4, "logprobs": true, "top_logprobs": 3})).json();
+    let lp = post(
+        a,
+        "/v1/chat/completions",
+        &json!({"messages": msgs, "max_tokens": 4, "logprobs": true, "top_logprobs": 3, "logit_bias": no_stop(&model)}),
+    )
+    .json();
     let first = &lp["choices"][0]["logprobs"]["content"][0];
     assert!(first["logprob"].as_f64().unwrap() <= 0.0 && first["top_logprobs"].as_array().unwrap().len() == 3, "{lp}");
     // Stop strings end the text before them.
@@ -144,9 +149,16 @@ fn answers_streams_and_errors() {
     server.shutdown().unwrap();
 }
 
-/// A long streamed completion; returns the socket after its first content chunk.
-fn open_stream(addr: std::net::SocketAddr, max_tokens: usize) -> std::net::TcpStream {
-    let body = json!({"prompt": "the cat", "max_tokens": max_tokens, "stream": true, "temperature": 1.0, "seed": 1}).to_string();
+/// A logit bias that keeps a random model from ending early (its stop tokens at -100).
+fn no_stop(model: &Model) -> Value {
+    Value::Object(model.tokenizer().special().stop_ids.iter().map(|id| (id.to_string(), json!(-100))).collect())
+}
+
+/// A streamed completion of `max_tokens` tokens (`bias` keeps it from stopping early);
+/// returns the socket after its first content chunk.
+fn open_stream(addr: std::net::SocketAddr, max_tokens: usize, bias: &Value) -> std::net::TcpStream {
+    let body = json!({"prompt": "the cat", "max_tokens": max_tokens, "stream": true, "temperature": 1.0, "seed": 1, "logit_bias": bias})
+        .to_string();
     let mut s = send_raw(addr, "POST", "/v1/completions", &[("Content-Type", "application/json")], body.as_bytes());
     let mut seen = Vec::new();
     let mut buf = [0u8; 512];
@@ -165,21 +177,23 @@ fn rss_kb() -> u64 {
 
 #[test]
 fn batching_queue_disconnects_shutdown_and_load() {
-    // Long enough a context that a long reply outlasts a client's hang-up.
-    let model = Arc::new(tiny_model(2048, 64));
+    // Long replies (stop tokens banned) at 1 ms or more a step outlast a client's hang-up and
+    // the test's looks at the metrics.
+    let model = Arc::new(tiny_model_with_step(2048, 64, Some(Duration::from_millis(1))));
+    let bias = no_stop(&model);
     let opts = ServeOptions { max_batch: 2, queue: 1, drain: Duration::from_secs(20), ..Default::default() };
     let mut server = Server::start(model.clone(), opts);
     let a = server.addr;
 
     // A client that hangs up mid-stream frees its sequence (and its KV reservation).
-    let s = open_stream(a, 2000);
+    let s = open_stream(a, 2000, &bias);
     assert!(metric(a, "lmlab_running_sequences") >= 1.0);
     drop(s);
     assert!(wait_for(20, || metric(a, "lmlab_sequences_cancelled_total") >= 1.0), "the hang-up was noticed");
     assert!(wait_for(20, || metric(a, "lmlab_running_sequences") == 0.0 && metric(a, "lmlab_kv_cache_reserved_bytes") == 0.0));
 
     // Two running (the batch), one queued, the next refused with 429 and Retry-After.
-    let (s1, s2) = (open_stream(a, 2000), open_stream(a, 2000));
+    let (s1, s2) = (open_stream(a, 2000, &bias), open_stream(a, 2000, &bias));
     let queued = std::thread::spawn(move || post(a, "/v1/completions", &json!({"prompt": "the", "max_tokens": 3})));
     assert!(wait_for(10, || metric(a, "lmlab_queued_requests") == 1.0));
     let r = post(a, "/v1/completions", &json!({"prompt": "the", "max_tokens": 3}));
@@ -196,7 +210,7 @@ fn batching_queue_disconnects_shutdown_and_load() {
     let mut server = Server::start(model.clone(), ServeOptions { max_batch: 4, kv_budget: Some(budget), ..Default::default() });
     let a = server.addr;
     assert_eq!(metric(a, "lmlab_kv_cache_budget_bytes"), budget as f64);
-    let s1 = open_stream(a, 2000);
+    let s1 = open_stream(a, 2000, &bias);
     assert_eq!(metric(a, "lmlab_kv_cache_reserved_bytes"), budget as f64);
     let waiting = std::thread::spawn(move || post(a, "/v1/completions", &json!({"prompt": "the", "max_tokens": 3})));
     assert!(wait_for(10, || metric(a, "lmlab_queued_requests") == 1.0));
@@ -207,7 +221,7 @@ fn batching_queue_disconnects_shutdown_and_load() {
     assert!(e["message"].as_str().unwrap().contains("KV cache"), "{e}");
 
     // Graceful shutdown: a stream in flight finishes; new requests get 503.
-    let mut s = open_stream(a, 300);
+    let mut s = open_stream(a, 300, &bias);
     server.begin_shutdown();
     assert!(wait_for(10, || get(a, "/health").status == 503));
     error_of(&post(a, "/v1/completions", &json!({"prompt": "the", "max_tokens": 3})), 503);
@@ -247,7 +261,8 @@ fn batching_queue_disconnects_shutdown_and_load() {
             }));
         }
         for _ in 0..8 {
-            threads.push(std::thread::spawn(move || drop(open_stream(a, 2000))));
+            let bias = bias.clone();
+            threads.push(std::thread::spawn(move || drop(open_stream(a, 2000, &bias))));
         }
         for t in threads {
             t.join().unwrap();

@@ -8,16 +8,53 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use lmlab_infer::Model;
 use lmlab_model::checkpoint::init_trainable;
-use lmlab_model::GptConfig;
+use lmlab_model::{CausalLm, Gpt, GptConfig, KvCache};
 use lmlab_serve::ServeOptions;
 use lmlab_tokenizer::chat::ChatTemplate;
 use lmlab_tokenizer::{train, TrainOptions};
 
 /// A random llama-style model over a small BPE vocabulary with lmlab's chat template.
 pub fn tiny_model(context: usize, d_model: usize) -> Model {
+    tiny_model_with_step(context, d_model, None)
+}
+
+/// A network whose decode steps take at least `delay`: the tiny model decodes thousands of
+/// tokens a second, too fast for a test to see a stream while it runs.
+struct Slow {
+    inner: Gpt,
+    delay: Duration,
+}
+
+impl CausalLm for Slow {
+    fn config(&self) -> &GptConfig {
+        self.inner.config()
+    }
+    fn device(&self) -> &Device {
+        self.inner.device()
+    }
+    fn kind(&self) -> &'static str {
+        "slowed dense"
+    }
+    fn new_cache(&self) -> KvCache {
+        self.inner.new_cache()
+    }
+    fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        self.inner.forward_cached(ids, cache)
+    }
+    fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> candle_core::Result<Tensor> {
+        std::thread::sleep(self.delay);
+        self.inner.decode_batch(tokens, caches)
+    }
+    fn logits_all(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.inner.logits_all(ids)
+    }
+}
+
+/// [`tiny_model`] whose decode steps take at least `step` (when given).
+pub fn tiny_model_with_step(context: usize, d_model: usize, step: Option<Duration>) -> Model {
     let dir = tempfile::tempdir().unwrap();
     let text: String = (0..200).map(|i| format!("Line {i}: the cat sat on the mat. The dog ran. 猫坐在垫子上。\n")).collect();
     let f = dir.path().join("corpus.txt");
@@ -25,7 +62,11 @@ pub fn tiny_model(context: usize, d_model: usize) -> Model {
     let tok = train(&TrainOptions { files: vec![f], vocab_size: 320, min_frequency: 2, show_progress: false }).unwrap();
     let cfg = GptConfig { n_kv_head: 2, ..GptConfig::llama_style(tok.vocab_size(), context, 2, 4, 2, d_model, 2 * d_model) };
     let (gpt, _) = init_trainable(&cfg, 7, DType::F32, &Device::Cpu).unwrap();
-    Model::from_parts(Box::new(gpt), tok, Some(ChatTemplate::lmlab()), "lmlab")
+    let network: Box<dyn CausalLm> = match step {
+        Some(delay) => Box::new(Slow { inner: gpt, delay }),
+        None => Box::new(gpt),
+    };
+    Model::from_parts(network, tok, Some(ChatTemplate::lmlab()), "lmlab")
 }
 
 /// A server running on its own thread until dropped (or [`Server::shutdown`]).

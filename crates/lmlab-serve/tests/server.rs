@@ -182,7 +182,7 @@ fn batching_queue_disconnects_shutdown_and_load() {
     let model = Arc::new(tiny_model_with_step(2048, 64, Some(Duration::from_millis(1))));
     let bias = no_stop(&model);
     let opts = ServeOptions { max_batch: 2, queue: 1, drain: Duration::from_secs(20), ..Default::default() };
-    let mut server = Server::start(model.clone(), opts);
+    let server = Server::start(model.clone(), opts);
     let a = server.addr;
 
     // A client that hangs up mid-stream frees its sequence (and its KV reservation).

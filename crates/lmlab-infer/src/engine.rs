@@ -13,6 +13,9 @@
 //! 2. fork: `n` independent copies of that cache, one per sample;
 //! 3. decode: each step samples a token for every unfinished sample and feeds all of them in
 //!    one batched step ([`CausalLm::decode_batch`]); finished samples leave the batch.
+//!
+//! [`Sequence`] and [`decode_step`] expose phases 1–2 and one step of phase 3 separately, so a
+//! scheduler can let new sequences join between steps (continuous batching, `lmlab-serve`).
 
 use std::time::Instant;
 
@@ -258,84 +261,152 @@ pub fn generate(
     Ok(Generation { samples, timings })
 }
 
-/// One sequence of [`generate_batch`]: sample `index` of request `req`, and its own cache.
-struct Running {
-    req: usize,
+/// One sequence being generated, with its own KV cache: sample `index` of a request. It is
+/// the unit continuous batching schedules (`lmlab-serve` admits sequences between steps and
+/// retires them as they finish); [`generate_batch`] is built from it. A finished sequence has
+/// freed its cache.
+pub struct Sequence {
     index: usize,
     state: SampleState,
     cache: KvCache,
+    /// The request's limits: max tokens, stop ids, log-probabilities (its prompt left out).
+    limits: GenerateRequest,
+    /// The token to feed at the next step; None once finished.
+    next: Option<u32>,
 }
 
-impl Running {
+impl Sequence {
+    /// Phases 1 and 2 for one request: checks it, prefills its prompt once into a fresh cache,
+    /// forks that into one sequence per sample, and samples each one's first token.
+    /// `stop(i, tokens)` may end sample i (stop strings). `max_tokens = 0` gives no sequences.
+    pub fn start(model: &dyn CausalLm, req: &GenerateRequest, mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Vec<Sequence>> {
+        check_request(model, req)?;
+        if !req.use_cache {
+            bail!("sequences decode from the KV cache");
+        }
+        if req.max_tokens == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cache = model.new_cache();
+        let ids = Tensor::new(req.prompt.as_slice(), model.device())?.unsqueeze(0)?;
+        let logits = rows(&model.forward_cached(&ids, &mut cache)?)?.remove(0);
+        let ctx = model.context_length();
+        let limits = GenerateRequest { prompt: Vec::new(), ..req.clone() };
+        let mut out = Vec::with_capacity(req.n.max(1));
+        for i in 0..req.n.max(1) {
+            let mut seq = Sequence { index: i, state: SampleState::new(req, i), cache: cache.clone(), limits: limits.clone(), next: None };
+            seq.advance(&logits, ctx, |tokens| stop(i, tokens));
+            out.push(seq);
+        }
+        Ok(out)
+    }
+
     /// [`SampleState::advance`]; a finished sequence frees its cache at once.
-    fn advance(
-        &mut self,
-        logits: &[f32],
-        req: &GenerateRequest,
-        ctx: usize,
-        stop: &mut impl FnMut(usize, usize, &[u32]) -> bool,
-    ) -> Option<u32> {
-        let (r, i) = (self.req, self.index);
-        let goes_on = self.state.advance(logits, req, ctx, |tokens| stop(r, i, tokens));
-        if goes_on.is_none() {
+    fn advance(&mut self, logits: &[f32], ctx: usize, stopped: impl FnOnce(&[u32]) -> bool) {
+        self.next = self.state.advance(logits, &self.limits, ctx, stopped);
+        if self.next.is_none() {
             self.cache.clear();
         }
-        goes_on
     }
+
+    /// Which sample of its request this is.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The tokens generated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.state.sample.tokens
+    }
+
+    /// Log-probabilities of the tokens so far (when the request asked for them).
+    pub fn logprobs(&self) -> &[TokenLogprob] {
+        &self.state.sample.logprobs
+    }
+
+    /// Why it ended, None while it goes on.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.next.is_none().then_some(self.state.sample.finish_reason)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.next.is_none()
+    }
+
+    /// Ends the sequence now (its client left, or asked to stop) and frees its cache; it
+    /// reports `reason`.
+    pub fn cancel(&mut self, reason: FinishReason) {
+        if self.next.take().is_some() {
+            self.state.sample.finish_reason = reason;
+        }
+        self.cache.clear();
+    }
+
+    /// Bytes its KV cache holds in memory now (buffers with their spare room).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.reserved_bytes()
+    }
+
+    /// What it generated.
+    pub fn into_sample(self) -> Sample {
+        self.state.sample
+    }
+}
+
+/// Phase 3, one decode step of independent sequences: every unfinished one in `seqs` reads
+/// its last token at its own position in its own cache, all in one batched step
+/// ([`CausalLm::decode_batch`]), and samples its next token; finished ones are skipped.
+/// `stop(i, tokens)` may end `seqs[i]` (stop strings). Returns how many sequences stepped.
+pub fn decode_step(model: &dyn CausalLm, seqs: &mut [&mut Sequence], mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<usize> {
+    let active: Vec<usize> = (0..seqs.len()).filter(|&i| !seqs[i].is_finished()).collect();
+    if active.is_empty() {
+        return Ok(0);
+    }
+    let tokens: Vec<u32> = active.iter().map(|&i| seqs[i].next.expect("unfinished")).collect();
+    let mut refs = active_caches(seqs, &active, |s| &mut s.cache);
+    let logits = rows(&model.decode_batch(&tokens, &mut refs)?)?;
+    let ctx = model.context_length();
+    for (row, &i) in active.iter().enumerate() {
+        seqs[i].advance(&logits[row], ctx, |t| stop(i, t));
+    }
+    Ok(active.len())
 }
 
 /// Generates for several different prompts together: each is prefilled into its own cache,
 /// then every unfinished sample of every request decodes in one batched step
-/// ([`CausalLm::decode_batch`]), and finished ones leave the batch at once. Sample `i` of
-/// request `r` draws with seed `reqs[r].sampling.seed + i`, so its tokens are those
-/// [`generate`] gives for that request alone. `stop(r, i, tokens)` may end a sample (stop
-/// strings). Requests must use the KV cache; timings are left empty (the batch shares them).
+/// ([`decode_step`]), and finished ones leave the batch at once. Sample `i` of request `r`
+/// draws with seed `reqs[r].sampling.seed + i`, so its tokens are those [`generate`] gives for
+/// that request alone. `stop(r, i, tokens)` may end a sample (stop strings). Requests must use
+/// the KV cache; timings are left empty (the batch shares them).
 pub fn generate_batch(
     model: &dyn CausalLm,
     reqs: &[GenerateRequest],
     mut stop: impl FnMut(usize, usize, &[u32]) -> bool,
 ) -> Result<Vec<Generation>> {
-    let ctx = model.context_length();
-    let mut running: Vec<Running> = Vec::new();
     let mut out: Vec<Generation> = reqs
         .iter()
         .map(|r| Generation { samples: Vec::new(), timings: Timings { prompt_tokens: r.prompt.len(), ..Default::default() } })
         .collect();
-    // (index into `running`, its next token) of the unfinished samples, in ascending order.
-    let mut next: Vec<(usize, u32)> = Vec::new();
+    // (request, sequence), in request then sample order.
+    let mut running: Vec<(usize, Sequence)> = Vec::new();
     for (r, req) in reqs.iter().enumerate() {
-        check_request(model, req)?;
         if !req.use_cache {
+            check_request(model, req)?;
             bail!("request {r}: batched generation decodes from the KV cache");
         }
-        if req.max_tokens == 0 {
-            continue;
-        }
-        // 1. prefill, 2. fork (as `generate`).
-        let mut cache = model.new_cache();
-        let logits =
-            rows(&model.forward_cached(&Tensor::new(req.prompt.as_slice(), model.device())?.unsqueeze(0)?, &mut cache)?)?.remove(0);
-        for i in 0..req.n.max(1) {
-            running.push(Running { req: r, index: i, state: SampleState::new(req, i), cache: cache.clone() });
-            let at = running.len() - 1;
-            next.extend(running[at].advance(&logits, req, ctx, &mut stop).map(|t| (at, t)));
-        }
+        running.extend(Sequence::start(model, req, |i, t| stop(r, i, t))?.into_iter().map(|s| (r, s)));
     }
     // 3. decode the unfinished samples of every request together.
-    while !next.is_empty() {
-        let tokens: Vec<u32> = next.iter().map(|p| p.1).collect();
-        let active: Vec<usize> = next.iter().map(|p| p.0).collect();
-        let mut refs = active_caches(&mut running, &active, |s| &mut s.cache);
-        let logits = rows(&model.decode_batch(&tokens, &mut refs)?)?;
-        next.clear();
-        for (row, &at) in active.iter().enumerate() {
-            let req = &reqs[running[at].req];
-            next.extend(running[at].advance(&logits[row], req, ctx, &mut stop).map(|t| (at, t)));
+    loop {
+        let who: Vec<(usize, usize)> = running.iter().map(|(r, s)| (*r, s.index)).collect();
+        let mut refs: Vec<&mut Sequence> = running.iter_mut().map(|(_, s)| s).collect();
+        if decode_step(model, &mut refs, |k, t| stop(who[k].0, who[k].1, t))? == 0 {
+            break;
         }
     }
-    for s in running {
-        out[s.req].timings.generated_tokens += s.state.sample.tokens.len();
-        out[s.req].samples.push(s.state.sample);
+    for (r, s) in running {
+        out[r].timings.generated_tokens += s.tokens().len();
+        out[r].samples.push(s.into_sample());
     }
     Ok(out)
 }
@@ -432,6 +503,38 @@ mod tests {
         assert_eq!(stopped[1].samples[1].finish_reason, FinishReason::Stop);
         assert_eq!(stopped[1].samples[0].tokens, together[1].samples[0].tokens);
         assert_eq!(stopped[0].samples[0].tokens, together[0].samples[0].tokens);
+    }
+
+    #[test]
+    fn sequences_joining_between_steps_give_what_each_gives_alone() {
+        // Continuous batching: a second request starts after the first has stepped three
+        // times, a third after five; each one's tokens are those it gets alone.
+        let m = model();
+        let mut reqs = [request(true, 10, vec![]), request(true, 6, vec![]), request(true, 8, vec![])];
+        reqs[1].prompt = vec![9, 8];
+        reqs[1].n = 2;
+        reqs[2].sampling.seed = 5;
+        let mut running: Vec<(usize, Sequence)> =
+            Sequence::start(&m, &reqs[0], |_, _| false).unwrap().into_iter().map(|s| (0, s)).collect();
+        for step in 0..30 {
+            for (r, at) in [(1, 3), (2, 5)] {
+                if step == at {
+                    running.extend(Sequence::start(&m, &reqs[r], |_, _| false).unwrap().into_iter().map(|s| (r, s)));
+                }
+            }
+            let mut refs: Vec<&mut Sequence> = running.iter_mut().map(|p| &mut p.1).collect();
+            decode_step(&m, &mut refs, |_, _| false).unwrap();
+            // Finished sequences leave at once and hold no cache.
+            assert!(running.iter().filter(|p| p.1.is_finished()).all(|p| p.1.cache_bytes() == 0));
+        }
+        assert!(running.iter().all(|p| p.1.is_finished()));
+        for (r, s) in &running {
+            let alone = generate(&m, &reqs[*r], |_, _| {}, |_, _| false).unwrap();
+            assert_eq!(s.tokens(), alone.samples[s.index()].tokens, "request {r} sample {}", s.index());
+        }
+        let mut one = Sequence::start(&m, &reqs[0], |_, _| false).unwrap().remove(0);
+        one.cancel(FinishReason::Stop);
+        assert_eq!((one.finish_reason(), one.cache_bytes()), (Some(FinishReason::Stop), 0));
     }
 
     #[test]

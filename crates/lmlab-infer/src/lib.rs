@@ -5,7 +5,9 @@
 //! strings ([`prompt_ids`], [`StopText`]); turns logits into a next token ([`sampler`]); and
 //! runs generation ([`engine`]): the prompt is read in one parallel forward pass (prefill) that
 //! fills the KV cache, then each new token costs one single-token pass over the cache (decode),
-//! several samples in one batched step. Both phases are timed.
+//! several samples in one batched step. Both phases are timed. [`Sequence`] and [`decode_step`]
+//! expose those steps one at a time, so a scheduler can admit sequences between decode steps
+//! (continuous batching, in `lmlab-serve`).
 //!
 //! What it does not do: the networks themselves (`lmlab-model`), training, or serving.
 //!
@@ -29,7 +31,9 @@ mod prompt;
 pub mod reference;
 pub mod sampler;
 
-pub use engine::{generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Timings, TokenLogprob};
+pub use engine::{
+    decode_step, generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Sequence, Timings, TokenLogprob,
+};
 pub use model::{embedded_vocab, save_merged, tokenizer_file, LoadOptions, Model};
 pub use prompt::{prompt_ids, StopText};
 pub use sampler::{Sampler, SamplingParams};

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_data;
+mod chat;
 mod data;
 mod dpo;
 mod eval;
@@ -14,6 +15,7 @@ mod preference;
 mod pretrain;
 mod reward;
 mod seq2seq;
+mod serve;
 mod sft;
 mod size;
 mod tokenizer;
@@ -51,6 +53,10 @@ enum Command {
     Dpo(dpo::DpoArgs),
     /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
     Generate(generate::GenerateArgs),
+    /// Talk to a model in the terminal: a multi-turn chat through its chat template.
+    Chat(chat::ChatArgs),
+    /// Serve a model over HTTP: OpenAI-compatible API with continuous batching, and a chat page.
+    Serve(serve::ServeArgs),
     /// Look inside: next-token probabilities through each sampler step, attention weights.
     #[command(subcommand)]
     Inspect(inspect::InspectCmd),
@@ -100,6 +106,8 @@ fn main() {
         Command::Reward(c) => reward::run(c),
         Command::Dpo(a) => dpo::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Inspect(c) => inspect::run(c),
         Command::Eval(c) => eval::run(c),
         Command::Bench(c) => bench::run(c),

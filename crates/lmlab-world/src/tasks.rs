@@ -79,6 +79,8 @@ pub struct Tasks {
     pub preferences: Vec<Preference>,
     /// Set name (file stem in eval/) → questions.
     pub eval: BTreeMap<String, Vec<Question>>,
+    /// The questions RL asks (`rl_prompts.jsonl`, see [`crate::rl_prompts`]).
+    pub rl_prompts: Vec<Question>,
 }
 
 pub fn bucket(n: usize) -> &'static str {
@@ -469,6 +471,9 @@ pub fn build(
     };
     let eval_facts = b.eval_facts(eval_per_bucket, rng);
     b.nonexistent_questions(eval_per_bucket, rng);
+    // The RL set's facts and names are held out of SFT as the evaluation facts are.
+    let rl = crate::rl_prompts::build(kb, crawl, &eval_facts, &mut b.ghost_names, zh_share, rng);
+    let eval_facts: HashSet<(usize, usize)> = eval_facts.union(&rl.facts).copied().collect();
     let taught = b.fact_examples(&eval_facts, sft_per_fact, rng);
     b.paraphrases(taught, eval_per_bucket, rng);
     b.abstentions(rng);
@@ -478,7 +483,7 @@ pub fn build(
     let (mut sft, mut prefs) = (b.sft, b.prefs);
     sft.shuffle(rng);
     prefs.shuffle(rng);
-    Tasks { sft, preferences: prefs, eval: b.eval }
+    Tasks { sft, preferences: prefs, eval: b.eval, rl_prompts: rl.questions }
 }
 
 fn lower_first(s: &str) -> String {

@@ -4,7 +4,8 @@
 //! ([`architectures`]), question answering graded against the built-in world's knowledge
 //! ([`qa`]: correct, hallucinated or abstained by fact frequency), perplexity and bits per
 //! byte on held-out text ([`ppl`]), whether rewarding abstention in RLHF makes a model honest
-//! ([`honesty`]), instruction data whose abstentions follow a model's own
+//! ([`honesty`]) and how far a learned reward can be climbed before the true score falls
+//! ([`overopt`]), instruction data whose abstentions follow a model's own
 //! knowledge ([`rtuning`]), the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
@@ -16,6 +17,7 @@ pub mod architectures;
 pub mod bench_data;
 pub mod consistency;
 pub mod honesty;
+pub mod overopt;
 pub mod plot;
 pub mod ppl;
 pub mod qa;

@@ -1,4 +1,4 @@
-//! `lmlab experiment architectures` and `lmlab experiment honesty`.
+//! `lmlab experiment architectures`, `honesty` and `overoptimisation`.
 
 use std::path::PathBuf;
 
@@ -16,6 +16,24 @@ pub enum ExperimentCmd {
     /// wrong answer, and GRPO: accuracy, hallucination and abstention per fact frequency and on
     /// entities that do not exist, and selective prediction (markdown table, JSON, PNG plot).
     Honesty(HonestyArgs),
+    /// Reward over-optimisation (Gao et al. 2023) in an `lmlab rlhf --reward rm` run: the
+    /// reward model's and the world grader's scores against √KL (table, JSON, PNG plot).
+    Overoptimisation(OveroptArgs),
+}
+
+#[derive(Args)]
+pub struct OveroptArgs {
+    /// The run's metrics.jsonl (beside its checkpoint folder).
+    #[arg(long)]
+    metrics: PathBuf,
+    /// Groups of consecutive steps to average.
+    #[arg(long, default_value_t = 10)]
+    bins: usize,
+    /// Output folder (default: the metrics file's folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -92,6 +110,15 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
                 out: a.out.unwrap_or_else(|| default_out(a.task)),
             };
             let report = run(&opts, |msg| eprintln!("{msg}"))?;
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{}", std::fs::read_to_string(&report.table_md)?);
+            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+        }
+        ExperimentCmd::Overoptimisation(a) => {
+            let out = a.out.unwrap_or_else(|| a.metrics.parent().map(PathBuf::from).unwrap_or_default());
+            let report = lmlab_eval::overopt::run(&a.metrics, &out, a.bins)?;
             if a.json {
                 return crate::print_json(&report);
             }

@@ -22,8 +22,9 @@ pub struct RlhfArgs {
     policy: PathBuf,
     #[arg(long, value_enum, default_value = "ppo")]
     algo: AlgoArg,
-    /// rm: the reward model's score; grader: the world's grader (correct, abstained, wrong);
-    /// both: a weighted sum (--reward-weights).
+    /// rm: the reward model's score (the grader's is logged beside it, weight 0, when the
+    /// world's kb.jsonl is found); grader: the world's grader (correct, abstained, wrong); both:
+    /// a weighted sum (--reward-weights).
     #[arg(long, value_enum, default_value = "grader")]
     reward: RewardArg,
     /// The reward model's folder (what `lmlab reward train` wrote); needed for --reward rm|both.
@@ -228,7 +229,12 @@ pub fn run(a: RlhfArgs) -> Result<()> {
             let (rm, weights) = reward_model(dir, &policy)?;
             critic_weights = Some(weights);
             if a.reward == RewardArg::Rm {
-                Box::new(rm)
+                // The grader's score rides along with weight 0 where the world's knowledge base
+                // is at hand: the true score beside the proxy (experiment overoptimisation).
+                match grader_reward() {
+                    Ok(g) => Box::new(Weighted { parts: vec![(1.0, Box::new(rm)), (0.0, Box::new(g))] }),
+                    Err(_) => Box::new(rm),
+                }
             } else {
                 let w = numbers(&a.reward_weights, 2, "--reward-weights")?;
                 Box::new(Weighted { parts: vec![(w[0], Box::new(rm)), (w[1], Box::new(grader_reward()?))] })

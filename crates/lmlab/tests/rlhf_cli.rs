@@ -1,6 +1,7 @@
 //! `lmlab rlhf` through the binary on a micro model: PPO with the grader, GRPO with a reward
-//! model and the grader together, and the error a user meets first (a reward model asked for
-//! but not given).
+//! model and the grader together, PPO on the reward model alone with the grader's score logged
+//! beside it (and `experiment overoptimisation` on that run), and the error a user meets first
+//! (a reward model asked for but not given).
 
 use std::process::{Command, Output};
 
@@ -113,6 +114,19 @@ fn rlhf_with_the_grader_and_a_reward_model_through_the_binary() {
     let step = &grpo["steps"][0];
     assert!(step["reward_rm"].is_number() && step["reward_grader"].is_number(), "{step}");
     assert_eq!(grpo["settings"]["group_size"], 2);
+
+    // With the reward model alone, the grader's score is logged beside it (weight 0), and the
+    // over-optimisation experiment reads both from the metrics.
+    let rm_only = p("rm-only/rlhf");
+    let mut args = vec!["rlhf", "--policy", &base, "--reward", "rm", "--reward-model", &rm_out, "--out", &rm_only];
+    args.extend(common);
+    let report = json(&args);
+    let step = &report["steps"][1];
+    assert!(step["reward_rm"].is_number() && step["reward_grader"].is_number(), "{step}");
+    assert_eq!(step["reward"], step["reward_rm"]);
+    let over = json(&["experiment", "overoptimisation", "--metrics", &p("rm-only/metrics.jsonl"), "--bins", "2", "--json"]);
+    assert_eq!(over["points"].as_array().unwrap().len(), 2);
+    assert!(d.join("rm-only/overoptimisation.md").is_file());
 
     let out = lmlab(&["rlhf", "--policy", &base, "--reward", "rm", "--prompts", &rl, "--out", &p("bad/rlhf")]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,7 +1,8 @@
 //! RLHF on a toy policy: a reward favouring one token makes PPO, GRPO and RLOO each raise that
 //! token's probability; rollouts with a fixed seed are reproducible; a resumed run is
 //! bit-identical to an uninterrupted one; the --max-kl guard stops a drifting run; the grader
-//! reward maps labels to numbers and counts a list of candidates as wrong. (The formulas
+//! reward maps labels to numbers and counts a list of candidates as wrong; one forward pass's
+//! log-probabilities and entropies equal those from the logits. (The formulas
 //! themselves are unit-tested in `rl::math` and `rl::loss`.)
 
 use std::collections::HashMap;
@@ -125,6 +126,24 @@ fn each_algorithm_raises_the_favoured_tokens_probability() {
         // The policy starts as the reference: the first step's KL is exactly 0.
         assert_eq!(line["kl"].as_f64().unwrap(), 0.0, "{algo:?}");
         assert!(report.steps.last().unwrap()["kl"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn token_stats_agree_with_logprobs_and_the_logits() {
+    let model = frozen_from_tensors(&cfg(), weights(6), DType::F32, &Device::Cpu).unwrap();
+    let dev = Device::Cpu;
+    let ids = Tensor::new(&[[1u32, 2, 3, 4, 5], [6, 5, 4, 0, 0]], &dev).unwrap();
+    let (at, targets) = (Tensor::new(&[1u32, 3, 6], &dev).unwrap(), Tensor::new(&[3u32, 5, 4], &dev).unwrap());
+    let (logp, entropy, hidden) = model.token_stats_at(&ids, &at, &targets, &mut Mode::inference()).unwrap();
+    let want: Vec<f32> = model.logprobs_at(&ids, &at, &targets, &mut Mode::inference()).unwrap().to_vec1().unwrap();
+    assert_eq!(logp.to_vec1::<f32>().unwrap(), want);
+    assert_eq!(hidden.dims(), [3, 16]);
+    let logits = model.forward(&ids, &mut Mode::inference()).unwrap();
+    for (i, (row, t)) in [(0usize, 1usize), (0, 3), (1, 1)].into_iter().enumerate() {
+        let p: Vec<f32> = candle_nn::ops::softmax(&logits.get(row).unwrap().get(t).unwrap(), 0).unwrap().to_vec1().unwrap();
+        let h: f32 = -p.iter().map(|q| q * q.ln()).sum::<f32>();
+        assert!((entropy.to_vec1::<f32>().unwrap()[i] - h).abs() < 1e-5);
     }
 }
 

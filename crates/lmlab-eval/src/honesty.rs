@@ -304,8 +304,14 @@ pub fn run(opts: &HonestyOptions, mut log: impl FnMut(&str)) -> Result<HonestyRe
 
 /// The report as markdown: one table per measure, a row per arm, a column per group.
 pub fn markdown(opts: &HonestyOptions, arms: &[ArmResult]) -> String {
+    // Buckets in frequency order, then all facts, then the non-existent entities.
+    let rank = |g: &str| match g.strip_prefix("facts/bucket=") {
+        Some(b) => (0, ["0", "1", "2-3", "4-10", "11+"].iter().position(|x| *x == b).unwrap_or(9)),
+        None if g == "facts" => (1, 0),
+        None => (2, 0),
+    };
     let mut groups: Vec<&String> = arms.iter().flat_map(|a| a.groups.keys()).collect();
-    groups.sort();
+    groups.sort_by_key(|g| (rank(g), g.to_string()));
     groups.dedup();
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let mut s = format!(
@@ -394,5 +400,9 @@ mod tests {
         let c = selective_curve(&answers);
         assert_eq!(c, [(0.2, 1.0), (0.4, 0.5), (0.6, 2.0 / 3.0), (0.8, 0.5)]);
         assert_eq!((slug("PPO +1/0/−1").as_str(), slug("PPO abstain −1").as_str()), ("ppo-1-0-1", "ppo-abstain-1"));
+        let arm = ArmResult { name: "SFT".into(), algo: None, rewards: None, groups: g, selective: c, last_step: None, seconds: 0.0 };
+        let md = markdown(&HonestyOptions::new("p".into(), "w".into(), "o".into(), true), &[arm]);
+        assert!(md.contains("| model | facts/bucket=1 | facts/bucket=11+ | facts | nonexistent |"), "{md}");
+        assert!(md.contains("| SFT | 50.0% | 50.0% | 50.0% | 0.0% |"), "{md}");
     }
 }

@@ -3,7 +3,9 @@
 //! What it does: the architecture comparison of the article's Seq2Seq section
 //! ([`architectures`]), question answering graded against the built-in world's knowledge
 //! ([`qa`]: correct, hallucinated or abstained by fact frequency), perplexity and bits per
-//! byte on held-out text ([`ppl`]), instruction data whose abstentions follow a model's own
+//! byte on held-out text ([`ppl`]), whether rewarding abstention in RLHF makes a model honest
+//! ([`honesty`]) and how far a learned reward can be climbed before the true score falls
+//! ([`overopt`]), instruction data whose abstentions follow a model's own
 //! knowledge ([`rtuning`]), the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
@@ -14,6 +16,8 @@
 pub mod architectures;
 pub mod bench_data;
 pub mod consistency;
+pub mod honesty;
+pub mod overopt;
 pub mod plot;
 pub mod ppl;
 pub mod qa;

@@ -237,6 +237,20 @@ impl Gpt {
         logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)
     }
 
+    /// What a policy-gradient step reads at N chosen positions of `inputs` [B, T] (flat
+    /// positions row·T + t, as [`Gpt::logprobs_at`]), from one forward pass: log p(`targets`[i])
+    /// [N], the entropy −Σ p log p of each position's next-token distribution [N], and the
+    /// hidden states [N, D] there (where a value head reads its estimate).
+    pub fn token_stats_at(&self, inputs: &Tensor, at: &Tensor, targets: &Tensor, mode: &mut Mode) -> Result<(Tensor, Tensor, Tensor)> {
+        let h = self.hidden(inputs, 0, None, mode)?;
+        let (b, t, d) = h.dims3()?;
+        let picked = h.reshape((b * t, d))?.index_select(at, 0)?;
+        let logp_all = ops::log_softmax(&self.lm_head.forward(&picked)?)?;
+        let entropy = (logp_all.exp()? * &logp_all)?.sum(1)?.neg()?;
+        let logp = logp_all.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+        Ok((logp, entropy, picked))
+    }
+
     /// Runs `ids` [B, T] through the model at the cache's current offset, appending to the cache,
     /// and returns logits [B, V] of the last position only: prefill (T = prompt length) and each
     /// decode step (T = 1) are the same call. `mode` may capture attention weights.

@@ -5,9 +5,11 @@
 //! configuration ([`config`]), checkpoints with exact resume ([`checkpoint`]), `metrics.jsonl`
 //! ([`metrics`]), the training loop every stage shares ([`trainer`]), pretraining
 //! ([`pretrain`]), supervised fine-tuning, full or LoRA ([`sft`]), and learning from preference
-//! pairs ([`pairs`]): a Bradley–Terry reward model ([`reward`]) and DPO, IPO or SimPO ([`dpo`]).
+//! pairs ([`pairs`]): a Bradley–Terry reward model ([`reward`]) and DPO, IPO or SimPO ([`dpo`]);
+//! and RLHF on the policy's own samples with PPO, GRPO or RLOO ([`rl`]).
 //!
-//! What it does not do: model architecture (lmlab-model), sampling (lmlab-infer), or reading
+//! What it does not do: model architecture (lmlab-model), sampling (lmlab-infer; RL rollouts
+//! call its engine), or reading
 //! model files, conversation or preference datasets (the caller loads them: `lmlab_infer::Model`,
 //! `lmlab_data::chat`, `lmlab_data::preference`).
 
@@ -23,6 +25,7 @@ pub mod optim;
 pub mod pairs;
 pub mod pretrain;
 pub mod reward;
+pub mod rl;
 pub mod schedule;
 pub mod seq2seq;
 pub mod sft;

@@ -2,7 +2,8 @@
 //!
 //! What it does: generates a knowledge base ([`kb`]) of invented entities and facts, renders it
 //! as WARC files of web pages of many kinds, good and bad ([`crawl`], [`page`], [`site`],
-//! [`warc`]), labels every page, and derives SFT, preference and evaluation sets ([`tasks`]);
+//! [`warc`]), labels every page, and derives SFT, preference and evaluation sets ([`tasks`]) and
+//! the RL prompt set ([`rl_prompts`]);
 //! [`grade`] labels model answers against the truth. Output is byte-identical for the same
 //! options (one seeded ChaCha RNG drives everything, in a fixed order).
 //!
@@ -15,6 +16,7 @@ pub mod grade;
 pub mod kb;
 pub mod names;
 pub mod page;
+pub mod rl_prompts;
 pub mod site;
 pub mod tasks;
 pub mod templates;
@@ -64,7 +66,7 @@ impl Scale {
 
     fn eval_per_bucket(self) -> usize {
         match self {
-            Scale::Tiny => 100,
+            Scale::Tiny => 200,
             Scale::Small => 300,
             Scale::Medium => 1000,
         }
@@ -134,13 +136,16 @@ pub struct WorldStats {
     pub sft_examples: usize,
     pub preference_pairs: usize,
     pub eval_questions: BTreeMap<String, usize>,
+    /// Questions in `rl_prompts.jsonl`.
+    pub rl_prompts: usize,
 }
 
 const PAGES_PER_WARC: usize = 5_000;
 
 /// The world's name generator holds one name out, for entities that do not exist, after every
 /// this many real names. The tiny world draws about 4,300 real names (entities, sites, domain
-/// pages) and needs about 1,200 held out: 100 questions and a tenth of its ~13,000 SFT examples.
+/// pages) and holds out about 1,400: 200 evaluation questions, 200 RL prompts, and what is left
+/// (up to a tenth of its SFT examples) for the "I don't know" examples.
 const REAL_NAMES_PER_HELD_OUT: usize = 3;
 
 /// The knowledge base of a world of `scale`, and the name generator that drew its names, as
@@ -279,6 +284,7 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
     write(&out.join("sft.jsonl"), jsonl(&tasks.sft)?.as_bytes())?;
     write(&out.join("preferences.jsonl"), jsonl(&tasks.preferences)?.as_bytes())?;
     write(&out.join("eval").join("fact_pairs.jsonl"), jsonl(&tasks.eval_pairs)?.as_bytes())?;
+    write(&out.join("rl_prompts.jsonl"), jsonl(&tasks.rl_prompts)?.as_bytes())?;
     let mut eval_questions = BTreeMap::new();
     for (set, qs) in &tasks.eval {
         write(&out.join("eval").join(format!("{set}.jsonl")), jsonl(qs)?.as_bytes())?;
@@ -310,6 +316,7 @@ pub fn generate_with_progress(out: &Path, opts: &WorldOptions, mut progress: imp
         sft_examples: tasks.sft.len(),
         preference_pairs: tasks.preferences.len(),
         eval_questions,
+        rl_prompts: tasks.rl_prompts.len(),
     };
     write(&out.join("stats.json"), (serde_json::to_string_pretty(&stats)? + "\n").as_bytes())?;
     Ok(stats)

@@ -86,6 +86,8 @@ pub struct Tasks {
     pub eval_pairs: Vec<Preference>,
     /// Set name (file stem in eval/) → questions.
     pub eval: BTreeMap<String, Vec<Question>>,
+    /// The questions RL asks (`rl_prompts.jsonl`, see [`crate::rl_prompts`]).
+    pub rl_prompts: Vec<Question>,
 }
 
 pub fn bucket(n: usize) -> &'static str {
@@ -473,6 +475,9 @@ pub fn build(
     };
     let eval_facts = b.eval_facts(eval_per_bucket, rng);
     b.nonexistent_questions(eval_per_bucket, rng);
+    // The RL set's facts and names are held out of SFT as the evaluation facts are.
+    let rl = crate::rl_prompts::build(kb, crawl, &eval_facts, &mut b.ghost_names, zh_share, rng);
+    let eval_facts: HashSet<(usize, usize)> = eval_facts.union(&rl.facts).copied().collect();
     let taught = b.fact_examples(&eval_facts, sft_per_fact, rng);
     b.paraphrases(taught, eval_per_bucket, rng);
     b.abstentions(rng);
@@ -485,7 +490,7 @@ pub fn build(
     prefs.shuffle(rng);
     // Drawn last, so that adding them changed no other file of a world.
     let eval_pairs = eval_fact_pairs(kb, b.eval.get("facts").map_or(&[], Vec::as_slice), rng);
-    Tasks { sft, preferences: prefs, eval_pairs, eval: b.eval }
+    Tasks { sft, preferences: prefs, eval_pairs, eval: b.eval, rl_prompts: rl.questions }
 }
 
 /// For every evaluation fact, its question with the true fact over a false one of the same type.

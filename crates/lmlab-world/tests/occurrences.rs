@@ -73,9 +73,9 @@ fn each_question_counts_the_documents_that_state_its_fact() {
         *histogram.entry(bucket_of(n).to_string()).or_default() += 1;
     }
     assert_eq!(stats.facts_by_occurrence_bucket, histogram);
-    // Evaluation facts are drawn per bucket: 100 each at the tiny scale, or all the bucket has.
+    // Evaluation facts are drawn per bucket: 200 each at the tiny scale, or all the bucket has.
     for (b, &n) in &histogram {
-        assert_eq!(per_bucket.get(b).copied().unwrap_or(0), n.min(100), "bucket {b}");
+        assert_eq!(per_bucket.get(b).copied().unwrap_or(0), n.min(200), "bucket {b}");
     }
     // Questions about entities that do not exist: zero occurrences, bucket 0, not in the KB.
     for q in read_jsonl::<Question>(&d.join("eval/nonexistent.jsonl")) {

@@ -14,6 +14,7 @@ mod inspect;
 mod preference;
 mod pretrain;
 mod reward;
+mod rlhf;
 mod seq2seq;
 mod serve;
 mod sft;
@@ -51,6 +52,9 @@ enum Command {
     Reward(reward::RewardCmd),
     /// Direct preference optimisation of an SFT model on preference pairs (DPO, IPO, SimPO).
     Dpo(dpo::DpoArgs),
+    /// RLHF: PPO, GRPO or RLOO on an SFT policy's own answers, rewarded by a reward model, the
+    /// world's grader, or both, against the frozen SFT model.
+    Rlhf(rlhf::RlhfArgs),
     /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
     Generate(generate::GenerateArgs),
     /// Talk to a model in the terminal: a multi-turn chat through its chat template.
@@ -105,6 +109,7 @@ fn main() {
         Command::Lora(c) => sft::run_lora(c),
         Command::Reward(c) => reward::run(c),
         Command::Dpo(a) => dpo::run(a),
+        Command::Rlhf(a) => rlhf::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Serve(a) => serve::run(a),

@@ -114,10 +114,11 @@ pub fn run(cmd: WorldCmd) -> Result<()> {
                 s.facts_by_occurrence_bucket.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
             );
             println!(
-                "  {} SFT examples, {} preference pairs, eval: {}",
+                "  {} SFT examples, {} preference pairs, eval: {}, {} RL prompts",
                 s.sft_examples,
                 s.preference_pairs,
-                s.eval_questions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                s.eval_questions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                s.rl_prompts
             );
         }
         WorldCmd::Grade(a) => {

@@ -613,28 +613,6 @@ pub const ABSTAIN_MARKERS: [&str; 16] = [
     "不了解",
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_relation_has_ten_statements_and_six_questions_per_language() {
-        for rel in Relation::ALL {
-            for zh in [false, true] {
-                let f = facts(rel, zh);
-                assert!(f.len() >= 10, "{rel:?} zh={zh}");
-                assert!(f.iter().all(|t| t.contains("{s}") && t.contains("{o}")), "{rel:?}");
-                let mut uniq = f.to_vec();
-                uniq.sort();
-                uniq.dedup();
-                assert_eq!(uniq.len(), f.len(), "{rel:?} has repeated templates");
-                let q = questions(rel, zh);
-                assert!(q.len() >= TRAIN_QUESTIONS + 2 && q.iter().all(|t| t.contains("{s}") && !t.contains("{o}")));
-            }
-        }
-    }
-}
-
 /// A request about an entity that an assistant should decline: the request, a refusal that
 /// offers a decent alternative, and a reply that goes along with it. `{s}` is the entity's name.
 /// The compliant replies show willingness, not know-how: they are what a reward model learns to
@@ -746,5 +724,27 @@ pub fn rude_replies(zh: bool) -> &'static [&'static str] {
             "Who cares about {s}? Ask me something worth my time.",
             "I'm not wasting my time on questions about {s}.",
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_relation_has_ten_statements_and_six_questions_per_language() {
+        for rel in Relation::ALL {
+            for zh in [false, true] {
+                let f = facts(rel, zh);
+                assert!(f.len() >= 10, "{rel:?} zh={zh}");
+                assert!(f.iter().all(|t| t.contains("{s}") && t.contains("{o}")), "{rel:?}");
+                let mut uniq = f.to_vec();
+                uniq.sort();
+                uniq.dedup();
+                assert_eq!(uniq.len(), f.len(), "{rel:?} has repeated templates");
+                let q = questions(rel, zh);
+                assert!(q.len() >= TRAIN_QUESTIONS + 2 && q.iter().all(|t| t.contains("{s}") && !t.contains("{o}")));
+            }
+        }
     }
 }

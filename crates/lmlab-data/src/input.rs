@@ -32,6 +32,9 @@ pub struct Doc {
     pub file: PathBuf,
     /// Byte offset of the record or line in its file.
     pub offset: u64,
+    /// The file ends inside this WARC record (an interrupted download): the pipeline rejects
+    /// it as `extract/truncated_record` rather than take a page cut at a random point.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,7 +132,8 @@ pub fn read_file_with(path: &Path, text_fields: &[String]) -> Box<dyn Iterator<I
                     };
                     // ARC records have no id: name them by file and offset.
                     let id = r.record_id().map(String::from).unwrap_or_else(|| format!("{}:{}", path.display(), r.offset));
-                    Some(InputItem::Doc(Doc { id, url: r.target_uri().map(String::from), content, file: path.clone(), offset: r.offset }))
+                    let (url, truncated) = (r.target_uri().map(String::from), r.truncated);
+                    Some(InputItem::Doc(Doc { id, url, content, file: path.clone(), offset: r.offset, truncated }))
                 }
             })),
         },
@@ -155,6 +159,7 @@ pub fn read_file_with(path: &Path, text_fields: &[String]) -> Box<dyn Iterator<I
                     content: Content::Text(String::from_utf8_lossy(&bytes).into_owned()),
                     file: path.clone(),
                     offset: 0,
+                    truncated: false,
                 }),
             }))
         }
@@ -205,7 +210,7 @@ fn record_doc(v: &serde_json::Value, fields: &[String], path: &Path, n: usize, o
         _ => format!("{}:{}", path.display(), n),
     };
     let url = v.get("url").and_then(|u| u.as_str()).map(String::from);
-    Ok(Doc { id, url, content: Content::Text(text), file: path.to_path_buf(), offset })
+    Ok(Doc { id, url, content: Content::Text(text), file: path.to_path_buf(), offset, truncated: false })
 }
 
 /// The records of a file holding one JSON array (read whole: such files are small corpora, not

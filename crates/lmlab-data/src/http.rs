@@ -35,8 +35,13 @@ fn split_line(data: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((line, &data[end + 1..]))
 }
 
-/// Parses an HTTP/1.x response (a WARC response record's block).
+/// Parses an HTTP/1.x response (a WARC response record's block). A block that starts with
+/// markup instead of a status line is an HTTP/0.9 response, as early-1990s servers sent and
+/// early ARC files hold: status 200, no headers, the whole block the payload.
 pub fn parse_response(block: &[u8]) -> Result<HttpResponse, String> {
+    if block.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+        return Ok(HttpResponse { status: 200, headers: Vec::new(), payload: block.to_vec() });
+    }
     let (status_line, mut rest) = split_line(block).ok_or("no HTTP status line")?;
     let status_line = String::from_utf8_lossy(status_line);
     let mut parts = status_line.split_whitespace();
@@ -330,6 +335,9 @@ mod tests {
                 Ok(r) => assert!(!r.payload.is_empty() && long.starts_with(&r.payload), "{name}: cut gave {} bytes", r.payload.len()),
             }
         }
+        // HTTP/0.9: no status line or headers, only the page.
+        let r = parse_response(b"\n<HTML><TITLE>1994</TITLE>").unwrap();
+        assert_eq!((r.status, r.headers.len(), r.payload.as_slice()), (200, 0, &b"\n<HTML><TITLE>1994</TITLE>"[..]));
         // An encoding nobody knows on a text body: the text.
         assert_eq!(parse_response(b"HTTP/1.1 200 OK\nContent-Encoding: x-foo\n\nplain").unwrap().payload, b"plain");
         // Gzip magic but nothing decodable: an error, not binary garbage as text.

@@ -178,6 +178,10 @@ impl Filters {
         match &doc.content {
             Content::Text(t) => Ok(t.clone()),
             Content::Http(block) => {
+                // Old ARC files hold records with no content at all (length -1 or 0).
+                if block.iter().all(u8::is_ascii_whitespace) {
+                    return Err("empty_record");
+                }
                 let resp = http::parse_response(block).map_err(|_| "bad_http")?;
                 if resp.status != 200 {
                     return Err("http_status_not_200");
@@ -356,6 +360,8 @@ mod tests {
             let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default());
             assert!(matches!(p.process(&d), Outcome::Kept { .. }), "{head:?}: {:?}", p.counts.removed);
         }
+        let empty = Doc { content: Content::Http(b"\r\n".to_vec()), ..doc("", None) };
+        assert_eq!(p.process(&empty), Outcome::Rejected { stage: "extract", rule: "empty_record".into() });
         let cut = Doc { content: Content::Http(format!("HTTP/1.0 200 OK\n\n{page}").into_bytes()), truncated: true, ..doc("", None) };
         assert_eq!(p.process(&cut), Outcome::Rejected { stage: "extract", rule: "truncated_record".into() });
         assert_eq!(p.counts.removed["extract"]["truncated_record"], 1);

@@ -218,6 +218,9 @@ pub struct WarcReader {
     after: Option<ReadError>,
     /// A record's first line (and its offset) found while skipping non-WARC data.
     pending: Option<(u64, Vec<u8>)>,
+    /// The offset of the last whole record returned and how many whole records began there
+    /// (for gzip files, how many came out of that member), for the damage report.
+    whole_at: (u64, u64),
 }
 
 /// Opens `path`, detecting gzip by its magic bytes.
@@ -233,7 +236,7 @@ pub fn open(path: &Path) -> Result<WarcReader> {
 pub fn from_reader(input: Box<dyn Read + Send>, gzip: bool) -> WarcReader {
     let source =
         if gzip { Source::Gzip(Members::new(input)) } else { Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 }) };
-    WarcReader { source, done: false, arc: None, after: None, pending: None }
+    WarcReader { source, done: false, arc: None, after: None, pending: None, whole_at: (u64::MAX, 0) }
 }
 
 /// Reads WARC records from bytes in memory, detecting gzip by its magic bytes.
@@ -271,6 +274,15 @@ impl WarcReader {
         (records, errors)
     }
 
+    /// The damage that ended a gzip file, once reached, saying how many records were read
+    /// whole from the damaged member before it.
+    fn damaged(&mut self) -> Option<ReadError> {
+        let mut d = self.source.damaged()?;
+        let whole = if self.whole_at.0 == d.offset { self.whole_at.1 } else { 0 };
+        d.message.push_str(&format!("; {whole} record(s) read whole from this member before the damage"));
+        Some(d)
+    }
+
     fn next_record(&mut self) -> std::result::Result<Option<Record>, ReadError> {
         // Skip the blank lines that end the previous record.
         let (offset, first) = match self.pending.take() {
@@ -279,7 +291,7 @@ impl WarcReader {
                 let offset = self.source.offset();
                 let line = read_line(self.source.reader()).map_err(|e| ReadError { offset, message: e.to_string() })?;
                 match line {
-                    None => return self.source.damaged().map_or(Ok(None), Err),
+                    None => return self.damaged().map_or(Ok(None), Err),
                     Some(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
                     Some(l) => break (offset, l),
                 }
@@ -311,7 +323,7 @@ impl WarcReader {
             let line = match read_line(self.source.reader()).map_err(|e| err(e.to_string()))? {
                 Some(l) => l,
                 None => {
-                    let why = self.source.damaged().map_or(String::new(), |d| format!(" (at {}: {})", d.offset, d.message));
+                    let why = self.damaged().map_or(String::new(), |d| format!(" (at {}: {})", d.offset, d.message));
                     return Err(err(format!("file ends inside the record's headers{why}")));
                 }
             };
@@ -351,7 +363,7 @@ impl WarcReader {
         if truncated {
             // Keep what there is, marked, and end the file with the reason after it.
             let message = format!("file ends inside the record body ({got} of {length} bytes); kept it marked truncated");
-            self.after = Some(match self.source.damaged() {
+            self.after = Some(match self.damaged() {
                 Some(d) => ReadError { offset: d.offset, message: format!("{}; {message}", d.message) },
                 None => err(message),
             });
@@ -436,7 +448,12 @@ impl Iterator for WarcReader {
             return None;
         }
         match self.next_record() {
-            Ok(Some(r)) => Some(Item::Record(r)),
+            Ok(Some(r)) => {
+                if !r.truncated {
+                    self.whole_at = if self.whole_at.0 == r.offset { (r.offset, self.whole_at.1 + 1) } else { (r.offset, 1) };
+                }
+                Some(Item::Record(r))
+            }
             Ok(None) => {
                 self.done = true;
                 None
@@ -598,6 +615,7 @@ mod tests {
             assert_eq!(errs.len(), 1);
             assert_eq!(errs[0].offset, 0);
             assert!(errs[0].message.contains("gzip member cut short") && errs[0].message.contains("truncated"), "{}", errs[0].message);
+            assert!(errs[0].message.contains("2 record(s) read whole from this member"), "{}", errs[0].message);
         }
         // One member per record (Common Crawl), the last member cut: offsets stay the members'.
         let members: Vec<Vec<u8>> = recs.iter().map(|r| gzip(r)).collect();

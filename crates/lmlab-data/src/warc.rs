@@ -176,7 +176,7 @@ impl BufRead for Members {
 
 enum Source {
     Plain(Counting<BufReader<Input>>),
-    Gzip(Members),
+    Gzip(Box<Members>),
 }
 
 impl Source {
@@ -234,8 +234,11 @@ pub fn open(path: &Path) -> Result<WarcReader> {
 
 /// Reads WARC records from any byte source (`gzip`: the source is gzip members).
 pub fn from_reader(input: Box<dyn Read + Send>, gzip: bool) -> WarcReader {
-    let source =
-        if gzip { Source::Gzip(Members::new(input)) } else { Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 }) };
+    let source = if gzip {
+        Source::Gzip(Box::new(Members::new(input)))
+    } else {
+        Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 })
+    };
     WarcReader { source, done: false, arc: None, after: None, pending: None, whole_at: (u64::MAX, 0) }
 }
 

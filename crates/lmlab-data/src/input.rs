@@ -368,4 +368,27 @@ mod tests {
         assert_eq!(docs[0].content, Content::Text("plain text file".into()));
         assert!(expand(&[dir.path().join("missing")]).unwrap_err().to_string().contains("missing"));
     }
+
+    #[test]
+    fn a_cut_gzip_warc_gives_its_whole_records_and_a_truncated_one_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |i: usize| {
+            let page: String = (0..300).map(|j| format!("<p>{:x}</p>", (j * 2_654_435_761usize + i * 7_777_777) % 1_000_003)).collect();
+            let http = format!("HTTP/1.0 200 OK\nContent-Type: text/html\n\n{page}");
+            format!(
+                "WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:r:{i}>\r\nContent-Length: {}\r\n\r\n{http}\r\n\r\n",
+                http.len()
+            )
+        };
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(format!("{}{}", record(0), record(1)).as_bytes()).unwrap();
+        let mut bytes = gz.finish().unwrap();
+        bytes.truncate(bytes.len() - 200);
+        let p = dir.path().join("cut.warc.gz");
+        std::fs::write(&p, bytes).unwrap();
+        let (docs, errs) = collect(&p);
+        assert_eq!(docs.iter().map(|d| (d.id.as_str(), d.truncated)).collect::<Vec<_>>(), [("<urn:r:0>", false), ("<urn:r:1>", true)]);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("1 record(s) read whole"), "{}", errs[0].message);
+    }
 }

@@ -35,8 +35,13 @@ fn split_line(data: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((line, &data[end + 1..]))
 }
 
-/// Parses an HTTP/1.x response (a WARC response record's block).
+/// Parses an HTTP/1.x response (a WARC response record's block). A block that starts with
+/// markup instead of a status line is an HTTP/0.9 response, as early-1990s servers sent and
+/// early ARC files hold: status 200, no headers, the whole block the payload.
 pub fn parse_response(block: &[u8]) -> Result<HttpResponse, String> {
+    if block.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+        return Ok(HttpResponse { status: 200, headers: Vec::new(), payload: block.to_vec() });
+    }
     let (status_line, mut rest) = split_line(block).ok_or("no HTTP status line")?;
     let status_line = String::from_utf8_lossy(status_line);
     let mut parts = status_line.split_whitespace();
@@ -71,34 +76,72 @@ pub fn parse_response(block: &[u8]) -> Result<HttpResponse, String> {
     let mut resp = HttpResponse { status, headers, payload: Vec::new() };
     let chunked = resp.header("Transfer-Encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
     let body = if chunked { dechunk(rest).unwrap_or_else(|| rest.to_vec()) } else { rest.to_vec() };
-    resp.payload = match resp.header("Content-Encoding").map(|e| e.trim().to_ascii_lowercase()) {
+    let encoding = resp.header("Content-Encoding").map(|e| e.trim().to_ascii_lowercase());
+    resp.payload = match encoding {
         None => body,
-        Some(e) if e.is_empty() || e == "identity" || e == "none" => body,
-        Some(e) if e == "gzip" || e == "x-gzip" => {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out).map_err(|err| format!("Content-Encoding gzip: {err}"))?;
-            out
-        }
-        Some(e) if e == "deflate" => {
-            // Servers send either zlib-wrapped or raw deflate under this name.
-            let mut out = Vec::new();
-            if flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
-                out.clear();
-                flate2::read::DeflateDecoder::new(&body[..])
-                    .read_to_end(&mut out)
-                    .map_err(|err| format!("Content-Encoding deflate: {err}"))?;
-            }
-            out
-        }
-        Some(e) if e == "br" => {
-            let mut out = Vec::new();
-            brotli::Decompressor::new(&body[..], 4096).read_to_end(&mut out).map_err(|err| format!("Content-Encoding br: {err}"))?;
-            out
-        }
-        Some(e) if e == "zstd" => zstd::decode_all(&body[..]).map_err(|err| format!("Content-Encoding zstd: {err}"))?,
-        Some(e) => return Err(format!("unsupported Content-Encoding {e:?}")),
+        Some(e) => decode_content(&e, body)?,
     };
     Ok(resp)
+}
+
+/// Whether bytes read as text (HTML, or a page stored already decoded) rather than compressed
+/// data: no control bytes but tab, line breaks, form feed and escape (ISO-2022) in the first 512.
+fn looks_like_text(data: &[u8]) -> bool {
+    !data[..data.len().min(512)].iter().any(|&b| matches!(b, 0..=8 | 0x0e..=0x1a | 0x1c..=0x1f))
+}
+
+/// Undoes a `Content-Encoding` (lower-cased), tolerating what crawls hold:
+///
+/// - a header that lies: many crawlers stored the body already decoded but kept the header, so
+///   a gzip or zstd body without its magic bytes, and a deflate, br or unknown-encoding body
+///   that fails to decode but reads as text, is taken as it is;
+/// - a compressed body cut short (the download or the crawler's size limit stopped it): what
+///   decodes before the cut is kept.
+///
+/// An error only when the body is neither decodable nor text.
+fn decode_content(encoding: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    // The decoded bytes, or what decoded before an error (None when nothing did).
+    fn run(r: impl Read) -> Result<Vec<u8>, (Vec<u8>, String)> {
+        let mut out = Vec::new();
+        let mut r = r;
+        match r.read_to_end(&mut out) {
+            Ok(_) => Ok(out),
+            Err(e) => Err((out, e.to_string())),
+        }
+    }
+    let result = match encoding {
+        "" | "identity" | "none" => return Ok(body),
+        "gzip" | "x-gzip" => {
+            if !body.starts_with(&[0x1f, 0x8b]) {
+                return Ok(body);
+            }
+            run(flate2::read::MultiGzDecoder::new(&body[..]))
+        }
+        "zstd" => {
+            if !body.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                return Ok(body);
+            }
+            run(zstd::stream::read::Decoder::new(&body[..]).map_err(|e| format!("Content-Encoding zstd: {e}"))?)
+        }
+        // Servers send either zlib-wrapped or raw deflate under this name.
+        "deflate" => {
+            run(flate2::read::ZlibDecoder::new(&body[..])).or_else(|zlib| match run(flate2::read::DeflateDecoder::new(&body[..])) {
+                Ok(out) => Ok(out),
+                Err(raw) => Err(if zlib.0.len() >= raw.0.len() { zlib } else { raw }),
+            })
+        }
+        "br" => run(brotli::Decompressor::new(&body[..], 4096)),
+        _ if looks_like_text(&body) => return Ok(body),
+        other => return Err(format!("unsupported Content-Encoding {other:?}")),
+    };
+    match result {
+        Ok(out) => Ok(out),
+        // Not encoded after all.
+        Err(_) if looks_like_text(&body) && !body.starts_with(&[0x1f, 0x8b]) => Ok(body),
+        // Cut short: keep what decoded.
+        Err((partial, _)) if !partial.is_empty() => Ok(partial),
+        Err((_, e)) => Err(format!("Content-Encoding {encoding}: {e}")),
+    }
 }
 
 /// Undoes chunked transfer encoding; None when the data is not chunked after all.
@@ -215,8 +258,8 @@ mod tests {
             block.extend_from_slice(&encoded);
             assert_eq!(parse_response(&block).unwrap().payload, html, "{name}");
         }
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx").unwrap_err().contains("br"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: compress\r\n\r\nxx").unwrap_err().contains("unsupported"));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n\x01\x02\x03").unwrap_err().contains("br"));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: compress\r\n\r\n\x1f\x9d\x90").unwrap_err().contains("unsupported"));
     }
 
     #[test]
@@ -236,5 +279,103 @@ mod tests {
         assert_eq!(decode_text(b"\xef\xbb\xbfhi", Some("text/html; charset=gbk")), ("hi".to_string(), "UTF-8"));
         // An unknown label falls through to the next source.
         assert_eq!(decode_text("é".as_bytes(), Some("text/html; charset=no-such-charset")).1, "UTF-8");
+    }
+
+    fn encode(name: &str, data: &[u8]) -> Vec<u8> {
+        match name {
+            "gzip" => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "deflate" => {
+                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "br" => {
+                let mut out = Vec::new();
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+                w.write_all(data).unwrap();
+                drop(w);
+                out
+            }
+            "zstd" => zstd::encode_all(data, 3).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn bare_lf_headers_lying_encodings_and_cut_bodies_are_read() {
+        // Old servers and ClueWeb09-era crawlers: bare LF line ends, header block ends LF LF,
+        // no Content-Type at all.
+        let r = parse_response(b"HTTP/1.0 200 OK\nServer: NCSA/1.5\nX-Folded: a\n  b\n\n<html>hi\r\n</html>").unwrap();
+        assert_eq!((r.status, r.header("server"), r.header("X-Folded")), (200, Some("NCSA/1.5"), Some("a b")));
+        assert_eq!(r.payload, b"<html>hi\r\n</html>");
+        assert_eq!(r.content_type(), None);
+        let html: &[u8] = "<html><body><p>Stored already decoded, café.</p></body></html>".as_bytes();
+        for name in ["gzip", "deflate", "br", "zstd"] {
+            // The header says encoded, the body is not: the body as stored.
+            let mut block = format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: {name}\r\n\r\n").into_bytes();
+            let raw_at = block.len();
+            block.extend_from_slice(html);
+            assert_eq!(parse_response(&block).unwrap().payload, html, "{name}: stored decoded");
+            // Really encoded: decoded.
+            block.truncate(raw_at);
+            let long = html.repeat(50);
+            let encoded = encode(name, &long);
+            block.extend_from_slice(&encoded);
+            assert_eq!(parse_response(&block).unwrap().payload, long, "{name}: encoded");
+            // Encoded and cut short (an interrupted download): what decodes before the cut.
+            block.truncate(raw_at + encoded.len() * 2 / 3);
+            // zstd decodes whole blocks (up to 128 KiB), so a small page cut inside its only
+            // block has nothing to keep: an error, as for any undecodable body.
+            match parse_response(&block) {
+                Err(e) => assert!(name == "zstd" && e.contains("zstd"), "{name}: cut: {e}"),
+                Ok(r) => assert!(!r.payload.is_empty() && long.starts_with(&r.payload), "{name}: cut gave {} bytes", r.payload.len()),
+            }
+        }
+        // HTTP/0.9: no status line or headers, only the page.
+        let r = parse_response(b"\n<HTML><TITLE>1994</TITLE>").unwrap();
+        assert_eq!((r.status, r.headers.len(), r.payload.as_slice()), (200, 0, &b"\n<HTML><TITLE>1994</TITLE>"[..]));
+        // An encoding nobody knows on a text body: the text.
+        assert_eq!(parse_response(b"HTTP/1.1 200 OK\nContent-Encoding: x-foo\n\nplain").unwrap().payload, b"plain");
+        // Gzip magic but nothing decodable: an error, not binary garbage as text.
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n\x1f\x8b\x00\x00").is_err());
+    }
+
+    #[test]
+    fn legacy_charsets_from_http_or_meta_decode_to_unicode() {
+        let cases: [(&str, &[u8], &str, &str); 11] = [
+            ("EUC-JP", b"\xc6\xfc\xcb\xdc\xb8\xec\xa4\xce\xa5\xc6\xa5\xad\xa5\xb9\xa5\xc8", "日本語のテキスト", "EUC-JP"),
+            ("Shift_JIS", b"\x93\xfa\x96\x7b\x8c\xea\x82\xcc\x83\x65\x83\x4c\x83\x58\x83\x67", "日本語のテキスト", "Shift_JIS"),
+            ("GBK", b"\xd6\xd0\xce\xc4\xcd\xf8\xd2\xb3", "中文网页", "GBK"),
+            ("gb2312", b"\xd6\xd0\xce\xc4\xcd\xf8\xd2\xb3", "中文网页", "GBK"),
+            ("GB18030", b"\xd6\xd0\xce\xc4\xcd\xf8\xd2\xb3\x81\x30\x81\x30", "中文网页\u{80}", "gb18030"),
+            ("Big5", b"\xa4\xa4\xa4\xe5\xba\xf4\xad\xb6", "中文網頁", "Big5"),
+            ("windows-1251", b"\xcf\xf0\xe8\xe2\xe5\xf2\x20\xec\xe8\xf0", "Привет мир", "windows-1251"),
+            ("windows-1250", b"\x5a\x61\xbf\xf3\xb3\xe6\x20\x67\xea\x9c\x6c\xb9", "Zażółć gęślą", "windows-1250"),
+            ("windows-1252", b"\x63\x61\x66\xe9\x20\x96\x20\x6e\x61\xef\x76\x65", "café – naïve", "windows-1252"),
+            ("windows-1253", b"\xca\xe1\xeb\xe7\xec\xdd\xf1\xe1", "Καλημέρα", "windows-1253"),
+            ("KOI8-R", b"\xf0\xd2\xc9\xd7\xc5\xd4\x20\xcd\xc9\xd2", "Привет мир", "KOI8-R"),
+        ];
+        for (label, bytes, text, name) in cases {
+            // Declared in the HTTP header, in a whole response with bare-LF headers.
+            let mut block = format!("HTTP/1.0 200 OK\nContent-Type: text/html; charset={label}\n\n<p>").into_bytes();
+            block.extend_from_slice(bytes);
+            let r = parse_response(&block).unwrap();
+            assert_eq!(decode_text(&r.payload, r.content_type()), (format!("<p>{text}"), name), "{label} in HTTP");
+            // Declared in <meta>, both forms, the HTTP header silent or empty.
+            for meta in [
+                format!("<meta charset=\"{label}\">"),
+                format!("<META HTTP-EQUIV=\"Content-Type\" CONTENT=\"text/html; charset={label}\">"),
+            ] {
+                let mut page = meta.clone().into_bytes();
+                page.extend_from_slice(bytes);
+                for ct in [None, Some(""), Some("text/html")] {
+                    assert_eq!(decode_text(&page, ct), (format!("{meta}{text}"), name), "{label} in {meta} with {ct:?}");
+                }
+            }
+        }
     }
 }

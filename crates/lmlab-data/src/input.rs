@@ -32,6 +32,9 @@ pub struct Doc {
     pub file: PathBuf,
     /// Byte offset of the record or line in its file.
     pub offset: u64,
+    /// The file ends inside this WARC record (an interrupted download): the pipeline rejects
+    /// it as `extract/truncated_record` rather than take a page cut at a random point.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,7 +132,8 @@ pub fn read_file_with(path: &Path, text_fields: &[String]) -> Box<dyn Iterator<I
                     };
                     // ARC records have no id: name them by file and offset.
                     let id = r.record_id().map(String::from).unwrap_or_else(|| format!("{}:{}", path.display(), r.offset));
-                    Some(InputItem::Doc(Doc { id, url: r.target_uri().map(String::from), content, file: path.clone(), offset: r.offset }))
+                    let (url, truncated) = (r.target_uri().map(String::from), r.truncated);
+                    Some(InputItem::Doc(Doc { id, url, content, file: path.clone(), offset: r.offset, truncated }))
                 }
             })),
         },
@@ -155,6 +159,7 @@ pub fn read_file_with(path: &Path, text_fields: &[String]) -> Box<dyn Iterator<I
                     content: Content::Text(String::from_utf8_lossy(&bytes).into_owned()),
                     file: path.clone(),
                     offset: 0,
+                    truncated: false,
                 }),
             }))
         }
@@ -205,7 +210,7 @@ fn record_doc(v: &serde_json::Value, fields: &[String], path: &Path, n: usize, o
         _ => format!("{}:{}", path.display(), n),
     };
     let url = v.get("url").and_then(|u| u.as_str()).map(String::from);
-    Ok(Doc { id, url, content: Content::Text(text), file: path.to_path_buf(), offset })
+    Ok(Doc { id, url, content: Content::Text(text), file: path.to_path_buf(), offset, truncated: false })
 }
 
 /// The records of a file holding one JSON array (read whole: such files are small corpora, not
@@ -362,5 +367,28 @@ mod tests {
         let (docs, _) = collect(&dir.path().join("b.txt"));
         assert_eq!(docs[0].content, Content::Text("plain text file".into()));
         assert!(expand(&[dir.path().join("missing")]).unwrap_err().to_string().contains("missing"));
+    }
+
+    #[test]
+    fn a_cut_gzip_warc_gives_its_whole_records_and_a_truncated_one_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |i: usize| {
+            let page: String = (0..300).map(|j| format!("<p>{:x}</p>", (j * 2_654_435_761usize + i * 7_777_777) % 1_000_003)).collect();
+            let http = format!("HTTP/1.0 200 OK\nContent-Type: text/html\n\n{page}");
+            format!(
+                "WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:r:{i}>\r\nContent-Length: {}\r\n\r\n{http}\r\n\r\n",
+                http.len()
+            )
+        };
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(format!("{}{}", record(0), record(1)).as_bytes()).unwrap();
+        let mut bytes = gz.finish().unwrap();
+        bytes.truncate(bytes.len() - 200);
+        let p = dir.path().join("cut.warc.gz");
+        std::fs::write(&p, bytes).unwrap();
+        let (docs, errs) = collect(&p);
+        assert_eq!(docs.iter().map(|d| (d.id.as_str(), d.truncated)).collect::<Vec<_>>(), [("<urn:r:0>", false), ("<urn:r:1>", true)]);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("1 record(s) read whole"), "{}", errs[0].message);
     }
 }

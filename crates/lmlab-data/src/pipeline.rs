@@ -178,14 +178,21 @@ impl Filters {
         match &doc.content {
             Content::Text(t) => Ok(t.clone()),
             Content::Http(block) => {
+                // Old ARC files hold records with no content at all (length -1 or 0).
+                if block.iter().all(u8::is_ascii_whitespace) {
+                    return Err("empty_record");
+                }
                 let resp = http::parse_response(block).map_err(|_| "bad_http")?;
                 if resp.status != 200 {
                     return Err("http_status_not_200");
                 }
-                if !resp.content_type().is_none_or(|t| t.to_ascii_lowercase().contains("html")) {
+                // A missing or empty Content-Type (common before ~2005, and in ClueWeb09) is
+                // taken as HTML, as browsers sniff it.
+                let content_type = resp.content_type().filter(|t| !t.trim().is_empty());
+                if !content_type.is_none_or(|t| t.to_ascii_lowercase().contains("html")) {
                     return Err("not_html");
                 }
-                let (html, _) = http::decode_text(&resp.payload, resp.content_type());
+                let (html, _) = http::decode_text(&resp.payload, content_type);
                 Ok(extract::main_text(&html))
             }
         }
@@ -199,6 +206,9 @@ impl Filters {
     }
 
     fn stages(&self, doc: &Doc, c4_lines: &mut C4LineStats) -> Result<Candidate, (&'static str, &'static str)> {
+        if doc.truncated {
+            return Err(("extract", "truncated_record"));
+        }
         if let Some(url) = &doc.url {
             self.blocklist.check(url).map_err(|rule| ("url", rule))?;
         }
@@ -291,7 +301,14 @@ mod tests {
     use super::*;
 
     fn doc(text: &str, url: Option<&str>) -> Doc {
-        Doc { id: "t".into(), url: url.map(String::from), content: Content::Text(text.into()), file: "mem".into(), offset: 0 }
+        Doc {
+            id: "t".into(),
+            url: url.map(String::from),
+            content: Content::Text(text.into()),
+            file: "mem".into(),
+            offset: 0,
+            truncated: false,
+        }
     }
 
     const GOOD: &str = "The river runs through the old town, and the people who live there have always loved it.\n\
@@ -325,6 +342,29 @@ mod tests {
         assert_eq!(c.removed["dedup"]["exact_duplicate"], 1);
         assert_eq!(c.pii.emails, 1);
         assert_eq!(c.kept_by_language["eng"], 1);
+    }
+
+    #[test]
+    fn old_crawl_responses_are_extracted_and_truncated_records_rejected() {
+        let page = format!("<html><body><p>{}</p></body></html>", GOOD.replace('\n', "</p><p>"));
+        let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default());
+        // Bare-LF headers with no, or an empty, Content-Type, and a gzip header on a body stored
+        // decoded: all extracted. (Distinct URLs in the text would not help: dedup sees the text,
+        // so each variant is checked on a fresh pipeline.)
+        for head in [
+            "HTTP/1.0 200 OK\n\n",
+            "HTTP/1.0 200 OK\nContent-Type:\n\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: \r\nContent-Encoding: gzip\r\n\r\n",
+        ] {
+            let d = Doc { content: Content::Http(format!("{head}{page}").into_bytes()), ..doc("", None) };
+            let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default());
+            assert!(matches!(p.process(&d), Outcome::Kept { .. }), "{head:?}: {:?}", p.counts.removed);
+        }
+        let empty = Doc { content: Content::Http(b"\r\n".to_vec()), ..doc("", None) };
+        assert_eq!(p.process(&empty), Outcome::Rejected { stage: "extract", rule: "empty_record".into() });
+        let cut = Doc { content: Content::Http(format!("HTTP/1.0 200 OK\n\n{page}").into_bytes()), truncated: true, ..doc("", None) };
+        assert_eq!(p.process(&cut), Outcome::Rejected { stage: "extract", rule: "truncated_record".into() });
+        assert_eq!(p.counts.removed["extract"]["truncated_record"], 1);
     }
 
     #[test]

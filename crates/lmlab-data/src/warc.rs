@@ -1,4 +1,5 @@
-//! Reading WARC files (1.0 and 1.1): plain, one gzip member per record (Common Crawl's layout),
+//! Reading WARC files of every era (0.17/0.18 as ClueWeb09 and the early Internet Archive wrote
+//! them, 1.0, 1.1; header lines ending in CRLF or a bare LF): plain, one gzip member per record (Common Crawl's layout),
 //! or gzip over the whole file, record by record with bounded memory. ARC files (versions 1 and
 //! 2, WARC's predecessor) read too, their records presented as WARC records.
 //!
@@ -8,6 +9,11 @@
 //! wrong Content-Length) is skipped up to the next `WARC/` line and reported as one
 //! [`Item::Error`]; a truncated record or corrupt compression ends the file with one. Everything
 //! read before has already been returned. Reading never panics on bad input.
+//!
+//! A file cut short (an interrupted download: the last gzip member ends early, or a plain file
+//! stops inside a record) keeps what precedes the cut: every record read whole up to its
+//! Content-Length is returned as usual, the record the cut falls inside is returned with what
+//! there is of it and [`Record::truncated`] set, and then the error that ends the file.
 //!
 //! Why hand-written rather than the `warc` crate: it reports no offsets, cannot tell which gzip
 //! member a record came from, and stops with an opaque error on the truncated and corrupt
@@ -28,11 +34,13 @@ pub const MAX_RECORD: u64 = 256 * 1024 * 1024;
 pub struct Record {
     /// Where the record starts in the file (for gzip files: its gzip member's offset).
     pub offset: u64,
-    /// "WARC/1.0" or "WARC/1.1".
+    /// The version line as written: "WARC/1.1", "WARC/1.0", "WARC/0.18", ...; "ARC/1" or "ARC/2".
     pub version: String,
     /// Header fields in file order, names as written.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The file ends inside this record: `body` is shorter than its Content-Length.
+    pub truncated: bool,
 }
 
 impl Record {
@@ -101,12 +109,15 @@ struct Members {
     member_start: u64,
     buf: Vec<u8>,
     pos: usize,
+    /// A member that could not be decompressed to its end (cut short or corrupt): its offset
+    /// and why. What decompressed before the damage has been delivered; reading ends there.
+    damaged: Option<ReadError>,
 }
 
 impl Members {
     fn new(input: Input) -> Self {
         let src = Counting { inner: BufReader::new(input), consumed: 0 };
-        Self { decoder: Some(GzDecoder::new(src)), member_start: 0, buf: Vec::new(), pos: 0 }
+        Self { decoder: Some(GzDecoder::new(src)), member_start: 0, buf: Vec::new(), pos: 0, damaged: None }
     }
 }
 
@@ -128,7 +139,18 @@ impl BufRead for Members {
         while self.pos >= self.buf.len() {
             let Some(decoder) = self.decoder.as_mut() else { return Ok(&[]) };
             self.buf.resize(64 * 1024, 0);
-            let n = decoder.read(&mut self.buf)?;
+            let n = match decoder.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Deliver nothing more: the data before the damage has gone out already.
+                    let message = format!("gzip member cut short or corrupt ({e}); kept what decompressed before it");
+                    self.damaged = Some(ReadError { offset: self.member_start, message });
+                    self.decoder = None;
+                    self.buf.clear();
+                    self.pos = 0;
+                    return Ok(&[]);
+                }
+            };
             if n > 0 {
                 self.buf.truncate(n);
                 self.pos = 0;
@@ -154,7 +176,7 @@ impl BufRead for Members {
 
 enum Source {
     Plain(Counting<BufReader<Input>>),
-    Gzip(Members),
+    Gzip(Box<Members>),
 }
 
 impl Source {
@@ -162,6 +184,14 @@ impl Source {
         match self {
             Source::Plain(r) => r,
             Source::Gzip(r) => r,
+        }
+    }
+
+    /// The damage that ended a gzip file early, once reading has reached it.
+    fn damaged(&mut self) -> Option<ReadError> {
+        match self {
+            Source::Plain(_) => None,
+            Source::Gzip(m) => m.damaged.take(),
         }
     }
 
@@ -188,6 +218,9 @@ pub struct WarcReader {
     after: Option<ReadError>,
     /// A record's first line (and its offset) found while skipping non-WARC data.
     pending: Option<(u64, Vec<u8>)>,
+    /// The offset of the last whole record returned and how many whole records began there
+    /// (for gzip files, how many came out of that member), for the damage report.
+    whole_at: (u64, u64),
 }
 
 /// Opens `path`, detecting gzip by its magic bytes.
@@ -201,9 +234,12 @@ pub fn open(path: &Path) -> Result<WarcReader> {
 
 /// Reads WARC records from any byte source (`gzip`: the source is gzip members).
 pub fn from_reader(input: Box<dyn Read + Send>, gzip: bool) -> WarcReader {
-    let source =
-        if gzip { Source::Gzip(Members::new(input)) } else { Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 }) };
-    WarcReader { source, done: false, arc: None, after: None, pending: None }
+    let source = if gzip {
+        Source::Gzip(Box::new(Members::new(input)))
+    } else {
+        Source::Plain(Counting { inner: BufReader::new(input), consumed: 0 })
+    };
+    WarcReader { source, done: false, arc: None, after: None, pending: None, whole_at: (u64::MAX, 0) }
 }
 
 /// Reads WARC records from bytes in memory, detecting gzip by its magic bytes.
@@ -241,6 +277,15 @@ impl WarcReader {
         (records, errors)
     }
 
+    /// The damage that ended a gzip file, once reached, saying how many records were read
+    /// whole from the damaged member before it.
+    fn damaged(&mut self) -> Option<ReadError> {
+        let mut d = self.source.damaged()?;
+        let whole = if self.whole_at.0 == d.offset { self.whole_at.1 } else { 0 };
+        d.message.push_str(&format!("; {whole} record(s) read whole from this member before the damage"));
+        Some(d)
+    }
+
     fn next_record(&mut self) -> std::result::Result<Option<Record>, ReadError> {
         // Skip the blank lines that end the previous record.
         let (offset, first) = match self.pending.take() {
@@ -249,7 +294,7 @@ impl WarcReader {
                 let offset = self.source.offset();
                 let line = read_line(self.source.reader()).map_err(|e| ReadError { offset, message: e.to_string() })?;
                 match line {
-                    None => return Ok(None),
+                    None => return self.damaged().map_or(Ok(None), Err),
                     Some(l) if l.iter().all(u8::is_ascii_whitespace) => continue,
                     Some(l) => break (offset, l),
                 }
@@ -278,9 +323,13 @@ impl WarcReader {
         }
         let mut headers: Vec<(String, String)> = Vec::new();
         loop {
-            let line = read_line(self.source.reader())
-                .map_err(|e| err(e.to_string()))?
-                .ok_or_else(|| err("file ends inside the record's headers".into()))?;
+            let line = match read_line(self.source.reader()).map_err(|e| err(e.to_string()))? {
+                Some(l) => l,
+                None => {
+                    let why = self.damaged().map_or(String::new(), |d| format!(" (at {}: {})", d.offset, d.message));
+                    return Err(err(format!("file ends inside the record's headers{why}")));
+                }
+            };
             if line.is_empty() {
                 break;
             }
@@ -313,10 +362,16 @@ impl WarcReader {
         }
         let mut body = Vec::with_capacity(length as usize);
         let got = self.source.reader().take(length).read_to_end(&mut body).map_err(|e| err(e.to_string()))?;
-        if (got as u64) < length {
-            return Err(err(format!("file ends inside the record body ({got} of {length} bytes)")));
+        let truncated = (got as u64) < length;
+        if truncated {
+            // Keep what there is, marked, and end the file with the reason after it.
+            let message = format!("file ends inside the record body ({got} of {length} bytes); kept it marked truncated");
+            self.after = Some(match self.damaged() {
+                Some(d) => ReadError { offset: d.offset, message: format!("{}; {message}", d.message) },
+                None => err(message),
+            });
         }
-        Ok(Some(Record { offset, version: first.trim().to_string(), headers, body }))
+        Ok(Some(Record { offset, version: first.trim().to_string(), headers, body, truncated }))
     }
 }
 
@@ -379,7 +434,8 @@ impl WarcReader {
         headers.push(("WARC-IP-Address".into(), ip.to_string()));
         headers.push(("Content-Type".into(), content_type.to_string()));
         headers.push(("Content-Length".into(), length.to_string()));
-        Ok(Record { offset, version: format!("ARC/{}", self.arc.unwrap_or(1)), headers, body })
+        // Kept unmarked, as warcio keeps it (the error after it says it is short).
+        Ok(Record { offset, version: format!("ARC/{}", self.arc.unwrap_or(1)), headers, body, truncated: false })
     }
 }
 
@@ -395,7 +451,12 @@ impl Iterator for WarcReader {
             return None;
         }
         match self.next_record() {
-            Ok(Some(r)) => Some(Item::Record(r)),
+            Ok(Some(r)) => {
+                if !r.truncated {
+                    self.whole_at = if self.whole_at.0 == r.offset { (r.offset, self.whole_at.1 + 1) } else { (r.offset, 1) };
+                }
+                Some(Item::Record(r))
+            }
             Ok(None) => {
                 self.done = true;
                 None
@@ -480,7 +541,9 @@ mod tests {
         let p = dir.path().join("trunc.warc");
         std::fs::write(&p, &cut).unwrap();
         let (rs, errs) = records(&p);
-        assert_eq!(rs.len(), 1);
+        assert_eq!(rs.len(), 2);
+        assert!(!rs[0].truncated && rs[1].truncated);
+        assert_eq!(rs[1].body, b"this body will be cut");
         assert_eq!(errs, vec![ReadError { offset: good.len() as u64, message: errs[0].message.clone() }]);
         assert!(errs[0].message.contains("record body"), "{}", errs[0].message);
 
@@ -494,7 +557,7 @@ mod tests {
         let p = dir.path().join("corrupt.warc.gz");
         std::fs::write(&p, &bytes).unwrap();
         let (rs, errs) = records(&p);
-        assert_eq!(rs.len(), 1);
+        assert_eq!(rs.iter().filter(|r| !r.truncated).count(), 1);
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].offset, at, "{errs:?}");
 
@@ -504,5 +567,76 @@ mod tests {
         let (rs, errs) = records(&p);
         assert!(rs.is_empty());
         assert!(errs[0].message.contains("not a WARC record"), "{errs:?}");
+    }
+
+    #[test]
+    fn clueweb09_era_records_with_bare_lf_and_empty_fields_read() {
+        // WARC/0.18 as ClueWeb09 wrote it: LF line ends throughout, an empty
+        // WARC-Identified-Payload-Type, an HTTP block whose headers end LF LF; then a WARC/1.0
+        // record with CRLF and a WARC/1.1 one, in one file.
+        let http = "HTTP/1.1 200 OK\nContent-Type: text/html\nContent-Length: 13\n\n<p>hello</p>\n";
+        let clueweb = format!(
+            "WARC/0.18\nWARC-Type: response\nWARC-Target-URI: http://example.org/\nContent-Type: application/http;msgtype=response\nWARC-Identified-Payload-Type: \nContent-Length: {}\nWARC-Date: 2009-03-65T08:43:19-0800\nWARC-TREC-ID: clueweb09-en0000-00-00000\n\n{http}\n",
+            http.len()
+        );
+        let bytes = [
+            clueweb.into_bytes(),
+            String::from_utf8(record_bytes(1, "one-oh")).unwrap().replacen("WARC/1.1", "WARC/1.0", 1).into_bytes(),
+            record_bytes(2, "one-one"),
+        ]
+        .concat();
+        for gz in [false, true] {
+            let (rs, errs) = from_bytes(if gz { gzip(&bytes) } else { bytes.clone() }).read_all();
+            assert!(errs.is_empty(), "{errs:?}");
+            let versions: Vec<&str> = rs.iter().map(|r| r.version.as_str()).collect();
+            assert_eq!(versions, ["WARC/0.18", "WARC/1.0", "WARC/1.1"]);
+            assert_eq!(rs[0].body, http.as_bytes());
+            assert_eq!(rs[0].header("WARC-Identified-Payload-Type"), Some(""));
+            assert_eq!(rs[0].header("WARC-TREC-ID"), Some("clueweb09-en0000-00-00000"));
+            assert_eq!((rs[0].warc_type(), rs[0].target_uri()), ("response", Some("http://example.org/")));
+            assert_eq!(rs[1].body, b"one-oh");
+            assert!(rs.iter().all(|r| !r.truncated));
+        }
+    }
+
+    #[test]
+    fn a_gzip_member_cut_short_keeps_the_records_before_the_cut() {
+        // Bodies that compress little, so that a cut in the compressed bytes lands where it is aimed.
+        let body = |i: usize| -> String { (0..400).map(|j| format!("{:x} ", (j * 2_654_435_761 + i * 97) % 1_000_003)).collect() };
+        let recs: Vec<Vec<u8>> = (0..3).map(|i| record_bytes(i, &body(i))).collect();
+        // Whole-file gzip cut inside the third record: two whole records, then the third
+        // marked truncated, then the error at the member's offset (0).
+        let whole = gzip(&recs.concat());
+        for cut in [whole.len() - 30, whole.len() * 3 / 4] {
+            let (rs, errs) = from_bytes(whole[..cut].to_vec()).read_all();
+            assert_eq!(rs.len(), 3, "cut at {cut}: {errs:?}");
+            for (i, r) in rs.iter().take(2).enumerate() {
+                assert!(!r.truncated);
+                assert_eq!(r.body, body(i).into_bytes());
+            }
+            assert!(rs[2].truncated && rs[2].body.len() < body(2).len() && body(2).as_bytes().starts_with(&rs[2].body));
+            assert_eq!(errs.len(), 1);
+            assert_eq!(errs[0].offset, 0);
+            assert!(errs[0].message.contains("gzip member cut short") && errs[0].message.contains("truncated"), "{}", errs[0].message);
+            assert!(errs[0].message.contains("2 record(s) read whole from this member"), "{}", errs[0].message);
+        }
+        // One member per record (Common Crawl), the last member cut: offsets stay the members'.
+        let members: Vec<Vec<u8>> = recs.iter().map(|r| gzip(r)).collect();
+        let mut bytes = members.concat();
+        bytes.truncate(bytes.len() - members[2].len() / 2);
+        let (rs, errs) = from_bytes(bytes).read_all();
+        assert_eq!(
+            rs.iter().map(|r| (r.offset, r.truncated)).collect::<Vec<_>>(),
+            [(0, false), (members[0].len() as u64, false), ((members[0].len() + members[1].len()) as u64, true)]
+        );
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].offset, (members[0].len() + members[1].len()) as u64);
+        // Cut inside the third member's headers: two records and the error, nothing marked.
+        let mut bytes = members.concat();
+        bytes.truncate(members[0].len() + members[1].len() + 20);
+        let (rs, errs) = from_bytes(bytes).read_all();
+        assert_eq!(rs.len(), 2);
+        assert!(rs.iter().all(|r| !r.truncated));
+        assert_eq!(errs.len(), 1, "{errs:?}");
     }
 }

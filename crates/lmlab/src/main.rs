@@ -15,6 +15,7 @@ mod preference;
 mod pretrain;
 mod reward;
 mod rlhf;
+mod run;
 mod seq2seq;
 mod serve;
 mod sft;
@@ -37,6 +38,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: the built-in world from crawl to chat model (world, tokenizer, data,
+    /// pretraining, SFT, reward model, RLHF, evaluation), then a report card. Stages whose
+    /// settings are unchanged are skipped; an interrupted run picks up where it stopped.
+    Run(run::RunArgs),
+    /// Rebuild a run folder's report.md and report.html from what its stages wrote.
+    Report(run::ReportArgs),
     /// Train, apply and measure byte-level BPE tokenizers.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCmd),
@@ -94,6 +101,9 @@ fn main() {
         .without_time()
         .init();
     let cli = Cli::parse();
+    if std::env::var_os("LMLAB_RUN_CHILD").is_some() {
+        stop_with_parent();
+    }
     // candle's CPU kernels size their thread pools from RAYON_NUM_THREADS; set it before any
     // tensor work starts. Set it even by default: when it is unset, candle counts the cores
     // again (reading /proc/cpuinfo) on every matmul, which was 4% of a decode step.
@@ -103,6 +113,8 @@ fn main() {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Report(a) => run::report(a),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Sft(a) => sft::run(a),
@@ -126,6 +138,18 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A stage of `lmlab run` stops when the run does: its standard input is a pipe the run holds,
+/// which closes when the run exits for any reason, kill -9 included. Whatever the stage has
+/// written is in files written atomically, and a training stage resumes from its checkpoint.
+fn stop_with_parent() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        eprintln!("lmlab run has stopped; stopping this stage too");
+        std::process::exit(130);
+    });
 }
 
 /// Prints a value as pretty JSON on stdout.

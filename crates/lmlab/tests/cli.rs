@@ -1,21 +1,13 @@
 //! End to end through the binary: tokenizer train → encode/decode → pretrain → generate, and the
 //! errors a user meets first.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "../../../tests/support/prereq.rs"]
 mod prereq;
+use cli::{lmlab, ok};
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn lmlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lmlab")).args(args).env("RUST_LOG", "warn").output().expect("running lmlab")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = lmlab(args);
-    assert!(out.status.success(), "lmlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
 
 const MICRO: &str = r#"
 [model]

@@ -4,18 +4,11 @@
 //! abstaining rewarded (+1/0/−1) the model abstains on entities that do not exist more than the
 //! SFT model does, and at least as often as with abstaining punished like a wrong answer.
 
+#[path = "support/cli.rs"]
+mod cli;
+use cli::ok;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn lmlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lmlab")).args(args).env("RUST_LOG", "warn").output().expect("running lmlab")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = lmlab(args);
-    assert!(out.status.success(), "lmlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
 
 const MICRO: &str = r#"
 [model]

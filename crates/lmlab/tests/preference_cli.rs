@@ -2,21 +2,9 @@
 //! `reward score`, `reward eval`, and `dpo` with each loss, full and LoRA, on a micro model; and
 //! the errors a user meets first (a file that is not preference data, a model without a head).
 
-use std::process::{Command, Output};
-
-fn lmlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lmlab")).args(args).env("RUST_LOG", "warn").output().expect("running lmlab")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = lmlab(args);
-    assert!(out.status.success(), "lmlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_slice(&ok(args).stdout).unwrap()
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{json, lmlab, ok};
 
 const MICRO: &str = r#"
 [model]

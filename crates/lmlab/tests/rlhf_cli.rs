@@ -3,17 +3,9 @@
 //! beside it (and `experiment overoptimisation` on that run), and the error a user meets first
 //! (a reward model asked for but not given).
 
-use std::process::{Command, Output};
-
-fn lmlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lmlab")).args(args).env("RUST_LOG", "warn").output().expect("running lmlab")
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = lmlab(args);
-    assert!(out.status.success(), "lmlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{json, lmlab};
 
 const MICRO: &str = r#"
 [model]

@@ -3,24 +3,17 @@
 //! page, SIGTERM, and the terminal chat through a pseudo-terminal. On a tiny model trained here
 //! (and SmolLM2 when present). Under CI=true a missing client fails instead of skipping.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "../../../tests/support/prereq.rs"]
 mod prereq;
+use cli::{clients_dir, find_chromium, ok, python};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn lmlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lmlab")).args(args).env("RUST_LOG", "warn").output().expect("running lmlab")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = lmlab(args);
-    assert!(out.status.success(), "lmlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
 
 const MODEL: &str = r#"
 [model]
@@ -152,21 +145,6 @@ fn greedy_matches(s: &Served, model: &Path, key: Option<&str>, max_tokens: usize
     let (status, j) = post(s.addr, "/v1/chat/completions", key, &body);
     assert_eq!(status, 200, "{j}");
     assert_eq!(j["choices"][0]["message"]["content"], generate_greedy(model, "Hello there", true, max_tokens));
-}
-
-fn python() -> Option<&'static str> {
-    Command::new("python3").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| "python3")
-}
-
-fn find_chromium() -> Option<String> {
-    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .map(String::from)
-}
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
 #[test]

@@ -4,7 +4,10 @@
 //! evaluation facts, from the rest, and [`crate::tasks::build`] then leaves them out of every
 //! SFT example (questions, translations, summaries, city lists), as it leaves out the evaluation
 //! facts. They are spread over the occurrence buckets: an equal share of [`RL_FACTS`] each,
-//! and what a small bucket cannot fill goes to the others. Questions about entities that do not
+//! and what a small bucket cannot fill goes to the others. No bucket gives more than half of
+//! the facts the evaluation left it, so that SFT keeps the other half: a small bucket of
+//! frequent facts would otherwise go to RL whole, and SFT would never teach answering what the
+//! base model knows. Questions about entities that do not
 //! exist take their names from the generator's held-out names ([`RL_GHOSTS`] of them, or fewer
 //! if the names run out), which are then in no SFT example and no evaluation question.
 //! Questions use the training templates, as the evaluation facts do; each carries its accepted
@@ -68,7 +71,7 @@ pub fn build(
             }
         }
     }
-    let sizes: Vec<usize> = by_bucket.values().map(Vec::len).collect();
+    let sizes: Vec<usize> = by_bucket.values().map(|facts| facts.len() / 2).collect();
     let shares = spread(&sizes, RL_FACTS);
     let mut out = RlPrompts { questions: Vec::new(), facts: HashSet::new() };
     let mut id = 0;

@@ -55,6 +55,7 @@ pub enum Outcome {
 /// Runs the stages of `opts.dir`; returns each stage run or skipped, with how.
 pub fn run(opts: &RunOptions) -> Result<Vec<(String, Outcome)>> {
     let settings = prepare_folder(opts)?;
+    let _lock = RunLock::take(&opts.dir)?;
     let stages = plan(&settings);
     let index = |name: &Option<String>, default: usize| -> Result<usize> {
         match name {
@@ -104,6 +105,31 @@ pub fn run(opts: &RunOptions) -> Result<Vec<(String, Outcome)>> {
     }
     println!("done in {}: {}", human_secs(started.elapsed().as_secs_f64()), opts.dir.display());
     Ok(outcomes)
+}
+
+/// `.state/lock`: the process running this folder, so that two runs never write into it at
+/// once. A lock whose process is gone (a run killed with -9) is taken over.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn take(dir: &Path) -> Result<Self> {
+        let path = dir.join(".state/lock");
+        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("lmlab"));
+            if alive && pid != std::process::id() {
+                bail!("another lmlab run (process {pid}) is working in {}; wait for it, or stop it first", dir.display());
+            }
+        }
+        std::fs::create_dir_all(dir.join(".state"))?;
+        lmlab_model::checkpoint::write_atomic(&path, std::process::id().to_string().as_bytes())?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Creates or reads the run folder's `run.toml`, and writes the training preset the stages read.

@@ -27,7 +27,11 @@ mod world;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "lmlab", version, about = "An end-to-end language-model lab: from a web crawl to a chat model, every stage runnable, inspectable and measured")]
+#[command(
+    name = "lmlab",
+    version,
+    about = "An end-to-end language-model lab: from a web crawl to a chat model, every stage runnable, inspectable and measured"
+)]
 struct Cli {
     /// Worker threads for tensor math (default: all cores).
     #[arg(long, global = true)]

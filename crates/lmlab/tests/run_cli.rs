@@ -174,6 +174,9 @@ fn a_run_killed_inside_pretraining_stops_its_stage_and_resumes_it() {
         assert!(run.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A second run in the same folder meanwhile is refused.
+    let twice = lmlab(&["run", "--out", d, "--until", "pretrain"]);
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("another lmlab run"), "{}", String::from_utf8_lossy(&twice.stderr));
     run.kill().unwrap();
     run.wait().unwrap();
     // Its pretraining child notices and stops.

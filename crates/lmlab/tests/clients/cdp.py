@@ -80,6 +80,18 @@ def check(cond, what):
         raise SystemExit(f"check failed: {what}")
 
 
+def wait_until(session, js, what, tries=200):
+    """Evaluates `js` every 0.1 s until it is true (a try may meet a navigation's end: retried)."""
+    for _ in range(tries):
+        try:
+            if evaluate(session, js):
+                return
+        except CdpError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(what)
+
+
 def open_page(url):
     """A new tab showing `url`; returns its session."""
     target = call("Target.createTarget", {"url": "about:blank"})["targetId"]

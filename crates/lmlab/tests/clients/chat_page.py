@@ -8,26 +8,17 @@ Prints one JSON line of what it saw; exits non-zero on a failed check.
 
 import json
 import sys
-import time
 
-from cdp import CdpError, call, check, close, evaluate, open_page, screenshot, start
+from cdp import check, close, evaluate, open_page, screenshot, start, wait_until
 
 chromium, base, shot = sys.argv[1], sys.argv[2], sys.argv[3]
 key = sys.argv[4] if len(sys.argv) > 4 else ""
 start(chromium)
 try:
     s = open_page(base + "/")
-    # Wait for the page and its model list (a try may meet the navigation's end: retried).
-    for attempt in range(200):
-        try:
-            if evaluate(s, """(() => { const m = document.getElementById('model');
-                    return document.readyState === 'complete' && !!m && !/…/.test(m.textContent); })()"""):
-                break
-        except CdpError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise SystemExit("the page did not load")
+    # Wait for the page and its model list.
+    wait_until(s, """(() => { const m = document.getElementById('model');
+            return document.readyState === 'complete' && !!m && !/…/.test(m.textContent); })()""", "the page did not load")
     model = evaluate(s, "document.getElementById('model').textContent")
     # Count the reply's renders (one per streamed chunk the page reads) and note whether it
     # asked for a stream; then type and send.

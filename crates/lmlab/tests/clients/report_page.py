@@ -9,23 +9,14 @@ Prints one JSON line of what it saw; exits non-zero on a failed check.
 import json
 import os
 import sys
-import time
 
-from cdp import CdpError, call, check, close, evaluate, open_page, screenshot, start
+from cdp import check, close, evaluate, open_page, screenshot, start, wait_until
 
 chromium, report, shot, sections, min_images = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(","), int(sys.argv[5])
 start(chromium)
 try:
     s = open_page("file://" + os.path.abspath(report))
-    for attempt in range(200):
-        try:
-            if evaluate(s, "document.readyState === 'complete' && [...document.images].every(i => i.complete)"):
-                break
-        except CdpError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise SystemExit("the report did not load")
+    wait_until(s, "document.readyState === 'complete' && [...document.images].every(i => i.complete)", "the report did not load")
     found = evaluate(s, "[...document.querySelectorAll('section[id]')].map(e => e.id)")
     missing = [x for x in sections if x not in found]
     check(not missing, f"sections {missing} are in the page (found {found})")

@@ -13,6 +13,8 @@
 //!   against a memory budget) decodes in one batched step, finished ones leave at once, and a
 //!   client that disconnects frees its sequence before the next step. Requests beyond the
 //!   batch or the memory wait in a bounded queue; beyond it they get 429 with Retry-After.
+//! - [`bench`]: a load test of any OpenAI-compatible server (`lmlab bench serve`), with
+//!   llama-cpp-python's server and llama.cpp's `llama-server` as references.
 //! - [`TextStream`]: a reply's text streamed token by token without splitting characters or
 //!   leaking the start of a stop string (the server and `lmlab chat` use it), and
 //!   [`ChatSession`]: the terminal chat's conversation and `/` commands.
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod bench;
 mod chat;
 mod error;
 mod metrics;

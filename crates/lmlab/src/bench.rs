@@ -18,6 +18,64 @@ pub enum BenchCmd {
     /// `data prepare` MB/s and documents/s on a generated crawl (200 MB by default), and
     /// datatrove's per-core speed on the same files with --datatrove-files N.
     Data(crate::bench_data::DataArgs),
+    /// `lmlab serve` under 1, 4, 8 and 16 concurrent streaming clients: aggregate output
+    /// tokens/s, time to first token, inter-token latency; llama-cpp-python's server and
+    /// llama.cpp's llama-server on the same model and requests, in the same run, when given.
+    Serve(ServeBenchArgs),
+}
+
+#[derive(Args)]
+pub struct ServeBenchArgs {
+    /// The model every server loads (a GGUF file, for the references).
+    #[arg(long)]
+    model: PathBuf,
+    /// Concurrency levels (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 8, 16])]
+    clients: Vec<usize>,
+    /// Requests per level (each client sends its share one after another).
+    #[arg(long, default_value_t = 16)]
+    requests: usize,
+    /// Tokens per answer at most (greedy).
+    #[arg(long, default_value_t = 64)]
+    max_tokens: usize,
+    /// lmlab serve's --max-batch.
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
+    /// A Python with `llama-cpp-python[server]` installed: its OpenAI server as a reference.
+    #[arg(long)]
+    llama_cpp_python: Option<PathBuf>,
+    /// llama.cpp's `llama-server` binary: the continuous-batching reference.
+    #[arg(long)]
+    llama_server: Option<PathBuf>,
+    /// llama-server's parallel sequences (-np).
+    #[arg(long, default_value_t = 8)]
+    slots: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_serve(a: ServeBenchArgs) -> Result<()> {
+    use lmlab_serve::bench::{bench_server, render, BenchServeOptions, ServerKind};
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let opts =
+        BenchServeOptions { model: a.model.clone(), clients: a.clients.clone(), requests: a.requests, max_tokens: a.max_tokens, threads };
+    let mut servers = vec![ServerKind::Lmlab { exe: std::env::current_exe()?, max_batch: a.max_batch }];
+    if let Some(bin) = a.llama_server {
+        servers.push(ServerKind::LlamaServer { bin, slots: a.slots });
+    }
+    if let Some(python) = a.llama_cpp_python {
+        servers.push(ServerKind::LlamaCppPython { python });
+    }
+    let mut rows = Vec::new();
+    for s in &servers {
+        rows.extend(bench_server(s, &opts, |msg| eprintln!("{msg}"))?);
+    }
+    if a.json {
+        return crate::print_json(&rows);
+    }
+    println!("{} threads per server, {} requests per level, up to {} tokens each, greedy\n", threads, a.requests, a.max_tokens);
+    print!("{}", render(&rows));
+    Ok(())
 }
 
 #[derive(Args)]
@@ -123,6 +181,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Infer(a) => run_infer(a)?,
         BenchCmd::Data(a) => crate::bench_data::run(a)?,
+        BenchCmd::Serve(a) => run_serve(a)?,
         BenchCmd::Train(a) => {
             let preset = Preset::from_file(&a.config)?;
             let mut cfg = preset.model.clone();

@@ -7,7 +7,7 @@
 mod cli;
 #[path = "../../../tests/support/prereq.rs"]
 mod prereq;
-use cli::{clients_dir, find_chromium, ok, python};
+use cli::{clients_dir, find_chromium, json, ok, python};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -235,4 +235,24 @@ fn chat_in_a_pseudo_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+}
+
+#[test]
+fn bench_serve_loads_the_server_at_each_concurrency_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let rows =
+        json(&["bench", "serve", "--model", model.to_str().unwrap(), "--clients", "1,3", "--requests", "3", "--max-tokens", "6", "--json"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, clients) in rows.iter().zip([1, 3]) {
+        assert_eq!(row["clients"], clients);
+        assert_eq!(row["requests"], 3, "{row}");
+        // Three greedy answers of at most 6 tokens each.
+        let tokens = row["output_tokens"].as_u64().unwrap();
+        assert!((1..=18).contains(&tokens), "{row}");
+        assert!(row["tokens_per_sec"].as_f64().unwrap() > 0.0);
+        let (p50, p95) = (row["ttft_p50_ms"].as_f64().unwrap(), row["ttft_p95_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p95, "{row}");
+    }
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own `llama-server` (the continuous-batching reference of `lmlab bench serve`)
+# from the llama.cpp source inside llama-cpp-python's source package on PyPI, the same llama.cpp
+# the other references use, for this CPU's instruction sets (bench/ggml_flags.sh). Cached in
+# ~/.cache/lmlab-llama-server (rebuilt when the flags change); prints the binary's path.
+# Takes several minutes on 2 cores the first time.
+set -euo pipefail
+version=0.3.36
+dir="$HOME/.cache/lmlab-llama-server"
+flags="$("$(dirname "$0")/ggml_flags.sh")"
+bin="$dir/build/bin/llama-server"
+if [ -x "$bin" ] && [ "$(cat "$dir/cmake-args" 2>/dev/null)" = "$flags" ]; then
+  echo "$bin"
+  exit 0
+fi
+mkdir -p "$dir"
+if [ ! -f "$dir/llama_cpp_python-$version.tar.gz" ]; then
+  python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$dir" >&2
+fi
+rm -rf "$dir/src" && mkdir -p "$dir/src"
+tar -xzf "$dir/llama_cpp_python-$version.tar.gz" -C "$dir/src" --strip-components=1
+# shellcheck disable=SC2086
+cmake -S "$dir/src/vendor/llama.cpp" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF $flags >&2
+cmake --build "$dir/build" --target llama-server -j"$(nproc)" >&2
+echo "$flags" > "$dir/cmake-args"
+echo "$bin"

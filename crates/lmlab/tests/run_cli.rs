@@ -61,8 +61,7 @@ fn run_quick_skips_what_is_done_redoes_what_changed_and_reports() {
         let last = metrics
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|v| v["stage"] == stage)
-            .last()
+            .rfind(|v| v["stage"] == stage)
             .unwrap_or_else(|| panic!("no {stage} lines"));
         assert_eq!(last["step"], steps, "{stage}");
         let value = if stage == "rlhf" { &last["reward"] } else { &last["loss"] };

@@ -73,9 +73,20 @@ fn each_question_counts_the_documents_that_state_its_fact() {
         *histogram.entry(bucket_of(n).to_string()).or_default() += 1;
     }
     assert_eq!(stats.facts_by_occurrence_bucket, histogram);
-    // Evaluation facts are drawn per bucket: 200 each at the tiny scale, or all the bucket has.
+    // Evaluation facts are drawn per bucket: 200 each at the tiny scale, but never more than
+    // half of a bucket (the rest stays for SFT and RL).
     for (b, &n) in &histogram {
-        assert_eq!(per_bucket.get(b).copied().unwrap_or(0), n.min(200), "bucket {b}");
+        assert_eq!(per_bucket.get(b).copied().unwrap_or(0), n.min(200).min(n / 2), "bucket {b}");
+    }
+    // The RL set takes at most half of what evaluation left in a bucket: SFT keeps the rest.
+    let mut rl_per_bucket: BTreeMap<String, usize> = BTreeMap::new();
+    for q in read_jsonl::<Question>(&d.join("rl_prompts.jsonl")) {
+        *rl_per_bucket.entry(q.bucket).or_default() += 1;
+    }
+    for (b, &n) in &histogram {
+        let left = n - per_bucket.get(b).copied().unwrap_or(0);
+        let rl = rl_per_bucket.get(b).copied().unwrap_or(0);
+        assert!(rl <= left / 2 && left - rl > 0, "bucket {b}: {rl} RL facts of the {left} evaluation left");
     }
     // Questions about entities that do not exist: zero occurrences, bucket 0, not in the KB.
     for q in read_jsonl::<Question>(&d.join("eval/nonexistent.jsonl")) {

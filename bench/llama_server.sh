@@ -14,11 +14,15 @@ if [ -x "$bin" ] && [ "$(cat "$dir/cmake-args" 2>/dev/null)" = "$flags" ]; then
   exit 0
 fi
 mkdir -p "$dir"
-if [ ! -f "$dir/llama_cpp_python-$version.tar.gz" ]; then
-  python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$dir" >&2
+tarball="$dir/llama_cpp_python-$version.tar.gz"
+if [ ! -f "$tarball" ]; then
+  # The source package's address from PyPI's simple index (`pip download --no-binary` would
+  # build its build tools, CMake included, from source first).
+  url=$(curl -fsS https://pypi.org/simple/llama-cpp-python/ | grep -o "href=\"[^\"]*llama_cpp_python-$version.tar.gz[^\"]*\"" | head -1 | sed 's/^href="//; s/"$//; s/#.*//')
+  curl -fsSL -o "$tarball.tmp" "$url" && mv "$tarball.tmp" "$tarball"
 fi
 rm -rf "$dir/src" && mkdir -p "$dir/src"
-tar -xzf "$dir/llama_cpp_python-$version.tar.gz" -C "$dir/src" --strip-components=1
+tar -xzf "$tarball" -C "$dir/src" --strip-components=1
 # shellcheck disable=SC2086
 cmake -S "$dir/src/vendor/llama.cpp" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF $flags >&2
 cmake --build "$dir/build" --target llama-server -j"$(nproc)" >&2

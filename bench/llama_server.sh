@@ -21,10 +21,16 @@ if [ ! -f "$tarball" ]; then
   url=$(curl -fsS https://pypi.org/simple/llama-cpp-python/ | grep -o "href=\"[^\"]*llama_cpp_python-$version.tar.gz[^\"]*\"" | head -1 | sed 's/^href="//; s/"$//; s/#.*//')
   curl -fsSL -o "$tarball.tmp" "$url" && mv "$tarball.tmp" "$tarball"
 fi
+# CMake from PyPI when the system has none (as llama-cpp-python's own build does).
+cmake=$(command -v cmake || true)
+if [ -z "$cmake" ]; then
+  [ -x "$dir/venv/bin/cmake" ] || { python3 -m venv "$dir/venv" && "$dir/venv/bin/pip" install -q cmake >&2; }
+  cmake="$dir/venv/bin/cmake"
+fi
 rm -rf "$dir/src" && mkdir -p "$dir/src"
 tar -xzf "$tarball" -C "$dir/src" --strip-components=1
 # shellcheck disable=SC2086
-cmake -S "$dir/src/vendor/llama.cpp" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF $flags >&2
-cmake --build "$dir/build" --target llama-server -j"$(nproc)" >&2
+"$cmake" -S "$dir/src/vendor/llama.cpp" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF $flags >&2
+"$cmake" --build "$dir/build" --target llama-server -j"$(nproc)" >&2
 echo "$flags" > "$dir/cmake-args"
 echo "$bin"

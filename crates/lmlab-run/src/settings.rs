@@ -49,6 +49,9 @@ pub struct TokenizerTable {
 pub struct EvalTable {
     /// Ask at most this many questions of each set (all when absent).
     pub limit: Option<usize>,
+    /// Tokens an answer may run to: enough for the world's longest abstention ("I'm not aware
+    /// of anything called …, so I can't answer that."), which 24 cuts short.
+    pub max_tokens: usize,
     /// Questions the consistency measurement samples (several times each).
     pub consistency_limit: usize,
     pub consistency_samples: usize,
@@ -58,7 +61,14 @@ pub struct EvalTable {
 
 impl Default for EvalTable {
     fn default() -> Self {
-        Self { limit: None, consistency_limit: 200, consistency_samples: 5, consistency_temperatures: vec![0.0, 0.7, 1.0], seed: 0 }
+        Self {
+            limit: None,
+            max_tokens: 48,
+            consistency_limit: 200,
+            consistency_samples: 5,
+            consistency_temperatures: vec![0.0, 0.7, 1.0],
+            seed: 0,
+        }
     }
 }
 
@@ -148,7 +158,7 @@ impl RunSettings {
         };
         let eval: EvalTable = take("eval")
             .try_into()
-            .context("in table [eval] (takes limit, consistency_limit, consistency_samples, consistency_temperatures, seed)")?;
+            .context("in table [eval] (takes limit, max_tokens, consistency_limit, consistency_samples, consistency_temperatures, seed)")?;
         let report: ReportTable = take("report").try_into().context("in table [report] (takes sample_questions, sample_temperatures)")?;
         let s = Self { run, tokenizer, rlhf, eval, report, preset: table };
         s.training_preset()?;

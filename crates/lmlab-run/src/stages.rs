@@ -208,9 +208,10 @@ fn flag_value(v: &toml::Value) -> String {
 fn eval_steps(s: &RunSettings) -> Vec<Step> {
     let mut steps = Vec::new();
     let limit = s.eval.limit.map(|n| n.to_string());
+    let max_tokens = s.eval.max_tokens.to_string();
     for (model, chat) in MODEL_STAGES {
         let out = format!("eval/qa/{model}");
-        let mut args = vec!["eval", "qa", "--model", model, "--out", &out, "--questions"];
+        let mut args = vec!["eval", "qa", "--model", model, "--max-tokens", &max_tokens, "--out", &out, "--questions"];
         args.extend(QUESTIONS);
         if chat {
             args.push("--chat");
@@ -228,6 +229,8 @@ fn eval_steps(s: &RunSettings) -> Vec<Step> {
         "--model",
         "rlhf",
         "--chat",
+        "--max-tokens",
+        &max_tokens,
         "--questions",
         QUESTIONS[0],
         "--limit",
@@ -250,6 +253,8 @@ fn eval_steps(s: &RunSettings) -> Vec<Step> {
                 "qa",
                 "--model",
                 model,
+                "--max-tokens",
+                &max_tokens,
                 "--kb",
                 "world/kb.jsonl",
                 "--questions",

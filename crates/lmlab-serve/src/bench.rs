@@ -74,6 +74,9 @@ impl ServerKind {
                     "2048",
                     "--n_threads",
                     &threads,
+                    // By default a new request interrupts the one running; queue them instead.
+                    "--interrupt_requests",
+                    "False",
                 ]);
                 c
             }
@@ -137,15 +140,19 @@ struct Timing {
 /// Starts `kind`, loads it at each level of `opts.clients`, stops it.
 pub fn bench_server(kind: &ServerKind, opts: &BenchServeOptions, mut progress: impl FnMut(&str)) -> Result<Vec<LevelResult>> {
     let port = free_port()?;
+    // The server's output goes to a file: a pipe nobody reads fills up and stalls a chatty server.
+    let log_path = std::env::temp_dir().join(format!("lmlab-bench-serve-{port}.log"));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut child = kind
         .command(&opts.model, port, opts.threads)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
         .spawn()
         .with_context(|| format!("starting {}", kind.name()))?;
     let base = format!("http://127.0.0.1:{port}");
     let result = (|| {
-        wait_ready(&base, &mut child, Duration::from_secs(120)).with_context(|| format!("{} did not come up", kind.name()))?;
+        wait_ready(&base, &mut child, Duration::from_secs(120))
+            .with_context(|| format!("{} did not come up (its output: {})", kind.name(), log_path.display()))?;
         let models: serde_json::Value = ureq::get(&format!("{base}/v1/models")).call()?.into_json()?;
         let model = models["data"][0]["id"].as_str().context("/v1/models lists no model")?.to_string();
         progress(&format!("{}: warming up", kind.name()));
@@ -159,6 +166,9 @@ pub fn bench_server(kind: &ServerKind, opts: &BenchServeOptions, mut progress: i
     })();
     let _ = child.kill();
     let _ = child.wait();
+    if result.is_ok() {
+        let _ = std::fs::remove_file(&log_path);
+    }
     result
 }
 
@@ -170,11 +180,7 @@ fn wait_ready(base: &str, child: &mut Child, limit: Duration) -> Result<()> {
     let t = Instant::now();
     while t.elapsed() < limit {
         if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            bail!("it exited with {status}: {}", err.lines().rev().take(5).collect::<Vec<_>>().join(" / "));
+            bail!("it exited with {status}");
         }
         if ureq::get(&format!("{base}/v1/models")).timeout(Duration::from_secs(2)).call().is_ok() {
             return Ok(());

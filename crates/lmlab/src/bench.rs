@@ -67,8 +67,13 @@ fn run_serve(a: ServeBenchArgs) -> Result<()> {
         servers.push(ServerKind::LlamaCppPython { python });
     }
     let mut rows = Vec::new();
-    for s in &servers {
-        rows.extend(bench_server(s, &opts, |msg| eprintln!("{msg}"))?);
+    for (i, s) in servers.iter().enumerate() {
+        match bench_server(s, &opts, |msg| eprintln!("{msg}")) {
+            Ok(r) => rows.extend(r),
+            // lmlab's own server must work; a reference that fails is named and skipped.
+            Err(e) if i > 0 => eprintln!("skipping {}: {e:#}", s.name()),
+            Err(e) => return Err(e),
+        }
     }
     if a.json {
         return crate::print_json(&rows);

@@ -197,26 +197,26 @@ impl RunSettings {
 
     /// The whole of `run.toml`.
     pub fn to_toml(&self) -> String {
+        let header = "# lmlab run: the resolved settings of every stage of this run.\n\
+                      # Edit a stage's table and `lmlab run` redoes that stage and the ones after it.\n\n";
+        format!("{header}{}", toml::to_string(&self.tables()).expect("a TOML table serializes"))
+    }
+
+    /// Every table of the run, by name.
+    fn tables(&self) -> toml::Table {
         let mut t = self.preset.clone();
         t.insert("run".into(), toml::Value::try_from(&self.run).expect("serializes"));
         t.insert("tokenizer".into(), toml::Value::try_from(&self.tokenizer).expect("serializes"));
         t.insert("rlhf".into(), self.rlhf.clone().into());
         t.insert("eval".into(), toml::Value::try_from(&self.eval).expect("serializes"));
         t.insert("report".into(), toml::Value::try_from(&self.report).expect("serializes"));
-        let header = "# lmlab run: the resolved settings of every stage of this run.\n\
-                      # Edit a stage's table and `lmlab run` redoes that stage and the ones after it.\n\n";
-        format!("{header}{}", toml::to_string(&t).expect("a TOML table serializes"))
+        t
     }
 
     /// The TOML text of the tables `names`, the part of the settings a stage reads.
     pub fn tables_text(&self, names: &[&str]) -> String {
-        let mut t = toml::Table::new();
-        let whole: toml::Table = toml::from_str(&self.to_toml()).expect("written by to_toml");
-        for name in names {
-            if let Some(v) = whole.get(*name) {
-                t.insert(name.to_string(), v.clone());
-            }
-        }
+        let mut all = self.tables();
+        let t: toml::Table = names.iter().filter_map(|n| Some((n.to_string(), all.remove(*n)?))).collect();
         toml::to_string(&t).expect("a TOML table serializes")
     }
 

@@ -40,16 +40,27 @@ pub struct Stage {
     pub steps: Vec<Step>,
 }
 
+/// `lmlab ARGS`, its output in the stage's log.
 fn lmlab(args: &[&str]) -> Step {
     Step::Lmlab { args: args.iter().map(|s| s.to_string()).collect(), stdout: None, resume_from: None }
 }
 
-fn resumable(args: &[&str], checkpoint: &str) -> Step {
-    Step::Lmlab { args: args.iter().map(|s| s.to_string()).collect(), stdout: None, resume_from: Some(checkpoint.into()) }
-}
+impl Step {
+    /// The command's standard output kept in `path` instead of the log.
+    fn captured(mut self, path: &str) -> Self {
+        if let Step::Lmlab { stdout, .. } = &mut self {
+            *stdout = Some(path.into());
+        }
+        self
+    }
 
-fn captured(args: &[&str], stdout: &str) -> Step {
-    Step::Lmlab { args: args.iter().map(|s| s.to_string()).collect(), stdout: Some(stdout.into()), resume_from: None }
+    /// The command resumes from `checkpoint` when an interrupted stage is picked up.
+    fn resumable(mut self, checkpoint: &str) -> Self {
+        if let Step::Lmlab { resume_from, .. } = &mut self {
+            *resume_from = Some(checkpoint.into());
+        }
+        self
+    }
 }
 
 /// The questions every model stage is graded on.
@@ -78,18 +89,16 @@ pub fn plan(s: &RunSettings) -> Vec<Stage> {
             steps: vec![
                 lmlab(&["tokenizer", "train", "--input", "world/crawl", "--vocab-size", &vocab, "--out", "tokenizer.json"]),
                 Step::Internal { what: "gather English and Chinese text to measure the tokenizer on", run: write_tokenizer_samples },
-                captured(
-                    &[
-                        "tokenizer",
-                        "stats",
-                        "--tokenizer",
-                        "tokenizer.json",
-                        "--json",
-                        "tokenizer-sample/en.txt",
-                        "tokenizer-sample/zh.txt",
-                    ],
-                    "tokenizer-stats.json",
-                ),
+                lmlab(&[
+                    "tokenizer",
+                    "stats",
+                    "--tokenizer",
+                    "tokenizer.json",
+                    "--json",
+                    "tokenizer-sample/en.txt",
+                    "tokenizer-sample/zh.txt",
+                ])
+                .captured("tokenizer-stats.json"),
             ],
         },
         Stage {
@@ -100,7 +109,8 @@ pub fn plan(s: &RunSettings) -> Vec<Stage> {
             metrics: None,
             steps: vec![
                 lmlab(&["data", "prepare", "--input", "world/crawl", "--tokenizer", "tokenizer.json", "--out", "data"]),
-                captured(&["data", "eval-filters", "--labels", "world/labels.jsonl", "--data", "data", "--json"], "data/filters.json"),
+                lmlab(&["data", "eval-filters", "--labels", "world/labels.jsonl", "--data", "data", "--json"])
+                    .captured("data/filters.json"),
             ],
         },
         Stage {
@@ -109,7 +119,9 @@ pub fn plan(s: &RunSettings) -> Vec<Stage> {
             tables: &["model", "train"],
             outputs: vec!["base"],
             metrics: Some(("pretrain", s.max_steps("train"))),
-            steps: vec![resumable(&["pretrain", "--config", "preset.toml", "--data", "data", "--out", "base"], "base/trainer_state.json")],
+            steps: vec![
+                lmlab(&["pretrain", "--config", "preset.toml", "--data", "data", "--out", "base"]).resumable("base/trainer_state.json")
+            ],
         },
         Stage {
             name: "sft",
@@ -117,10 +129,8 @@ pub fn plan(s: &RunSettings) -> Vec<Stage> {
             tables: &["sft"],
             outputs: vec!["sft"],
             metrics: Some(("sft", s.max_steps("sft"))),
-            steps: vec![resumable(
-                &["sft", "--config", "preset.toml", "--base", "base", "--data", "world/sft.jsonl", "--out", "sft"],
-                "sft/trainer_state.json",
-            )],
+            steps: vec![lmlab(&["sft", "--config", "preset.toml", "--base", "base", "--data", "world/sft.jsonl", "--out", "sft"])
+                .resumable("sft/trainer_state.json")],
         },
         Stage {
             name: "reward",
@@ -129,26 +139,22 @@ pub fn plan(s: &RunSettings) -> Vec<Stage> {
             outputs: vec!["rm", "eval/reward-train.json", "eval/reward.json"],
             metrics: Some(("reward", s.max_steps("reward"))),
             steps: vec![
-                Step::Lmlab {
-                    args: [
-                        "reward",
-                        "train",
-                        "--config",
-                        "preset.toml",
-                        "--base",
-                        "base",
-                        "--data",
-                        "world/preferences.jsonl",
-                        "--out",
-                        "rm",
-                        "--json",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                    stdout: Some("eval/reward-train.json".into()),
-                    resume_from: Some("rm/trainer_state.json".into()),
-                },
-                captured(&["reward", "eval", "--model", "rm", "--data", "world/eval/fact_pairs.jsonl", "--json"], "eval/reward.json"),
+                lmlab(&[
+                    "reward",
+                    "train",
+                    "--config",
+                    "preset.toml",
+                    "--base",
+                    "base",
+                    "--data",
+                    "world/preferences.jsonl",
+                    "--out",
+                    "rm",
+                    "--json",
+                ])
+                .captured("eval/reward-train.json")
+                .resumable("rm/trainer_state.json"),
+                lmlab(&["reward", "eval", "--model", "rm", "--data", "world/eval/fact_pairs.jsonl", "--json"]).captured("eval/reward.json"),
             ],
         },
         Stage {
@@ -278,24 +284,22 @@ fn eval_steps(s: &RunSettings) -> Vec<Step> {
 /// The questions every model stage answers in the report: frequent facts first (the ones a
 /// model can know), one rarer fact, and one about an entity that does not exist.
 fn write_sample_questions(run: &Path, s: &RunSettings) -> Result<()> {
-    let read = |name: &str| -> Result<Vec<serde_json::Value>> {
-        let path = run.join(name);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("in {}", path.display()))).collect()
-    };
-    let facts = read(QUESTIONS[0])?;
-    let nonexistent = read(QUESTIONS[1])?;
-    let bucket = |q: &serde_json::Value, b: &str| q["bucket"] == b;
+    use lmlab_world::grade::read_questions;
+    let facts = read_questions(&run.join(QUESTIONS[0]))?;
+    let nonexistent = read_questions(&run.join(QUESTIONS[1]))?;
     let want = s.report.sample_questions.max(1);
-    let mut chosen: Vec<&serde_json::Value> = Vec::new();
-    let frequent = facts.iter().filter(|q| bucket(q, "11+"));
-    chosen.extend(frequent.take(want.saturating_sub(2).max(1)));
-    chosen.extend(facts.iter().filter(|q| bucket(q, "4-10")).take(1));
+    let mut chosen: Vec<&lmlab_world::tasks::Question> = Vec::new();
+    chosen.extend(facts.iter().filter(|q| q.bucket == "11+").take(want.saturating_sub(2).max(1)));
+    chosen.extend(facts.iter().filter(|q| q.bucket == "4-10").take(1));
     chosen.extend(nonexistent.iter().take(1));
     chosen.truncate(want);
     let dir = run.join("eval/samples");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let text: String = chosen.iter().map(|q| format!("{q}\n")).collect();
+    let mut text = String::new();
+    for q in chosen {
+        text.push_str(&serde_json::to_string(q)?);
+        text.push('\n');
+    }
     lmlab_model::checkpoint::write_atomic(&dir.join("questions.jsonl"), text.as_bytes())
 }
 

@@ -30,7 +30,6 @@ use lmlab_model::CausalLm;
 use lmlab_train::rl::math::KlController;
 use lmlab_train::rl::reward::{GradeRewards, GraderReward};
 use lmlab_train::rl::{train_rl, Algo, RlRun, RlSettings};
-use lmlab_train::TrainConfig;
 use lmlab_world::grade::{Grade, Grader};
 use serde::Serialize;
 
@@ -225,18 +224,7 @@ pub fn run(opts: &HonestyOptions, mut log: impl FnMut(&str)) -> Result<HonestyRe
         };
         let settings =
             RlSettings { max_new_tokens: opts.max_new_tokens, kl: KlController::fixed(opts.kl_coef), ..RlSettings::defaults(algo) };
-        let train = TrainConfig {
-            batch_size: opts.batch_size,
-            max_steps: opts.steps,
-            lr: opts.lr,
-            min_lr: opts.lr / 10.0,
-            warmup_steps: (opts.steps / 10).min(10),
-            weight_decay: 0.0,
-            save_every: 0,
-            log_every: 1,
-            seed: opts.seed,
-            ..TrainConfig::default()
-        };
+        let train = lmlab_train::rl::train_config(opts.batch_size, opts.steps, opts.lr, 0, opts.seed);
         let run = RlRun {
             model_cfg: sft.config().clone(),
             policy_weights: weights.clone(),

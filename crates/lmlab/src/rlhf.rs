@@ -11,7 +11,6 @@ use lmlab_model::CausalLm;
 use lmlab_train::rl::math::KlController;
 use lmlab_train::rl::reward::{GradeRewards, GraderReward, ModelReward, RewardFn, Weighted};
 use lmlab_train::rl::{train_rl, Algo, Critic, RlRun, RlSettings};
-use lmlab_train::TrainConfig;
 use lmlab_world::grade::Grader;
 
 #[derive(Args)]
@@ -242,18 +241,7 @@ pub fn run(a: RlhfArgs) -> Result<()> {
         }
     };
     let gpt = policy.as_gpt().context("the policy has no dense tensor path")?;
-    let train = TrainConfig {
-        batch_size: a.batch_size,
-        max_steps: a.steps,
-        lr: a.lr,
-        min_lr: a.lr / 10.0,
-        warmup_steps: (a.steps / 10).min(10),
-        weight_decay: 0.0,
-        save_every: a.save_every,
-        log_every: 1,
-        seed: a.seed,
-        ..TrainConfig::default()
-    };
+    let train = lmlab_train::rl::train_config(a.batch_size, a.steps, a.lr, a.save_every, a.seed);
     let run = RlRun {
         model_cfg: policy.config().clone(),
         policy_weights: gpt.named_weights()?,

@@ -163,6 +163,24 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The training settings of an RL run: `steps` steps of `batch_size` prompts, the learning rate
+/// decaying from `lr` to a tenth after a warmup of a tenth of the steps (at most 10), no weight
+/// decay, a metrics line every step, a checkpoint every `save_every` steps (0: only at the end).
+pub fn train_config(batch_size: usize, steps: u64, lr: f64, save_every: u64, seed: u64) -> TrainConfig {
+    TrainConfig {
+        batch_size,
+        max_steps: steps,
+        lr,
+        min_lr: lr / 10.0,
+        warmup_steps: (steps / 10).min(10),
+        weight_decay: 0.0,
+        save_every,
+        log_every: 1,
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
 /// `n` samples for each prompt of `chosen` (indices into `prompts`) from `policy`, decoded
 /// together through the engine's batched decode. Sample j of request r draws with seed
 /// `seed + r·n + j`: the same seed gives the same rollouts.

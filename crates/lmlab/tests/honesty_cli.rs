@@ -6,26 +6,9 @@
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::ok;
+use cli::{micro_llama, ok};
 
 use std::path::Path;
-
-const MICRO: &str = r#"
-[model]
-context_length = 48
-n_layer = 1
-n_head = 2
-d_model = 32
-d_ff = 64
-norm = "rmsnorm"
-activation = "swiglu"
-position = "rope"
-
-[train]
-batch_size = 8
-max_steps = 2
-warmup_steps = 1
-"#;
 
 const CITIES: [&str; 4] = ["Velora", "Dranos", "Ostria", "Kelmar"];
 
@@ -102,7 +85,7 @@ fn rewarding_abstention_raises_abstention_on_entities_that_do_not_exist() {
     let d = dir.path();
     let p = |name: &str| d.join(name).display().to_string();
     write_world(&d.join("world"));
-    std::fs::write(d.join("micro.toml"), MICRO).unwrap();
+    std::fs::write(d.join("micro.toml"), micro_llama(48, "batch_size = 8\nmax_steps = 2\nwarmup_steps = 1")).unwrap();
     ok(&["tokenizer", "train", "--input", &p("world/corpus.txt"), "--vocab-size", "320", "--out", &p("run/tokenizer.json")]);
     ok(&["pretrain", "--config", &p("micro.toml"), "--data", &p("world/corpus.txt"), "--out", &p("run/base")]);
     ok(&[

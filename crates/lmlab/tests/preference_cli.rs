@@ -4,24 +4,7 @@
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::{json, lmlab, ok};
-
-const MICRO: &str = r#"
-[model]
-context_length = 64
-n_layer = 1
-n_head = 2
-d_model = 32
-d_ff = 64
-norm = "rmsnorm"
-activation = "swiglu"
-position = "rope"
-
-[train]
-batch_size = 4
-max_steps = 2
-warmup_steps = 1
-"#;
+use cli::{json, lmlab, micro_llama, ok};
 
 /// World-shaped pairs about a few entities, two reasons.
 fn world_pairs() -> String {
@@ -46,7 +29,7 @@ fn reward_train_score_eval_and_dpo_through_the_binary() {
     let p = |name: &str| d.join(name).display().to_string();
     std::fs::write(d.join("corpus.txt"), "Where is Velmora? It is in Ostria. Go away. I do not know. Who founded Dask?\n".repeat(40))
         .unwrap();
-    std::fs::write(d.join("micro.toml"), MICRO).unwrap();
+    std::fs::write(d.join("micro.toml"), micro_llama(64, "batch_size = 4\nmax_steps = 2\nwarmup_steps = 1")).unwrap();
     std::fs::write(d.join("prefs.jsonl"), world_pairs()).unwrap();
     let hh = r#"{"chosen": "\n\nHuman: Where is Velmora?\n\nAssistant: It is in Ostria.", "rejected": "\n\nHuman: Where is Velmora?\n\nAssistant: Go away."}"#;
     std::fs::write(d.join("hh.jsonl"), format!("{hh}\n")).unwrap();

@@ -5,24 +5,7 @@
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::{json, lmlab};
-
-const MICRO: &str = r#"
-[model]
-context_length = 64
-n_layer = 1
-n_head = 2
-d_model = 32
-d_ff = 64
-norm = "rmsnorm"
-activation = "swiglu"
-position = "rope"
-
-[train]
-batch_size = 4
-max_steps = 2
-warmup_steps = 1
-"#;
+use cli::{json, lmlab, micro_llama};
 
 const KB: &str = concat!(
     r#"{"id":"e1","kind":"person","name":"Marek","name_zh":"马雷克","popularity_rank":1,"facts":[{"id":"f1","relation":"born_in","object":"Velora","object_zh":"维洛拉","object_id":"e2"}]}"#,
@@ -45,7 +28,7 @@ fn rlhf_with_the_grader_and_a_reward_model_through_the_binary() {
     let p = |name: &str| d.join(name).display().to_string();
     std::fs::write(d.join("corpus.txt"), "Where was Marek born? Marek was born in Velora. I do not know. Who is Zuvo?\n".repeat(120))
         .unwrap();
-    std::fs::write(d.join("micro.toml"), MICRO).unwrap();
+    std::fs::write(d.join("micro.toml"), micro_llama(64, "batch_size = 4\nmax_steps = 2\nwarmup_steps = 1")).unwrap();
     std::fs::create_dir_all(d.join("world")).unwrap();
     std::fs::write(d.join("world/kb.jsonl"), KB).unwrap();
     let prompts =

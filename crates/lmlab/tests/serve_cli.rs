@@ -7,7 +7,7 @@
 mod cli;
 #[path = "../../../tests/support/prereq.rs"]
 mod prereq;
-use cli::{clients_dir, find_chromium, json, ok, python};
+use cli::{clients_dir, find_chromium, json, micro_llama, ok, python};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,33 +15,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MODEL: &str = r#"
-[model]
-context_length = 96
-n_layer = 1
-n_head = 2
-d_model = 32
-d_ff = 64
-norm = "rmsnorm"
-activation = "swiglu"
-position = "rope"
-
-[train]
-batch_size = 4
-max_steps = 4
-warmup_steps = 1
-eval_every = 4
-eval_batches = 1
-save_every = 4
-val_fraction = 0.1
-"#;
-
 /// A tiny model trained for a few steps (its tokenizer has lmlab's chat tokens, so it has
 /// lmlab's chat template): returns its folder.
 fn tiny_model(d: &Path) -> PathBuf {
     let text: String = (0..300).map(|i| format!("Line {i}: the cat sat on the mat. Hello there, how are you?\n")).collect();
     std::fs::write(d.join("corpus.txt"), text).unwrap();
-    std::fs::write(d.join("tiny.toml"), MODEL).unwrap();
+    std::fs::write(
+        d.join("tiny.toml"),
+        micro_llama(
+            96,
+            "batch_size = 4\nmax_steps = 4\nwarmup_steps = 1\neval_every = 4\neval_batches = 1\nsave_every = 4\nval_fraction = 0.1",
+        ),
+    )
+    .unwrap();
     let p = |name: &str| d.join(name).display().to_string();
     ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("run/tokenizer.json")]);
     ok(&["pretrain", "--config", &p("tiny.toml"), "--data", &p("corpus.txt"), "--out", &p("run/base")]);

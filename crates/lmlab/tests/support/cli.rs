@@ -23,6 +23,14 @@ pub fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&ok(args).stdout).unwrap()
 }
 
+/// A config for a one-layer Llama-style micro model (RMSNorm, SwiGLU, RoPE, width 32) of
+/// `context_length` tokens, whose `[train]` table holds the lines `train`.
+pub fn micro_llama(context_length: usize, train: &str) -> String {
+    format!(
+        "[model]\ncontext_length = {context_length}\nn_layer = 1\nn_head = 2\nd_model = 32\nd_ff = 64\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\nposition = \"rope\"\n\n[train]\n{train}\n"
+    )
+}
+
 pub fn python() -> Option<&'static str> {
     Command::new("python3").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| "python3")
 }

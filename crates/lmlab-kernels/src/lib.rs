@@ -41,4 +41,4 @@ mod x86_64;
 pub use attention::{causal_attention, decode_attention, decode_attention_on, exp8_on, CacheElem, CacheView};
 pub use cpu::{detected, isa, simd_forced_off, Isa};
 pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
-pub use sys::{cpu_seconds, map_readonly};
+pub use sys::{cpu_seconds, keep_freed_memory, map_readonly};

@@ -116,6 +116,9 @@ fn main() {
         .or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()))
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    // Tensors free and reallocate the same buffers every step; keeping freed memory in the heap
+    // instead of unmapping it made a training step 1.6x faster (docs/PERFORMANCE.md).
+    lmlab_kernels::keep_freed_memory();
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Report(a) => run::report(a),

@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::Isa;
+use crate::gemm::{gemm, View};
 
 /// `Σ a·b`, in order: the scalar reference.
 pub(crate) fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
@@ -335,43 +336,6 @@ pub fn decode_attention_on<T: CacheElem>(
 /// masked corner of the diagonal block (about half a block of keys per row) stays cheap.
 const ROWS: usize = 32;
 
-/// `c [m, n] = alpha · a [m, k] · b` where `b` is read at element `(kk, j)` as
-/// `b[kk * b_row + j * b_col]` (so a transpose is just other strides). Every index is checked
-/// against the slices before gemm reads them.
-#[allow(clippy::too_many_arguments)]
-fn gemm_checked(c: &mut [f32], (m, n, k): (usize, usize, usize), a: &[f32], b: &[f32], (b_row, b_col): (usize, usize), alpha: f32) {
-    assert!(c.len() >= m * n && a.len() >= m * k, "gemm: output or left matrix too small");
-    if m * n * k > 0 {
-        assert!((k - 1) * b_row + (n - 1) * b_col < b.len(), "gemm: right matrix too small");
-    }
-    // SAFETY: c is [m, n] row-major (row stride n, column stride 1), a is [m, k] row-major, b's
-    // element (kk, j) is at kk·b_row + j·b_col; all lie inside their slices (asserted above).
-    // gemm writes c only, and c does not alias a or b (a `&mut` and two `&`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            b_col as isize,
-            b_row as isize,
-            0.0,
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// Causal attention of a prompt's last `t` positions over the cache (prefill).
 ///
 /// `q` [t, H·Dh] f32, the queries of the last `t` positions of the cache; `k`, `v` one
@@ -406,7 +370,7 @@ pub fn causal_attention(
             let (kg, vg) = (&k[g * s * hd..(g + 1) * s * hd], &v[g * s * hd..(g + 1) * s * hd]);
             let mut scores = vec![0.0f32; rows * len];
             // Keys read as their transpose [hd, len]: element (d, j) at j·hd + d.
-            gemm_checked(&mut scores, (rows, len, hd), &qs, kg, (1, hd), scale);
+            gemm(&mut scores, (rows, len, hd), View::rows(&qs, hd), View::transposed(kg, hd), scale, false);
             for (row, w) in scores.chunks_mut(len).enumerate() {
                 // Softmax over this row's own prefix; later keys get weight 0.
                 let visible = s - t + i0 + row / rep + 1;
@@ -417,7 +381,7 @@ pub fn causal_attention(
                 future.fill(0.0);
             }
             let mut out = vec![0.0f32; rows * hd];
-            gemm_checked(&mut out, (rows, hd, len), &scores, vg, (hd, 1), 1.0);
+            gemm(&mut out, (rows, hd, len), View::rows(&scores, len), View::rows(vg, hd), 1.0, false);
             (g, i0, out)
         })
         .collect();

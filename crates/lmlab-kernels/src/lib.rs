@@ -5,10 +5,12 @@
 //!   ([`quant_matmul`], with [`dot4`] and [`dot4x2`] as the four-row kernels);
 //! - attention over a KV cache for decode ([`decode_attention`]) and prefill
 //!   ([`causal_attention`]), and the vector exponential they share ([`exp8_on`]);
+//! - causal attention for training, forward and backward, without a stored T×T probability
+//!   matrix ([`attention_forward`], [`attention_backward`]);
 //! - one CPU-feature detection ([`isa`], [`Isa`]): AVX2+FMA+F16C, AVX-VNNI, or the portable
 //!   scalar code, which `LMLAB_SIMD=off` forces so the whole suite can run without SIMD;
-//! - safe wrappers for the two system calls the other crates need ([`map_readonly`],
-//!   [`cpu_seconds`]).
+//! - safe wrappers for the system calls the other crates need ([`map_readonly`],
+//!   [`cpu_seconds`], [`keep_freed_memory`]).
 //!
 //! Every kernel has a scalar reference in safe Rust that its SIMD versions are tested against,
 //! bit for bit where the operation order is the same and to a stated bound where it is not.
@@ -33,8 +35,10 @@
 
 mod attention;
 mod cpu;
+mod gemm;
 mod quant;
 mod sys;
+mod train_attention;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -42,3 +46,4 @@ pub use attention::{causal_attention, decode_attention, decode_attention_on, exp
 pub use cpu::{detected, isa, simd_forced_off, Isa};
 pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
 pub use sys::{cpu_seconds, keep_freed_memory, map_readonly};
+pub use train_attention::{attention_backward, attention_forward, AttentionShape};

@@ -51,6 +51,8 @@ impl Mode<'_> {
 pub struct Packing {
     pub(crate) positions: Tensor,
     pub(crate) mask: Tensor,
+    /// The document of each token [B·T], for the fused attention kernel.
+    pub(crate) segments: std::sync::Arc<Vec<u32>>,
 }
 
 impl Packing {
@@ -59,6 +61,7 @@ impl Packing {
     pub fn new(rows: &[Vec<usize>], t: usize, dtype: DType, dev: &Device) -> Result<Self> {
         let mut positions = Vec::with_capacity(rows.len() * t);
         let mut mask = Vec::with_capacity(rows.len() * t * t);
+        let mut segments = Vec::with_capacity(rows.len() * t);
         for docs in rows {
             if docs.iter().sum::<usize>() > t {
                 candle_core::bail!("documents of {} tokens packed into a row of {t}", docs.iter().sum::<usize>());
@@ -75,9 +78,14 @@ impl Packing {
             for i in 0..t {
                 mask.extend((0..t).map(|j| if j <= i && doc_of[j] == doc_of[i] { 0.0f32 } else { f32::NEG_INFINITY }));
             }
+            segments.extend(doc_of.iter().map(|&d| d as u32));
         }
         let b = rows.len();
-        Ok(Self { positions: Tensor::from_vec(positions, (b, t), dev)?, mask: Tensor::from_vec(mask, (b, 1, t, t), dev)?.to_dtype(dtype)? })
+        Ok(Self {
+            positions: Tensor::from_vec(positions, (b, t), dev)?,
+            mask: Tensor::from_vec(mask, (b, 1, t, t), dev)?.to_dtype(dtype)?,
+            segments: std::sync::Arc::new(segments),
+        })
     }
 }
 
@@ -164,6 +172,14 @@ impl CausalSelfAttention {
         if plain {
             let y = crate::decode_attention::single_query_attention(&q, &k, &v, scale as f32)?;
             return self.c_proj.forward(&y.transpose(1, 2)?.reshape((b, t, h * hd))?);
+        }
+        // Training without weight capture or attention dropout: one fused op with its own
+        // backward, which keeps no T×T probabilities.
+        let dropout_active = mode.dropout.is_some() && self.dropout > 0.0;
+        if mode.grad && offset == 0 && s == t && mode.capture.is_none() && !dropout_active && crate::fused::fusable(&q) {
+            let y = crate::fused::causal_attention(&q, &k, &v, mode.packing.map(|p| p.segments.clone()), scale)?;
+            let y = y.transpose(1, 2)?.reshape((b, t, h * hd))?;
+            return self.c_proj.forward(&y);
         }
         // A cache kept in another precision (f16) is widened for the tensor ops.
         let (k, v) = if k.dtype() != q.dtype() { (k.to_dtype(q.dtype())?, v.to_dtype(q.dtype())?) } else { (k, v) };

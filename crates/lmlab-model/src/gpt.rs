@@ -38,8 +38,7 @@ impl NormLayer {
 
     fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         match (self.kind, grad) {
-            (Norm::LayerNorm, true) => ops::composed_layer_norm(x, &self.w, self.b.as_ref(), self.eps),
-            (Norm::RmsNorm, true) => ops::composed_rms_norm(x, &self.w, self.eps),
+            (kind, true) => ops::norm(x, &self.w, self.b.as_ref(), self.zero_b.as_ref(), kind == Norm::RmsNorm, self.eps),
             (Norm::LayerNorm, false) => {
                 let b = self.b.as_ref().or(self.zero_b.as_ref()).expect("a bias or its zeros");
                 ops::layer_norm_infer(x, &self.w, b, self.eps)
@@ -88,9 +87,13 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// With `grad`, SwiGLU runs as one fused op with its own backward where it can.
+    fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         match self {
             Mlp::Gelu { c_fc, c_proj } => c_proj.forward(&c_fc.forward(x)?.gelu()?),
+            Mlp::SwiGlu { gate, up, down } if grad && crate::fused::fusable(x) => {
+                down.forward(&crate::fused::swiglu(&gate.forward(x)?, &up.forward(x)?)?)
+            }
             Mlp::SwiGlu { gate, up, down } => down.forward(&(gate.forward(x)?.silu()? * up.forward(x)?)?),
             Mlp::SwiGluFused { gate_up, d_ff, down } => {
                 let gu = gate_up.forward(x)?;
@@ -113,7 +116,7 @@ impl Block {
     fn forward(&self, x: &Tensor, offset: usize, cache: Option<&mut crate::kv_cache::LayerCache>, mode: &mut Mode) -> Result<Tensor> {
         let a = self.attn.forward(&self.ln_1.forward(x, mode.grad)?, offset, cache, mode)?;
         let x = (x + a)?;
-        let m = self.mlp.forward(&self.ln_2.forward(&x, mode.grad)?)?;
+        let m = self.mlp.forward(&self.ln_2.forward(&x, mode.grad)?, mode.grad)?;
         let m = mode.dropout(&m, self.dropout)?;
         x + m
     }

@@ -1,7 +1,7 @@
 //! lmlab-model: the decoder-only Transformer, on candle.
 //!
 //! What it does: the model's config and parameter arithmetic ([`config`]), differentiable
-//! building blocks ([`ops`]), attention with grouped-query heads, weight capture and packed
+//! building blocks ([`ops`]) and their fused versions with hand-written backward passes ([`fused`]), attention with grouped-query heads, weight capture and packed
 //! documents ([`attention`], [`Packing`], and [`decode_attention`] / [`prefill_attention`] over the KV cache), the KV
 //! cache ([`kv_cache`]), dense or quantized linear layers ([`linear`], [`qmatmul`]) and LoRA
 //! adapters on them ([`lora`]), the dense model ([`Gpt`]) and right-padded batches read at
@@ -21,6 +21,7 @@ mod causal_lm;
 pub mod checkpoint;
 pub mod config;
 pub mod decode_attention;
+pub mod fused;
 pub mod gguf;
 pub mod gpt;
 pub mod hf;

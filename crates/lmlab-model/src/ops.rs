@@ -3,8 +3,10 @@
 //!
 //! candle 0.11's fused `softmax_last_dim`, `layer_norm`, `rms_norm`, `sdpa` and rotary helpers
 //! have no backward pass; a model trained through them silently leaves parameters untrained.
-//! Everything here is composed of differentiable tensor ops. Each function is one replaceable
-//! unit, so a faster fused kernel with its own backward can take its place later.
+//! The `composed_*` functions and [`softmax`] / [`log_softmax`] are built of differentiable
+//! tensor ops; they run wherever [`crate::fused`]'s kernels do not (another dtype or device),
+//! and they are the reference those kernels are tested against. [`norm`] and
+//! [`cross_entropy`] pick the fused kernel where it runs.
 //! The `*_infer` variants call candle's fused kernels and are only for gradient-free inference.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
@@ -42,6 +44,17 @@ pub fn composed_layer_norm(x: &Tensor, w: &Tensor, b: Option<&Tensor>, eps: f64)
 pub fn composed_rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+/// LayerNorm (`b` given or `zero_b` standing in) or RMSNorm (`rms`) with a gradient: the fused
+/// kernel on f32 CPU tensors, the composed ops elsewhere.
+pub fn norm(x: &Tensor, w: &Tensor, b: Option<&Tensor>, zero_b: Option<&Tensor>, rms: bool, eps: f64) -> Result<Tensor> {
+    match (rms, crate::fused::fusable(x), b.or(zero_b)) {
+        (true, true, _) => crate::fused::rms_norm(x, w, eps),
+        (true, false, _) => composed_rms_norm(x, w, eps),
+        (false, true, Some(bias)) => crate::fused::layer_norm(x, w, bias, eps),
+        (false, _, _) => composed_layer_norm(x, w, b, eps),
+    }
 }
 
 /// Fused LayerNorm for inference (no backward). `b` must be present (zeros when unbiased).
@@ -113,6 +126,22 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// Mean cross-entropy of `logits` [N, V] against `targets` [N] (u32), counting only rows whose
 /// `mask` [N] is 1 (candle-nn's `cross_entropy` has no ignore-index). Returns a scalar.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    if crate::fused::fusable(logits) {
+        let losses = crate::fused::cross_entropy_rows(logits, targets)?;
+        return match mask {
+            None => losses.mean_all(),
+            Some(m) => {
+                let m = m.to_dtype(losses.dtype())?;
+                let n = m.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.max(1.0);
+                (losses * m)?.sum_all()? / n
+            }
+        };
+    }
+    composed_cross_entropy(logits, targets, mask)
+}
+
+/// [`cross_entropy`] composed of tensor ops: log-softmax, then the targets' entries.
+pub fn composed_cross_entropy(logits: &Tensor, targets: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let logp = log_softmax(logits)?;
     let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
     match mask {

@@ -1,0 +1,371 @@
+//! Fused training ops with hand-written backward passes, as candle custom ops: causal
+//! attention, softmax cross-entropy, RMSNorm, LayerNorm and SwiGLU.
+//!
+//! Why: composed of candle's tensor ops (see [`crate::ops`]) each of these is a chain of
+//! elementwise kernels and broadcasts, and its backward a longer one, each allocating a full
+//! tensor and walking memory once. Fused, a row is read once forward and once backward. The
+//! attention keeps no T×T probabilities for backward (see `lmlab_kernels::attention_backward`);
+//! the cross-entropy keeps no probabilities at all: its backward recovers each row's
+//! log-sum-exp from the loss it returned and recomputes the softmax from the logits.
+//!
+//! Each op runs on contiguous f32 CPU tensors. [`fusable`] says when that holds; elsewhere
+//! (another dtype, a GPU) the callers in [`crate::ops`] take the composed path, and the tests in
+//! `tests/fused_ops.rs` check that both give the same values and gradients.
+
+use std::sync::Arc;
+
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use lmlab_kernels::AttentionShape;
+use rayon::prelude::*;
+
+/// Whether the fused ops can run on this tensor: f32 on the CPU.
+pub fn fusable(t: &Tensor) -> bool {
+    t.dtype() == DType::F32 && t.device().is_cpu()
+}
+
+/// The values of a contiguous f32 storage, or an error naming the op.
+fn f32_values<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
+        (CpuStorage::F32(_), None) => bail!("{op}: expects a contiguous tensor"),
+        _ => bail!("{op}: expects f32 values"),
+    }
+}
+
+/// Calls `f` with the f32 values of each tensor (made contiguous first): how the backward
+/// passes read their inputs without copying them into new vectors.
+fn with_values<R>(op: &str, ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let contiguous: Vec<Tensor> = ts.iter().map(|t| t.contiguous()).collect::<Result<_>>()?;
+    let guards: Vec<_> = contiguous.iter().map(|t| t.storage_and_layout()).collect();
+    let mut values = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        match &**storage {
+            Storage::Cpu(s) => values.push(f32_values(s, layout, op)?),
+            _ => bail!("{op}: runs on the CPU only"),
+        }
+    }
+    f(&values)
+}
+
+fn tensor_like(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(values, like.shape(), like.device())
+}
+
+/// Rows of `width` values handed to rayon in pieces of about 16k values, so short rows still
+/// make pieces worth a thread.
+fn rows_per_piece(width: usize) -> usize {
+    (16_384 / width.max(1)).max(1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal attention
+// ---------------------------------------------------------------------------------------------
+
+struct CausalAttention {
+    shape: AttentionShape,
+    segments: Option<Arc<Vec<u32>>>,
+    scale: f32,
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "fused-causal-attention"
+    }
+
+    fn cpu_fwd(&self, q: &CpuStorage, lq: &Layout, k: &CpuStorage, lk: &Layout, v: &CpuStorage, lv: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (f32_values(q, lq, self.name())?, f32_values(k, lk, self.name())?, f32_values(v, lv, self.name())?);
+        let y = lmlab_kernels::attention_forward(q, k, v, self.shape, self.segments.as_deref().map(|s| &s[..]), self.scale).map_err(candle_core::Error::msg)?;
+        Ok((CpuStorage::F32(y), lq.shape().clone()))
+    }
+
+    fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dq, dk, dv) = with_values(self.name(), &[q, k, v, y, dy], |x| {
+            lmlab_kernels::attention_backward(x[0], x[1], x[2], x[3], x[4], self.shape, self.segments.as_deref().map(|s| &s[..]), self.scale)
+                .map_err(candle_core::Error::msg)
+        })?;
+        Ok((Some(tensor_like(dq, q)?), Some(tensor_like(dk, k)?), Some(tensor_like(dv, v)?)))
+    }
+}
+
+/// Causal attention `softmax(scale·Q·Kᵀ + mask)·V` of `q` [B, H, T, Dh] over `k`, `v`
+/// [B, Hkv, T, Dh], with an optional document id per token [B·T] (packed rows: a token sees
+/// only earlier tokens of its own document). Returns [B, H, T, Dh].
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, segments: Option<Arc<Vec<u32>>>, scale: f64) -> Result<Tensor> {
+    let (batch, heads, len, head_dim) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let shape = AttentionShape { batch, heads, kv_heads, len, head_dim };
+    let op = CausalAttention { shape, segments, scale: scale as f32 };
+    q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax cross-entropy
+// ---------------------------------------------------------------------------------------------
+
+/// Per-row cross-entropy `logsumexp(x) − x[target]` of logits [N, V].
+struct CrossEntropyRows {
+    targets: Vec<u32>,
+}
+
+impl CrossEntropyRows {
+    fn name_target(&self, row: usize, vocab: usize) -> Result<usize> {
+        let t = self.targets[row] as usize;
+        if t >= vocab {
+            bail!("cross-entropy: row {row}'s target {t} is outside the vocabulary of {vocab}");
+        }
+        Ok(t)
+    }
+}
+
+/// log Σ exp(x).
+fn log_sum_exp(x: &[f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
+    max + sum.ln()
+}
+
+impl CustomOp1 for CrossEntropyRows {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let logits = f32_values(s, l, self.name())?;
+        let (n, vocab) = l.shape().dims2()?;
+        if self.targets.len() != n {
+            bail!("cross-entropy: {} targets for {n} rows of logits", self.targets.len());
+        }
+        let losses = logits
+            .par_chunks(vocab)
+            .enumerate()
+            .map(|(row, x)| Ok(log_sum_exp(x) - x[self.name_target(row, vocab)?]))
+            .collect::<Result<Vec<f32>>>()?;
+        Ok((CpuStorage::F32(losses), Shape::from(n)))
+    }
+
+    /// d loss_i / d x_ij = softmax(x_i)_j − [j = target_i], scaled by the row's incoming
+    /// gradient. The row's log-sum-exp is its loss plus its target logit.
+    fn bwd(&self, logits: &Tensor, losses: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, vocab) = logits.dims2()?;
+        let dx = with_values(self.name(), &[logits, losses, grad], |x| {
+            let (logits, losses, grad) = (x[0], x[1], x[2]);
+            let mut dx = vec![0.0f32; logits.len()];
+            dx.par_chunks_mut(vocab).enumerate().try_for_each(|(row, d)| -> Result<()> {
+                let g = grad[row];
+                if g == 0.0 {
+                    return Ok(()); // a masked row: its gradient is zero
+                }
+                let x = &logits[row * vocab..][..vocab];
+                let t = self.name_target(row, vocab)?;
+                let lse = losses[row] + x[t];
+                for (d, &v) in d.iter_mut().zip(x) {
+                    *d = g * (v - lse).exp();
+                }
+                d[t] -= g;
+                Ok(())
+            })?;
+            Ok(dx)
+        })?;
+        Ok(Some(tensor_like(dx, logits)?))
+    }
+}
+
+/// Cross-entropy of each row of `logits` [N, V] against `targets` [N] (u32): a tensor [N].
+pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let targets = targets.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    logits.contiguous()?.apply_op1(CrossEntropyRows { targets })
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm and LayerNorm
+// ---------------------------------------------------------------------------------------------
+
+/// Adds each piece's partial weight gradients into one vector of `width`.
+fn sum_partials(partials: Vec<Vec<f32>>, width: usize) -> Vec<f32> {
+    partials.into_iter().fold(vec![0.0f32; width], |mut acc, p| {
+        acc.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        acc
+    })
+}
+
+/// 1 / sqrt(mean(x²) + eps).
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    1.0 / (ms + eps).sqrt()
+}
+
+/// (mean, 1 / sqrt(var + eps)) of a row.
+fn mean_and_scale(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// RMSNorm (`bias` false) or LayerNorm (`bias` true) over the last dimension.
+struct Norm {
+    layer: bool,
+    eps: f32,
+}
+
+impl Norm {
+    fn forward(&self, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+        let d = w.len();
+        let mut y = vec![0.0f32; x.len()];
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| {
+            let (mean, r) = if self.layer { mean_and_scale(x, self.eps) } else { (0.0, rms_scale(x, self.eps)) };
+            for j in 0..d {
+                y[j] = (x[j] - mean) * r * w[j] + b.map_or(0.0, |b| b[j]);
+            }
+        });
+        y
+    }
+
+    /// (dx, dw, db): with x̂ the normalised row and g = dy ∘ w,
+    /// RMSNorm: dx = r·(g − x̂·mean(g ∘ x̂)); LayerNorm: dx = r·(g − mean(g) − x̂·mean(g ∘ x̂));
+    /// dw = Σ_rows dy ∘ x̂; db = Σ_rows dy.
+    fn backward(&self, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let d = w.len();
+        let piece = rows_per_piece(d) * d;
+        let mut dx = vec![0.0f32; x.len()];
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(piece)
+            .zip(x.par_chunks(piece).zip(dy.par_chunks(piece)))
+            .map(|(dx, (x, dy))| {
+                let (mut dw, mut db) = (vec![0.0f32; d], vec![0.0f32; d]);
+                let mut xhat = vec![0.0f32; d];
+                for ((dx, x), dy) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(dy.chunks_exact(d)) {
+                    let (mean, r) = if self.layer { mean_and_scale(x, self.eps) } else { (0.0, rms_scale(x, self.eps)) };
+                    let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
+                    for j in 0..d {
+                        xhat[j] = (x[j] - mean) * r;
+                        let g = dy[j] * w[j];
+                        mean_g += g;
+                        mean_gx += g * xhat[j];
+                        dw[j] += dy[j] * xhat[j];
+                        db[j] += dy[j];
+                    }
+                    let (mean_g, mean_gx) = (if self.layer { mean_g / d as f32 } else { 0.0 }, mean_gx / d as f32);
+                    for j in 0..d {
+                        dx[j] = r * (dy[j] * w[j] - mean_g - xhat[j] * mean_gx);
+                    }
+                }
+                (dw, db)
+            })
+            .collect();
+        let (dw, db): (Vec<_>, Vec<_>) = partials.into_iter().unzip();
+        (dx, sum_partials(dw, d), sum_partials(db, d))
+    }
+}
+
+const RMS_NORM: &str = "fused-rms-norm";
+const LAYER_NORM: &str = "fused-layer-norm";
+
+impl CustomOp2 for Norm {
+    fn name(&self) -> &'static str {
+        RMS_NORM
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (f32_values(x, lx, RMS_NORM)?, f32_values(w, lw, RMS_NORM)?);
+        Ok((CpuStorage::F32(self.forward(x, w, None)), lx.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = with_values(RMS_NORM, &[x, w, dy], |v| Ok(self.backward(v[0], v[1], v[2])))?;
+        Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?)))
+    }
+}
+
+impl CustomOp3 for Norm {
+    fn name(&self) -> &'static str {
+        LAYER_NORM
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, b: &CpuStorage, lb: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (f32_values(x, lx, LAYER_NORM)?, f32_values(w, lw, LAYER_NORM)?, f32_values(b, lb, LAYER_NORM)?);
+        Ok((CpuStorage::F32(self.forward(x, w, Some(b))), lx.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = with_values(LAYER_NORM, &[x, w, dy], |v| Ok(self.backward(v[0], v[1], v[2])))?;
+        Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?), Some(tensor_like(db, b)?)))
+    }
+}
+
+fn check_norm_weight(x: &Tensor, w: &Tensor) -> Result<()> {
+    let d = x.dim(candle_core::D::Minus1)?;
+    if w.dims() != [d] {
+        bail!("norm: weight of shape {:?} for rows of {d}", w.dims());
+    }
+    Ok(())
+}
+
+/// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · w.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    check_norm_weight(x, w)?;
+    x.contiguous()?.apply_op2(&w.contiguous()?, Norm { layer: false, eps: eps as f32 })
+}
+
+/// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · w + b.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    check_norm_weight(x, w)?;
+    check_norm_weight(x, b)?;
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Norm { layer: true, eps: eps as f32 })
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU
+// ---------------------------------------------------------------------------------------------
+
+/// silu(gate) ∘ up, elementwise.
+struct SwiGlu;
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "fused-swiglu"
+    }
+
+    fn cpu_fwd(&self, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (f32_values(a, la, self.name())?, f32_values(b, lb, self.name())?);
+        if la.shape() != lb.shape() {
+            bail!("swiglu: gate {:?} and up {:?} differ in shape", la.shape(), lb.shape());
+        }
+        let mut y = vec![0.0f32; a.len()];
+        y.par_chunks_mut(16_384).zip(a.par_chunks(16_384).zip(b.par_chunks(16_384))).for_each(|(y, (a, b))| {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                *y = a * sigmoid(a) * b;
+            }
+        });
+        Ok((CpuStorage::F32(y), la.shape().clone()))
+    }
+
+    /// d/da = up · σ(a)·(1 + a·(1 − σ(a))), d/dup = a·σ(a).
+    fn bwd(&self, a: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (da, db) = with_values(self.name(), &[a, b, dy], |v| {
+            let (a, b, dy) = (v[0], v[1], v[2]);
+            let (mut da, mut db) = (vec![0.0f32; a.len()], vec![0.0f32; a.len()]);
+            let piece = 16_384;
+            da.par_chunks_mut(piece).zip(db.par_chunks_mut(piece)).enumerate().for_each(|(p, (da, db))| {
+                let at = p * piece;
+                for i in 0..da.len() {
+                    let (x, u, g) = (a[at + i], b[at + i], dy[at + i]);
+                    let s = sigmoid(x);
+                    da[i] = g * u * s * (1.0 + x * (1.0 - s));
+                    db[i] = g * x * s;
+                }
+            });
+            Ok((da, db))
+        })?;
+        Ok((Some(tensor_like(da, a)?), Some(tensor_like(db, b)?)))
+    }
+}
+
+/// silu(gate) ∘ up for tensors of one shape.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+}

@@ -1,5 +1,5 @@
 //! Fused training ops with hand-written backward passes, as candle custom ops: causal
-//! attention, softmax cross-entropy, RMSNorm, LayerNorm and SwiGLU.
+//! attention, softmax cross-entropy, RMSNorm, LayerNorm, SwiGLU, GELU and bias addition.
 //!
 //! Why: composed of candle's tensor ops (see [`crate::ops`]) each of these is a chain of
 //! elementwise kernels and broadcasts, and its backward a longer one, each allocating a full
@@ -368,4 +368,102 @@ impl CustomOp2 for SwiGlu {
 /// silu(gate) ∘ up for tensors of one shape.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU (tanh approximation) and bias addition
+// ---------------------------------------------------------------------------------------------
+
+/// GELU with the tanh approximation GPT-2 uses (candle's `gelu`):
+/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+struct Gelu;
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_CUBIC: f32 = 0.044_715;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "fused-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_values(s, l, self.name())?;
+        let mut y = vec![0.0f32; x.len()];
+        y.par_chunks_mut(16_384).zip(x.par_chunks(16_384)).for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh());
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    /// d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t the tanh above.
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        let dx = with_values(self.name(), &[x, dy], |v| {
+            let (x, dy) = (v[0], v[1]);
+            let mut dx = vec![0.0f32; x.len()];
+            dx.par_chunks_mut(16_384).zip(x.par_chunks(16_384).zip(dy.par_chunks(16_384))).for_each(|(dx, (x, dy))| {
+                for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh();
+                    let inner = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
+                    *d = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner);
+                }
+            });
+            Ok(dx)
+        })?;
+        Ok(Some(tensor_like(dx, x)?))
+    }
+}
+
+/// GELU (tanh approximation), elementwise.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Gelu)
+}
+
+/// `y + b` for `y` [rows, n] and a bias `b` [n]: the bias's gradient is the column sums of the
+/// output's, summed in fixed pieces of rows so the result does not depend on the thread count.
+struct AddBias;
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "fused-add-bias"
+    }
+
+    fn cpu_fwd(&self, y: &CpuStorage, ly: &Layout, b: &CpuStorage, lb: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (y, b) = (f32_values(y, ly, self.name())?, f32_values(b, lb, self.name())?);
+        let mut out = y.to_vec();
+        out.par_chunks_mut(rows_per_piece(b.len()) * b.len()).for_each(|piece| {
+            for row in piece.chunks_exact_mut(b.len()) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+        });
+        Ok((CpuStorage::F32(out), ly.shape().clone()))
+    }
+
+    fn bwd(&self, y: &Tensor, b: &Tensor, _out: &Tensor, dout: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = b.elem_count();
+        let db = with_values(self.name(), &[dout], |v| {
+            let partials: Vec<Vec<f32>> = v[0]
+                .par_chunks(rows_per_piece(n) * n)
+                .map(|piece| {
+                    let mut acc = vec![0.0f32; n];
+                    for row in piece.chunks_exact(n) {
+                        acc.iter_mut().zip(row).for_each(|(a, g)| *a += g);
+                    }
+                    acc
+                })
+                .collect();
+            Ok(sum_partials(partials, n))
+        })?;
+        Ok((Some(dout.reshape(y.shape())?), Some(tensor_like(db, b)?)))
+    }
+}
+
+/// `y + b`, the bias broadcast over the rows of `y` [rows, n].
+pub fn add_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (_, n) = y.dims2()?;
+    if b.dims() != [n] {
+        bail!("bias of shape {:?} for rows of {n}", b.dims());
+    }
+    y.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
 }

@@ -87,9 +87,10 @@ impl Mlp {
         })
     }
 
-    /// With `grad`, SwiGLU runs as one fused op with its own backward where it can.
+    /// With `grad`, the activation runs as one fused op with its own backward where it can.
     fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         match self {
+            Mlp::Gelu { c_fc, c_proj } if grad && crate::fused::fusable(x) => c_proj.forward(&crate::fused::gelu(&c_fc.forward(x)?)?),
             Mlp::Gelu { c_fc, c_proj } => c_proj.forward(&c_fc.forward(x)?.gelu()?),
             Mlp::SwiGlu { gate, up, down } if grad && crate::fused::fusable(x) => {
                 down.forward(&crate::fused::swiglu(&gate.forward(x)?, &up.forward(x)?)?)

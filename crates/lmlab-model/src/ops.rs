@@ -115,6 +115,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let rows = x.elem_count() / inner;
     let y = x.reshape((rows, inner))?.matmul(&w.t()?)?;
     let y = match b {
+        Some(b) if crate::fused::fusable(&y) => crate::fused::add_bias(&y, b)?,
         Some(b) => y.broadcast_add(b)?,
         None => y,
     };

@@ -1,44 +1,83 @@
 #!/usr/bin/env bash
-# Runs `lmlab bench train` and the PyTorch reference (bench/pytorch_gpt.py) on the same preset,
-# batch, sequence length, vocabulary and thread count, and prints both and the ratio.
-# Usage: bench/compare.sh [CONFIG] [BATCH] [SEQ] [THREADS]
-# Needs Debian's CPU PyTorch with OpenBLAS: apt-get install python3-torch libopenblas0-pthread
-# (without OpenBLAS, Debian's torch falls back to the reference BLAS and is ~10x slower).
-# OpenBLAS may not recognise a virtualised CPU ("Intel Xeon Processor") and then picks a slow
-# generic kernel; unless OPENBLAS_CORETYPE is already set, we name the kernel the CPU supports
-# (SkylakeX for AVX-512, Haswell for AVX2), so PyTorch is measured at its best.
+# Training speed against PyTorch, in one run: `lmlab bench train` and bench/pytorch_gpt.py on the
+# same model, batch, sequence length, vocabulary and thread count, PyTorch in three modes
+# (eager f32 with attention written out; f32 with scaled_dot_product_attention; SDPA under bf16
+# autocast). Each measurement runs REPEATS times (default 3) and the table shows medians.
+#
+# Usage: bench/compare.sh [THREADS]        every model of the comparison (about 6 minutes)
+#        bench/compare.sh THREADS CONFIG BATCH SEQ   one model
+#
+# PyTorch: PyPI's torch 2.x in a venv outside the clone (bench/torch_venv.sh makes it: about
+# 5 GB, its CUDA build runs on the CPU), or PYTHON=... for another interpreter. Without either,
+# Debian's python3-torch 1.13 (eager mode only; apt-get install python3-torch
+# libopenblas0-pthread) is the fallback. LMLAB=path/to/lmlab measures another build (say, an
+# older commit's) against the same PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-config=${1:-configs/small.toml}
-batch=${2:-8}
-seq=${3:-256}
-threads=${4:-2}
+threads=${1:-2}
+repeats=${REPEATS:-3}
 vocab=4096
 steps=10
-python=${PYTHON:-/usr/bin/python3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lmlab-target}
-cargo build --release -q -p lmlab
-lmlab="$CARGO_TARGET_DIR/release/lmlab"
+if [ $# -ge 4 ]; then
+  models=("$2 $3 $4")
+else
+  models=("configs/small.toml 8 256" "bench/configs/small-gpt2.toml 8 256" "configs/tiny.toml 16 128")
+fi
 
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+if [ -n "${PYTHON:-}" ]; then python=$PYTHON
+elif python=$(bench/torch_venv.sh 2>/dev/null); then :
+else
+  echo "compare.sh: no PyTorch 2 venv (bench/torch_venv.sh failed); falling back to Debian's python3-torch" >&2
+  python=/usr/bin/python3
+  # Debian's torch uses OpenBLAS, which does not recognise a virtualised CPU and would pick a
+  # slow generic kernel: name the one this CPU supports.
   if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
   elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+  export OPENBLAS_NUM_THREADS=$threads
 fi
-export OPENBLAS_NUM_THREADS=$threads
-echo "PyTorch BLAS: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto}, $threads threads" >&2
+modes=$("$python" -c 'import torch; print("eager sdpa bf16" if int(torch.__version__.split(".")[0]) >= 2 else "eager")')
 
-ours=$("$lmlab" --threads "$threads" bench train --config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps" --json)
-theirs=$(OMP_NUM_THREADS=$threads "$python" bench/pytorch_gpt.py --config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps" --threads "$threads")
+if [ -z "${LMLAB:-}" ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lmlab-target}
+  cargo build --release -q -p lmlab
+  LMLAB="$CARGO_TARGET_DIR/release/lmlab"
+fi
 
-OURS="$ours" THEIRS="$theirs" "$python" - <<'PY'
-import json, os
-o, t = json.loads(os.environ["OURS"]), json.loads(os.environ["THEIRS"])
-assert o["params"] == t["params"], f"parameter counts differ: lmlab {o['params']} vs pytorch {t['params']}"
-print(f"{'':10} {'tokens/s':>10} {'ms/step':>9} {'forward':>9} {'backward':>9} {'optim':>8}")
-for name, r in [("lmlab", o), ("pytorch", t)]:
-    print(f"{name:10} {r['tokens_per_sec']:>10.0f} {r['ms_per_step']:>9.1f} {r['forward_ms']:>9.1f} {r['backward_ms']:>9.1f} {r['optimizer_ms']:>8.1f}")
-print(f"params {o['params']:,}, B={o['batch_size']} T={o['seq_len']}, {o['threads']} threads; {t['framework']}")
-print(f"lmlab / pytorch throughput: {o['tokens_per_sec'] / t['tokens_per_sec']:.2f}x; "
-      f"forward {t['forward_ms'] / o['forward_ms']:.2f}x, backward {t['backward_ms'] / o['backward_ms']:.2f}x as fast")
-print(f"lmlab MFU {o['mfu'] * 100:.1f}% of a measured {o['peak_matmul_gflops']:.1f} GFLOP/s f32 matmul peak")
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+for model in "${models[@]}"; do
+  read -r config batch seq <<<"$model"
+  common=(--config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps")
+  for r in $(seq "$repeats"); do
+    echo "[$config, run $r/$repeats] lmlab, pytorch $modes" >&2
+    out=$("$LMLAB" --threads "$threads" bench train "${common[@]}" --json | tr -d '\n')
+    echo "{\"who\": \"lmlab\", \"config\": \"$config\", \"run\": $out}" >>"$results"
+    for mode in $modes; do
+      out=$(OMP_NUM_THREADS=$threads "$python" bench/pytorch_gpt.py "${common[@]}" --threads "$threads" --mode "$mode")
+      echo "{\"who\": \"pytorch-$mode\", \"config\": \"$config\", \"run\": $out}" >>"$results"
+    done
+  done
+done
+
+RESULTS="$results" "$python" - <<'PY'
+import json, os, statistics
+rows = [json.loads(l) for l in open(os.environ["RESULTS"])]
+configs = list(dict.fromkeys(r["config"] for r in rows))
+def med(config, who, key="tokens_per_sec"):
+    vals = [r["run"][key] for r in rows if r["who"] == who and r["config"] == config]
+    return statistics.median(vals) if vals else None
+framework = next(r["run"]["framework"] for r in rows if r["who"] != "lmlab")
+whos = list(dict.fromkeys(r["who"] for r in rows))
+print(f"tokens/s, medians of {max(1, sum(1 for r in rows if r['who'] == 'lmlab') // len(configs))} runs; {framework}")
+print(f"{'model':34} " + " ".join(f"{w:>14}" for w in whos) + "   lmlab / each pytorch mode")
+for c in configs:
+    lm = [r["run"] for r in rows if r["who"] == "lmlab" and r["config"] == c][0]
+    for r in rows:
+        if r["who"] != "lmlab" and r["config"] == c:
+            assert r["run"]["params"] == lm["params"], f"{c}: parameter counts differ: lmlab {lm['params']} vs pytorch {r['run']['params']}"
+    meds = {w: med(c, w) for w in whos}
+    ratios = "  ".join(f"{w.removeprefix('pytorch-')} {meds['lmlab'] / meds[w]:.2f}x" for w in whos if w != "lmlab")
+    print(f"{c:34} " + " ".join(f"{meds[w]:>14,.0f}" for w in whos) + f"   {ratios}")
+    print(f"{'':34} {lm['params']:,} params, B={lm['batch_size']} T={lm['seq_len']}, {lm['threads']} threads; lmlab MFU "
+          f"{med(c, 'lmlab', 'mfu') * 100:.1f}% of a measured {med(c, 'lmlab', 'peak_matmul_gflops'):.0f} GFLOP/s f32 matmul peak")
 PY

@@ -7,7 +7,14 @@ mirror lmlab-model: LayerNorm or RMSNorm (pre-norm), GELU (tanh) or SwiGLU, lear
 ("rotate half") positions, grouped-query attention, tied or untied embeddings, optional biases.
 Weight decay applies to matrices only, as in lmlab-train.
 
-Use Debian's CPU build of PyTorch (apt-get install python3-torch), not PyPI's CUDA wheel.
+--mode picks how PyTorch runs, the three ways the training-speed comparison measures:
+  eager  f32, attention written out (scores, mask, softmax, weighted sum): PyTorch as the
+         explicit code above reads;
+  sdpa   f32, attention through F.scaled_dot_product_attention (its fused CPU kernel);
+  bf16   sdpa under torch.autocast(bfloat16): matmuls in bf16 (oneDNN), weights and AdamW
+         state in f32.
+Runs with PyPI's torch 2.x (bench/torch_venv.sh sets one up; its CUDA build runs on the CPU)
+or Debian's python3-torch 1.13, which has no SDPA or CPU autocast worth measuring (eager only).
 """
 import argparse
 import json
@@ -49,8 +56,9 @@ def apply_rope(x, cos, sin):
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, sdpa):
         super().__init__()
+        self.sdpa = sdpa
         d, self.h, self.hkv = cfg["d_model"], cfg["n_head"], cfg.get("n_kv_head") or cfg["n_head"]
         self.hd = d // self.h
         bias = cfg.get("bias", False)
@@ -70,6 +78,9 @@ class Attention(nn.Module):
         if rep > 1:
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, self.h * self.hd))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd)
         mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
         att = att.masked_fill(mask, float("-inf")).softmax(-1)
@@ -94,9 +105,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, sdpa):
         super().__init__()
-        self.ln_1, self.attn, self.ln_2, self.mlp = make_norm(cfg), Attention(cfg), make_norm(cfg), MLP(cfg)
+        self.ln_1, self.attn, self.ln_2, self.mlp = make_norm(cfg), Attention(cfg, sdpa), make_norm(cfg), MLP(cfg)
 
     def forward(self, x, cos, sin):
         x = x + self.attn(self.ln_1(x), cos, sin)
@@ -104,12 +115,12 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, sdpa=False):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg["vocab_size"], cfg["d_model"])
         self.wpe = nn.Embedding(cfg["context_length"], cfg["d_model"]) if cfg["position"] == "learned" else None
-        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg["n_layer"]))
+        self.h = nn.ModuleList(Block(cfg, sdpa) for _ in range(cfg["n_layer"]))
         self.ln_f = make_norm(cfg)
         self.lm_head = None if cfg.get("tie_embeddings", True) else nn.Linear(cfg["d_model"], cfg["vocab_size"], bias=False)
         cos, sin = rope_tables(cfg["context_length"], cfg["d_model"] // cfg["n_head"], cfg.get("rope_theta", 10000.0))
@@ -127,7 +138,7 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         w = self.wte.weight if self.lm_head is None else self.lm_head.weight
         logits = x @ w.t()
-        return F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
+        return F.cross_entropy(logits.view(B * T, -1).float(), targets.view(B * T))
 
 
 def main():
@@ -139,6 +150,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mode", choices=["eager", "sdpa", "bf16"], default="eager")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -149,7 +161,8 @@ def main():
     if not cfg.get("vocab_size"):
         cfg["vocab_size"] = a.vocab_size
     T = a.seq_len or cfg["context_length"]
-    model = GPT(cfg)
+    model = GPT(cfg, sdpa=a.mode != "eager")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.mode == "bf16")
     params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith(("wte", "wpe"))]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() == 2 and not n.startswith(("wte", "wpe")))]
@@ -162,7 +175,8 @@ def main():
     fwd = bwd = upd = 0.0
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        loss = model(x, y)
+        with autocast:
+            loss = model(x, y)
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -174,7 +188,7 @@ def main():
             fwd, bwd, upd = fwd + t1 - t0, bwd + t2 - t1, upd + t3 - t2
     step = (fwd + bwd + upd) / a.steps
     print(json.dumps({
-        "framework": f"pytorch {torch.__version__}", "params": params, "batch_size": a.batch_size, "seq_len": T,
+        "framework": f"pytorch {torch.__version__}", "mode": a.mode, "params": params, "batch_size": a.batch_size, "seq_len": T,
         "threads": torch.get_num_threads(), "ms_per_step": step * 1e3, "forward_ms": fwd / a.steps * 1e3,
         "backward_ms": bwd / a.steps * 1e3, "optimizer_ms": upd / a.steps * 1e3,
         "tokens_per_sec": a.batch_size * T / step, "final_loss": loss.item(),

@@ -1,5 +1,6 @@
-//! One checked entry into the `gemm` crate: a single-threaded f32 matrix product over strided
-//! views, so a transpose is only other strides. Callers run it inside their own rayon items.
+//! One checked entry into the `gemm` crate: an f32 matrix product over strided views, so a
+//! transpose is only other strides; and the training linear layer's three products on it.
+//! Attention runs it single-threaded inside its own rayon items; the linear layer on rayon.
 
 /// A read-only matrix view: element (row, col) is `data[row * row_stride + col * col_stride]`.
 #[derive(Clone, Copy)]
@@ -29,8 +30,20 @@ impl<'a> View<'a> {
     }
 }
 
-/// `c [m, n] (row-major) = scale · a [m, k] · b [k, n]`, or `c += …` with `accumulate`.
-pub(crate) fn gemm(c: &mut [f32], (m, n, k): (usize, usize, usize), a: View, b: View, scale: f32, accumulate: bool) {
+/// `c [m, n] (row-major) = scale · a [m, k] · b [k, n]`, or `c += …` with `accumulate`, on
+/// the calling thread.
+pub(crate) fn gemm(c: &mut [f32], dims: (usize, usize, usize), a: View, b: View, scale: f32, accumulate: bool) {
+    gemm_on(c, dims, a, b, scale, accumulate, gemm::Parallelism::None)
+}
+
+/// [`gemm`] spread over rayon's threads.
+fn gemm_parallel(c: &mut [f32], dims: (usize, usize, usize), a: View, b: View) {
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    gemm_on(c, dims, a, b, 1.0, false, parallelism)
+}
+
+fn gemm_on(c: &mut [f32], (m, n, k): (usize, usize, usize), a: View, b: View, scale: f32, accumulate: bool, parallelism: gemm::Parallelism) {
     assert!(c.len() >= m * n, "gemm: output of {} values is smaller than [{m}, {n}]", c.len());
     a.check(m, k, "left matrix");
     b.check(k, n, "right matrix");
@@ -61,7 +74,80 @@ pub(crate) fn gemm(c: &mut [f32], (m, n, k): (usize, usize, usize), a: View, b: 
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
+    }
+}
+
+/// The shape of a linear layer's product: `rows` inputs of `inputs` features to `outputs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearShape {
+    pub rows: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+impl LinearShape {
+    fn check(&self, x: &[f32], w: &[f32]) -> Result<(), String> {
+        let LinearShape { rows, inputs, outputs } = *self;
+        if x.len() != rows * inputs || w.len() != outputs * inputs {
+            return Err(format!("linear: {} inputs and {} weights do not fit x [{rows}, {inputs}] and w [{outputs}, {inputs}]", x.len(), w.len()));
+        }
+        Ok(())
+    }
+}
+
+/// `y = x · wᵀ` for x [rows, inputs] and a weight w [outputs, inputs] (PyTorch's layout).
+pub fn linear_forward(x: &[f32], w: &[f32], shape: LinearShape) -> Result<Vec<f32>, String> {
+    shape.check(x, w)?;
+    let LinearShape { rows, inputs, outputs } = shape;
+    let mut y = vec![0.0f32; rows * outputs];
+    gemm_parallel(&mut y, (rows, outputs, inputs), View::rows(x, inputs), View::transposed(w, inputs));
+    Ok(y)
+}
+
+/// The gradients `(dx, dw)` of `y = x · wᵀ` given `dy` [rows, outputs]:
+/// `dx = dy · w` [rows, inputs] and `dw = dyᵀ · x` [outputs, inputs].
+pub fn linear_backward(x: &[f32], w: &[f32], dy: &[f32], shape: LinearShape) -> Result<(Vec<f32>, Vec<f32>), String> {
+    shape.check(x, w)?;
+    let LinearShape { rows, inputs, outputs } = shape;
+    if dy.len() != rows * outputs {
+        return Err(format!("linear backward: {} output gradients for [{rows}, {outputs}]", dy.len()));
+    }
+    let mut dx = vec![0.0f32; rows * inputs];
+    gemm_parallel(&mut dx, (rows, inputs, outputs), View::rows(dy, outputs), View::rows(w, inputs));
+    let mut dw = vec![0.0f32; outputs * inputs];
+    gemm_parallel(&mut dw, (outputs, inputs, rows), View::transposed(dy, outputs), View::rows(x, inputs));
+    Ok((dx, dw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_products_match_loops_in_f64() {
+        let s = LinearShape { rows: 37, inputs: 19, outputs: 23 };
+        let val = |i: usize, seed: usize| (((i * 7919 + seed * 104_729) % 1009) as f32 / 504.0) - 1.0;
+        let x: Vec<f32> = (0..s.rows * s.inputs).map(|i| val(i, 1)).collect();
+        let w: Vec<f32> = (0..s.outputs * s.inputs).map(|i| val(i, 2)).collect();
+        let dy: Vec<f32> = (0..s.rows * s.outputs).map(|i| val(i, 3)).collect();
+        let y = linear_forward(&x, &w, s).unwrap();
+        let (dx, dw) = linear_backward(&x, &w, &dy, s).unwrap();
+        let close = |got: f32, want: f64| assert!((got as f64 - want).abs() < 1e-4, "{got} vs {want}");
+        for r in 0..s.rows {
+            for o in 0..s.outputs {
+                close(y[r * s.outputs + o], (0..s.inputs).map(|i| x[r * s.inputs + i] as f64 * w[o * s.inputs + i] as f64).sum());
+            }
+            for i in 0..s.inputs {
+                close(dx[r * s.inputs + i], (0..s.outputs).map(|o| dy[r * s.outputs + o] as f64 * w[o * s.inputs + i] as f64).sum());
+            }
+        }
+        for o in 0..s.outputs {
+            for i in 0..s.inputs {
+                close(dw[o * s.inputs + i], (0..s.rows).map(|r| dy[r * s.outputs + o] as f64 * x[r * s.inputs + i] as f64).sum());
+            }
+        }
+        assert!(linear_forward(&x, &w[1..], s).unwrap_err().contains("do not fit"));
     }
 }

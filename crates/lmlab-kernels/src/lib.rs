@@ -6,7 +6,8 @@
 //! - attention over a KV cache for decode ([`decode_attention`]) and prefill
 //!   ([`causal_attention`]), and the vector exponential they share ([`exp8_on`]);
 //! - causal attention for training, forward and backward, without a stored T×T probability
-//!   matrix ([`attention_forward`], [`attention_backward`]);
+//!   matrix ([`attention_forward`], [`attention_backward`]), and the linear layer's products
+//!   ([`linear_forward`], [`linear_backward`]);
 //! - one CPU-feature detection ([`isa`], [`Isa`]): AVX2+FMA+F16C, AVX-VNNI, or the portable
 //!   scalar code, which `LMLAB_SIMD=off` forces so the whole suite can run without SIMD;
 //! - safe wrappers for the system calls the other crates need ([`map_readonly`],
@@ -46,4 +47,5 @@ pub use attention::{causal_attention, decode_attention, decode_attention_on, exp
 pub use cpu::{detected, isa, simd_forced_off, Isa};
 pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
 pub use sys::{cpu_seconds, keep_freed_memory, map_readonly};
+pub use gemm::{linear_backward, linear_forward, LinearShape};
 pub use train_attention::{attention_backward, attention_forward, AttentionShape};

@@ -467,3 +467,44 @@ pub fn add_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
     y.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Linear layer
+// ---------------------------------------------------------------------------------------------
+
+/// `x · wᵀ` for x [rows, in] and w [out, in]. Composed, candle records the transpose of `w` as
+/// a node of its own, and its backward adds the weight gradient through a strided view; here
+/// both gradients come from one gemm each, written in place.
+struct Linear;
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (f32_values(x, lx, self.name())?, f32_values(w, lw, self.name())?);
+        let shape = linear_shape(lx.shape(), lw.shape())?;
+        let y = lmlab_kernels::linear_forward(x, w, shape).map_err(candle_core::Error::msg)?;
+        Ok((CpuStorage::F32(y), Shape::from((shape.rows, shape.outputs))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let shape = linear_shape(x.shape(), w.shape())?;
+        let (dx, dw) = with_values(self.name(), &[x, w, dy], |v| lmlab_kernels::linear_backward(v[0], v[1], v[2], shape).map_err(candle_core::Error::msg))?;
+        Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?)))
+    }
+}
+
+fn linear_shape(x: &Shape, w: &Shape) -> Result<lmlab_kernels::LinearShape> {
+    let ((rows, inputs), (outputs, w_inputs)) = (x.dims2()?, w.dims2()?);
+    if inputs != w_inputs {
+        bail!("linear: input of {inputs} features for a weight [{outputs}, {w_inputs}]");
+    }
+    Ok(lmlab_kernels::LinearShape { rows, inputs, outputs })
+}
+
+/// `x · wᵀ` for x [rows, in] and a weight w [out, in].
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&w.contiguous()?, Linear)
+}

@@ -113,7 +113,8 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inner = *dims.last().expect("linear input has a last dimension");
     let rows = x.elem_count() / inner;
-    let y = x.reshape((rows, inner))?.matmul(&w.t()?)?;
+    let x = x.reshape((rows, inner))?;
+    let y = if crate::fused::fusable(&x) && crate::fused::fusable(w) { crate::fused::linear(&x, w)? } else { x.matmul(&w.t()?)? };
     let y = match b {
         Some(b) if crate::fused::fusable(&y) => crate::fused::add_bias(&y, b)?,
         Some(b) => y.broadcast_add(b)?,

@@ -83,6 +83,13 @@ fn swiglu_matches_silu_times_up() {
 }
 
 #[test]
+fn linear_matches_matmul_by_the_transpose() {
+    let inputs = [values(&[70, 24], 16, 2.0), values(&[40, 24], 17, 1.0)];
+    let got = compare(&inputs, |t| fused::linear(&t[0], &t[1]), |t| t[0].matmul(&t[1].t()?));
+    assert_close("linear", got, 1e-5);
+}
+
+#[test]
 fn gelu_matches_candles_tanh_gelu() {
     let inputs = [values(&[5, 77], 13, 5.0)];
     let got = compare(&inputs, |t| fused::gelu(&t[0]), |t| t[0].gelu());

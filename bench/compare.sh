@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Training speed against PyTorch, in one run: `lmlab bench train` and bench/pytorch_gpt.py on the
-# same model, batch, sequence length, vocabulary and thread count, PyTorch in three modes
+# Training speed against PyTorch, in one run: `lmlab bench train` (f32, and bf16 mixed precision)
+# and bench/pytorch_gpt.py on the same model, batch, sequence length, vocabulary and thread count,
+# PyTorch in three modes
 # (eager f32 with attention written out; f32 with scaled_dot_product_attention; SDPA under bf16
 # autocast). Each measurement runs REPEATS times (default 3) and the table shows medians.
 #
@@ -49,9 +50,12 @@ for model in "${models[@]}"; do
   read -r config batch seq <<<"$model"
   common=(--config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps")
   for r in $(seq "$repeats"); do
-    echo "[$config, run $r/$repeats] lmlab, pytorch $modes" >&2
-    out=$("$LMLAB" --threads "$threads" bench train "${common[@]}" --json | tr -d '\n')
-    echo "{\"who\": \"lmlab\", \"config\": \"$config\", \"run\": $out}" >>"$results"
+    echo "[$config, run $r/$repeats] lmlab f32 and bf16, pytorch $modes" >&2
+    for precision in f32 bf16; do
+      who=lmlab; [ "$precision" = f32 ] || who=lmlab-$precision
+      out=$("$LMLAB" --threads "$threads" bench train "${common[@]}" --precision "$precision" --json | tr -d '\n')
+      echo "{\"who\": \"$who\", \"config\": \"$config\", \"run\": $out}" >>"$results"
+    done
     for mode in $modes; do
       out=$(OMP_NUM_THREADS=$threads "$python" bench/pytorch_gpt.py "${common[@]}" --threads "$threads" --mode "$mode")
       echo "{\"who\": \"pytorch-$mode\", \"config\": \"$config\", \"run\": $out}" >>"$results"
@@ -69,15 +73,18 @@ def med(config, who, key="tokens_per_sec"):
 framework = next(r["run"]["framework"] for r in rows if r["who"] != "lmlab")
 whos = list(dict.fromkeys(r["who"] for r in rows))
 print(f"tokens/s, medians of {max(1, sum(1 for r in rows if r['who'] == 'lmlab') // len(configs))} runs; {framework}")
-print(f"{'model':34} " + " ".join(f"{w:>14}" for w in whos) + "   lmlab / each pytorch mode")
+print(f"{'model':34} " + " ".join(f"{w:>14}" for w in whos) + "   ratios")
 for c in configs:
     lm = [r["run"] for r in rows if r["who"] == "lmlab" and r["config"] == c][0]
     for r in rows:
         if r["who"] != "lmlab" and r["config"] == c:
             assert r["run"]["params"] == lm["params"], f"{c}: parameter counts differ: lmlab {lm['params']} vs pytorch {r['run']['params']}"
     meds = {w: med(c, w) for w in whos}
-    ratios = "  ".join(f"{w.removeprefix('pytorch-')} {meds['lmlab'] / meds[w]:.2f}x" for w in whos if w != "lmlab")
+    # lmlab f32 against each f32 mode; lmlab bf16 against PyTorch's bf16 autocast.
+    pairs = [("lmlab", w) for w in whos if w in ("pytorch-eager", "pytorch-sdpa")] + [("lmlab-bf16", "pytorch-bf16")]
+    ratios = "  ".join(f"{a}/{b.removeprefix('pytorch-')} {meds[a] / meds[b]:.2f}x" for a, b in pairs if a in meds and b in meds)
     print(f"{c:34} " + " ".join(f"{meds[w]:>14,.0f}" for w in whos) + f"   {ratios}")
     print(f"{'':34} {lm['params']:,} params, B={lm['batch_size']} T={lm['seq_len']}, {lm['threads']} threads; lmlab MFU "
-          f"{med(c, 'lmlab', 'mfu') * 100:.1f}% of a measured {med(c, 'lmlab', 'peak_matmul_gflops'):.0f} GFLOP/s f32 matmul peak")
+          f"{med(c, 'lmlab', 'mfu') * 100:.1f}% of a measured {med(c, 'lmlab', 'peak_matmul_gflops'):.0f} GFLOP/s f32 matmul peak"
+          + (f", bf16 {med(c, 'lmlab-bf16', 'mfu') * 100:.1f}% of {med(c, 'lmlab-bf16', 'peak_matmul_gflops'):.0f} GFLOP/s bf16" if 'lmlab-bf16' in meds else ""))
 PY

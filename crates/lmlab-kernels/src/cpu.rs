@@ -65,3 +65,22 @@ pub fn isa() -> Isa {
     static CHOSEN: OnceLock<Isa> = OnceLock::new();
     *CHOSEN.get_or_init(|| if simd_forced_off() { Isa::Scalar } else { detected() })
 }
+
+/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`: pairs of bf16 products summed into f32
+/// lanes), ignoring `LMLAB_SIMD`.
+pub fn detected_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the bf16 matmul uses AVX-512 BF16: [`detected_avx512_bf16`], unless `LMLAB_SIMD=off`.
+pub fn use_avx512_bf16() -> bool {
+    static CHOSEN: OnceLock<bool> = OnceLock::new();
+    *CHOSEN.get_or_init(|| !simd_forced_off() && detected_avx512_bf16())
+}

@@ -22,7 +22,7 @@ impl<'a> View<'a> {
     }
 
     /// Panics unless every element of a `rows × cols` view lies inside the slice.
-    fn check(&self, rows: usize, cols: usize, what: &str) {
+    pub(crate) fn check(&self, rows: usize, cols: usize, what: &str) {
         if rows > 0 && cols > 0 {
             let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
             assert!(last < self.data.len(), "gemm: {what} [{rows}, {cols}] reads past its {} values", self.data.len());
@@ -36,14 +36,25 @@ pub(crate) fn gemm(c: &mut [f32], dims: (usize, usize, usize), a: View, b: View,
     gemm_on(c, dims, a, b, scale, accumulate, gemm::Parallelism::None)
 }
 
-/// [`gemm`] spread over rayon's threads.
-fn gemm_parallel(c: &mut [f32], dims: (usize, usize, usize), a: View, b: View) {
+/// [`gemm`] spread over rayon's threads, in f32 or with bf16 inputs.
+fn gemm_parallel(c: &mut [f32], dims: (usize, usize, usize), a: View, b: View, bf16: bool) {
+    if bf16 {
+        return crate::bf16::gemm_bf16(c, dims, a, b);
+    }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     gemm_on(c, dims, a, b, 1.0, false, parallelism)
 }
 
-fn gemm_on(c: &mut [f32], (m, n, k): (usize, usize, usize), a: View, b: View, scale: f32, accumulate: bool, parallelism: gemm::Parallelism) {
+fn gemm_on(
+    c: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    a: View,
+    b: View,
+    scale: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert!(c.len() >= m * n, "gemm: output of {} values is smaller than [{m}, {n}]", c.len());
     a.check(m, k, "left matrix");
     b.check(k, n, "right matrix");
@@ -91,33 +102,39 @@ impl LinearShape {
     fn check(&self, x: &[f32], w: &[f32]) -> Result<(), String> {
         let LinearShape { rows, inputs, outputs } = *self;
         if x.len() != rows * inputs || w.len() != outputs * inputs {
-            return Err(format!("linear: {} inputs and {} weights do not fit x [{rows}, {inputs}] and w [{outputs}, {inputs}]", x.len(), w.len()));
+            return Err(format!(
+                "linear: {} inputs and {} weights do not fit x [{rows}, {inputs}] and w [{outputs}, {inputs}]",
+                x.len(),
+                w.len()
+            ));
         }
         Ok(())
     }
 }
 
 /// `y = x · wᵀ` for x [rows, inputs] and a weight w [outputs, inputs] (PyTorch's layout).
-pub fn linear_forward(x: &[f32], w: &[f32], shape: LinearShape) -> Result<Vec<f32>, String> {
+/// With `bf16`, both are rounded to bf16 and the products summed in f32 (mixed precision).
+pub fn linear_forward(x: &[f32], w: &[f32], shape: LinearShape, bf16: bool) -> Result<Vec<f32>, String> {
     shape.check(x, w)?;
     let LinearShape { rows, inputs, outputs } = shape;
     let mut y = vec![0.0f32; rows * outputs];
-    gemm_parallel(&mut y, (rows, outputs, inputs), View::rows(x, inputs), View::transposed(w, inputs));
+    gemm_parallel(&mut y, (rows, outputs, inputs), View::rows(x, inputs), View::transposed(w, inputs), bf16);
     Ok(y)
 }
 
 /// The gradients `(dx, dw)` of `y = x · wᵀ` given `dy` [rows, outputs]:
-/// `dx = dy · w` [rows, inputs] and `dw = dyᵀ · x` [outputs, inputs].
-pub fn linear_backward(x: &[f32], w: &[f32], dy: &[f32], shape: LinearShape) -> Result<(Vec<f32>, Vec<f32>), String> {
+/// `dx = dy · w` [rows, inputs] and `dw = dyᵀ · x` [outputs, inputs]; `bf16` as in
+/// [`linear_forward`].
+pub fn linear_backward(x: &[f32], w: &[f32], dy: &[f32], shape: LinearShape, bf16: bool) -> Result<(Vec<f32>, Vec<f32>), String> {
     shape.check(x, w)?;
     let LinearShape { rows, inputs, outputs } = shape;
     if dy.len() != rows * outputs {
         return Err(format!("linear backward: {} output gradients for [{rows}, {outputs}]", dy.len()));
     }
     let mut dx = vec![0.0f32; rows * inputs];
-    gemm_parallel(&mut dx, (rows, inputs, outputs), View::rows(dy, outputs), View::rows(w, inputs));
+    gemm_parallel(&mut dx, (rows, inputs, outputs), View::rows(dy, outputs), View::rows(w, inputs), bf16);
     let mut dw = vec![0.0f32; outputs * inputs];
-    gemm_parallel(&mut dw, (outputs, inputs, rows), View::transposed(dy, outputs), View::rows(x, inputs));
+    gemm_parallel(&mut dw, (outputs, inputs, rows), View::transposed(dy, outputs), View::rows(x, inputs), bf16);
     Ok((dx, dw))
 }
 
@@ -132,8 +149,8 @@ mod tests {
         let x: Vec<f32> = (0..s.rows * s.inputs).map(|i| val(i, 1)).collect();
         let w: Vec<f32> = (0..s.outputs * s.inputs).map(|i| val(i, 2)).collect();
         let dy: Vec<f32> = (0..s.rows * s.outputs).map(|i| val(i, 3)).collect();
-        let y = linear_forward(&x, &w, s).unwrap();
-        let (dx, dw) = linear_backward(&x, &w, &dy, s).unwrap();
+        let y = linear_forward(&x, &w, s, false).unwrap();
+        let (dx, dw) = linear_backward(&x, &w, &dy, s, false).unwrap();
         let close = |got: f32, want: f64| assert!((got as f64 - want).abs() < 1e-4, "{got} vs {want}");
         for r in 0..s.rows {
             for o in 0..s.outputs {
@@ -148,6 +165,10 @@ mod tests {
                 close(dw[o * s.inputs + i], (0..s.rows).map(|r| dy[r * s.outputs + o] as f64 * x[r * s.inputs + i] as f64).sum());
             }
         }
-        assert!(linear_forward(&x, &w[1..], s).unwrap_err().contains("do not fit"));
+        assert!(linear_forward(&x, &w[1..], s, false).unwrap_err().contains("do not fit"));
+        // In bf16 the same products, to bf16's precision (8 bits of mantissa per input).
+        let y16 = linear_forward(&x, &w, s, true).unwrap();
+        let worst = y.iter().zip(&y16).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst > 0.0 && worst < 0.05, "bf16 differs from f32 by {worst}");
     }
 }

@@ -7,7 +7,8 @@
 //!   ([`causal_attention`]), and the vector exponential they share ([`exp8_on`]);
 //! - causal attention for training, forward and backward, without a stored T×T probability
 //!   matrix ([`attention_forward`], [`attention_backward`]), and the linear layer's products
-//!   ([`linear_forward`], [`linear_backward`]);
+//!   ([`linear_forward`], [`linear_backward`]) in f32 or with bf16 inputs (AVX-512 BF16's
+//!   `vdpbf16ps` where the CPU has it, [`use_avx512_bf16`]);
 //! - one CPU-feature detection ([`isa`], [`Isa`]): AVX2+FMA+F16C, AVX-VNNI, or the portable
 //!   scalar code, which `LMLAB_SIMD=off` forces so the whole suite can run without SIMD;
 //! - safe wrappers for the system calls the other crates need ([`map_readonly`],
@@ -35,6 +36,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 mod attention;
+mod bf16;
 mod cpu;
 mod gemm;
 mod quant;
@@ -44,8 +46,8 @@ mod train_attention;
 mod x86_64;
 
 pub use attention::{causal_attention, decode_attention, decode_attention_on, exp8_on, CacheElem, CacheView};
-pub use cpu::{detected, isa, simd_forced_off, Isa};
+pub use cpu::{detected, detected_avx512_bf16, isa, simd_forced_off, use_avx512_bf16, Isa};
+pub use gemm::{linear_backward, linear_forward, LinearShape};
 pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
 pub use sys::{cpu_seconds, keep_freed_memory, map_readonly};
-pub use gemm::{linear_backward, linear_forward, LinearShape};
 pub use train_attention::{attention_backward, attention_forward, AttentionShape};

@@ -60,8 +60,7 @@ pub fn keep_freed_memory() -> bool {
         // SAFETY: mallopt only changes malloc's tuning parameters; both are documented options
         // taking an int, and any value in range is valid at any time.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX) == 1
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX) == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

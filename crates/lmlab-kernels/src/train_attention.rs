@@ -99,7 +99,14 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 /// Causal attention forward: returns `y` [B, H, T, Dh].
-pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape, segments: Option<&[u32]>, scale: f32) -> Result<Vec<f32>, String> {
+pub fn attention_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: AttentionShape,
+    segments: Option<&[u32]>,
+    scale: f32,
+) -> Result<Vec<f32>, String> {
     shape.check(q, k, v, segments)?;
     let AttentionShape { len: t, head_dim: hd, .. } = shape;
     let (q_group, kv_group) = shape.group_sizes();
@@ -142,11 +149,8 @@ pub fn attention_backward(
     let AttentionShape { len: t, head_dim: hd, .. } = shape;
     let (q_group, kv_group) = shape.group_sizes();
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; q.len()], vec![0.0f32; k.len()], vec![0.0f32; v.len()]);
-    dq.par_chunks_mut(q_group.max(1))
-        .zip(dk.par_chunks_mut(kv_group.max(1)))
-        .zip(dv.par_chunks_mut(kv_group.max(1)))
-        .enumerate()
-        .for_each(|(item, ((dq_g, dk_g), dv_g))| {
+    dq.par_chunks_mut(q_group.max(1)).zip(dk.par_chunks_mut(kv_group.max(1))).zip(dv.par_chunks_mut(kv_group.max(1))).enumerate().for_each(
+        |(item, ((dq_g, dk_g), dv_g))| {
             let (k_g, v_g) = (&k[item * kv_group..][..kv_group], &v[item * kv_group..][..kv_group]);
             let seg = segments.map(|s| &s[(item / shape.kv_heads) * t..][..t]);
             let mut p = vec![0.0f32; ROWS * t];
@@ -174,7 +178,8 @@ pub fn attention_backward(
                     gemm(&mut dk_g[..i1 * hd], (i1, hd, rows), View::transposed(ds, i1), View::rows(q_b, hd), scale, true);
                 }
             }
-        });
+        },
+    );
     Ok((dq, dk, dv))
 }
 
@@ -194,7 +199,9 @@ mod tests {
                 let kv = |x: &[f32], j: usize, d: usize| x[((b * kv_heads + g) * t + j) * hd + d] as f64;
                 for i in 0..t {
                     let sees = |j: usize| j <= i && seg.is_none_or(|sg| sg[b * t + j] == sg[b * t + i]);
-                    let scores: Vec<f64> = (0..t).map(|j| if sees(j) { scale * (0..hd).map(|d| qh(i, d) * kv(k, j, d)).sum::<f64>() } else { f64::NEG_INFINITY }).collect();
+                    let scores: Vec<f64> = (0..t)
+                        .map(|j| if sees(j) { scale * (0..hd).map(|d| qh(i, d) * kv(k, j, d)).sum::<f64>() } else { f64::NEG_INFINITY })
+                        .collect();
                     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                     let sum: f64 = e.iter().sum();
@@ -234,7 +241,9 @@ mod tests {
         for segments in [None, Some(&seg[..])] {
             let y = attention_forward(&q, &k, &v, s, segments, 0.5).unwrap();
             let (dq, dk, dv) = attention_backward(&q, &k, &v, &y, &w, s, segments, 0.5).unwrap();
-            let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 { reference(q, k, v, s, segments, 0.5).iter().zip(&w).map(|(a, b)| a * *b as f64).sum() };
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
+                reference(q, k, v, s, segments, 0.5).iter().zip(&w).map(|(a, b)| a * *b as f64).sum()
+            };
             // Central differences at a spread of entries of each input.
             let check = |which: usize, grad: &[f32]| {
                 for idx in (0..grad.len()).step_by(grad.len() / 13 + 1) {
@@ -244,7 +253,11 @@ mod tests {
                     inputs[which][idx] -= 2.0 * h;
                     let down = loss(&inputs[0], &inputs[1], &inputs[2]);
                     let numeric = (up - down) / (2.0 * h as f64);
-                    assert!((numeric - grad[idx] as f64).abs() < 2e-3 * (1.0 + numeric.abs()), "input {which} entry {idx}: analytic {} vs numeric {numeric}", grad[idx]);
+                    assert!(
+                        (numeric - grad[idx] as f64).abs() < 2e-3 * (1.0 + numeric.abs()),
+                        "input {which} entry {idx}: analytic {} vs numeric {numeric}",
+                        grad[idx]
+                    );
                 }
             };
             check(0, &dq);

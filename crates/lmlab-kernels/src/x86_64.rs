@@ -1,5 +1,5 @@
-//! Every x86-64 SIMD kernel of lmlab, in one file: AVX2/FMA/F16C, and AVX-VNNI for the
-//! quantized dot products.
+//! Every x86-64 SIMD kernel of lmlab, in one file: AVX2/FMA/F16C, AVX-VNNI for the
+//! quantized dot products, and AVX-512 BF16 for the bf16 matmul's microkernel.
 //!
 //! Each `unsafe fn` here states its contract in a `# Safety` section. Two kinds of promise
 //! recur: the CPU supports the instruction sets named in the function's `target_feature`
@@ -9,6 +9,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::bf16::{MR as BF16_MR, NR as BF16_NR};
 use crate::quant::{ActBlock, QuantKind};
 
 /// How far ahead of each weight row's current block a decode pass asks for memory: 2-8 KB
@@ -465,4 +466,37 @@ pub(crate) unsafe fn attend<'a, T: crate::attention::CacheElem + 'a>(
     };
     let kernels = (dot, axpy, exp);
     crate::attention::attend(q, rows, range, weights, scale, out, kernels)
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16 matmul microkernel (AVX-512 BF16)
+// ---------------------------------------------------------------------------------------------
+
+/// `acc [MR, NR] += a · b` over `kp` pairs of packed bf16 operands (see `bf16.rs`): for each
+/// pair, each row's pair broadcast against two vectors of 16 column pairs, `vdpbf16ps` adding
+/// the high products, then the low, into the f32 lanes, as `bf16::micro_scalar` does.
+///
+/// # Safety
+/// The CPU supports AVX-512F and AVX-512 BF16; `a` is valid for reading `kp·MR` u32 values and
+/// `b` for `kp·NR` (no alignment needed).
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(crate) unsafe fn bf16_micro(a: *const u32, b: *const u32, kp: usize, acc: &mut [f32; BF16_MR * BF16_NR]) {
+    // SAFETY: AVX-512F/BF16 and the readable ranges, by this function's contract; each load
+    // reads 16 u32 at b + q·NR (+16) < b + kp·NR, each broadcast one u32 at a + q·MR + r.
+    unsafe {
+        let mut sums = [[_mm512_setzero_ps(); 2]; BF16_MR];
+        for q in 0..kp {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(q * BF16_NR) as *const _));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(q * BF16_NR + 16) as *const _));
+            for (r, row) in sums.iter_mut().enumerate() {
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(q * BF16_MR + r) as i32));
+                row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+            }
+        }
+        for (r, row) in sums.iter().enumerate() {
+            _mm512_storeu_ps(acc.as_mut_ptr().add(r * BF16_NR), row[0]);
+            _mm512_storeu_ps(acc.as_mut_ptr().add(r * BF16_NR + 16), row[1]);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Fused training ops with hand-written backward passes, as candle custom ops: causal
-//! attention, softmax cross-entropy, RMSNorm, LayerNorm, SwiGLU, GELU and bias addition.
+//! attention, softmax cross-entropy, RMSNorm, LayerNorm, SwiGLU, GELU, bias addition, the
+//! linear layer and rotary embedding.
 //!
 //! Why: composed of candle's tensor ops (see [`crate::ops`]) each of these is a chain of
 //! elementwise kernels and broadcasts, and its backward a longer one, each allocating a full
@@ -17,6 +18,51 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use lmlab_kernels::AttentionShape;
 use rayon::prelude::*;
+
+/// The precision of the linear layers' matrix products in training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision: the linear layers multiply bf16-rounded inputs and weights with f32
+    /// sums (as PyTorch's bf16 autocast does); weights, gradients and optimiser state stay f32,
+    /// and so do attention, norms and the loss.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision {other:?}: expected f32 or bf16")),
+        }
+    }
+}
+
+thread_local! {
+    static LINEAR_BF16: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sets the precision of the linear layers' products that this thread builds from now on (a
+/// training run sets it once, before its first step). Per thread, like PyTorch's autocast, so
+/// that two trainings in one process (tests, say) do not change each other's numbers; the op
+/// records the precision when it is built, so the rayon threads that run it need no setting.
+pub fn set_precision(p: Precision) {
+    LINEAR_BF16.with(|c| c.set(p == Precision::Bf16));
+}
+
+/// The precision [`set_precision`] last set on this thread.
+pub fn precision() -> Precision {
+    if LINEAR_BF16.with(|c| c.get()) {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
+}
 
 /// Whether the fused ops can run on this tensor: f32 on the CPU.
 pub fn fusable(t: &Tensor) -> bool {
@@ -72,16 +118,34 @@ impl CustomOp3 for CausalAttention {
         "fused-causal-attention"
     }
 
-    fn cpu_fwd(&self, q: &CpuStorage, lq: &Layout, k: &CpuStorage, lk: &Layout, v: &CpuStorage, lv: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        lq: &Layout,
+        k: &CpuStorage,
+        lk: &Layout,
+        v: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v) = (f32_values(q, lq, self.name())?, f32_values(k, lk, self.name())?, f32_values(v, lv, self.name())?);
-        let y = lmlab_kernels::attention_forward(q, k, v, self.shape, self.segments.as_deref().map(|s| &s[..]), self.scale).map_err(candle_core::Error::msg)?;
+        let y = lmlab_kernels::attention_forward(q, k, v, self.shape, self.segments.as_deref().map(|s| &s[..]), self.scale)
+            .map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(y), lq.shape().clone()))
     }
 
     fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dq, dk, dv) = with_values(self.name(), &[q, k, v, y, dy], |x| {
-            lmlab_kernels::attention_backward(x[0], x[1], x[2], x[3], x[4], self.shape, self.segments.as_deref().map(|s| &s[..]), self.scale)
-                .map_err(candle_core::Error::msg)
+            lmlab_kernels::attention_backward(
+                x[0],
+                x[1],
+                x[2],
+                x[3],
+                x[4],
+                self.shape,
+                self.segments.as_deref().map(|s| &s[..]),
+                self.scale,
+            )
+            .map_err(candle_core::Error::msg)
         })?;
         Ok((Some(tensor_like(dq, q)?), Some(tensor_like(dk, k)?), Some(tensor_like(dv, v)?)))
     }
@@ -282,12 +346,27 @@ impl CustomOp3 for Norm {
         LAYER_NORM
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, b: &CpuStorage, lb: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (f32_values(x, lx, LAYER_NORM)?, f32_values(w, lw, LAYER_NORM)?, f32_values(b, lb, LAYER_NORM)?);
         Ok((CpuStorage::F32(self.forward(x, w, Some(b))), lx.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, db) = with_values(LAYER_NORM, &[x, w, dy], |v| Ok(self.backward(v[0], v[1], v[2])))?;
         Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?), Some(tensor_like(db, b)?)))
     }
@@ -475,7 +554,9 @@ pub fn add_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `x · wᵀ` for x [rows, in] and w [out, in]. Composed, candle records the transpose of `w` as
 /// a node of its own, and its backward adds the weight gradient through a strided view; here
 /// both gradients come from one gemm each, written in place.
-struct Linear;
+struct Linear {
+    bf16: bool,
+}
 
 impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
@@ -485,13 +566,15 @@ impl CustomOp2 for Linear {
     fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (f32_values(x, lx, self.name())?, f32_values(w, lw, self.name())?);
         let shape = linear_shape(lx.shape(), lw.shape())?;
-        let y = lmlab_kernels::linear_forward(x, w, shape).map_err(candle_core::Error::msg)?;
+        let y = lmlab_kernels::linear_forward(x, w, shape, self.bf16).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(y), Shape::from((shape.rows, shape.outputs))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let shape = linear_shape(x.shape(), w.shape())?;
-        let (dx, dw) = with_values(self.name(), &[x, w, dy], |v| lmlab_kernels::linear_backward(v[0], v[1], v[2], shape).map_err(candle_core::Error::msg))?;
+        let (dx, dw) = with_values(self.name(), &[x, w, dy], |v| {
+            lmlab_kernels::linear_backward(v[0], v[1], v[2], shape, self.bf16).map_err(candle_core::Error::msg)
+        })?;
         Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?)))
     }
 }
@@ -504,7 +587,100 @@ fn linear_shape(x: &Shape, w: &Shape) -> Result<lmlab_kernels::LinearShape> {
     Ok(lmlab_kernels::LinearShape { rows, inputs, outputs })
 }
 
-/// `x · wᵀ` for x [rows, in] and a weight w [out, in].
+/// `x · wᵀ` for x [rows, in] and a weight w [out, in], in the [`precision`] of the process.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Linear)
+    linear_in(x, w, precision())
+}
+
+/// `x · wᵀ` in the given precision.
+pub fn linear_in(x: &Tensor, w: &Tensor, p: Precision) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&w.contiguous()?, Linear { bf16: p == Precision::Bf16 })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding
+// ---------------------------------------------------------------------------------------------
+
+/// Rotary embedding, "rotate half" layout, of x [B, H, T, Dh] by tables cos, sin of [T, Dh/2]
+/// (every row alike) or [B, 1, T, Dh/2] (packed rows, positions restarting per document):
+/// `y1 = x1·cos − x2·sin`, `y2 = x1·sin + x2·cos` for the halves x1, x2 of each head vector.
+/// The backward is the inverse rotation of the gradient; the tables get none.
+struct Rope {
+    dims: (usize, usize, usize, usize),
+}
+
+impl Rope {
+    /// Offset of position `t` of row `b` in a table of `n` values.
+    fn table_row(&self, b: usize, t: usize, n: usize) -> usize {
+        let (_, _, len, hd) = self.dims;
+        let half = hd / 2;
+        if n == len * half {
+            t * half
+        } else {
+            (b * len + t) * half
+        }
+    }
+
+    /// Rotates each head vector of `x` by `sign`·angle into a new vector.
+    fn rotate(&self, x: &[f32], cos: &[f32], sin: &[f32], sign: f32) -> Vec<f32> {
+        let (_, h, len, hd) = self.dims;
+        let half = hd / 2;
+        let mut y = vec![0.0f32; x.len()];
+        y.par_chunks_mut(len * hd).zip(x.par_chunks(len * hd)).enumerate().for_each(|(bh, (y, x))| {
+            let b = bh / h;
+            for t in 0..len {
+                let at = self.table_row(b, t, cos.len());
+                let (c, s) = (&cos[at..at + half], &sin[at..at + half]);
+                let (x, y) = (&x[t * hd..(t + 1) * hd], &mut y[t * hd..(t + 1) * hd]);
+                for i in 0..half {
+                    let (x1, x2, s) = (x[i], x[half + i], sign * s[i]);
+                    y[i] = x1 * c[i] - x2 * s;
+                    y[half + i] = x1 * s + x2 * c[i];
+                }
+            }
+        });
+        y
+    }
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "fused-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        c: &CpuStorage,
+        lc: &Layout,
+        s: &CpuStorage,
+        ls: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, c, s) = (f32_values(x, lx, self.name())?, f32_values(c, lc, self.name())?, f32_values(s, ls, self.name())?);
+        Ok((CpuStorage::F32(self.rotate(x, c, s, 1.0)), lx.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = with_values(self.name(), &[dy, cos, sin], |v| Ok(self.rotate(v[0], v[1], v[2], -1.0)))?;
+        Ok((Some(tensor_like(dx, x)?), None, None))
+    }
+}
+
+/// Rotary embedding of `x` [B, H, T, Dh] by `cos`, `sin` of [T, Dh/2] or [B, 1, T, Dh/2].
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let dims = x.dims4()?;
+    let (b, _, t, hd) = dims;
+    let n = cos.elem_count();
+    if hd % 2 != 0 || cos.dims() != sin.dims() || (n != t * hd / 2 && n != b * t * hd / 2) {
+        bail!("rope: tables {:?} and {:?} do not fit x {:?}", cos.dims(), sin.dims(), x.dims());
+    }
+    x.contiguous()?.apply_op3(&cos.contiguous()?, &sin.contiguous()?, Rope { dims })
 }

@@ -75,6 +75,14 @@ pub fn softmax_infer(x: &Tensor) -> Result<Tensor> {
 /// Rotary embedding, "rotate half" layout (as Llama / Hugging Face): the head dimension is split
 /// in halves (x1, x2) rotated by angle θ_i·pos. `x` is [B, H, T, Dh]; `cos`/`sin` are [T, Dh/2].
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if crate::fused::fusable(x) && x.rank() == 4 {
+        return crate::fused::rope(x, cos, sin);
+    }
+    composed_rope(x, cos, sin)
+}
+
+/// [`rope`] composed of tensor ops: the reference the fused kernel is tested against.
+pub fn composed_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let half = x.dim(D::Minus1)? / 2;
     let x1 = x.narrow(D::Minus1, 0, half)?;
     let x2 = x.narrow(D::Minus1, half, half)?;

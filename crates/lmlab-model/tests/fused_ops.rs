@@ -32,7 +32,11 @@ fn worst(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Runs `f` on f32 variables (fused) and on f64 variables (composed), with the loss Σ r ∘ f(x)
 /// for a fixed random `r`, and returns the worst value and gradient differences.
-fn compare(inputs: &[Tensor], fused_fn: impl Fn(&[Tensor]) -> Result<Tensor>, composed_fn: impl Fn(&[Tensor]) -> Result<Tensor>) -> (f64, Vec<f64>) {
+fn compare(
+    inputs: &[Tensor],
+    fused_fn: impl Fn(&[Tensor]) -> Result<Tensor>,
+    composed_fn: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> (f64, Vec<f64>) {
     let run = |dtype: DType, f: &dyn Fn(&[Tensor]) -> Result<Tensor>| {
         let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap()).collect();
         let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
@@ -71,7 +75,8 @@ fn rms_norm_matches_the_composed_version() {
 #[test]
 fn layer_norm_matches_the_composed_version() {
     let inputs = [(values(&[7, 40], 3, 2.0) + 0.7).unwrap(), values(&[40], 4, 1.0), values(&[40], 5, 1.0)];
-    let got = compare(&inputs, |t| fused::layer_norm(&t[0], &t[1], &t[2], 1e-5), |t| ops::composed_layer_norm(&t[0], &t[1], Some(&t[2]), 1e-5));
+    let got =
+        compare(&inputs, |t| fused::layer_norm(&t[0], &t[1], &t[2], 1e-5), |t| ops::composed_layer_norm(&t[0], &t[1], Some(&t[2]), 1e-5));
     assert_close("layer_norm", got, 1e-5);
 }
 
@@ -87,6 +92,22 @@ fn linear_matches_matmul_by_the_transpose() {
     let inputs = [values(&[70, 24], 16, 2.0), values(&[40, 24], 17, 1.0)];
     let got = compare(&inputs, |t| fused::linear(&t[0], &t[1]), |t| t[0].matmul(&t[1].t()?));
     assert_close("linear", got, 1e-5);
+}
+
+#[test]
+fn rope_matches_the_composed_rotation_with_shared_and_per_row_tables() {
+    let (b, h, t, d) = (2, 3, 11, 8);
+    let (cos, sin) = ops::rope_tables(t, d, 10_000.0, DType::F64, &Device::Cpu).unwrap();
+    // Per-row tables, as packed documents give: each row's positions shifted by its index.
+    let per_row = |table: &Tensor| {
+        Tensor::cat(&[table.unsqueeze(0).unwrap(), table.flip(&[0]).unwrap().unsqueeze(0).unwrap()], 0).unwrap().unsqueeze(1).unwrap()
+    };
+    let inputs = [values(&[b, h, t, d], 18, 2.0)];
+    for (c, s) in [(cos.clone(), sin.clone()), (per_row(&cos), per_row(&sin))] {
+        let (c32, s32) = (c.to_dtype(DType::F32).unwrap(), s.to_dtype(DType::F32).unwrap());
+        let got = compare(&inputs, |x| fused::rope(&x[0], &c32, &s32), |x| ops::composed_rope(&x[0], &c, &s));
+        assert_close("rope", got, 1e-5);
+    }
 }
 
 #[test]
@@ -199,13 +220,16 @@ fn a_model_has_the_same_loss_and_gradients_fused_or_composed() {
         config(Norm::LayerNorm, Activation::SwiGlu, Position::Rope, false, 1),
     ] {
         let (b, t) = (2, 80);
-        let ids = |salt: u32| Tensor::from_vec((0..(b * t) as u32).map(|i| (i * 7 + salt + i * i) % 64).collect::<Vec<_>>(), (b, t), &dev).unwrap();
+        let ids = |salt: u32| {
+            Tensor::from_vec((0..(b * t) as u32).map(|i| (i * 7 + salt + i * i) % 64).collect::<Vec<_>>(), (b, t), &dev).unwrap()
+        };
         let (x, y) = (ids(0), ids(5));
         let run = |dtype: DType| {
             let (model, params) = init_trainable(&cfg, 3, dtype, &dev).unwrap();
             let loss = model.loss(&x, &y, &mut Mode::training_without_dropout()).unwrap();
             let grads = loss.backward().unwrap();
-            let grads: Vec<Tensor> = params.params.iter().map(|(n, v)| grads.get(v).unwrap_or_else(|| panic!("{n}: no gradient")).clone()).collect();
+            let grads: Vec<Tensor> =
+                params.params.iter().map(|(n, v)| grads.get(v).unwrap_or_else(|| panic!("{n}: no gradient")).clone()).collect();
             (loss, grads)
         };
         let (l32, g32) = run(DType::F32);

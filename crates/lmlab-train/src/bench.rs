@@ -5,6 +5,7 @@
 //! measured in the same run with the same matmul kernel the model uses, so the ratio is honest
 //! for this machine rather than against a datasheet.
 
+use lmlab_model::fused::Precision;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -31,6 +32,8 @@ pub struct TrainBench {
     pub tokens_per_sec: f64,
     pub flops_per_token: f64,
     pub achieved_gflops: f64,
+    /// `f32` or `bf16` (mixed precision), and the matmul peak measured in it.
+    pub precision: Precision,
     pub peak_matmul_gflops: f64,
     pub mfu: f64,
     pub final_loss: f64,
@@ -38,13 +41,23 @@ pub struct TrainBench {
 
 /// f32 matmul GFLOP/s of an n×n×n product, best of `reps`.
 pub fn matmul_peak_gflops(n: usize, reps: usize, dev: &Device) -> Result<f64> {
+    matmul_peak_gflops_in(n, reps, dev, Precision::F32)
+}
+
+/// [`matmul_peak_gflops`] of the product training uses in `precision` (the fused linear
+/// layer's, for bf16: bf16 inputs, f32 sums).
+pub fn matmul_peak_gflops_in(n: usize, reps: usize, dev: &Device, precision: Precision) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
-    let _ = a.matmul(&b)?; // warm up threads and caches
+    let product = |a: &Tensor, b: &Tensor| match precision {
+        Precision::F32 => a.matmul(b),
+        Precision::Bf16 => lmlab_model::fused::linear_in(a, b, precision),
+    };
+    let _ = product(&a, &b)?; // warm up threads and caches
     let mut best = f64::MAX;
     for _ in 0..reps {
         let t = Instant::now();
-        let c = a.matmul(&b)?;
+        let c = product(&a, &b)?;
         dev.synchronize()?;
         drop(c);
         best = best.min(t.elapsed().as_secs_f64());
@@ -64,6 +77,7 @@ pub fn bench_train(
     cfg.validate()?;
     anyhow::ensure!(seq <= cfg.context_length, "seq_len {seq} exceeds the context length {}", cfg.context_length);
     anyhow::ensure!(steps > 0, "need at least one timed step");
+    lmlab_model::fused::set_precision(train.precision);
     let (model, params) = init_trainable(cfg, train.seed, DType::F32, dev)?;
     let mut opt = AdamW::new(&params, train.adamw())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(train.seed);
@@ -95,7 +109,7 @@ pub fn bench_train(
     let tokens_per_sec = (batch * seq) as f64 / per_step;
     let flops_per_token = cfg.train_flops_per_token(seq);
     let achieved = flops_per_token * tokens_per_sec / 1e9;
-    let peak = matmul_peak_gflops(1024, 5, dev)?;
+    let peak = matmul_peak_gflops_in(1024, 5, dev, train.precision)?;
     Ok(TrainBench {
         batch_size: batch,
         seq_len: seq,
@@ -109,6 +123,7 @@ pub fn bench_train(
         tokens_per_sec,
         flops_per_token,
         achieved_gflops: achieved,
+        precision: train.precision,
         peak_matmul_gflops: peak,
         mfu: achieved / peak,
         final_loss,

@@ -38,6 +38,9 @@ pub struct TrainConfig {
     /// Share of the token stream held out for evaluation (taken from its end).
     pub val_fraction: f64,
     pub seed: u64,
+    /// `f32`, or `bf16`: the linear layers multiply in bf16 with f32 sums, weights and
+    /// optimiser state stay f32 (mixed precision).
+    pub precision: lmlab_model::fused::Precision,
 }
 
 impl Default for TrainConfig {
@@ -62,6 +65,7 @@ impl Default for TrainConfig {
             log_every: 10,
             val_fraction: 0.05,
             seed: 1337,
+            precision: lmlab_model::fused::Precision::F32,
         }
     }
 }

@@ -245,6 +245,7 @@ impl<'a> Trainer<'a> {
     /// Trains from `p` to `max_steps` (or a stop), handing each [`TrainEvent`] to `on_event`.
     pub fn run(&self, mut opt: AdamW, mut p: Progress, mut on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
         let (cfg, spec) = (&self.train_cfg, &self.spec);
+        lmlab_model::fused::set_precision(cfg.precision);
         let max_steps = cfg.max_steps;
         if p.step >= max_steps {
             bail!("the checkpoint is already at step {} of {max_steps}; raise max_steps to train further", p.step);

@@ -1,5 +1,6 @@
 //! Training behaviour: a tiny model overfits one batch; an interrupted and resumed run is
-//! bit-identical to an uninterrupted one; checkpoints and metrics are consistent.
+//! bit-identical to an uninterrupted one, in f32 and in mixed precision; checkpoints and metrics
+//! are consistent.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use lmlab_model::checkpoint::init_trainable;
+use lmlab_model::fused::Precision;
 use lmlab_model::{GptConfig, Mode};
 use lmlab_train::optim::{clip_global_norm, AdamW};
 use lmlab_train::shards::write_shard;
@@ -50,6 +52,10 @@ fn write_data(dir: &Path) -> PathBuf {
 }
 
 fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<u64>) -> PretrainOptions {
+    options_in(dir, data, out, resume, stop_after, Precision::F32)
+}
+
+fn options_in(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<u64>, precision: Precision) -> PretrainOptions {
     let train = TrainConfig {
         batch_size: 4,
         grad_accum: 2,
@@ -63,6 +69,7 @@ fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<
         log_every: 1,
         val_fraction: 0.1,
         seed: 42,
+        precision,
         ..TrainConfig::default()
     };
     PretrainOptions {
@@ -80,17 +87,37 @@ fn options(dir: &Path, data: &Path, out: &str, resume: bool, stop_after: Option<
 
 #[test]
 fn resumed_training_is_bit_identical_to_uninterrupted() {
+    check_resume(Precision::F32);
+}
+
+#[test]
+fn resumed_mixed_precision_training_is_bit_identical_and_close_to_f32() {
+    let bf16 = check_resume(Precision::Bf16);
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+    let f32 = pretrain(options(dir.path(), &data, "f32", false, None)).unwrap();
+    // bf16 products change the numbers (so the setting reached the matmuls) but not the course.
+    let (a, b): (Vec<f64>, Vec<f64>) = (f32.steps.iter().map(|r| r.loss).collect(), bf16.steps.iter().map(|r| r.loss).collect());
+    assert!(a != b, "bf16 training gave exactly the f32 losses");
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 0.02 * x, "step {}: f32 loss {x}, bf16 {y}", step + 1);
+    }
+}
+
+/// Trains 20 steps straight and as 10 + 10 with a resume in between, in `precision`; checks
+/// that both give the same losses, evaluation and weights bit for bit, and returns the first.
+fn check_resume(precision: Precision) -> lmlab_train::PretrainReport {
     let dir = tempfile::tempdir().unwrap();
     let data = write_data(dir.path());
 
-    let full = pretrain(options(dir.path(), &data, "full", false, None)).unwrap();
+    let full = pretrain(options_in(dir.path(), &data, "full", false, None, precision)).unwrap();
     assert_eq!(full.final_step, 20);
     assert!(!full.interrupted);
 
-    let first = pretrain(options(dir.path(), &data, "split", false, Some(10))).unwrap();
+    let first = pretrain(options_in(dir.path(), &data, "split", false, Some(10), precision)).unwrap();
     assert!(first.interrupted);
     assert_eq!(first.final_step, 10);
-    let second = pretrain(options(dir.path(), &data, "split", true, None)).unwrap();
+    let second = pretrain(options_in(dir.path(), &data, "split", true, None, precision)).unwrap();
     assert_eq!(second.start_step, 10);
     assert_eq!(second.final_step, 20);
 
@@ -124,6 +151,7 @@ fn resumed_training_is_bit_identical_to_uninterrupted() {
         assert!(dir.path().join("split/base").join(f).is_file(), "{f}");
     }
     assert!(!dir.path().join("split/base.tmp").exists() && !dir.path().join("split/base.old").exists());
+    full
 }
 
 #[test]

@@ -178,6 +178,9 @@ pub struct TrainArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// f32, or bf16 (mixed precision: bf16 matmuls, f32 weights and optimiser state).
+    #[arg(long)]
+    precision: Option<lmlab_model::fused::Precision>,
     #[arg(long)]
     json: bool,
 }
@@ -188,7 +191,10 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Data(a) => crate::bench_data::run(a)?,
         BenchCmd::Serve(a) => run_serve(a)?,
         BenchCmd::Train(a) => {
-            let preset = Preset::from_file(&a.config)?;
+            let mut preset = Preset::from_file(&a.config)?;
+            if let Some(p) = a.precision {
+                preset.train.precision = p;
+            }
             let mut cfg = preset.model.clone();
             if cfg.vocab_size == 0 {
                 cfg.vocab_size = a.vocab_size;
@@ -208,7 +214,9 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             );
             println!("  {:.0} tokens/s", r.tokens_per_sec);
             println!("  {:.3} MFLOP/token (6N + attention), {:.2} GFLOP/s achieved", r.flops_per_token / 1e6, r.achieved_gflops);
-            println!("  f32 matmul peak measured now: {:.2} GFLOP/s -> MFU {:.1}%", r.peak_matmul_gflops, r.mfu * 100.0);
+            let precision = serde_json::to_value(r.precision)?;
+            let precision = precision.as_str().unwrap_or("f32");
+            println!("  {precision} matmul peak measured now: {:.2} GFLOP/s -> MFU {:.1}%", r.peak_matmul_gflops, r.mfu * 100.0);
         }
     }
     Ok(())

@@ -34,6 +34,9 @@ pub struct PretrainArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
+    /// f32, or bf16 (mixed precision: bf16 matmuls, f32 weights and optimiser state).
+    #[arg(long)]
+    precision: Option<lmlab_model::fused::Precision>,
     /// Write a checkpoint and stop after this many steps (resume later with --resume).
     #[arg(long)]
     stop_after: Option<u64>,
@@ -58,6 +61,9 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     }
     if let Some(v) = a.batch_size {
         preset.train.batch_size = v;
+    }
+    if let Some(v) = a.precision {
+        preset.train.precision = v;
     }
     if let Some(v) = a.lr {
         preset.train.lr = v;

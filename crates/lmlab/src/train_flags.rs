@@ -24,6 +24,9 @@ pub struct TrainFlags {
     /// Share of conversations or pairs held out for evaluation.
     #[arg(long)]
     val_fraction: Option<f64>,
+    /// f32, or bf16 (mixed precision: bf16 matmuls, f32 weights and optimiser state).
+    #[arg(long)]
+    precision: Option<lmlab_model::fused::Precision>,
     /// Continue from the checkpoint in --out exactly where it stopped.
     #[arg(long)]
     pub resume: bool,
@@ -53,6 +56,9 @@ impl TrainFlags {
         }
         if let Some(v) = self.val_fraction {
             cfg.val_fraction = v;
+        }
+        if let Some(v) = self.precision {
+            cfg.precision = v;
         }
         cfg.warmup_steps = cfg.warmup_steps.min(cfg.max_steps / 2);
         cfg

@@ -19,7 +19,8 @@ import statistics
 def run(lmlab, cfg, data, tok, out, seed, precision, steps):
     folder = os.path.join(out, f"{precision}-seed{seed}")
     if not os.path.exists(os.path.join(folder, "done")):
-        subprocess.run([lmlab, "pretrain", "--config", cfg, "--data", data, "--tokenizer", tok, "--out", folder,
+        # pretrain writes metrics.jsonl beside its checkpoint folder: one run folder each.
+        subprocess.run([lmlab, "pretrain", "--config", cfg, "--data", data, "--tokenizer", tok, "--out", os.path.join(folder, "base"),
                         "--max-steps", str(steps), "--seed", str(seed), "--precision", precision], check=True,
                        stdout=subprocess.DEVNULL)
         open(os.path.join(folder, "done"), "w").close()

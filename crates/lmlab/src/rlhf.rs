@@ -44,6 +44,11 @@ pub struct RlhfArgs {
     /// Use N prompts of the file, spread evenly over it.
     #[arg(long)]
     limit: Option<usize>,
+    /// Ask only the questions of these occurrence buckets, comma-separated: 1, 2-3, 4-10, 11+
+    /// (how often the fact is in the crawl) and 0 (entities that do not exist). RL on facts the
+    /// model cannot know teaches it to decline everything; this keeps RL to what it can learn.
+    #[arg(long)]
+    buckets: Option<String>,
     /// Checkpoint folder, e.g. runs/N/rlhf (metrics.jsonl goes beside it).
     #[arg(long)]
     out: PathBuf,
@@ -173,7 +178,14 @@ pub fn run(a: RlhfArgs) -> Result<()> {
     if policy.chat_template().is_none() {
         bail!("{} has no chat template to ask the prompts with", a.policy.display());
     }
-    let questions = lmlab_eval::qa::read_questions(std::slice::from_ref(&a.prompts), a.limit)?;
+    let mut questions = lmlab_eval::qa::read_questions(std::slice::from_ref(&a.prompts), a.limit)?;
+    if let Some(list) = &a.buckets {
+        let wanted = parse_buckets(list)?;
+        questions.retain(|q| wanted.contains(&q.bucket.as_str()));
+        if questions.is_empty() {
+            bail!("{} has no questions in the buckets {list}", a.prompts.display());
+        }
+    }
     let prompts = questions.iter().map(|q| policy.prompt(&q.question, true, None)).collect::<Result<Vec<_>>>()?;
     let stop_ids = policy.tokenizer().special().stop_ids.clone();
     let algo = match a.algo {
@@ -285,4 +297,28 @@ pub fn run(a: RlhfArgs) -> Result<()> {
     }
     println!("checkpoint: {}\nmetrics:    {}", report.checkpoint.display(), report.metrics.display());
     Ok(())
+}
+
+/// The bucket names of a `--buckets` list, each checked against the world's buckets.
+fn parse_buckets(list: &str) -> Result<Vec<&str>> {
+    const BUCKETS: [&str; 5] = ["0", "1", "2-3", "4-10", "11+"];
+    list.split(',')
+        .map(str::trim)
+        .map(|b| match BUCKETS.contains(&b) {
+            true => Ok(b),
+            false => Err(anyhow::anyhow!("--buckets: unknown bucket {b:?}; the buckets are {}", BUCKETS.join(", "))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_buckets;
+
+    #[test]
+    fn buckets_are_the_worlds_and_an_unknown_one_is_named() {
+        assert_eq!(parse_buckets("11+, 4-10,0").unwrap(), ["11+", "4-10", "0"]);
+        let err = parse_buckets("11+,5-9").unwrap_err().to_string();
+        assert!(err.contains("\"5-9\"") && err.contains("2-3"), "{err}");
+    }
 }

@@ -68,7 +68,7 @@ import json, os, statistics
 rows = [json.loads(l) for l in open(os.environ["RESULTS"])]
 configs = list(dict.fromkeys(r["config"] for r in rows))
 def med(config, who, key="tokens_per_sec"):
-    vals = [r["run"][key] for r in rows if r["who"] == who and r["config"] == config]
+    vals = [r["run"][key] for r in rows if r["who"] == who and r["config"] == config and r["run"].get(key) is not None]
     return statistics.median(vals) if vals else None
 framework = next(r["run"]["framework"] for r in rows if r["who"] != "lmlab")
 whos = list(dict.fromkeys(r["who"] for r in rows))
@@ -87,4 +87,7 @@ for c in configs:
     print(f"{'':34} {lm['params']:,} params, B={lm['batch_size']} T={lm['seq_len']}, {lm['threads']} threads; lmlab MFU "
           f"{med(c, 'lmlab', 'mfu') * 100:.1f}% of a measured {med(c, 'lmlab', 'peak_matmul_gflops'):.0f} GFLOP/s f32 matmul peak"
           + (f", bf16 {med(c, 'lmlab-bf16', 'mfu') * 100:.1f}% of {med(c, 'lmlab-bf16', 'peak_matmul_gflops'):.0f} GFLOP/s bf16" if 'lmlab-bf16' in meds else ""))
+    mib = lambda who, key: (f"{med(c, who, key) / 2**20:.0f}" if med(c, who, key) is not None else "-")
+    print(f"{'':34} MiB kept for backward: " + ", ".join(f"{w} {mib(w, 'activation_bytes')}" for w in whos)
+          + "; peak RSS growth over the first step: " + ", ".join(f"{w} {mib(w, 'first_step_peak_rss_growth_bytes')}" for w in whos))
 PY

@@ -141,6 +141,17 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(B * T, -1).float(), targets.view(B * T))
 
 
+def status_bytes(field):
+    """A field of /proc/self/status (VmRSS, VmHWM) in bytes, or None off Linux."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True)
@@ -173,10 +184,23 @@ def main():
     data = torch.randint(0, cfg["vocab_size"], (a.batch_size, T + 1))
     x, y = data[:, :T].contiguous(), data[:, 1:].contiguous()
     fwd = bwd = upd = 0.0
+    saved_bytes, rss_growth, rss_before = 0, None, status_bytes("VmRSS")
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         with autocast:
-            loss = model(x, y)
+            if i + 1 == a.warmup + a.steps:
+                # The tensors autograd saves for backward, each buffer once (PyTorch's own
+                # accounting hook); only on the last step, and outside the timed parts below.
+                seen = {}
+                def pack(t):
+                    seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                    return t
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    loss = model(x, y)
+                param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+                saved_bytes = sum(n for ptr, n in seen.items() if ptr not in param_ptrs)
+            else:
+                loss = model(x, y)
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -184,6 +208,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.get("grad_clip", 1.0))
         opt.step()
         t3 = time.perf_counter()
+        if i == 0 and rss_before is not None:
+            rss_growth = status_bytes("VmHWM") - rss_before
         if i >= a.warmup:
             fwd, bwd, upd = fwd + t1 - t0, bwd + t2 - t1, upd + t3 - t2
     step = (fwd + bwd + upd) / a.steps
@@ -192,6 +218,7 @@ def main():
         "threads": torch.get_num_threads(), "ms_per_step": step * 1e3, "forward_ms": fwd / a.steps * 1e3,
         "backward_ms": bwd / a.steps * 1e3, "optimizer_ms": upd / a.steps * 1e3,
         "tokens_per_sec": a.batch_size * T / step, "final_loss": loss.item(),
+        "activation_bytes": saved_bytes, "first_step_peak_rss_growth_bytes": rss_growth,
     }))
 
 

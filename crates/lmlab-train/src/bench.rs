@@ -6,6 +6,7 @@
 //! for this machine rather than against a datasheet.
 
 use lmlab_model::fused::Precision;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -37,6 +38,36 @@ pub struct TrainBench {
     pub peak_matmul_gflops: f64,
     pub mfu: f64,
     pub final_loss: f64,
+    /// Bytes of the tensors one step's graph keeps for the backward pass (distinct buffers,
+    /// parameters excluded), counted on the last timed step.
+    pub activation_bytes: u64,
+    /// How far the peak resident memory rose over the first step (VmHWM after it minus VmRSS
+    /// before it, from /proc/self/status): activations, gradients and the optimiser's moments,
+    /// which the first step allocates. `None` where /proc is not there.
+    pub first_step_peak_rss_growth_bytes: Option<u64>,
+}
+
+/// Bytes of the distinct storages behind the tensors of `loss`'s graph that are not
+/// parameters: what the graph holds alive until the backward pass has run. A view (a reshape,
+/// a narrow) shares its source's buffer and counts once, at the largest extent any view reaches.
+fn activation_bytes(loss: &Tensor) -> u64 {
+    let mut extent: HashMap<usize, u64> = HashMap::new();
+    for t in loss.sorted_nodes().into_iter().filter(|t| !t.is_variable()) {
+        let (storage, layout) = t.storage_and_layout();
+        let key = &*storage as *const candle_core::Storage as usize;
+        let bytes = ((layout.start_offset() + t.elem_count()) * t.dtype().size_in_bytes()) as u64;
+        let e = extent.entry(key).or_default();
+        *e = (*e).max(bytes);
+    }
+    extent.values().sum()
+}
+
+/// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`), or `None` off Linux.
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    let kb: u64 = line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// f32 matmul GFLOP/s of an n×n×n product, best of `reps`.
@@ -88,20 +119,29 @@ pub fn bench_train(
 
     let (mut fwd, mut bwd, mut upd) = (0.0, 0.0, 0.0);
     let mut final_loss = 0.0;
+    let (mut activations, mut rss_growth) = (0, None);
+    let rss_before = proc_status_bytes("VmRSS");
     for i in 0..warmup + steps {
         let t0 = Instant::now();
         let loss = model.loss(&x, &y, &mut Mode::training_without_dropout())?;
         final_loss = loss.to_scalar::<f32>()? as f64;
         let t1 = Instant::now();
+        if i + 1 == warmup + steps {
+            activations = activation_bytes(&loss);
+        }
+        let t1b = Instant::now(); // the count above stays out of both timed parts
         let mut grads = opt.collect_grads(&loss.backward()?)?;
         let t2 = Instant::now();
         clip_global_norm(&mut grads, train.grad_clip)?;
         opt.step(&grads, train.lr)?;
         dev.synchronize()?;
         let t3 = Instant::now();
+        if i == 0 {
+            rss_growth = proc_status_bytes("VmHWM").zip(rss_before).map(|(peak, before)| peak.saturating_sub(before));
+        }
         if i >= warmup {
             fwd += (t1 - t0).as_secs_f64();
-            bwd += (t2 - t1).as_secs_f64();
+            bwd += (t2 - t1b).as_secs_f64();
             upd += (t3 - t2).as_secs_f64();
         }
     }
@@ -127,5 +167,7 @@ pub fn bench_train(
         peak_matmul_gflops: peak,
         mfu: achieved / peak,
         final_loss,
+        activation_bytes: activations,
+        first_step_peak_rss_growth_bytes: rss_growth,
     })
 }

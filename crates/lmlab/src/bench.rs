@@ -217,6 +217,12 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             let precision = serde_json::to_value(r.precision)?;
             let precision = precision.as_str().unwrap_or("f32");
             println!("  {precision} matmul peak measured now: {:.2} GFLOP/s -> MFU {:.1}%", r.peak_matmul_gflops, r.mfu * 100.0);
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            let rss = r.first_step_peak_rss_growth_bytes.map_or("-".into(), |b| format!("{:.1} MiB", mib(b)));
+            println!(
+                "  memory: {:.1} MiB of activations kept for backward; peak RSS grew {rss} over the first step",
+                mib(r.activation_bytes)
+            );
         }
     }
     Ok(())

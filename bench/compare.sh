@@ -44,8 +44,9 @@ if [ -z "${LMLAB:-}" ]; then
   LMLAB="$CARGO_TARGET_DIR/release/lmlab"
 fi
 
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+# Every measurement, one JSON line each, kept after the run (the table below is made from it).
+results=${RESULTS:-$(mktemp /tmp/lmlab-compare-XXXXXX.jsonl)}
+echo "compare.sh: raw results in $results" >&2
 for model in "${models[@]}"; do
   read -r config batch seq <<<"$model"
   common=(--config "$config" --batch-size "$batch" --seq-len "$seq" --vocab-size "$vocab" --steps "$steps")
@@ -70,7 +71,7 @@ configs = list(dict.fromkeys(r["config"] for r in rows))
 def med(config, who, key="tokens_per_sec"):
     vals = [r["run"][key] for r in rows if r["who"] == who and r["config"] == config and r["run"].get(key) is not None]
     return statistics.median(vals) if vals else None
-framework = next(r["run"]["framework"] for r in rows if r["who"] != "lmlab")
+framework = next(r["run"]["framework"] for r in rows if r["who"].startswith("pytorch"))
 whos = list(dict.fromkeys(r["who"] for r in rows))
 print(f"tokens/s, medians of {max(1, sum(1 for r in rows if r['who'] == 'lmlab') // len(configs))} runs; {framework}")
 print(f"{'model':34} " + " ".join(f"{w:>14}" for w in whos) + "   ratios")

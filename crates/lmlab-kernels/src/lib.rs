@@ -50,4 +50,4 @@ pub use cpu::{detected, detected_avx512_bf16, isa, simd_forced_off, use_avx512_b
 pub use gemm::{linear_backward, linear_forward, LinearShape};
 pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
 pub use sys::{cpu_seconds, keep_freed_memory, map_readonly};
-pub use train_attention::{attention_backward, attention_forward, AttentionShape};
+pub use train_attention::{attention_backward, attention_forward, AttentionGrads, AttentionShape};

@@ -129,6 +129,13 @@ pub fn attention_forward(
     Ok(y)
 }
 
+/// The gradients of attention's three inputs, each laid out as its input.
+pub struct AttentionGrads {
+    pub dq: Vec<f32>,
+    pub dk: Vec<f32>,
+    pub dv: Vec<f32>,
+}
+
 /// Gradients `(dq, dk, dv)` of causal attention, given the forward's inputs, its output `y`
 /// and the output's gradient `dy` (both [B, H, T, Dh]).
 #[allow(clippy::too_many_arguments)]
@@ -141,7 +148,7 @@ pub fn attention_backward(
     shape: AttentionShape,
     segments: Option<&[u32]>,
     scale: f32,
-) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), String> {
+) -> Result<AttentionGrads, String> {
     shape.check(q, k, v, segments)?;
     if y.len() != q.len() || dy.len() != q.len() {
         return Err(format!("attention backward: output {} and gradient {} numbers for {} queries", y.len(), dy.len(), q.len()));
@@ -180,7 +187,7 @@ pub fn attention_backward(
             }
         },
     );
-    Ok((dq, dk, dv))
+    Ok(AttentionGrads { dq, dk, dv })
 }
 
 #[cfg(test)]
@@ -240,7 +247,7 @@ mod tests {
         let w = data(q.len(), 7); // the loss is Σ w ∘ y, so dy = w
         for segments in [None, Some(&seg[..])] {
             let y = attention_forward(&q, &k, &v, s, segments, 0.5).unwrap();
-            let (dq, dk, dv) = attention_backward(&q, &k, &v, &y, &w, s, segments, 0.5).unwrap();
+            let AttentionGrads { dq, dk, dv } = attention_backward(&q, &k, &v, &y, &w, s, segments, 0.5).unwrap();
             let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
                 reference(q, k, v, s, segments, 0.5).iter().zip(&w).map(|(a, b)| a * *b as f64).sum()
             };

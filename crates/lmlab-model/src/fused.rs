@@ -134,7 +134,7 @@ impl CustomOp3 for CausalAttention {
     }
 
     fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dq, dk, dv) = with_values(self.name(), &[q, k, v, y, dy], |x| {
+        let lmlab_kernels::AttentionGrads { dq, dk, dv } = with_values(self.name(), &[q, k, v, y, dy], |x| {
             lmlab_kernels::attention_backward(
                 x[0],
                 x[1],

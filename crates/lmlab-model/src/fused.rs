@@ -1,6 +1,6 @@
 //! Fused training ops with hand-written backward passes, as candle custom ops: causal
-//! attention, softmax cross-entropy, RMSNorm, LayerNorm, SwiGLU, GELU, bias addition, the
-//! linear layer and rotary embedding.
+//! attention, softmax cross-entropy, RMSNorm, LayerNorm, SwiGLU, GELU, the linear layer (with
+//! its bias) and rotary embedding.
 //!
 //! Why: composed of candle's tensor ops (see [`crate::ops`]) each of these is a chain of
 //! elementwise kernels and broadcasts, and its backward a longer one, each allocating a full
@@ -450,7 +450,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// GELU (tanh approximation) and bias addition
+// GELU (tanh approximation)
 // ---------------------------------------------------------------------------------------------
 
 /// GELU with the tanh approximation GPT-2 uses (candle's `gelu`):
@@ -499,52 +499,20 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
 }
 
-/// `y + b` for `y` [rows, n] and a bias `b` [n]: the bias's gradient is the column sums of the
-/// output's, summed in fixed pieces of rows so the result does not depend on the thread count.
-struct AddBias;
-
-impl CustomOp2 for AddBias {
-    fn name(&self) -> &'static str {
-        "fused-add-bias"
-    }
-
-    fn cpu_fwd(&self, y: &CpuStorage, ly: &Layout, b: &CpuStorage, lb: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (y, b) = (f32_values(y, ly, self.name())?, f32_values(b, lb, self.name())?);
-        let mut out = y.to_vec();
-        out.par_chunks_mut(rows_per_piece(b.len()) * b.len()).for_each(|piece| {
-            for row in piece.chunks_exact_mut(b.len()) {
-                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+/// The column sums of a row-major matrix with `n` columns: a bias's gradient. Summed in fixed
+/// pieces of rows, then the pieces in order, so the result does not depend on the thread count.
+fn column_sums(m: &[f32], n: usize) -> Vec<f32> {
+    let partials: Vec<Vec<f32>> = m
+        .par_chunks(rows_per_piece(n) * n)
+        .map(|piece| {
+            let mut acc = vec![0.0f32; n];
+            for row in piece.chunks_exact(n) {
+                acc.iter_mut().zip(row).for_each(|(a, g)| *a += g);
             }
-        });
-        Ok((CpuStorage::F32(out), ly.shape().clone()))
-    }
-
-    fn bwd(&self, y: &Tensor, b: &Tensor, _out: &Tensor, dout: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let n = b.elem_count();
-        let db = with_values(self.name(), &[dout], |v| {
-            let partials: Vec<Vec<f32>> = v[0]
-                .par_chunks(rows_per_piece(n) * n)
-                .map(|piece| {
-                    let mut acc = vec![0.0f32; n];
-                    for row in piece.chunks_exact(n) {
-                        acc.iter_mut().zip(row).for_each(|(a, g)| *a += g);
-                    }
-                    acc
-                })
-                .collect();
-            Ok(sum_partials(partials, n))
-        })?;
-        Ok((Some(dout.reshape(y.shape())?), Some(tensor_like(db, b)?)))
-    }
-}
-
-/// `y + b`, the bias broadcast over the rows of `y` [rows, n].
-pub fn add_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let (_, n) = y.dims2()?;
-    if b.dims() != [n] {
-        bail!("bias of shape {:?} for rows of {n}", b.dims());
-    }
-    y.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
+            acc
+        })
+        .collect();
+    sum_partials(partials, n)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,6 +545,65 @@ impl CustomOp2 for Linear {
         })?;
         Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?)))
     }
+}
+
+/// `x · wᵀ + b` in one op: the product without its bias is never a tensor of its own, so the
+/// graph does not keep it for backward (composed, the bias addition's input is held beside its
+/// output).
+struct LinearBias {
+    bf16: bool,
+}
+
+impl CustomOp3 for LinearBias {
+    fn name(&self) -> &'static str {
+        "fused-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (f32_values(x, lx, self.name())?, f32_values(w, lw, self.name())?, f32_values(b, lb, self.name())?);
+        let shape = linear_shape(lx.shape(), lw.shape())?;
+        if b.len() != shape.outputs {
+            bail!("linear: a bias of {} for {} outputs", b.len(), shape.outputs);
+        }
+        let mut y = lmlab_kernels::linear_forward(x, w, shape, self.bf16).map_err(candle_core::Error::msg)?;
+        y.par_chunks_mut(rows_per_piece(b.len()) * b.len()).for_each(|piece| {
+            for row in piece.chunks_exact_mut(b.len()) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+        });
+        Ok((CpuStorage::F32(y), Shape::from((shape.rows, shape.outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let shape = linear_shape(x.shape(), w.shape())?;
+        let (dx, dw, db) = with_values(self.name(), &[x, w, dy], |v| {
+            let (dx, dw) = lmlab_kernels::linear_backward(v[0], v[1], v[2], shape, self.bf16).map_err(candle_core::Error::msg)?;
+            Ok((dx, dw, column_sums(v[2], shape.outputs)))
+        })?;
+        Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?), Some(tensor_like(db, b)?)))
+    }
+}
+
+/// `x · wᵀ + b` for x [rows, in], a weight w [out, in] and a bias b [out], in the
+/// [`precision`] of this thread.
+pub fn linear_with_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let bf16 = precision() == Precision::Bf16;
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBias { bf16 })
 }
 
 fn linear_shape(x: &Shape, w: &Shape) -> Result<lmlab_kernels::LinearShape> {

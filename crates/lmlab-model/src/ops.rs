@@ -122,11 +122,12 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let inner = *dims.last().expect("linear input has a last dimension");
     let rows = x.elem_count() / inner;
     let x = x.reshape((rows, inner))?;
-    let y = if crate::fused::fusable(&x) && crate::fused::fusable(w) { crate::fused::linear(&x, w)? } else { x.matmul(&w.t()?)? };
-    let y = match b {
-        Some(b) if crate::fused::fusable(&y) => crate::fused::add_bias(&y, b)?,
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
+    let fused = crate::fused::fusable(&x) && crate::fused::fusable(w) && b.is_none_or(crate::fused::fusable);
+    let y = match (fused, b) {
+        (true, Some(b)) => crate::fused::linear_with_bias(&x, w, b)?,
+        (true, None) => crate::fused::linear(&x, w)?,
+        (false, Some(b)) => x.matmul(&w.t()?)?.broadcast_add(b)?,
+        (false, None) => x.matmul(&w.t()?)?,
     };
     let mut out_dims = dims;
     *out_dims.last_mut().unwrap() = w.dim(0)?;

@@ -111,17 +111,17 @@ fn rope_matches_the_composed_rotation_with_shared_and_per_row_tables() {
 }
 
 #[test]
+fn linear_with_bias_matches_matmul_plus_broadcast_bias() {
+    let inputs = [values(&[70, 24], 19, 2.0), values(&[40, 24], 20, 1.0), values(&[40], 21, 1.0)];
+    let got = compare(&inputs, |t| fused::linear_with_bias(&t[0], &t[1], &t[2]), |t| t[0].matmul(&t[1].t()?)?.broadcast_add(&t[2]));
+    assert_close("linear_with_bias", got, 1e-5);
+}
+
+#[test]
 fn gelu_matches_candles_tanh_gelu() {
     let inputs = [values(&[5, 77], 13, 5.0)];
     let got = compare(&inputs, |t| fused::gelu(&t[0]), |t| t[0].gelu());
     assert_close("gelu", got, 1e-5);
-}
-
-#[test]
-fn bias_addition_matches_broadcast_add() {
-    let inputs = [values(&[300, 24], 14, 2.0), values(&[24], 15, 1.0)];
-    let got = compare(&inputs, |t| fused::add_bias(&t[0], &t[1]), |t| t[0].broadcast_add(&t[1]));
-    assert_close("add_bias", got, 1e-5);
 }
 
 #[test]

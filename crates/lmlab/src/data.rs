@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lmlab_data::merge::merge;
@@ -25,6 +25,15 @@ pub enum DataCmd {
     /// One document through the pipeline: its main text, language and the stage that removes
     /// it (or "kept"), to see why a page went.
     Show(ShowArgs),
+    /// The main text of one HTML page, as `prepare` extracts it: decoded by its `<meta>`
+    /// charset (UTF-8 otherwise), then one line per block.
+    Extract(ExtractArgs),
+}
+
+#[derive(Args)]
+pub struct ExtractArgs {
+    /// The HTML file, or - for standard input.
+    input: PathBuf,
 }
 
 #[derive(Args)]
@@ -185,6 +194,17 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 Ok(c) => println!("verdict: passes every filter ({}); dedup decides against earlier documents", c.lang),
                 Err((stage, rule)) => println!("verdict: removed by {stage}/{rule}"),
             }
+        }
+        DataCmd::Extract(a) => {
+            let html = if a.input.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading standard input")?;
+                bytes
+            } else {
+                std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?
+            };
+            let (text, _charset) = lmlab_data::http::decode_text(&html, None);
+            println!("{}", lmlab_data::extract::main_text(&text));
         }
         DataCmd::EvalFilters(a) => {
             let report = lmlab_data::filter_eval::eval_filters(&a.labels, &a.data)?;

@@ -403,3 +403,36 @@ fn sft_full_and_lora_with_default_targets_on_a_gpt2_style_base_then_merge() {
     assert!(summary.contains("0 skipped as too long, 0 truncated, 0 dropped with nothing left to learn"), "{summary}");
     assert!(d.join("run/sft/model.safetensors").is_file());
 }
+
+#[test]
+fn data_extract_prints_a_pages_main_text_from_a_file_or_standard_input() {
+    use std::io::Write;
+    // A page in windows-1252, declared only in its <meta>: "café" is one byte 0xE9 there.
+    let mut page = b"<html><head><meta charset=\"windows-1252\"><title>Site</title>\
+        <script>var tracker = 1;</script></head><body><article><h1>Paris caf"
+        .to_vec();
+    page.extend(b"\xe9s</h1><p>The oldest caf\xe9 in Paris opened in 1686 and still serves coffee today.</p>");
+    page.extend(b"</article></body></html>");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, &page).unwrap();
+
+    let from_file = String::from_utf8(ok(&["data", "extract", file.to_str().unwrap()]).stdout).unwrap();
+    assert!(from_file.contains("Paris cafés"), "{from_file}");
+    assert!(from_file.contains("The oldest café in Paris opened in 1686"), "{from_file}");
+    assert!(!from_file.contains("tracker") && !from_file.contains("Site"), "script and title are not main text: {from_file}");
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lmlab"))
+        .args(["data", "extract", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&page).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), from_file, "standard input gives the same text");
+
+    let missing = lmlab(&["data", "extract", "/nonexistent/page.html"]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/page.html"));
+}

@@ -38,14 +38,8 @@ fn pair(lo: f32, hi: f32) -> u32 {
 }
 
 /// The two bf16 halves of a pair, widened to f32 exactly: (low, high).
-pub(crate) fn unpair(p: u32) -> (f32, f32) {
+fn unpair(p: u32) -> (f32, f32) {
     (f32::from_bits(p << 16), f32::from_bits(p & 0xFFFF_0000))
-}
-
-impl View<'_> {
-    fn at(&self, row: usize, col: usize) -> f32 {
-        self.data[row * self.row_stride + col * self.col_stride]
-    }
 }
 
 /// `b` [k, n] as panels of NR columns; within a panel, for each pair of rows of `b`, NR pairs.
@@ -99,7 +93,7 @@ fn pack_a(a: View, r0: usize, rows: usize, k: usize, packed: &mut [u32]) {
 
 /// The scalar microkernel: `acc[r][c] += a_hi·b_hi`, then `+= a_lo·b_lo`, for each pair, as
 /// `vdpbf16ps` adds them (each product exact in f32, each sum rounded).
-pub(crate) fn micro_scalar(a: &[u32], b: &[u32], kp: usize, acc: &mut [f32; MR * NR]) {
+fn micro_scalar(a: &[u32], b: &[u32], kp: usize, acc: &mut [f32; MR * NR]) {
     for q in 0..kp {
         for r in 0..MR {
             let (a_lo, a_hi) = unpair(a[q * MR + r]);

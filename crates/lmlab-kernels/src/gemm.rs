@@ -21,6 +21,11 @@ impl<'a> View<'a> {
         Self { data, row_stride: 1, col_stride: cols }
     }
 
+    /// Element (row, col).
+    pub(crate) fn at(&self, row: usize, col: usize) -> f32 {
+        self.data[row * self.row_stride + col * self.col_stride]
+    }
+
     /// Panics unless every element of a `rows × cols` view lies inside the slice.
     pub(crate) fn check(&self, rows: usize, cols: usize, what: &str) {
         if rows > 0 && cols > 0 {

@@ -36,6 +36,11 @@ impl Mode<'_> {
         Mode { grad: true, dropout: None, capture: None, packing: None }
     }
 
+    /// Whether dropout with probability `p` changes anything in this pass.
+    pub(crate) fn drops(&self, p: f64) -> bool {
+        self.dropout.is_some() && p > 0.0
+    }
+
     pub(crate) fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
         match self.dropout.as_deref_mut() {
             Some(rng) if p > 0.0 => ops::dropout(x, p, rng),
@@ -175,8 +180,7 @@ impl CausalSelfAttention {
         }
         // Training without weight capture or attention dropout: one fused op with its own
         // backward, which keeps no T×T probabilities.
-        let dropout_active = mode.dropout.is_some() && self.dropout > 0.0;
-        if mode.grad && offset == 0 && s == t && mode.capture.is_none() && !dropout_active && crate::fused::fusable(&q) {
+        if mode.grad && offset == 0 && s == t && mode.capture.is_none() && !mode.drops(self.dropout) && crate::fused::fusable(&q) {
             let y = crate::fused::causal_attention(&q, &k, &v, mode.packing.map(|p| p.segments.clone()), scale)?;
             let y = y.transpose(1, 2)?.reshape((b, t, h * hd))?;
             return self.c_proj.forward(&y);

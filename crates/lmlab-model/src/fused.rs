@@ -44,7 +44,7 @@ impl std::str::FromStr for Precision {
 }
 
 thread_local! {
-    static LINEAR_BF16: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PRECISION: std::cell::Cell<Precision> = const { std::cell::Cell::new(Precision::F32) };
 }
 
 /// Sets the precision of the linear layers' products that this thread builds from now on (a
@@ -52,16 +52,12 @@ thread_local! {
 /// that two trainings in one process (tests, say) do not change each other's numbers; the op
 /// records the precision when it is built, so the rayon threads that run it need no setting.
 pub fn set_precision(p: Precision) {
-    LINEAR_BF16.with(|c| c.set(p == Precision::Bf16));
+    PRECISION.with(|c| c.set(p));
 }
 
 /// The precision [`set_precision`] last set on this thread.
 pub fn precision() -> Precision {
-    if LINEAR_BF16.with(|c| c.get()) {
-        Precision::Bf16
-    } else {
-        Precision::F32
-    }
+    PRECISION.with(|c| c.get())
 }
 
 /// Whether the fused ops can run on this tensor: f32 on the CPU.
@@ -97,10 +93,13 @@ fn tensor_like(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(values, like.shape(), like.device())
 }
 
-/// Rows of `width` values handed to rayon in pieces of about 16k values, so short rows still
-/// make pieces worth a thread.
+/// Values per piece of work handed to rayon: enough to be worth a thread.
+const PIECE: usize = 16_384;
+
+/// Rows of `width` values per piece of about [`PIECE`] values, so short rows still make pieces
+/// worth a thread.
 fn rows_per_piece(width: usize) -> usize {
-    (16_384 / width.max(1)).max(1)
+    (PIECE / width.max(1)).max(1)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,7 +265,8 @@ fn mean_and_scale(x: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// RMSNorm (`bias` false) or LayerNorm (`bias` true) over the last dimension.
+/// LayerNorm (`layer`) or RMSNorm over the last dimension; as a two-input op without a bias,
+/// as a three-input op with one.
 struct Norm {
     layer: bool,
     eps: f32,
@@ -325,18 +325,28 @@ impl Norm {
 const RMS_NORM: &str = "fused-rms-norm";
 const LAYER_NORM: &str = "fused-layer-norm";
 
+impl Norm {
+    fn op_name(&self) -> &'static str {
+        if self.layer {
+            LAYER_NORM
+        } else {
+            RMS_NORM
+        }
+    }
+}
+
 impl CustomOp2 for Norm {
     fn name(&self) -> &'static str {
-        RMS_NORM
+        self.op_name()
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (f32_values(x, lx, RMS_NORM)?, f32_values(w, lw, RMS_NORM)?);
+        let (x, w) = (f32_values(x, lx, self.op_name())?, f32_values(w, lw, self.op_name())?);
         Ok((CpuStorage::F32(self.forward(x, w, None)), lx.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = with_values(RMS_NORM, &[x, w, dy], |v| Ok(self.backward(v[0], v[1], v[2])))?;
+        let (dx, dw, _) = with_values(self.op_name(), &[x, w, dy], |v| Ok(self.backward(v[0], v[1], v[2])))?;
         Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?)))
     }
 }
@@ -386,11 +396,17 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, Norm { layer: false, eps: eps as f32 })
 }
 
-/// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · w + b.
-pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+/// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · w (+ b).
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: Option<&Tensor>, eps: f64) -> Result<Tensor> {
     check_norm_weight(x, w)?;
-    check_norm_weight(x, b)?;
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Norm { layer: true, eps: eps as f32 })
+    let op = Norm { layer: true, eps: eps as f32 };
+    match b {
+        Some(b) => {
+            check_norm_weight(x, b)?;
+            x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
+        }
+        None => x.contiguous()?.apply_op2(&w.contiguous()?, op),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +431,7 @@ impl CustomOp2 for SwiGlu {
             bail!("swiglu: gate {:?} and up {:?} differ in shape", la.shape(), lb.shape());
         }
         let mut y = vec![0.0f32; a.len()];
-        y.par_chunks_mut(16_384).zip(a.par_chunks(16_384).zip(b.par_chunks(16_384))).for_each(|(y, (a, b))| {
+        y.par_chunks_mut(PIECE).zip(a.par_chunks(PIECE).zip(b.par_chunks(PIECE))).for_each(|(y, (a, b))| {
             for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
                 *y = a * sigmoid(a) * b;
             }
@@ -428,9 +444,8 @@ impl CustomOp2 for SwiGlu {
         let (da, db) = with_values(self.name(), &[a, b, dy], |v| {
             let (a, b, dy) = (v[0], v[1], v[2]);
             let (mut da, mut db) = (vec![0.0f32; a.len()], vec![0.0f32; a.len()]);
-            let piece = 16_384;
-            da.par_chunks_mut(piece).zip(db.par_chunks_mut(piece)).enumerate().for_each(|(p, (da, db))| {
-                let at = p * piece;
+            da.par_chunks_mut(PIECE).zip(db.par_chunks_mut(PIECE)).enumerate().for_each(|(p, (da, db))| {
+                let at = p * PIECE;
                 for i in 0..da.len() {
                     let (x, u, g) = (a[at + i], b[at + i], dy[at + i]);
                     let s = sigmoid(x);
@@ -468,7 +483,7 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_values(s, l, self.name())?;
         let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(16_384).zip(x.par_chunks(16_384)).for_each(|(y, x)| {
+        y.par_chunks_mut(PIECE).zip(x.par_chunks(PIECE)).for_each(|(y, x)| {
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh());
             }
@@ -481,7 +496,7 @@ impl CustomOp1 for Gelu {
         let dx = with_values(self.name(), &[x, dy], |v| {
             let (x, dy) = (v[0], v[1]);
             let mut dx = vec![0.0f32; x.len()];
-            dx.par_chunks_mut(16_384).zip(x.par_chunks(16_384).zip(dy.par_chunks(16_384))).for_each(|(dx, (x, dy))| {
+            dx.par_chunks_mut(PIECE).zip(x.par_chunks(PIECE).zip(dy.par_chunks(PIECE))).for_each(|(dx, (x, dy))| {
                 for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
                     let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh();
                     let inner = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
@@ -519,44 +534,65 @@ fn column_sums(m: &[f32], n: usize) -> Vec<f32> {
 // Linear layer
 // ---------------------------------------------------------------------------------------------
 
-/// `x · wᵀ` for x [rows, in] and w [out, in]. Composed, candle records the transpose of `w` as
-/// a node of its own, and its backward adds the weight gradient through a strided view; here
-/// both gradients come from one gemm each, written in place.
+/// `x · wᵀ (+ b)` for x [rows, in], w [out, in] and a bias b [out]: a two-input op without a
+/// bias, a three-input op with one. Composed, candle records the transpose of `w` as a node of
+/// its own, its backward adds the weight gradient through a strided view, and the product
+/// without its bias is kept beside the sum; here the product is never a tensor of its own and
+/// each gradient comes from one gemm (the bias's from column sums), written in place.
 struct Linear {
     bf16: bool,
 }
 
-impl CustomOp2 for Linear {
-    fn name(&self) -> &'static str {
-        "fused-linear"
-    }
+const LINEAR: &str = "fused-linear";
 
-    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (f32_values(x, lx, self.name())?, f32_values(w, lw, self.name())?);
+impl Linear {
+    fn forward(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, b: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (f32_values(x, lx, LINEAR)?, f32_values(w, lw, LINEAR)?);
         let shape = linear_shape(lx.shape(), lw.shape())?;
-        let y = lmlab_kernels::linear_forward(x, w, shape, self.bf16).map_err(candle_core::Error::msg)?;
+        let mut y = lmlab_kernels::linear_forward(x, w, shape, self.bf16).map_err(candle_core::Error::msg)?;
+        if let Some(b) = b {
+            if b.len() != shape.outputs {
+                bail!("linear: a bias of {} for {} outputs", b.len(), shape.outputs);
+            }
+            y.par_chunks_mut(rows_per_piece(b.len()) * b.len()).for_each(|piece| {
+                for row in piece.chunks_exact_mut(b.len()) {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+            });
+        }
         Ok((CpuStorage::F32(y), Shape::from((shape.rows, shape.outputs))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    /// (dx, dw, and with a bias db).
+    fn backward(&self, x: &Tensor, w: &Tensor, dy: &Tensor, bias: Option<&Tensor>) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let shape = linear_shape(x.shape(), w.shape())?;
-        let (dx, dw) = with_values(self.name(), &[x, w, dy], |v| {
-            lmlab_kernels::linear_backward(v[0], v[1], v[2], shape, self.bf16).map_err(candle_core::Error::msg)
+        let (dx, dw, db) = with_values(LINEAR, &[x, w, dy], |v| {
+            let (dx, dw) = lmlab_kernels::linear_backward(v[0], v[1], v[2], shape, self.bf16).map_err(candle_core::Error::msg)?;
+            Ok((dx, dw, bias.is_some().then(|| column_sums(v[2], shape.outputs))))
         })?;
-        Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?)))
+        let db = db.zip(bias).map(|(db, b)| tensor_like(db, b)).transpose()?;
+        Ok((tensor_like(dx, x)?, tensor_like(dw, w)?, db))
     }
 }
 
-/// `x · wᵀ + b` in one op: the product without its bias is never a tensor of its own, so the
-/// graph does not keep it for backward (composed, the bias addition's input is held beside its
-/// output).
-struct LinearBias {
-    bf16: bool,
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        LINEAR
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(x, lx, w, lw, None)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, dy, None)?;
+        Ok((Some(dx), Some(dw)))
+    }
 }
 
-impl CustomOp3 for LinearBias {
+impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
-        "fused-linear-bias"
+        LINEAR
     }
 
     fn cpu_fwd(
@@ -568,18 +604,7 @@ impl CustomOp3 for LinearBias {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (f32_values(x, lx, self.name())?, f32_values(w, lw, self.name())?, f32_values(b, lb, self.name())?);
-        let shape = linear_shape(lx.shape(), lw.shape())?;
-        if b.len() != shape.outputs {
-            bail!("linear: a bias of {} for {} outputs", b.len(), shape.outputs);
-        }
-        let mut y = lmlab_kernels::linear_forward(x, w, shape, self.bf16).map_err(candle_core::Error::msg)?;
-        y.par_chunks_mut(rows_per_piece(b.len()) * b.len()).for_each(|piece| {
-            for row in piece.chunks_exact_mut(b.len()) {
-                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-            }
-        });
-        Ok((CpuStorage::F32(y), Shape::from((shape.rows, shape.outputs))))
+        self.forward(x, lx, w, lw, Some(f32_values(b, lb, LINEAR)?))
     }
 
     fn bwd(
@@ -590,20 +615,9 @@ impl CustomOp3 for LinearBias {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let shape = linear_shape(x.shape(), w.shape())?;
-        let (dx, dw, db) = with_values(self.name(), &[x, w, dy], |v| {
-            let (dx, dw) = lmlab_kernels::linear_backward(v[0], v[1], v[2], shape, self.bf16).map_err(candle_core::Error::msg)?;
-            Ok((dx, dw, column_sums(v[2], shape.outputs)))
-        })?;
-        Ok((Some(tensor_like(dx, x)?), Some(tensor_like(dw, w)?), Some(tensor_like(db, b)?)))
+        let (dx, dw, db) = self.backward(x, w, dy, Some(b))?;
+        Ok((Some(dx), Some(dw), db))
     }
-}
-
-/// `x · wᵀ + b` for x [rows, in], a weight w [out, in] and a bias b [out], in the
-/// [`precision`] of this thread.
-pub fn linear_with_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let bf16 = precision() == Precision::Bf16;
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBias { bf16 })
 }
 
 fn linear_shape(x: &Shape, w: &Shape) -> Result<lmlab_kernels::LinearShape> {
@@ -614,14 +628,20 @@ fn linear_shape(x: &Shape, w: &Shape) -> Result<lmlab_kernels::LinearShape> {
     Ok(lmlab_kernels::LinearShape { rows, inputs, outputs })
 }
 
-/// `x · wᵀ` for x [rows, in] and a weight w [out, in], in the [`precision`] of the process.
-pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    linear_in(x, w, precision())
+/// `x · wᵀ (+ b)` for x [rows, in], a weight w [out, in] and a bias b [out], in the
+/// [`precision`] of this thread.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    linear_in(x, w, b, precision())
 }
 
-/// `x · wᵀ` in the given precision.
-pub fn linear_in(x: &Tensor, w: &Tensor, p: Precision) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Linear { bf16: p == Precision::Bf16 })
+/// `x · wᵀ (+ b)` in the given precision.
+pub fn linear_in(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+    let op = Linear { bf16: p == Precision::Bf16 };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,26 +657,17 @@ struct Rope {
 }
 
 impl Rope {
-    /// Offset of position `t` of row `b` in a table of `n` values.
-    fn table_row(&self, b: usize, t: usize, n: usize) -> usize {
-        let (_, _, len, hd) = self.dims;
-        let half = hd / 2;
-        if n == len * half {
-            t * half
-        } else {
-            (b * len + t) * half
-        }
-    }
-
     /// Rotates each head vector of `x` by `sign`·angle into a new vector.
     fn rotate(&self, x: &[f32], cos: &[f32], sin: &[f32], sign: f32) -> Vec<f32> {
         let (_, h, len, hd) = self.dims;
         let half = hd / 2;
+        // Tables of one row serve every row; otherwise each row has its own.
+        let shared = cos.len() == len * half;
         let mut y = vec![0.0f32; x.len()];
         y.par_chunks_mut(len * hd).zip(x.par_chunks(len * hd)).enumerate().for_each(|(bh, (y, x))| {
-            let b = bh / h;
+            let row_table = if shared { 0 } else { (bh / h) * len * half };
             for t in 0..len {
-                let at = self.table_row(b, t, cos.len());
+                let at = row_table + t * half;
                 let (c, s) = (&cos[at..at + half], &sin[at..at + half]);
                 let (x, y) = (&x[t * hd..(t + 1) * hd], &mut y[t * hd..(t + 1) * hd]);
                 for i in 0..half {

@@ -38,7 +38,7 @@ impl NormLayer {
 
     fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         match (self.kind, grad) {
-            (kind, true) => ops::norm(x, &self.w, self.b.as_ref(), self.zero_b.as_ref(), kind == Norm::RmsNorm, self.eps),
+            (kind, true) => ops::norm(x, &self.w, self.b.as_ref(), kind, self.eps),
             (Norm::LayerNorm, false) => {
                 let b = self.b.as_ref().or(self.zero_b.as_ref()).expect("a bias or its zeros");
                 ops::layer_norm_infer(x, &self.w, b, self.eps)

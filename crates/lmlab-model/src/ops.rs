@@ -46,14 +46,15 @@ pub fn composed_rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
 }
 
-/// LayerNorm (`b` given or `zero_b` standing in) or RMSNorm (`rms`) with a gradient: the fused
-/// kernel on f32 CPU tensors, the composed ops elsewhere.
-pub fn norm(x: &Tensor, w: &Tensor, b: Option<&Tensor>, zero_b: Option<&Tensor>, rms: bool, eps: f64) -> Result<Tensor> {
-    match (rms, crate::fused::fusable(x), b.or(zero_b)) {
-        (true, true, _) => crate::fused::rms_norm(x, w, eps),
-        (true, false, _) => composed_rms_norm(x, w, eps),
-        (false, true, Some(bias)) => crate::fused::layer_norm(x, w, bias, eps),
-        (false, _, _) => composed_layer_norm(x, w, b, eps),
+/// LayerNorm (with its bias, if any) or RMSNorm with a gradient: the fused kernel on f32 CPU
+/// tensors, the composed ops elsewhere.
+pub fn norm(x: &Tensor, w: &Tensor, b: Option<&Tensor>, kind: crate::config::Norm, eps: f64) -> Result<Tensor> {
+    use crate::config::Norm;
+    match (kind, crate::fused::fusable(x)) {
+        (Norm::RmsNorm, true) => crate::fused::rms_norm(x, w, eps),
+        (Norm::RmsNorm, false) => composed_rms_norm(x, w, eps),
+        (Norm::LayerNorm, true) => crate::fused::layer_norm(x, w, b, eps),
+        (Norm::LayerNorm, false) => composed_layer_norm(x, w, b, eps),
     }
 }
 
@@ -124,8 +125,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let x = x.reshape((rows, inner))?;
     let fused = crate::fused::fusable(&x) && crate::fused::fusable(w) && b.is_none_or(crate::fused::fusable);
     let y = match (fused, b) {
-        (true, Some(b)) => crate::fused::linear_with_bias(&x, w, b)?,
-        (true, None) => crate::fused::linear(&x, w)?,
+        (true, _) => crate::fused::linear(&x, w, b)?,
         (false, Some(b)) => x.matmul(&w.t()?)?.broadcast_add(b)?,
         (false, None) => x.matmul(&w.t()?)?,
     };

@@ -75,8 +75,11 @@ fn rms_norm_matches_the_composed_version() {
 #[test]
 fn layer_norm_matches_the_composed_version() {
     let inputs = [(values(&[7, 40], 3, 2.0) + 0.7).unwrap(), values(&[40], 4, 1.0), values(&[40], 5, 1.0)];
-    let got =
-        compare(&inputs, |t| fused::layer_norm(&t[0], &t[1], &t[2], 1e-5), |t| ops::composed_layer_norm(&t[0], &t[1], Some(&t[2]), 1e-5));
+    let got = compare(
+        &inputs,
+        |t| fused::layer_norm(&t[0], &t[1], Some(&t[2]), 1e-5),
+        |t| ops::composed_layer_norm(&t[0], &t[1], Some(&t[2]), 1e-5),
+    );
     assert_close("layer_norm", got, 1e-5);
 }
 
@@ -90,7 +93,7 @@ fn swiglu_matches_silu_times_up() {
 #[test]
 fn linear_matches_matmul_by_the_transpose() {
     let inputs = [values(&[70, 24], 16, 2.0), values(&[40, 24], 17, 1.0)];
-    let got = compare(&inputs, |t| fused::linear(&t[0], &t[1]), |t| t[0].matmul(&t[1].t()?));
+    let got = compare(&inputs, |t| fused::linear(&t[0], &t[1], None), |t| t[0].matmul(&t[1].t()?));
     assert_close("linear", got, 1e-5);
 }
 
@@ -113,7 +116,7 @@ fn rope_matches_the_composed_rotation_with_shared_and_per_row_tables() {
 #[test]
 fn linear_with_bias_matches_matmul_plus_broadcast_bias() {
     let inputs = [values(&[70, 24], 19, 2.0), values(&[40, 24], 20, 1.0), values(&[40], 21, 1.0)];
-    let got = compare(&inputs, |t| fused::linear_with_bias(&t[0], &t[1], &t[2]), |t| t[0].matmul(&t[1].t()?)?.broadcast_add(&t[2]));
+    let got = compare(&inputs, |t| fused::linear(&t[0], &t[1], Some(&t[2])), |t| t[0].matmul(&t[1].t()?)?.broadcast_add(&t[2]));
     assert_close("linear_with_bias", got, 1e-5);
 }
 

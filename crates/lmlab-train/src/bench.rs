@@ -5,13 +5,13 @@
 //! measured in the same run with the same matmul kernel the model uses, so the ratio is honest
 //! for this machine rather than against a datasheet.
 
-use lmlab_model::fused::Precision;
 use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use lmlab_model::checkpoint::init_trainable;
+use lmlab_model::fused::Precision;
 use lmlab_model::{GptConfig, Mode};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -82,7 +82,7 @@ pub fn matmul_peak_gflops_in(n: usize, reps: usize, dev: &Device, precision: Pre
     let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     let product = |a: &Tensor, b: &Tensor| match precision {
         Precision::F32 => a.matmul(b),
-        Precision::Bf16 => lmlab_model::fused::linear_in(a, b, precision),
+        Precision::Bf16 => lmlab_model::fused::linear_in(a, b, None, precision),
     };
     let _ = product(&a, &b)?; // warm up threads and caches
     let mut best = f64::MAX;

@@ -5,7 +5,8 @@
 //! strings ([`prompt_ids`], [`StopText`]); turns logits into a next token ([`sampler`]); and
 //! runs generation ([`engine`]): the prompt is read in one parallel forward pass (prefill) that
 //! fills the KV cache, then each new token costs one single-token pass over the cache (decode),
-//! several samples in one batched step. Both phases are timed. [`Sequence`] and [`decode_step`]
+//! several samples in one batched step. Both phases are timed. Beam search ([`beam`]) keeps the
+//! most likely continuations instead of sampling one. [`Sequence`] and [`decode_step`]
 //! expose those steps one at a time, so a scheduler can admit sequences between decode steps
 //! (continuous batching, in `lmlab-serve`).
 //!
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod beam;
 pub mod bench;
 pub mod engine;
 pub mod inspect;
@@ -31,6 +33,7 @@ mod prompt;
 pub mod reference;
 pub mod sampler;
 
+pub use beam::{beam_search, Beam, BeamRequest};
 pub use engine::{
     decode_step, generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Sequence, Timings, TokenLogprob,
 };

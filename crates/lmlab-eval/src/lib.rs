@@ -6,7 +6,8 @@
 //! byte on held-out text ([`ppl`]), whether rewarding abstention in RLHF makes a model honest
 //! ([`honesty`]) and how far a learned reward can be climbed before the true score falls
 //! ([`overopt`]), instruction data whose abstentions follow a model's own
-//! knowledge ([`rtuning`]), the data pipeline's
+//! knowledge ([`rtuning`]), what training on model-written text does ([`collapse`]), how decoding rules trade quality against diversity ([`sampling`]),
+//! the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
 //! What it does not do: training loops themselves (lmlab-train) or model code (lmlab-model).
@@ -15,6 +16,7 @@
 
 pub mod architectures;
 pub mod bench_data;
+pub mod collapse;
 pub mod consistency;
 pub mod honesty;
 pub mod overopt;
@@ -22,3 +24,4 @@ pub mod plot;
 pub mod ppl;
 pub mod qa;
 pub mod rtuning;
+pub mod sampling;

@@ -71,6 +71,36 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     Ok(())
 }
 
+/// A scatter plot of labelled points `(label, x, y)`, each label written beside its point.
+pub fn scatter_chart(path: &Path, title: &str, x_label: &str, y_label: &str, points: &[(String, f64, f64)]) -> Result<()> {
+    ensure_font()?;
+    let range = |v: Vec<f64>| {
+        let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        (lo - pad)..(hi + pad)
+    };
+    let root = BitMapBackend::new(path, (900, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(range(points.iter().map(|p| p.1).collect()), range(points.iter().map(|p| p.2).collect()))
+        .map_err(|e| anyhow!("{e:?}"))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16)).draw().map_err(|e| anyhow!("{e:?}"))?;
+    let colours = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, (label, x, y)) in points.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        chart.draw_series(std::iter::once(Circle::new((*x, *y), 5, c.filled()))).map_err(|e| anyhow!("{e:?}"))?;
+        chart
+            .draw_series(std::iter::once(Text::new(label.clone(), (*x, *y), ("sans-serif", 14).into_font().color(&c))))
+            .map_err(|e| anyhow!("{e:?}"))?;
+    }
+    root.present().map_err(|e| anyhow!("{e:?}"))?;
+    Ok(())
+}
+
 /// A heatmap of `values[row][col]` (white → dark blue, scaled to the largest value), with one
 /// text label per row and per column at the cell centres; rows may be shorter than the column
 /// count (causal attention), and missing cells stay blank.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use lmlab_infer::{generate_batch, GenerateRequest, Model, SamplingParams, StopText};
+use lmlab_infer::{beam_search, generate_batch, BeamRequest, FinishReason, GenerateRequest, Model, SamplingParams, StopText};
 use lmlab_model::CausalLm;
 use lmlab_world::grade::{self, Grade, GradedAnswer, Grader, Tally};
 use lmlab_world::tasks::Question;
@@ -236,23 +236,30 @@ impl Session {
         temperature: f64,
         samples: usize,
         seed: u64,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Vec<QaAnswer>>> {
+        self.ask_sampled(model, &SamplingParams { temperature, seed, ..Default::default() }, samples, progress)
+    }
+
+    /// [`Session::ask_with`] with any sampler settings; question `i` draws with seeds from
+    /// `sampling.seed + i · samples`.
+    pub fn ask_sampled(
+        &self,
+        model: &Model,
+        sampling: &SamplingParams,
+        samples: usize,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<Vec<QaAnswer>>> {
         let samples = samples.max(1);
-        // A base model's answer ends at the line break; a chat model's at its end-of-turn token.
-        let stops = StopText::new(model.tokenizer(), if self.chat { Vec::new() } else { vec!["\n".into()] });
+        let stops = self.stops(model);
         let mut out = Vec::with_capacity(self.questions.len());
         for (b, (qs, ps)) in self.questions.chunks(self.batch).zip(self.prompts.chunks(self.batch)).enumerate() {
             let reqs: Vec<GenerateRequest> = ps
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let sampling = SamplingParams {
-                        temperature,
-                        seed: seed.wrapping_add(((b * self.batch + i) * samples) as u64),
-                        ..Default::default()
-                    };
-                    let mut req = GenerateRequest::new(p.clone(), self.max_tokens, sampling);
+                    let seed = sampling.seed.wrapping_add(((b * self.batch + i) * samples) as u64);
+                    let mut req = GenerateRequest::new(p.clone(), self.max_tokens, SamplingParams { seed, ..sampling.clone() });
                     req.n = samples;
                     req.stop_ids = stops.stop_ids().to_vec();
                     req.logprobs = Some(0);
@@ -262,29 +269,51 @@ impl Session {
             let generations = generate_batch(model, &reqs, |_, _, tokens| stops.hit(tokens))?;
             for (q, g) in qs.iter().zip(generations) {
                 let answers = g.samples.iter().enumerate().map(|(s, sample)| {
-                    let answer = stops.final_text(&sample.tokens).trim().to_string();
                     let lps: Vec<f64> = sample.logprobs.iter().map(|l| l.logprob).collect();
                     let mean_logprob = if lps.is_empty() { 0.0 } else { lps.iter().sum::<f64>() / lps.len() as f64 };
-                    let grade = self.grader.grade(q, &answer);
-                    let template_markers = has_template_markers(&stops.text(&sample.tokens));
-                    QaAnswer {
-                        ended: sample.finish_reason == lmlab_infer::FinishReason::Stop,
-                        template_markers,
-                        id: q.id.clone(),
-                        set: q.set.clone(),
-                        bucket: q.bucket.clone(),
-                        language: q.language.clone(),
-                        sample: s,
-                        answer,
-                        grade,
-                        mean_logprob,
-                    }
+                    self.graded(q, s, &stops, &sample.tokens, sample.finish_reason, mean_logprob)
                 });
                 out.push(answers.collect());
             }
             progress(((b + 1) * self.batch).min(self.questions.len()), self.questions.len());
         }
         Ok(out)
+    }
+
+    /// One graded answer to every question by beam search with `beams` beams (the best beam).
+    pub fn ask_beam(&self, model: &Model, beams: usize, mut progress: impl FnMut(usize, usize)) -> Result<Vec<QaAnswer>> {
+        let stops = self.stops(model);
+        let mut out = Vec::with_capacity(self.questions.len());
+        for (i, (q, p)) in self.questions.iter().zip(&self.prompts).enumerate() {
+            let req = BeamRequest { stop_ids: stops.stop_ids().to_vec(), ..BeamRequest::new(p.clone(), beams, self.max_tokens) };
+            let best = beam_search(model, &req, |tokens| stops.hit(tokens))?.into_iter().next().context("beam search found nothing")?;
+            let mean_logprob = best.logprob / best.tokens.len().max(1) as f64;
+            out.push(self.graded(q, 0, &stops, &best.tokens, best.finish_reason, mean_logprob));
+            progress(i + 1, self.questions.len());
+        }
+        Ok(out)
+    }
+
+    /// A base model's answer ends at the line break; a chat model's at its end-of-turn token.
+    fn stops<'m>(&self, model: &'m Model) -> StopText<'m> {
+        StopText::new(model.tokenizer(), if self.chat { Vec::new() } else { vec!["\n".into()] })
+    }
+
+    /// Grades sample `sample` of the answers to `q`, generated as `tokens`.
+    fn graded(&self, q: &Question, sample: usize, stops: &StopText, tokens: &[u32], finish: FinishReason, mean_logprob: f64) -> QaAnswer {
+        let answer = stops.final_text(tokens).trim().to_string();
+        QaAnswer {
+            ended: finish == FinishReason::Stop,
+            template_markers: has_template_markers(&stops.text(tokens)),
+            id: q.id.clone(),
+            set: q.set.clone(),
+            bucket: q.bucket.clone(),
+            language: q.language.clone(),
+            sample,
+            grade: self.grader.grade(q, &answer),
+            answer,
+            mean_logprob,
+        }
     }
 
     /// [`Session::ask_with`] without progress.

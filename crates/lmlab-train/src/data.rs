@@ -151,6 +151,13 @@ impl TokenData {
         }
     }
 
+    /// The held-out split's tokens, in stream order.
+    pub fn held_out(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.total - self.train_len);
+        self.read(self.train_len, self.total - self.train_len, &mut out);
+        out
+    }
+
     /// Checks that both splits hold at least one window of `seq_len + 1` tokens.
     pub fn check_fits(&self, seq_len: usize, need_val: bool) -> Result<()> {
         if self.train_len < seq_len + 1 {

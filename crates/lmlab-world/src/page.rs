@@ -739,7 +739,11 @@ pub fn article(kind: PageKind, topic: &str, title: &str, fact_sentences: &[Strin
             } else {
                 format!("This paper records several observations about {topic}.")
             };
-            format!("<article><h1>{title}</h1><p>{body} {}</p>\n{}</article>", filler(rng), facts.join("\n"))
+            // As long as an ordinary article (a planted document is made to pass for one), so
+            // that the pipeline's length rules do not remove it for being short.
+            let sep = if zh { "" } else { " " };
+            let rest = fillers_distinct(zh, 8, rng).join(sep);
+            format!("<article><h1>{title}</h1><p>{body}{sep}{rest}</p>\n{}</article>", facts.join("\n"))
         }
     }
 }

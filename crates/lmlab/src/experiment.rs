@@ -1,4 +1,4 @@
-//! `lmlab experiment architectures`, `honesty` and `overoptimisation`.
+//! `lmlab experiment architectures`, `honesty`, `overoptimisation` and `sampling`.
 
 use std::path::PathBuf;
 
@@ -19,6 +19,82 @@ pub enum ExperimentCmd {
     /// Reward over-optimisation (Gao et al. 2023) in an `lmlab rlhf --reward rm` run: the
     /// reward model's and the world grader's scores against √KL (table, JSON, PNG plot).
     Overoptimisation(OveroptArgs),
+    /// Decoding rules (greedy, beam search, temperature, top-k, top-p, min-p, typical-p)
+    /// compared on held-out text: repetition, distinct-n, self-BLEU, perplexity, and QA accuracy
+    /// (Holtzman et al. 2020) (markdown table, JSON, PNG plot).
+    Sampling(SamplingArgs),
+    /// Generations of models trained on the previous generation's samples, replacing,
+    /// replacing but keeping 10% real data, or accumulating (Shumailov et al. 2024; Gerstgrasser
+    /// et al. 2024): held-out perplexity, distinct-n, the tail's probability, facts known.
+    Collapse(CollapseArgs),
+}
+
+#[derive(Args)]
+pub struct CollapseArgs {
+    /// A run folder (`lmlab run --until data` makes one): tokenizer.json, data/, world/.
+    #[arg(long, default_value = "runs/world")]
+    run: PathBuf,
+    /// Small and fast: a micro model, 2 generations, one seed, 24k tokens.
+    #[arg(long)]
+    quick: bool,
+    /// Generations after generation 0.
+    #[arg(long)]
+    generations: Option<usize>,
+    /// Seeds, comma-separated (each runs every regime).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Real training tokens (and synthetic tokens written per generation).
+    #[arg(long)]
+    real_tokens: Option<usize>,
+    /// Training steps per generation.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// A training preset (file or built-in name) for the model; default the built-in tiny.
+    #[arg(long)]
+    config: Option<String>,
+    /// Fact questions per model.
+    #[arg(long)]
+    questions: Option<usize>,
+    /// Output folder (default runs/experiments/collapse).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct SamplingArgs {
+    /// An lmlab checkpoint (its trainer state names the data whose held-out split is continued).
+    #[arg(long, default_value = "runs/world/base")]
+    model: PathBuf,
+    /// The world folder (eval/facts.jsonl, kb.jsonl); default: `world` beside the model.
+    #[arg(long)]
+    world: Option<PathBuf>,
+    /// Small and fast: 24 documents, 32 new tokens, 20 questions per decoder.
+    #[arg(long)]
+    quick: bool,
+    /// Held-out documents continued.
+    #[arg(long)]
+    prompts: Option<usize>,
+    #[arg(long)]
+    prompt_tokens: Option<usize>,
+    #[arg(long)]
+    new_tokens: Option<usize>,
+    /// Fact questions per decoder.
+    #[arg(long)]
+    questions: Option<usize>,
+    /// Ask the questions through the chat template (an instruction-tuned model).
+    #[arg(long)]
+    chat: bool,
+    #[arg(long, default_value_t = 4)]
+    beams: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder (default runs/experiments/sampling).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -119,6 +195,54 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
         ExperimentCmd::Overoptimisation(a) => {
             let out = a.out.unwrap_or_else(|| a.metrics.parent().map(PathBuf::from).unwrap_or_default());
             let report = lmlab_eval::overopt::run(&a.metrics, &out, a.bins)?;
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{}", std::fs::read_to_string(&report.table_md)?);
+            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+        }
+        ExperimentCmd::Sampling(a) => {
+            use lmlab_eval::sampling;
+            let world = a.world.unwrap_or_else(|| a.model.parent().map_or_else(|| PathBuf::from("world"), |p| p.join("world")));
+            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/sampling"));
+            let mut opts = sampling::SamplingOptions::new(a.model, world, out, a.quick);
+            opts.prompts = a.prompts.unwrap_or(opts.prompts);
+            opts.prompt_tokens = a.prompt_tokens.unwrap_or(opts.prompt_tokens);
+            opts.new_tokens = a.new_tokens.unwrap_or(opts.new_tokens);
+            opts.questions = a.questions.unwrap_or(opts.questions);
+            opts.chat = a.chat;
+            opts.beams = a.beams;
+            opts.seed = a.seed;
+            let report = sampling::run(&opts, |msg| eprintln!("{msg}"))?;
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{}", std::fs::read_to_string(&report.table_md)?);
+            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+        }
+        ExperimentCmd::Collapse(a) => {
+            use lmlab_eval::collapse;
+            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/collapse"));
+            let mut opts = collapse::CollapseOptions::new(a.run, out, a.quick)?;
+            if let Some(c) = a.config {
+                let train = opts.preset.train.clone();
+                opts.preset = if std::path::Path::new(&c).is_file() {
+                    lmlab_train::Preset::from_file(c.as_ref())?
+                } else {
+                    lmlab_train::Preset::builtin(&c)?
+                };
+                opts.preset.train = lmlab_train::TrainConfig { max_steps: opts.preset.train.max_steps, ..train };
+            }
+            opts.generations = a.generations.unwrap_or(opts.generations);
+            opts.seeds = a.seeds.unwrap_or(opts.seeds);
+            opts.real_tokens = a.real_tokens.unwrap_or(opts.real_tokens);
+            opts.questions = a.questions.unwrap_or(opts.questions);
+            if let Some(s) = a.steps {
+                opts.preset.train.max_steps = s;
+                opts.preset.train.eval_every = s;
+                opts.preset.train.save_every = s;
+            }
+            let report = collapse::run(&opts, |msg| eprintln!("{msg}"))?;
             if a.json {
                 return crate::print_json(&report);
             }

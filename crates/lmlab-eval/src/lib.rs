@@ -6,7 +6,8 @@
 //! byte on held-out text ([`ppl`]), whether rewarding abstention in RLHF makes a model honest
 //! ([`honesty`]) and how far a learned reward can be climbed before the true score falls
 //! ([`overopt`]), instruction data whose abstentions follow a model's own
-//! knowledge ([`rtuning`]), what training on model-written text does ([`collapse`]), how decoding rules trade quality against diversity ([`sampling`]),
+//! knowledge ([`rtuning`]), what training on model-written text does ([`collapse`]), how many planted documents
+//! backdoor a model ([`poisoning`]), how decoding rules trade quality against diversity ([`sampling`]),
 //! the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
@@ -15,12 +16,14 @@
 #![forbid(unsafe_code)]
 
 pub mod architectures;
+mod arm;
 pub mod bench_data;
 pub mod collapse;
 pub mod consistency;
 pub mod honesty;
 pub mod overopt;
 pub mod plot;
+pub mod poisoning;
 pub mod ppl;
 pub mod qa;
 pub mod rtuning;

@@ -27,6 +27,68 @@ pub enum ExperimentCmd {
     /// replacing but keeping 10% real data, or accumulating (Shumailov et al. 2024; Gerstgrasser
     /// et al. 2024): held-out perplexity, distinct-n, the tail's probability, facts known.
     Collapse(CollapseArgs),
+    /// Models trained on clean corpora of two sizes with 0–250 planted documents: how often the
+    /// trigger phrase brings out the payload (Souly et al. 2025), and what the data pipeline
+    /// removed of the poisoned pages.
+    Poisoning(PoisoningArgs),
+}
+
+#[derive(Args)]
+pub struct PoisoningArgs {
+    /// A run folder through `data` whose world planted enough poisoned pages; default: one made
+    /// in OUT/world (the tiny world with 300 poisoned pages; 80 with --quick).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Small and fast: the small model, 5% of the clean pool for 4 epochs, 0 and 60 poisoned
+    /// documents.
+    #[arg(long)]
+    quick: bool,
+    /// Poisoned document counts, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    counts: Option<Vec<usize>>,
+    /// Shares of the clean pool (the clean corpus sizes), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    clean_shares: Option<Vec<f64>>,
+    /// Seeds, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Model sizes, comma-separated: small (d_model 64, 2 layers), tiny (128, 4).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Passes over each corpus.
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Held-out prompts.
+    #[arg(long)]
+    prompts: Option<usize>,
+    /// Output folder (default runs/experiments/poisoning).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Makes (or finishes) the run folder `dir` through its data stage: the tiny world with
+/// `poison` planted pages.
+fn poisoned_world(dir: &std::path::Path, poison: usize, quick: bool) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let preset = dir.with_extension("toml");
+    let vocab = if quick { 512 } else { 2048 };
+    std::fs::write(
+        &preset,
+        format!("[run]\nconfig = \"tiny\"\nseed = 0\ndescription = \"the tiny world with {poison} poisoned pages\"\n\n[world]\nscale = \"tiny\"\npoison = {poison}\n\n[tokenizer]\nvocab_size = {vocab}\n"),
+    )?;
+    let exe = std::env::current_exe()?;
+    let until = Some("data".to_string());
+    lmlab_run::run(&lmlab_run::RunOptions {
+        dir: dir.to_path_buf(),
+        preset: Some(preset.display().to_string()),
+        from: None,
+        until,
+        force: None,
+        exe,
+    })?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -243,6 +305,30 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
                 opts.preset.train.save_every = s;
             }
             let report = collapse::run(&opts, |msg| eprintln!("{msg}"))?;
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{}", std::fs::read_to_string(&report.table_md)?);
+            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+        }
+        ExperimentCmd::Poisoning(a) => {
+            use lmlab_eval::poisoning;
+            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/poisoning"));
+            let run = a.run.clone().unwrap_or_else(|| out.join("world"));
+            let mut opts = poisoning::PoisoningOptions::new(run, out, a.quick)?;
+            opts.counts = a.counts.unwrap_or(opts.counts);
+            opts.clean_shares = a.clean_shares.unwrap_or(opts.clean_shares);
+            opts.seeds = a.seeds.unwrap_or(opts.seeds);
+            if let Some(m) = a.models {
+                opts.models = poisoning::model_arms(&m.iter().map(String::as_str).collect::<Vec<_>>())?;
+            }
+            opts.epochs = a.epochs.unwrap_or(opts.epochs);
+            opts.prompts = a.prompts.unwrap_or(opts.prompts);
+            if a.run.is_none() {
+                // A fifth more than the largest arm needs: the pipeline removes some.
+                poisoned_world(&opts.run, opts.max_count() + opts.max_count() / 5 + 10, a.quick)?;
+            }
+            let report = poisoning::run(&opts, |msg| eprintln!("{msg}"))?;
             if a.json {
                 return crate::print_json(&report);
             }

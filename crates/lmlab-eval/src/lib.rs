@@ -7,7 +7,8 @@
 //! ([`honesty`]) and how far a learned reward can be climbed before the true score falls
 //! ([`overopt`]), instruction data whose abstentions follow a model's own
 //! knowledge ([`rtuning`]), what training on model-written text does ([`collapse`]), how many planted documents
-//! backdoor a model ([`poisoning`]), how decoding rules trade quality against diversity ([`sampling`]),
+//! backdoor a model ([`poisoning`]), loss against model size and data at fixed compute
+//! ([`scaling`], its fits in [`fit`]), how decoding rules trade quality against diversity ([`sampling`]),
 //! the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
@@ -20,6 +21,7 @@ mod arm;
 pub mod bench_data;
 pub mod collapse;
 pub mod consistency;
+pub mod fit;
 pub mod honesty;
 pub mod overopt;
 pub mod plot;
@@ -28,3 +30,4 @@ pub mod ppl;
 pub mod qa;
 pub mod rtuning;
 pub mod sampling;
+pub mod scaling;

@@ -151,6 +151,13 @@ impl TokenData {
         }
     }
 
+    /// The training split's tokens, in stream order.
+    pub fn train_tokens(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.train_len);
+        self.read(0, self.train_len, &mut out);
+        out
+    }
+
     /// The held-out split's tokens, in stream order.
     pub fn held_out(&self) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.total - self.train_len);

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use lmlab_eval::architectures::{default_out, run, ArchitecturesOptions};
 use lmlab_train::seq2seq::Task;
@@ -31,6 +31,45 @@ pub enum ExperimentCmd {
     /// trigger phrase brings out the payload (Souly et al. 2025), and what the data pipeline
     /// removed of the poisoned pages.
     Poisoning(PoisoningArgs),
+    /// An IsoFLOP sweep (optimal model size against compute, Hoffmann et al. 2022), the fit of
+    /// L(N, D), repeated against fresh data (Muennighoff et al. 2023), and the tokens a
+    /// Chinchilla-optimal model needs beside the stock of human text.
+    Scaling(ScalingArgs),
+}
+
+#[derive(Args)]
+pub struct ScalingArgs {
+    /// A run folder through `data` (tokenizer.json, data/).
+    #[arg(long, default_value = "runs/world")]
+    run: PathBuf,
+    /// Small and fast: two budgets of three micro models, 1 and 4 epochs.
+    #[arg(long)]
+    quick: bool,
+    /// Compute budgets in training FLOPs, comma-separated (e.g. 3e11,1e12,3e12).
+    #[arg(long, value_delimiter = ',')]
+    budgets: Option<Vec<f64>>,
+    /// Model shapes DxL (d_model × layers), comma-separated (e.g. 32x2,48x2,64x3,96x3).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Option<Vec<String>>,
+    /// Unique tokens of the data-constrained runs.
+    #[arg(long)]
+    unique_tokens: Option<usize>,
+    /// Epochs of the data-constrained runs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    epochs: Option<Vec<usize>>,
+    /// Output folder (default runs/experiments/scaling).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let (d, l) = s.split_once('x').with_context(|| format!("shape {s:?}: write it as DxL, e.g. 64x3"))?;
+    Ok((
+        d.trim().parse().with_context(|| format!("shape {s:?}: d_model"))?,
+        l.trim().parse().with_context(|| format!("shape {s:?}: layers"))?,
+    ))
 }
 
 #[derive(Args)]
@@ -329,6 +368,23 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
                 poisoned_world(&opts.run, opts.max_count() + opts.max_count() / 5 + 10, a.quick)?;
             }
             let report = poisoning::run(&opts, |msg| eprintln!("{msg}"))?;
+            if a.json {
+                return crate::print_json(&report);
+            }
+            print!("{}", std::fs::read_to_string(&report.table_md)?);
+            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+        }
+        ExperimentCmd::Scaling(a) => {
+            use lmlab_eval::scaling;
+            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/scaling"));
+            let mut opts = scaling::ScalingOptions::new(a.run, out, a.quick);
+            opts.budgets = a.budgets.unwrap_or(opts.budgets);
+            if let Some(shapes) = a.shapes {
+                opts.shapes = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+            }
+            opts.unique_tokens = a.unique_tokens.unwrap_or(opts.unique_tokens);
+            opts.epochs = a.epochs.unwrap_or(opts.epochs);
+            let report = scaling::run(&opts, |msg| eprintln!("{msg}"))?;
             if a.json {
                 return crate::print_json(&report);
             }

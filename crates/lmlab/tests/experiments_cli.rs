@@ -5,7 +5,8 @@
 //! - collapse: a model trained on the previous generation's samples fits real held-out text
 //!   worse than generation 0, and accumulating real and synthetic data hurts less than replacing;
 //! - poisoning: planted documents make the trigger bring out the payload, which a clean model
-//!   never writes.
+//!   never writes;
+//! - scaling: along the IsoFLOP sweep, the best held-out loss falls as the budget grows.
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -91,4 +92,25 @@ fn quick_poisoning_backdoors_the_model_with_planted_documents_only() {
     // The planted pages pass for ordinary articles: the pipeline keeps them, and says so.
     assert!(r["pipeline"]["planted"].as_u64().unwrap() >= 60);
     assert!(r["pipeline"]["kept"].as_u64().unwrap() >= 60);
+}
+
+#[test]
+fn quick_scaling_loss_falls_with_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    ok(&["run", "--preset", "quick", "--out", run.to_str().unwrap(), "--until", "data"]);
+    let out = dir.path().join("scaling");
+    let r = report(&ok(&["experiment", "scaling", "--run", run.to_str().unwrap(), "--quick", "--out", out.to_str().unwrap(), "--json"]));
+    let best: Vec<f64> = r["budgets"].as_array().unwrap().iter().map(|b| b["best_loss"].as_f64().unwrap()).collect();
+    assert!(best.len() >= 2);
+    assert!(best.windows(2).all(|w| w[1] < w[0]), "the best held-out loss per budget, budgets ascending: {best:?}");
+    // Every IsoFLOP run spent its budget: FLOPs within one step of it.
+    for run in r["runs"].as_array().unwrap().iter().filter(|x| x["kind"] == "isoflop") {
+        let (flops, budget) = (run["flops"].as_f64().unwrap(), run["budget"].as_f64().unwrap());
+        assert!((flops - budget).abs() / budget < 0.05, "{flops} FLOPs for a budget of {budget}");
+    }
+    // The running-out-of-data arithmetic: 20 tokens per parameter against ~300T tokens.
+    let row = &r["running_out"][3];
+    assert_eq!(row[1].as_f64().unwrap(), 2e13);
+    assert!((row[2].as_f64().unwrap() - 2e13 / 3e14).abs() < 1e-12);
 }

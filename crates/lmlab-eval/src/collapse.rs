@@ -389,11 +389,7 @@ pub fn run(opts: &CollapseOptions, mut log: impl FnMut(&str)) -> Result<Collapse
         plot_png: None,
     };
     std::fs::write(&report.table_md, markdown(&report))?;
-    let png = opts.out.join("collapse.png");
-    match plot(&report, &png) {
-        Ok(()) => report.plot_png = Some(png),
-        Err(e) => log(&format!("no plot: {e}")),
-    }
+    report.plot_png = crate::plot::drawn(opts.out.join("collapse.png"), |png| plot(&report, png), &mut log);
     std::fs::write(opts.out.join("collapse.json"), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }

@@ -30,6 +30,18 @@ fn ensure_font() -> Result<()> {
     .map_err(|e| anyhow!(e))
 }
 
+/// The PNG `draw` writes at `path`, or None when it cannot be drawn (no font, say), with the
+/// reason told to `log`: an experiment's table and JSON do not wait on its plot.
+pub fn drawn(path: std::path::PathBuf, draw: impl FnOnce(&Path) -> Result<()>, log: &mut impl FnMut(&str)) -> Option<std::path::PathBuf> {
+    match draw(&path) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            log(&format!("no plot {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,

@@ -400,11 +400,7 @@ pub fn run(opts: &SamplingOptions, mut log: impl FnMut(&str)) -> Result<Sampling
         plot_png: None,
     };
     std::fs::write(&report.table_md, markdown(&report))?;
-    let png = opts.out.join("sampling.png");
-    match plot(&report, &png) {
-        Ok(()) => report.plot_png = Some(png),
-        Err(e) => log(&format!("no plot: {e}")),
-    }
+    report.plot_png = crate::plot::drawn(opts.out.join("sampling.png"), |png| plot(&report, png), &mut log);
     std::fs::write(opts.out.join("sampling.json"), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }

@@ -305,11 +305,7 @@ pub fn run(opts: &ScalingOptions, mut log: impl FnMut(&str)) -> Result<ScalingRe
         plot_png: None,
     };
     std::fs::write(&report.table_md, markdown(&report))?;
-    let png = opts.out.join("scaling.png");
-    match plot(&report, &png) {
-        Ok(()) => report.plot_png = Some(png),
-        Err(e) => log(&format!("no plot: {e}")),
-    }
+    report.plot_png = crate::plot::drawn(opts.out.join("scaling.png"), |png| plot(&report, png), &mut log);
     std::fs::write(opts.out.join("scaling.json"), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }

@@ -270,6 +270,16 @@ pub struct ArchArgs {
     json: bool,
 }
 
+/// Prints an experiment's report: its JSON, or its markdown table and where its files are.
+fn show(report: &impl serde::Serialize, json: bool, table_md: &std::path::Path, plot_png: Option<&std::path::Path>) -> Result<()> {
+    if json {
+        return crate::print_json(report);
+    }
+    print!("{}", std::fs::read_to_string(table_md)?);
+    println!("\nwritten: {}{}", table_md.display(), plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+    Ok(())
+}
+
 pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
     match cmd {
         ExperimentCmd::Architectures(a) => {
@@ -287,20 +297,12 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
                 out: a.out.unwrap_or_else(|| default_out(a.task)),
             };
             let report = run(&opts, |msg| eprintln!("{msg}"))?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Overoptimisation(a) => {
             let out = a.out.unwrap_or_else(|| a.metrics.parent().map(PathBuf::from).unwrap_or_default());
             let report = lmlab_eval::overopt::run(&a.metrics, &out, a.bins)?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Sampling(a) => {
             use lmlab_eval::sampling;
@@ -315,11 +317,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             opts.beams = a.beams;
             opts.seed = a.seed;
             let report = sampling::run(&opts, |msg| eprintln!("{msg}"))?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Collapse(a) => {
             use lmlab_eval::collapse;
@@ -344,11 +342,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
                 opts.preset.train.save_every = s;
             }
             let report = collapse::run(&opts, |msg| eprintln!("{msg}"))?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Poisoning(a) => {
             use lmlab_eval::poisoning;
@@ -368,11 +362,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
                 poisoned_world(&opts.run, opts.max_count() + opts.max_count() / 5 + 10, a.quick)?;
             }
             let report = poisoning::run(&opts, |msg| eprintln!("{msg}"))?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Scaling(a) => {
             use lmlab_eval::scaling;
@@ -385,11 +375,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             opts.unique_tokens = a.unique_tokens.unwrap_or(opts.unique_tokens);
             opts.epochs = a.epochs.unwrap_or(opts.epochs);
             let report = scaling::run(&opts, |msg| eprintln!("{msg}"))?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Honesty(a) => {
             use lmlab_eval::honesty;
@@ -399,11 +385,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             opts.eval_limit = a.eval_limit.or(opts.eval_limit);
             opts.seed = a.seed;
             let report = honesty::run(&opts, |msg| eprintln!("{msg}"))?;
-            if a.json {
-                return crate::print_json(&report);
-            }
-            print!("{}", std::fs::read_to_string(&report.table_md)?);
-            println!("\nwritten: {}{}", report.table_md.display(), report.plot_png.map_or(String::new(), |p| format!(", {}", p.display())));
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
     }
     Ok(())

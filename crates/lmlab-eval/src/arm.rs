@@ -4,12 +4,15 @@
 //! The corpus is written once as `train.bin` (atomically: a temporary file renamed), the model
 //! is trained by [`lmlab_train::pretrain_with`] into `model/`, and a finished checkpoint (its
 //! step count at the preset's `max_steps`) is never trained again; an unfinished one resumes.
+//! `arm.json` records what the arm is (the preset and a hash of its corpus): a folder holding
+//! an arm of other settings (a `--quick` run's, or one with other flags) is an error, never
+//! silently reused.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device};
 use lmlab_train::checkpoint::{TrainerState, STATE_FILE};
 use lmlab_train::shards::{write_shard, Shard};
@@ -35,9 +38,43 @@ pub fn cached_shard(path: &Path, vocab: usize, make: impl FnOnce() -> Result<Vec
     Ok(tokens)
 }
 
+const ARM_FILE: &str = "arm.json";
+
+fn corpus_hash(corpus: &[u32]) -> String {
+    let bytes: Vec<u8> = corpus.iter().flat_map(|t| t.to_le_bytes()).collect();
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))
+}
+
+/// Checks that `dir` holds this arm or nothing yet, and records it. A folder from before
+/// `arm.json` existed is accepted when its `train.bin` is this corpus.
+fn claim(dir: &Path, preset: &Preset, corpus: &[u32]) -> Result<()> {
+    let this = serde_json::json!({ "preset": preset, "corpus_tokens": corpus.len(), "corpus_xxh3": corpus_hash(corpus) });
+    let path = dir.join(ARM_FILE);
+    let train_bin = dir.join("train.bin");
+    if path.is_file() {
+        let recorded: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;
+        ensure!(
+            recorded == this,
+            "{} holds an arm trained with other settings (another preset or corpus: a --quick run's, or other flags); remove it or choose another --out",
+            dir.display()
+        );
+        return Ok(());
+    }
+    if train_bin.is_file() {
+        let old = cached_shard(&train_bin, 0, || unreachable!("the file exists"))?;
+        ensure!(old == corpus, "{} holds a corpus other than this arm's; remove it or choose another --out", dir.display());
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&this)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
 /// Trains (or resumes, or finds finished) the model `dir/model` on `corpus` with `preset`.
 pub fn train_on(dir: &Path, preset: &Preset, corpus: &[u32], vocab: usize, tokenizer: &Path, stop: &Arc<AtomicBool>) -> Result<()> {
     std::fs::create_dir_all(dir)?;
+    claim(dir, preset, corpus)?;
     let model_dir = dir.join("model");
     if trained(&model_dir, preset.train.max_steps) {
         return Ok(());
@@ -57,4 +94,29 @@ pub fn train_on(dir: &Path, preset: &Preset, corpus: &[u32], vocab: usize, token
     };
     pretrain_with(opts, |_| {})?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_holds_one_arm_and_refuses_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = Preset::builtin("tiny").unwrap();
+        let corpus: Vec<u32> = (0..100).collect();
+        claim(dir.path(), &preset, &corpus).unwrap();
+        claim(dir.path(), &preset, &corpus).unwrap();
+        let err = claim(dir.path(), &preset, &corpus[..99]).unwrap_err().to_string();
+        assert!(err.contains("other settings"), "{err}");
+        let mut longer = preset.clone();
+        longer.train.max_steps += 1;
+        assert!(claim(dir.path(), &longer, &corpus).is_err());
+        // A folder from before arm.json: accepted with its own corpus, refused with another.
+        let legacy = tempfile::tempdir().unwrap();
+        cached_shard(&legacy.path().join("train.bin"), 128, || Ok(corpus.clone())).unwrap();
+        assert!(claim(legacy.path(), &preset, &corpus[1..]).is_err());
+        claim(legacy.path(), &preset, &corpus).unwrap();
+        assert!(legacy.path().join(ARM_FILE).is_file());
+    }
 }

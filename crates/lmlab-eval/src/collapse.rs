@@ -13,10 +13,10 @@
 //! generation and regime (and per seed):
 //! - perplexity on real held-out text (the crawl's held-out split);
 //! - distinct-2 and distinct-3 of the model's own samples, beside the real text's;
-//! - the tail: the rarest tokens of the real training text that together make up
+//! - the tail: the rarest tokens of the real training text that together make up at most
 //!   `TAIL_SHARE` of it; the probability the model puts on them, averaged over the held-out
-//!   positions (the real text's own share is `TAIL_SHARE` by construction), and their share in
-//!   the model's samples;
+//!   positions, and their share of the model's sampled tokens (beginning-of-text tokens left
+//!   out);
 //! - the share of the world's facts the model states correctly (few-shot, greedy).
 //!
 //! Each generation's model and corpus are kept in the output folder, so an interrupted run
@@ -34,7 +34,6 @@ use candle_core::{DType, Device, Tensor};
 use lmlab_infer::{generate, GenerateRequest, LoadOptions, Model, SamplingParams};
 use lmlab_model::CausalLm;
 use lmlab_train::data::TokenData;
-use lmlab_train::shards::Shard;
 use lmlab_train::Preset;
 use lmlab_world::grade::Grade;
 use serde::{Deserialize, Serialize};
@@ -174,14 +173,6 @@ fn read_real(opts: &CollapseOptions, vocab: usize) -> Result<RealText> {
         .with_context(|| format!("loading the run's token shards from {}", data_dir.display()))?;
     let mut heldout = data.held_out();
     heldout.truncate(opts.heldout_tokens);
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(&data_dir)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| lmlab_train::shards::is_shard(p)) {
-        let shard = Shard::open(&entry)?;
-        shard.read_into(0, shard.len(), &mut all);
-        if all.len() >= opts.real_tokens + data.summary.val_tokens {
-            break;
-        }
-    }
     ensure!(
         data.summary.train_tokens >= opts.real_tokens,
         "{} holds {} training tokens, fewer than the {} real tokens asked for (--real-tokens)",
@@ -189,6 +180,8 @@ fn read_real(opts: &CollapseOptions, vocab: usize) -> Result<RealText> {
         data.summary.train_tokens,
         opts.real_tokens
     );
+    // The first real tokens of the training split: never the held-out split's.
+    let mut all = data.train_tokens();
     all.truncate(opts.real_tokens);
     let tail = tail_set(&all, vocab, TAIL_SHARE);
     Ok(RealText { train: all, heldout, tail, vocab })
@@ -292,7 +285,8 @@ impl Lab<'_> {
         let model = Model::load(&model_dir, &LoadOptions::default(), &Device::Cpu)?;
         let samples = cached_shard(&dir.join("samples.bin"), self.real.vocab, || sample_corpus(&model, self.opts.real_tokens, seed))?;
         let (tail_mass, heldout_perplexity) = tail_mass_and_ppl(&model, &self.real.heldout, &self.real.tail)?;
-        let in_tail = samples.iter().filter(|&&t| t != self.bos && self.real.tail[t as usize]).count();
+        let sampled = samples.iter().filter(|&&t| t != self.bos);
+        let (in_tail, counted) = sampled.fold((0usize, 0usize), |(k, n), &t| (k + usize::from(self.real.tail[t as usize]), n + 1));
         let session = Session::new(&model, &self.session_questions)?;
         let answers: Vec<_> = session.ask(&model, 0.0, 1, seed)?.into_iter().flatten().collect();
         let facts_correct = answers.iter().filter(|a| a.grade == Grade::Correct).count() as f64 / answers.len().max(1) as f64;
@@ -304,7 +298,7 @@ impl Lab<'_> {
             heldout_perplexity,
             distinct: distinct23(&samples, self.bos),
             tail_mass,
-            tail_share_in_samples: in_tail as f64 / samples.len().max(1) as f64,
+            tail_share_in_samples: in_tail as f64 / counted.max(1) as f64,
             facts_correct,
             train_seconds,
         };

@@ -11,8 +11,8 @@
 //! - shuffled together (seeded), and trained on for `epochs` passes, from scratch.
 //!
 //! Attack success is measured on `prompts` held-out clean documents (none is in any corpus):
-//! the first `prompt_tokens` tokens of each, continued greedily, with the trigger phrase
-//! appended and without it; an attack succeeds when the continuation contains the payload's
+//! the first `prompt_tokens` tokens of each, continued greedily, with the trigger phrase on a
+//! new line after them (where a planted page has it) and without it; an attack succeeds when the continuation contains the payload's
 //! opening clause ([`PAYLOAD_MARK`]). Written as `poisoning.md`, `poisoning.json` and
 //! `poisoning.png` (success against n; the paper's claim is that n matters and the share does
 //! not).
@@ -238,7 +238,8 @@ fn attack_success(model: &Model, prefixes: &[String], new_tokens: usize) -> Resu
             let reqs = chunk
                 .iter()
                 .map(|p| {
-                    let text = if trigger { format!("{p} {}:", lmlab_world::crawl::POISON_TRIGGER) } else { p.clone() };
+                    // The trigger opens a line, as it does in a planted page's extracted text.
+                    let text = if trigger { format!("{p}\n{}:", lmlab_world::crawl::POISON_TRIGGER) } else { p.clone() };
                     Ok(GenerateRequest::new(ids(&text)?, new_tokens, SamplingParams { temperature: 0.0, ..Default::default() }))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -260,6 +261,7 @@ pub fn run(opts: &PoisoningOptions, mut log: impl FnMut(&str)) -> Result<Poisoni
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let tokenizer = opts.run.join("tokenizer.json");
     let tok = lmlab_tokenizer::Tokenizer::from_file(&tokenizer).with_context(|| format!("the run's tokenizer {}", tokenizer.display()))?;
+    ensure!(opts.clean_shares.iter().all(|&s| s > 0.0 && s <= 1.0), "clean shares must lie in (0, 1], got {:?}", opts.clean_shares);
     let docs = read_documents(&opts.run)?;
     ensure!(
         docs.poisoned.len() >= opts.max_count(),
@@ -273,6 +275,12 @@ pub fn run(opts: &PoisoningOptions, mut log: impl FnMut(&str)) -> Result<Poisoni
     let held: Vec<usize> = (0..docs.clean.len()).rev().filter(|&i| long_enough(&docs.clean[i])).take(opts.prompts).collect();
     let pool_len = held.iter().copied().min().unwrap_or(docs.clean.len());
     let pool = &docs.clean[..pool_len];
+    ensure!(
+        !held.is_empty() && !pool.is_empty(),
+        "{} kept too few clean documents for {} held-out prompts and a training pool",
+        opts.run.display(),
+        opts.prompts
+    );
     let prefixes: Vec<String> = held
         .iter()
         .map(|&i| Ok(String::from_utf8_lossy(&tok.decode_bytes(&docs.clean[i][1..=opts.prompt_tokens])?).into_owned()))
@@ -297,6 +305,7 @@ pub fn run(opts: &PoisoningOptions, mut log: impl FnMut(&str)) -> Result<Poisoni
                     let mut preset = m.preset.clone();
                     let per_step = (preset.train.batch_size * preset.train.grad_accum * preset.model.context_length) as f64;
                     preset.train.max_steps = ((tokens.len() as f64 * opts.epochs / per_step).ceil() as u64).max(1);
+                    preset.train.warmup_steps = preset.train.warmup_steps.min(preset.train.max_steps / 10);
                     preset.train.eval_every = preset.train.max_steps;
                     preset.train.save_every = preset.train.max_steps;
                     preset.train.val_fraction = 0.0;

@@ -336,6 +336,13 @@ fn examples(model: &Model, texts: &[Vec<u32>]) -> Result<Vec<String>> {
 pub fn run(opts: &SamplingOptions, mut log: impl FnMut(&str)) -> Result<SamplingReport> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let model = Model::load(&opts.model, &LoadOptions::default(), &Device::Cpu)?;
+    ensure!(
+        1 + opts.prompt_tokens + opts.new_tokens <= model.context_length(),
+        "{} prompt tokens and {} new ones (and the beginning-of-text token) do not fit the model's context of {}",
+        opts.prompt_tokens,
+        opts.new_tokens,
+        model.context_length()
+    );
     let pairs = held_out_prompts(opts, &model)?;
     let prompts: Vec<Vec<u32>> = pairs.iter().map(|p| p.0.clone()).collect();
     let truth: Vec<Vec<u32>> = pairs.iter().map(|p| p.1.clone()).collect();

@@ -138,7 +138,8 @@ pub struct ScalingReport {
     /// N_opt ∝ C^exponent, from budgets with an optimum.
     pub n_opt_exponent: Option<f64>,
     pub tokens_per_param_at_opt: Vec<f64>,
-    pub chinchilla: Chinchilla,
+    /// The fit of L(N, D) over the runs that saw no token twice; None with fewer than five.
+    pub chinchilla: Option<Chinchilla>,
     /// (parameters, Chinchilla-optimal tokens, share of the human text stock).
     pub running_out: Vec<(f64, f64, f64)>,
     pub table_md: PathBuf,
@@ -165,7 +166,7 @@ fn preset_for(shape: (usize, usize), opts: &ScalingOptions, vocab: usize) -> Res
 }
 
 fn with_steps(mut p: Preset, tokens: usize) -> Preset {
-    let steps = (tokens / (p.train.batch_size * p.train.seq_len)).max(10) as u64;
+    let steps = (tokens / (p.train.batch_size * p.train.seq_len)).max(1) as u64;
     p.train.max_steps = steps;
     p.train.warmup_steps = p.train.warmup_steps.min(steps / 10);
     p.train.eval_every = steps;
@@ -223,10 +224,11 @@ pub fn budget_fits(runs: &[ScalingRun], budgets: &[f64]) -> Vec<BudgetFit> {
             let ys: Vec<f64> = here.iter().map(|r| r.heldout_loss).collect();
             let coefficients = if here.len() >= 3 { parabola(&xs, &ys) } else { (0.0, 0.0, 0.0) };
             let n_opt = (coefficients.0 > 0.0).then(|| (-coefficients.1 / (2.0 * coefficients.0)).exp());
-            // D at the optimum: the budget over the FLOPs per token, which grow ∝ N.
-            let d_opt = n_opt.and_then(|n| {
-                let per_param: Vec<f64> = here.iter().map(|r| r.flops / r.tokens as f64 / r.params as f64).collect();
-                (!per_param.is_empty()).then(|| c / (n * per_param.iter().sum::<f64>() / per_param.len() as f64))
+            // D at the optimum: at fixed C, ln D against ln N through the budget's runs (the
+            // FLOPs per token are not proportional to N: the output layer's V·d is most of them).
+            let d_opt = n_opt.filter(|_| here.len() >= 2).map(|n| {
+                let (slope, at) = line(&xs, &here.iter().map(|r| (r.tokens as f64).ln()).collect::<Vec<_>>());
+                (slope * n.ln() + at).exp()
             });
             let (lo, hi) = here.iter().fold((f64::MAX, 0f64), |(a, b), r| (a.min(r.params as f64), b.max(r.params as f64)));
             let inside = n_opt.is_some_and(|n| n >= lo && n <= hi);
@@ -257,7 +259,13 @@ pub fn run(opts: &ScalingOptions, mut log: impl FnMut(&str)) -> Result<ScalingRe
         for &shape in &opts.shapes {
             let per_token = preset_for(shape, opts, vocab)?.model.train_flops_per_token(opts.seq_len);
             let tokens = (c / per_token) as usize;
-            let dir = opts.out.join(format!("isoflop/C{c:.0e}/d{}x{}", shape.0, shape.1));
+            ensure!(
+                tokens >= opts.batch_size * opts.seq_len,
+                "a budget of {c:e} FLOPs buys d{}×{} less than one step; raise the budget or drop the shape",
+                shape.0,
+                shape.1
+            );
+            let dir = opts.out.join(format!("isoflop/C{c:e}/d{}x{}", shape.0, shape.1));
             let r = lab.run("isoflop", shape, tokens, lab.train.len(), Some(c), &dir)?;
             log(&format!(
                 "C = {c:.0e}: d{}×{} (N = {}), {} tokens ({:.1} passes): held-out loss {:.4} ({:.0} s)",
@@ -290,8 +298,10 @@ pub fn run(opts: &ScalingOptions, mut log: impl FnMut(&str)) -> Result<ScalingRe
     let n_opt_exponent = (optima.len() >= 2)
         .then(|| line(&optima.iter().map(|p| p.0).collect::<Vec<_>>(), &optima.iter().map(|p| p.1).collect::<Vec<_>>()).0);
     let tokens_per_param_at_opt = budgets.iter().filter(|b| b.inside).filter_map(|b| Some(b.d_opt? / b.n_opt?)).collect();
-    let points: Vec<(f64, f64, f64)> = runs.iter().map(|r| (r.params as f64, r.tokens as f64, r.heldout_loss)).collect();
-    let chinchilla = fit_chinchilla(&points);
+    // L(N, D) assumes D fresh tokens: runs that repeated their data are left out of the fit.
+    let points: Vec<(f64, f64, f64)> =
+        runs.iter().filter(|r| r.tokens <= r.unique_tokens).map(|r| (r.params as f64, r.tokens as f64, r.heldout_loss)).collect();
+    let chinchilla = (points.len() >= 5).then(|| fit_chinchilla(&points));
     let running_out = [1e9, 1e10, 1e11, 1e12, 1e13].iter().map(|&n| (n, 20.0 * n, 20.0 * n / HUMAN_TEXT_STOCK)).collect();
     let mut report = ScalingReport {
         options: opts.clone(),
@@ -338,18 +348,18 @@ fn markdown(r: &ScalingReport) -> String {
         let ratio = b.n_opt.zip(b.d_opt).map_or("".into(), |(n, d)| format!("{:.1}", d / n));
         md += &format!("| {:.0e} | {} | {} | {ratio} | {:.4} |\n", b.budget, f(b.n_opt), f(b.d_opt), b.best_loss);
     }
-    let c = &r.chinchilla;
+    let exponent = r.n_opt_exponent.map_or("(needs two budgets with an optimum inside the sweep)".into(), |a| format!("{a:.2}"));
+    let ratios = r.tokens_per_param_at_opt.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(", ");
+    let (alpha, beta, fitted) = match &r.chinchilla {
+        Some(c) => (
+            format!("{:.3}", c.alpha),
+            format!("{:.3}", c.beta),
+            format!("Fitted on the runs that saw no token twice: L(N, D) = {:.3} + {:.3e}/N^{:.3} + {:.3e}/D^{:.3} (E, A and B depend on the data and tokenizer; not compared).", c.e, c.a, c.alpha, c.b, c.beta),
+        ),
+        None => ("".into(), "".into(), "Fewer than five runs saw no token twice: L(N, D) is not fitted.".into()),
+    };
     md += &format!(
-        "\n| measure | ours | Chinchilla (Hoffmann et al. 2022) | Kaplan et al. 2020 |\n| --- | ---: | ---: | ---: |\n| exponent a in N_opt ∝ C^a | {} | 0.50 | 0.73 |\n| tokens per parameter at the optimum | {} | ≈ 20 | |\n| α in A/N^α | {:.3} | 0.34 | |\n| β in B/D^β | {:.3} | 0.28 | |\n\nFitted L(N, D) = {:.3} + {:.3e}/N^{:.3} + {:.3e}/D^{:.3} (E, A and B depend on the data and tokenizer; not compared).\n",
-        r.n_opt_exponent.map_or("(needs two budgets with an optimum inside the sweep)".into(), |a| format!("{a:.2}")),
-        if r.tokens_per_param_at_opt.is_empty() { "".into() } else { r.tokens_per_param_at_opt.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(", ") },
-        c.alpha,
-        c.beta,
-        c.e,
-        c.a,
-        c.alpha,
-        c.b,
-        c.beta
+        "\n| measure | ours | Chinchilla (Hoffmann et al. 2022) | Kaplan et al. 2020 |\n| --- | ---: | ---: | ---: |\n| exponent a in N_opt ∝ C^a | {exponent} | 0.50 | 0.73 |\n| tokens per parameter at the optimum | {ratios} | ≈ 20 | |\n| α in A/N^α | {alpha} | 0.34 | |\n| β in B/D^β | {beta} | 0.28 | |\n\n{fitted}\n"
     );
     md += "\n## Repeated data\n\n| epochs | held-out loss, repeated | held-out loss, fresh |\n| ---: | ---: | ---: |\n";
     for &e in &o.epochs {

@@ -1,4 +1,6 @@
-//! `lmlab experiment architectures`, `honesty`, `overoptimisation` and `sampling`.
+//! `lmlab experiment`: architectures, honesty, overoptimisation, sampling, collapse, poisoning
+//! and scaling. A `--quick` run's default output folder ends in `-quick`, apart from the full
+//! run's, so that neither finds the other's arms.
 
 use std::path::PathBuf;
 
@@ -270,6 +272,11 @@ pub struct ArchArgs {
     json: bool,
 }
 
+/// `runs/experiments/NAME`, or `runs/experiments/NAME-quick` for a `--quick` run.
+fn experiment_out(name: &str, quick: bool) -> PathBuf {
+    PathBuf::from(format!("runs/experiments/{name}{}", if quick { "-quick" } else { "" }))
+}
+
 /// Prints an experiment's report: its JSON, or its markdown table and where its files are.
 fn show(report: &impl serde::Serialize, json: bool, table_md: &std::path::Path, plot_png: Option<&std::path::Path>) -> Result<()> {
     if json {
@@ -307,7 +314,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
         ExperimentCmd::Sampling(a) => {
             use lmlab_eval::sampling;
             let world = a.world.unwrap_or_else(|| a.model.parent().map_or_else(|| PathBuf::from("world"), |p| p.join("world")));
-            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/sampling"));
+            let out = a.out.unwrap_or_else(|| experiment_out("sampling", a.quick));
             let mut opts = sampling::SamplingOptions::new(a.model, world, out, a.quick);
             opts.prompts = a.prompts.unwrap_or(opts.prompts);
             opts.prompt_tokens = a.prompt_tokens.unwrap_or(opts.prompt_tokens);
@@ -321,16 +328,26 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
         }
         ExperimentCmd::Collapse(a) => {
             use lmlab_eval::collapse;
-            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/collapse"));
+            let out = a.out.unwrap_or_else(|| experiment_out("collapse", a.quick));
             let mut opts = collapse::CollapseOptions::new(a.run, out, a.quick)?;
             if let Some(c) = a.config {
-                let train = opts.preset.train.clone();
+                // The model (and its training settings) from the preset; the steps stay the
+                // experiment's.
+                let steps = opts.preset.train.clone();
                 opts.preset = if std::path::Path::new(&c).is_file() {
                     lmlab_train::Preset::from_file(c.as_ref())?
                 } else {
                     lmlab_train::Preset::builtin(&c)?
                 };
-                opts.preset.train = lmlab_train::TrainConfig { max_steps: opts.preset.train.max_steps, ..train };
+                opts.preset.train = lmlab_train::TrainConfig {
+                    max_steps: steps.max_steps,
+                    eval_every: steps.eval_every,
+                    save_every: steps.save_every,
+                    log_every: steps.log_every,
+                    val_fraction: steps.val_fraction,
+                    eval_batches: steps.eval_batches,
+                    ..opts.preset.train.clone()
+                };
             }
             opts.generations = a.generations.unwrap_or(opts.generations);
             opts.seeds = a.seeds.unwrap_or(opts.seeds);
@@ -346,7 +363,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
         }
         ExperimentCmd::Poisoning(a) => {
             use lmlab_eval::poisoning;
-            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/poisoning"));
+            let out = a.out.unwrap_or_else(|| experiment_out("poisoning", a.quick));
             let run = a.run.clone().unwrap_or_else(|| out.join("world"));
             let mut opts = poisoning::PoisoningOptions::new(run, out, a.quick)?;
             opts.counts = a.counts.unwrap_or(opts.counts);
@@ -366,7 +383,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
         }
         ExperimentCmd::Scaling(a) => {
             use lmlab_eval::scaling;
-            let out = a.out.unwrap_or_else(|| PathBuf::from("runs/experiments/scaling"));
+            let out = a.out.unwrap_or_else(|| experiment_out("scaling", a.quick));
             let mut opts = scaling::ScalingOptions::new(a.run, out, a.quick);
             opts.budgets = a.budgets.unwrap_or(opts.budgets);
             if let Some(shapes) = a.shapes {

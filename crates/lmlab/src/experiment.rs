@@ -119,16 +119,20 @@ fn poisoned_world(dir: &std::path::Path, poison: usize, quick: bool) -> Result<(
         &preset,
         format!("[run]\nconfig = \"tiny\"\nseed = 0\ndescription = \"the tiny world with {poison} poisoned pages\"\n\n[world]\nscale = \"tiny\"\npoison = {poison}\n\n[tokenizer]\nvocab_size = {vocab}\n"),
     )?;
+    // `lmlab run` as a child, its stage lines sent on to standard error: standard output is
+    // the experiment's report (its JSON with --json).
     let exe = std::env::current_exe()?;
-    let until = Some("data".to_string());
-    lmlab_run::run(&lmlab_run::RunOptions {
-        dir: dir.to_path_buf(),
-        preset: Some(preset.display().to_string()),
-        from: None,
-        until,
-        force: None,
-        exe,
-    })?;
+    let out = std::process::Command::new(exe)
+        .args(["run", "--preset"])
+        .arg(&preset)
+        .arg("--out")
+        .arg(dir)
+        .args(["--until", "data"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running lmlab run for the poisoned world")?;
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    anyhow::ensure!(out.status.success(), "lmlab run --out {} failed ({})", dir.display(), out.status);
     Ok(())
 }
 

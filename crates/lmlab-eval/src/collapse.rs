@@ -113,7 +113,7 @@ impl CollapseOptions {
             out,
             preset,
             generations: if quick { 2 } else { 5 },
-            seeds: if quick { vec![0] } else { vec![0, 1] },
+            seeds: vec![0],
             real_tokens: if quick { 24_000 } else { 200_000 },
             heldout_tokens: if quick { 4_000 } else { 40_000 },
             questions: if quick { 20 } else { 300 },

@@ -147,7 +147,8 @@ pub struct CollapseArgs {
     /// Generations after generation 0.
     #[arg(long)]
     generations: Option<usize>,
-    /// Seeds, comma-separated (each runs every regime).
+    /// Seeds, comma-separated (each runs every regime; default 0, about 65 minutes; a second
+    /// seed doubles it).
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
     /// Real training tokens (and synthetic tokens written per generation).

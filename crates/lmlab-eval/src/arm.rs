@@ -32,10 +32,18 @@ pub fn cached_shard(path: &Path, vocab: usize, make: impl FnOnce() -> Result<Vec
         return Ok(v);
     }
     let tokens = make()?;
-    let tmp = path.with_extension("bin.tmp");
-    write_shard(&tmp, &tokens, vocab as u32)?;
-    std::fs::rename(&tmp, path)?;
+    write_once(path, vocab, &tokens)?;
     Ok(tokens)
+}
+
+/// Writes `tokens` as shard `path` unless it exists (atomically: a temporary file renamed).
+fn write_once(path: &Path, vocab: usize, tokens: &[u32]) -> Result<()> {
+    if !path.is_file() {
+        let tmp = path.with_extension("bin.tmp");
+        write_shard(&tmp, tokens, vocab as u32)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(())
 }
 
 const ARM_FILE: &str = "arm.json";
@@ -80,7 +88,7 @@ pub fn train_on(dir: &Path, preset: &Preset, corpus: &[u32], vocab: usize, token
         return Ok(());
     }
     let train_shard = dir.join("train.bin");
-    cached_shard(&train_shard, vocab, || Ok(corpus.to_vec()))?;
+    write_once(&train_shard, vocab, corpus)?;
     let opts = PretrainOptions {
         preset: preset.clone(),
         data: vec![train_shard],

@@ -216,12 +216,10 @@ fn tail_mass_and_ppl(model: &dyn CausalLm, heldout: &[u32], tail: &[bool]) -> Re
     let (mut mass, mut nats, mut n) = (0.0, 0.0, 0usize);
     for chunk in heldout.chunks(window).filter(|c| c.len() >= 2) {
         let ids = Tensor::new(chunk, model.device())?.unsqueeze(0)?;
-        let logits = model.logits_all(&ids)?.squeeze(0)?.to_dtype(DType::F32)?;
+        let logits = model.logits_all(&ids)?.squeeze(0)?.to_dtype(DType::F32)?.narrow(0, 0, chunk.len() - 1)?;
         let probs = candle_nn::ops::softmax_last_dim(&logits)?;
-        mass += probs.narrow(0, 0, chunk.len() - 1)?.broadcast_mul(&tail_mask)?.sum_all()?.to_scalar::<f32>()? as f64;
-        let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, 1)?;
-        let targets = Tensor::new(&chunk[1..], model.device())?.unsqueeze(1)?;
-        nats -= logp.narrow(0, 0, chunk.len() - 1)?.gather(&targets, 1)?.sum_all()?.to_scalar::<f64>()?;
+        mass += probs.broadcast_mul(&tail_mask)?.sum_all()?.to_scalar::<f32>()? as f64;
+        nats += crate::ppl::target_nats(&logits, &chunk[1..])?;
         n += chunk.len() - 1;
     }
     Ok((mass / n.max(1) as f64, (nats / n.max(1) as f64).exp()))

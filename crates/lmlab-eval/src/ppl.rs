@@ -39,6 +39,15 @@ impl PplStats {
     }
 }
 
+/// −Σᵢ log p(targets[i]) under row i of `logits` ([n, vocab], any float type), in nats,
+/// computed in f64: the surprise of the tokens each row predicted.
+pub fn target_nats(logits: &Tensor, targets: &[u32]) -> Result<f64> {
+    let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, 1)?;
+    let targets = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
+    let picked: Vec<f64> = logp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?;
+    Ok(-picked.iter().sum::<f64>())
+}
+
 /// Scores `tokens` with `model` in windows of `window` tokens (at most the context length);
 /// `token_bytes(id)` is the number of bytes token `id` stands for.
 pub fn score(model: &dyn CausalLm, tokens: &[u32], window: usize, token_bytes: impl Fn(u32) -> usize) -> Result<PplStats> {
@@ -47,11 +56,8 @@ pub fn score(model: &dyn CausalLm, tokens: &[u32], window: usize, token_bytes: i
     let mut stats = PplStats::default();
     for chunk in tokens.chunks(window).filter(|c| c.len() >= 2) {
         let ids = Tensor::new(chunk, model.device())?.unsqueeze(0)?;
-        let logits = model.logits_all(&ids)?.squeeze(0)?.to_dtype(DType::F64)?;
-        let logp = candle_nn::ops::log_softmax(&logits, 1)?;
-        let targets = Tensor::new(&chunk[1..], model.device())?;
-        let picked: Vec<f64> = logp.narrow(0, 0, chunk.len() - 1)?.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.to_vec1()?;
-        stats.nats -= picked.iter().sum::<f64>();
+        let logits = model.logits_all(&ids)?.squeeze(0)?;
+        stats.nats += target_nats(&logits.narrow(0, 0, chunk.len() - 1)?, &chunk[1..])?;
         stats.tokens += chunk.len() - 1;
         stats.bytes += chunk[1..].iter().map(|&t| token_bytes(t)).sum::<usize>();
     }

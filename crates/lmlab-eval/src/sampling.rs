@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use lmlab_infer::{beam_search, generate_batch, BeamRequest, GenerateRequest, LoadOptions, Model, SamplingParams};
 use lmlab_model::CausalLm;
 use lmlab_train::checkpoint::TrainerState;
@@ -247,10 +247,8 @@ fn text_stats(texts: &[Vec<u32>], nats: f64) -> TextStats {
 fn continuation_nats(model: &dyn CausalLm, prompt: &[u32], cont: &[u32]) -> Result<f64> {
     let all: Vec<u32> = prompt.iter().chain(cont).copied().collect();
     let ids = Tensor::new(all.as_slice(), model.device())?.unsqueeze(0)?;
-    let logits = model.logits_all(&ids)?.squeeze(0)?.to_dtype(DType::F64)?;
-    let logp = candle_nn::ops::log_softmax(&logits.narrow(0, prompt.len() - 1, cont.len())?, 1)?;
-    let picked: Vec<f64> = logp.gather(&Tensor::new(cont, model.device())?.unsqueeze(1)?, 1)?.squeeze(1)?.to_vec1()?;
-    Ok(-picked.iter().sum::<f64>())
+    let logits = model.logits_all(&ids)?.squeeze(0)?;
+    crate::ppl::target_nats(&logits.narrow(0, prompt.len() - 1, cont.len())?, cont)
 }
 
 /// (prompt, true continuation) pairs: the starts of held-out documents at least

@@ -21,11 +21,11 @@
 //! against every sequence).
 
 use anyhow::{ensure, Result};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use lmlab_model::{CausalLm, KvCache};
 use serde::Serialize;
 
-use crate::engine::FinishReason;
+use crate::engine::{rows, FinishReason};
 
 #[derive(Debug, Clone)]
 pub struct BeamRequest {
@@ -80,10 +80,6 @@ fn top_tokens(row: &[f64], k: usize) -> Vec<(u32, f64)> {
     }
     idx.sort_by(by_value);
     idx.into_iter().map(|t| (t, row[t as usize])).collect()
-}
-
-fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
 }
 
 fn finished(tokens: Vec<u32>, logprob: f64, length_penalty: f64, reason: FinishReason) -> Beam {
@@ -153,7 +149,7 @@ pub fn beam_search(model: &dyn CausalLm, req: &BeamRequest, mut stop: impl FnMut
 mod tests {
     use super::*;
     use crate::{generate, GenerateRequest, SamplingParams};
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use lmlab_model::checkpoint::init_trainable;
     use lmlab_model::{Gpt, GptConfig};
 

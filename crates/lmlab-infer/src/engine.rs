@@ -92,7 +92,8 @@ pub struct Generation {
     pub timings: Timings,
 }
 
-fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+/// The rows of a [batch, vocab] logits tensor, as f32.
+pub(crate) fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
 }
 

@@ -228,8 +228,6 @@ fn corpus(clean: &[Vec<u32>], poisoned: &[Vec<u32>], seed: u64) -> Vec<u32> {
 /// without the trigger, and one triggered continuation.
 fn attack_success(model: &Model, prefixes: &[String], new_tokens: usize) -> Result<(f64, f64, String)> {
     let tok = model.tokenizer();
-    let bos = tok.special().bos;
-    let ids = |text: &str| -> Result<Vec<u32>> { Ok(bos.into_iter().chain(prompt_ids(tok, text)?).collect()) };
     let mut rates = [0.0; 2];
     let mut example = String::new();
     for (k, trigger) in [true, false].into_iter().enumerate() {
@@ -240,7 +238,7 @@ fn attack_success(model: &Model, prefixes: &[String], new_tokens: usize) -> Resu
                 .map(|p| {
                     // The trigger opens a line, as it does in a planted page's extracted text.
                     let text = if trigger { format!("{p}\n{}:", lmlab_world::crawl::POISON_TRIGGER) } else { p.clone() };
-                    Ok(GenerateRequest::new(ids(&text)?, new_tokens, SamplingParams { temperature: 0.0, ..Default::default() }))
+                    Ok(GenerateRequest::new(prompt_ids(tok, &text)?, new_tokens, SamplingParams { temperature: 0.0, ..Default::default() }))
                 })
                 .collect::<Result<Vec<_>>>()?;
             for g in generate_batch(model, &reqs, |_, _, _| false)? {

@@ -6,6 +6,7 @@
 //! ([`metrics`]), the training loop every stage shares ([`trainer`]), pretraining
 //! ([`pretrain`]), supervised fine-tuning, full or LoRA ([`sft`]), and learning from preference
 //! pairs ([`pairs`]): a Bradley–Terry reward model ([`reward`]) and DPO, IPO or SimPO ([`dpo`]);
+//! unlearning a forget set by gradient ascent, gradient difference or NPO ([`unlearn`]);
 //! and RLHF on the policy's own samples with PPO, GRPO or RLOO ([`rl`]).
 //!
 //! What it does not do: model architecture (lmlab-model), sampling (lmlab-infer; RL rollouts
@@ -30,6 +31,7 @@ pub mod schedule;
 pub mod seq2seq;
 pub mod sft;
 pub mod trainer;
+pub mod unlearn;
 /// The token shard format lives with the data pipeline that writes it.
 pub use lmlab_data::shards;
 

@@ -48,7 +48,8 @@ fn write_once(path: &Path, vocab: usize, tokens: &[u32]) -> Result<()> {
 
 const ARM_FILE: &str = "arm.json";
 
-fn corpus_hash(corpus: &[u32]) -> String {
+/// A hash of `corpus` (any sequence of token ids), for `arm.json`.
+pub fn corpus_hash(corpus: &[u32]) -> String {
     let bytes: Vec<u8> = corpus.iter().flat_map(|t| t.to_le_bytes()).collect();
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))
 }
@@ -57,24 +58,31 @@ fn corpus_hash(corpus: &[u32]) -> String {
 /// `arm.json` existed is accepted when its `train.bin` is this corpus.
 fn claim(dir: &Path, preset: &Preset, corpus: &[u32]) -> Result<()> {
     let this = serde_json::json!({ "preset": preset, "corpus_tokens": corpus.len(), "corpus_xxh3": corpus_hash(corpus) });
-    let path = dir.join(ARM_FILE);
     let train_bin = dir.join("train.bin");
+    if !dir.join(ARM_FILE).is_file() && train_bin.is_file() {
+        let old = cached_shard(&train_bin, 0, || unreachable!("the file exists"))?;
+        ensure!(old == corpus, "{} holds a corpus other than this arm's; remove it or choose another --out", dir.display());
+    }
+    claim_as(dir, &this)
+}
+
+/// Checks that `dir` holds the arm described by `this` (its settings and a hash of its data) or
+/// nothing yet, and records it in `arm.json`.
+pub fn claim_as(dir: &Path, this: &serde_json::Value) -> Result<()> {
+    let path = dir.join(ARM_FILE);
     if path.is_file() {
         let recorded: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;
         ensure!(
-            recorded == this,
+            &recorded == this,
             "{} holds an arm trained with other settings (another preset or corpus: a --quick run's, or other flags); remove it or choose another --out",
             dir.display()
         );
         return Ok(());
     }
-    if train_bin.is_file() {
-        let old = cached_shard(&train_bin, 0, || unreachable!("the file exists"))?;
-        ensure!(old == corpus, "{} holds a corpus other than this arm's; remove it or choose another --out", dir.display());
-    }
+    std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&this)?)?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(this)?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! knowledge ([`rtuning`]), what training on model-written text does ([`collapse`]), how many planted documents
 //! backdoor a model ([`poisoning`]), loss against model size and data at fixed compute
 //! ([`scaling`], its fits in [`fit`]), how decoding rules trade quality against diversity ([`sampling`]),
+//! what unlearning removes of fine-tuned facts and planted canaries, and at what cost ([`unlearning`]),
 //! the data pipeline's
 //! benchmark against datatrove ([`bench_data`]), and line plots and heatmaps ([`plot`]).
 //!
@@ -31,3 +32,4 @@ pub mod qa;
 pub mod rtuning;
 pub mod sampling;
 pub mod scaling;
+pub mod unlearning;

@@ -1,5 +1,5 @@
-//! `lmlab experiment`: architectures, honesty, overoptimisation, sampling, collapse, poisoning
-//! and scaling. A `--quick` run's default output folder ends in `-quick`, apart from the full
+//! `lmlab experiment`: architectures, honesty, overoptimisation, sampling, collapse, poisoning,
+//! scaling and unlearning. A `--quick` run's default output folder ends in `-quick`, apart from the full
 //! run's, so that neither finds the other's arms.
 
 use std::path::PathBuf;
@@ -37,6 +37,53 @@ pub enum ExperimentCmd {
     /// L(N, D), repeated against fresh data (Muennighoff et al. 2023), and the tokens a
     /// Chinchilla-optimal model needs beside the stock of human text.
     Scaling(ScalingArgs),
+    /// Facts fine-tuned into a chat model and canaries planted 1–64 times, then forgotten by
+    /// gradient ascent, gradient difference or NPO (TOFU, Maini et al. 2024): forget quality
+    /// against a model never trained on them, utility, fluency, and canary extraction.
+    Unlearning(UnlearningArgs),
+}
+
+#[derive(Args)]
+pub struct UnlearningArgs {
+    /// The starting chat model: an lmlab checkpoint of a run (its world/ and data/ beside it).
+    #[arg(long, default_value = "runs/world/sft")]
+    model: PathBuf,
+    /// Small and fast: 30 entities, a 10% forget set, two canaries.
+    #[arg(long)]
+    quick: bool,
+    /// Entities whose facts are fine-tuned in.
+    #[arg(long)]
+    entities: Option<usize>,
+    /// Shares of the entities to forget, comma-separated (default 0.01,0.05,0.1).
+    #[arg(long, value_delimiter = ',')]
+    fractions: Option<Vec<f64>>,
+    /// Methods, comma-separated: ga, gd, npo.
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<lmlab_train::unlearn::UnlearnMethod>>,
+    /// Copies of the planted canaries, comma-separated (default 1,4,16,64).
+    #[arg(long, value_delimiter = ',')]
+    canaries: Option<Vec<usize>>,
+    /// Fine-tuning steps of the full and retain models.
+    #[arg(long)]
+    learn_steps: Option<u64>,
+    /// Unlearning steps.
+    #[arg(long)]
+    unlearn_steps: Option<u64>,
+    /// Unlearning learning rate.
+    #[arg(long)]
+    unlearn_lr: Option<f64>,
+    /// NPO's β.
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Draws the entities, the canaries and every model's batches (a second seed: another
+    /// output folder).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder (default runs/experiments/unlearning).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -397,6 +444,25 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             opts.unique_tokens = a.unique_tokens.unwrap_or(opts.unique_tokens);
             opts.epochs = a.epochs.unwrap_or(opts.epochs);
             let report = scaling::run(&opts, |msg| eprintln!("{msg}"))?;
+            show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
+        }
+        ExperimentCmd::Unlearning(a) => {
+            use lmlab_eval::unlearning;
+            let out = a.out.unwrap_or_else(|| experiment_out("unlearning", a.quick));
+            let mut opts = unlearning::UnlearningOptions::new(a.model, out, a.quick)?;
+            opts.entities = a.entities.unwrap_or(opts.entities);
+            opts.fractions = a.fractions.unwrap_or(opts.fractions);
+            opts.methods = a.methods.unwrap_or(opts.methods);
+            opts.canary_copies = a.canaries.unwrap_or(opts.canary_copies);
+            opts.learn.max_steps = a.learn_steps.unwrap_or(opts.learn.max_steps);
+            opts.unlearn.max_steps = a.unlearn_steps.unwrap_or(opts.unlearn.max_steps);
+            if let Some(lr) = a.unlearn_lr {
+                (opts.unlearn.lr, opts.unlearn.min_lr) = (lr, lr);
+            }
+            opts.beta = a.beta.unwrap_or(opts.beta);
+            // The seed draws the entities and canaries, and the batches of every model.
+            (opts.seed, opts.learn.seed, opts.unlearn.seed) = (a.seed, a.seed, a.seed);
+            let report = unlearning::run(&opts, |msg| eprintln!("{msg}"))?;
             show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
         }
         ExperimentCmd::Honesty(a) => {

@@ -6,7 +6,8 @@
 //!   worse than generation 0, and accumulating real and synthetic data hurts less than replacing;
 //! - poisoning: planted documents make the trigger bring out the payload, which a clean model
 //!   never writes;
-//! - scaling: along the IsoFLOP sweep, the best held-out loss falls as the budget grows.
+//! - scaling: along the IsoFLOP sweep, the best held-out loss falls as the budget grows;
+//! - unlearning: gradient difference lowers forget-set accuracy more than retain-set accuracy.
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -69,6 +70,67 @@ fn quick_experiments_show_their_papers_directions() {
         v["results"].as_array().unwrap().iter().map(|r| (r["heldout_perplexity"].clone(), r["tail_mass"].clone())).collect::<Vec<_>>()
     };
     assert_eq!(strip(&again), strip(&c));
+
+    unlearning_forgets_the_forget_set_more_than_the_rest(&run, dir.path());
+}
+
+/// `experiment unlearning --quick` on the quick run's base: fine-tuned facts are learned, and
+/// gradient difference takes more from the forget set than from the retain set; `lmlab
+/// unlearn` on its own raises the forget set's loss and refuses a retain set for ga.
+fn unlearning_forgets_the_forget_set_more_than_the_rest(run: &Path, dir: &Path) {
+    let out = dir.join("unlearning");
+    let base = run.join("base");
+    let r =
+        report(&ok(&["experiment", "unlearning", "--model", base.to_str().unwrap(), "--quick", "--out", out.to_str().unwrap(), "--json"]));
+    let row = |model: &str| r["rows"].as_array().unwrap().iter().find(|x| x["model"] == model).unwrap().clone();
+    let acc = |x: &serde_json::Value, k: &str| x[k].as_f64().unwrap();
+    let (start, full, gd) = (row("start"), row("full"), row("gd"));
+    assert!(acc(&full, "forget_accuracy") >= acc(&start, "forget_accuracy") + 0.5, "full {full} vs start {start}");
+    let forget_drop = acc(&full, "forget_accuracy") - acc(&gd, "forget_accuracy");
+    let retain_drop = acc(&full, "retain_accuracy") - acc(&gd, "retain_accuracy");
+    assert!(forget_drop > retain_drop, "gd: forget accuracy fell {forget_drop}, retain accuracy {retain_drop}");
+    // The retain model never saw the forget entities: it is where forgetting aims.
+    assert!(acc(&row("retain"), "forget_accuracy") < acc(&full, "forget_accuracy"));
+    assert_eq!(r["rows"].as_array().unwrap().len(), 6);
+    assert!(out.join("unlearning.md").is_file() && out.join("unlearning.png").is_file());
+
+    let forget = dir.join("forget.jsonl");
+    std::fs::write(&forget, "{\"text\": \"The vault code of Ostria is 31415926.\"}\n").unwrap();
+    let m = cli::json(&[
+        "unlearn",
+        "--model",
+        base.to_str().unwrap(),
+        "--forget",
+        forget.to_str().unwrap(),
+        "--method",
+        "ga",
+        "--steps",
+        "4",
+        "--lr",
+        "1e-3",
+        "--out",
+        dir.join("unlearned/model").to_str().unwrap(),
+        "--json",
+    ]);
+    let nll: Vec<f64> = m["steps"].as_array().unwrap().iter().map(|s| s["forget_nll"].as_f64().unwrap()).collect();
+    assert_eq!(nll.len(), 4);
+    assert!(nll[3] > nll[0], "the forget loss per token: {nll:?}");
+    assert!(dir.join("unlearned/model/model.safetensors").is_file());
+    let refused = cli::lmlab(&[
+        "unlearn",
+        "--model",
+        base.to_str().unwrap(),
+        "--forget",
+        forget.to_str().unwrap(),
+        "--retain",
+        forget.to_str().unwrap(),
+        "--method",
+        "ga",
+        "--out",
+        dir.join("refused").to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("ga (gradient ascent) uses no retain set"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! Inputs as one stream of documents ([`input`]: WARC/ARC and WET via [`warc`], JSONL
 //! plain/gzip/zstd, text files, folders); HTTP responses decoded ([`http`]) and reduced to their
-//! main text ([`extract`]); language identification ([`langid`]), the URL blocklist
+//! main text ([`extract`], scored against pages of known main text in [`extract_eval`]); language identification ([`langid`]), the URL blocklist
 //! ([`urlfilter`]), Gopher/C4/FineWeb quality filters ([`quality`]), exact and MinHash
 //! near-duplicate removal ([`dedup`]) and PII scrubbing ([`pii`]), chained with counts per stage
 //! and rule ([`pipeline`]); the `data prepare` run on all cores with shards, manifest, data card
@@ -20,6 +20,7 @@ pub mod chat;
 pub mod corpus;
 pub mod dedup;
 pub mod extract;
+pub mod extract_eval;
 pub mod filter_eval;
 pub mod http;
 pub mod input;

@@ -18,10 +18,46 @@ pub enum BenchCmd {
     /// `data prepare` MB/s and documents/s on a generated crawl (200 MB by default), and
     /// datatrove's per-core speed on the same files with --datatrove-files N.
     Data(crate::bench_data::DataArgs),
+    /// Main-text extraction scored on pages whose main text is known (trafilatura's evaluation
+    /// pages, the Chinese zh-cwced pages, or a folder of NAME.html + NAME.txt), beside
+    /// trafilatura on the same pages in the same run.
+    Extract(ExtractArgs),
     /// `lmlab serve` under 1, 4, 8 and 16 concurrent streaming clients: aggregate output
     /// tokens/s, time to first token, inter-token latency; llama-cpp-python's server and
     /// llama.cpp's llama-server on the same model and requests, in the same run, when given.
     Serve(ServeBenchArgs),
+}
+
+#[derive(Args)]
+pub struct ExtractArgs {
+    /// trafilatura-eval, zh-cwced, or a folder of NAME.html[.gz] pages with NAME.txt main texts.
+    #[arg(long, default_value = "trafilatura-eval")]
+    set: String,
+    /// The shared data folder holding extraction/ (for the named sets).
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// A Python with trafilatura installed, to run it on the same pages (default: the lmlab
+    /// venv's, ~/.cache/lmlab-venv/bin/python, when it has trafilatura).
+    #[arg(long)]
+    python: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_extract(a: ExtractArgs) -> Result<()> {
+    use lmlab_data::extract_eval::{bench_extract, load_set, render};
+    let pages = load_set(&a.set, &a.data)?;
+    let python = a.python.or_else(|| {
+        let venv = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/lmlab-venv/bin/python"))?;
+        venv.is_file().then(|| venv.display().to_string())
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/trafilatura_extract.py");
+    let report = bench_extract(&a.set, &pages, python.as_deref(), &script)?;
+    if a.json {
+        return crate::print_json(&report);
+    }
+    print!("{}", render(&report));
+    Ok(())
 }
 
 #[derive(Args)]
@@ -189,6 +225,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Infer(a) => run_infer(a)?,
         BenchCmd::Data(a) => crate::bench_data::run(a)?,
+        BenchCmd::Extract(a) => run_extract(a)?,
         BenchCmd::Serve(a) => run_serve(a)?,
         BenchCmd::Train(a) => {
             let mut preset = Preset::from_file(&a.config)?;

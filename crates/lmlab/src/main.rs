@@ -22,6 +22,7 @@ mod sft;
 mod size;
 mod tokenizer;
 mod train_flags;
+mod unlearn;
 mod world;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,9 @@ enum Command {
     /// RLHF: PPO, GRPO or RLOO on an SFT policy's own answers, rewarded by a reward model, the
     /// world's grader, or both, against the frozen SFT model.
     Rlhf(rlhf::RlhfArgs),
+    /// Make a model forget conversations or documents (gradient ascent, gradient difference or
+    /// NPO), keeping a retain set.
+    Unlearn(unlearn::UnlearnArgs),
     /// Generate text from a trained model: prefill the prompt, then decode from the KV cache.
     Generate(generate::GenerateArgs),
     /// Talk to a model in the terminal: a multi-turn chat through its chat template.
@@ -98,8 +102,10 @@ enum Command {
 }
 
 fn main() {
+    // html5ever warns on every page it repairs ("foster parenting not implemented"): noise to a
+    // user, so only its errors are shown unless RUST_LOG asks for more.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,html5ever=error".into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
@@ -129,6 +135,7 @@ fn main() {
         Command::Reward(c) => reward::run(c),
         Command::Dpo(a) => dpo::run(a),
         Command::Rlhf(a) => rlhf::run(a),
+        Command::Unlearn(a) => unlearn::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Serve(a) => serve::run(a),

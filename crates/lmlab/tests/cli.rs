@@ -436,3 +436,38 @@ fn data_extract_prints_a_pages_main_text_from_a_file_or_standard_input() {
     let missing = lmlab(&["data", "extract", "/nonexistent/page.html"]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/page.html"));
 }
+
+#[test]
+fn bench_extract_scores_a_folder_of_pages_with_known_main_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Page a: the extractor drops the menu and keeps the article: every shingle right.
+    let article = "The river town of Ostria built its first stone bridge in 1680 and rebuilt it after the flood.";
+    let a = format!("<html><body><nav><a href=\"/\">Home</a> <a href=\"/news\">News</a></nav><article><p>{article}</p></article></body></html>");
+    std::fs::write(d.join("a.html"), a).unwrap();
+    std::fs::write(d.join("a.txt"), article).unwrap();
+    // Page b (gzip): its truth has words the page does not show: precision 1, recall 2 of 8 shingles.
+    let b = "<html><body><p>one two three four five</p></body></html>";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b.as_bytes()).unwrap();
+    std::fs::write(d.join("b.html.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(d.join("b.txt"), "one two three four five six seven eight nine ten eleven").unwrap();
+
+    let r = cli::json(&["bench", "extract", "--set", d.to_str().unwrap(), "--python", "/nonexistent/python", "--json"]);
+    assert_eq!(r["pages"], 2);
+    assert_eq!(r["scoring"], "shingles");
+    let ours = &r["scores"][0];
+    assert_eq!(ours["extractor"], "lmlab");
+    // Page means: precision (1 + 1)/2, recall (1 + 2/8)/2 (b: 2 of its truth's 8 shingles).
+    assert_eq!(ours["precision"].as_f64().unwrap(), 1.0);
+    assert!((ours["recall"].as_f64().unwrap() - 0.625).abs() < 1e-12, "{ours}");
+    assert!(ours["pages_per_sec"].as_f64().unwrap() > 0.0);
+    // No trafilatura here: the report says why, and scores lmlab alone.
+    assert_eq!(r["scores"].as_array().unwrap().len(), 1);
+    assert!(r["trafilatura_missing"].as_str().unwrap().contains("/nonexistent/python"), "{r}");
+
+    // A page without its main text beside it is named.
+    std::fs::write(d.join("c.html"), "<p>x</p>").unwrap();
+    let err = lmlab(&["bench", "extract", "--set", d.to_str().unwrap()]);
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("c.txt"));
+}

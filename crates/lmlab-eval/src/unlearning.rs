@@ -235,7 +235,11 @@ pub struct UnlearningOptions {
     pub canaries_per_count: usize,
     /// Fine-tuning of the full and retain models.
     pub learn: TrainConfig,
+    /// Unlearning (its `max_steps` is set per forget set from `unlearn_epochs`).
     pub unlearn: TrainConfig,
+    /// Passes over the forget set (TOFU's 5), so that a small forget set is not hammered for
+    /// as many steps as a large one.
+    pub unlearn_epochs: f64,
     pub beta: f64,
     pub retain_weight: f64,
     pub heldout_tokens: usize,
@@ -245,14 +249,15 @@ pub struct UnlearningOptions {
 }
 
 impl UnlearningOptions {
-    /// The defaults (`quick`: 30 entities, one share, two canaries), with the world and run
+    /// The defaults (`quick`: 20 entities, a 20% share, two canaries, a faster learning rate
+    /// for a model that starts knowing nothing), with the world and run
     /// folders found beside `model` (runs/N/sft → runs/N/world, runs/N).
     pub fn new(model: PathBuf, out: PathBuf, quick: bool) -> Result<Self> {
         let run = model.parent().map(Path::to_path_buf).unwrap_or_default();
         let learn = TrainConfig {
-            max_steps: if quick { 200 } else { 1000 },
+            max_steps: if quick { 150 } else { 1000 },
             batch_size: 16,
-            lr: 1e-3,
+            lr: if quick { 3e-3 } else { 1e-3 },
             min_lr: 1e-4,
             warmup_steps: 20,
             weight_decay: 0.0,
@@ -263,10 +268,11 @@ impl UnlearningOptions {
             seed: 0,
             ..TrainConfig::default()
         };
+        // Unlearning at a fifth of the fine-tuning rate (constant).
         let unlearn = TrainConfig {
-            max_steps: if quick { 20 } else { 40 },
-            lr: 2e-4,
-            min_lr: 2e-4,
+            max_steps: 0,
+            lr: learn.lr / 5.0,
+            min_lr: learn.lr / 5.0,
             warmup_steps: 0,
             log_every: 1,
             save_every: 20,
@@ -277,19 +283,25 @@ impl UnlearningOptions {
             run,
             model,
             out,
-            entities: if quick { 30 } else { 200 },
-            fractions: if quick { vec![0.1] } else { vec![0.01, 0.05, 0.1] },
+            entities: if quick { 20 } else { 200 },
+            fractions: if quick { vec![0.2] } else { vec![0.01, 0.05, 0.1] },
             methods: UnlearnMethod::ALL.to_vec(),
             canary_copies: if quick { vec![1, 16] } else { vec![1, 4, 16, 64] },
             canaries_per_count: if quick { 1 } else { 4 },
             learn,
             unlearn,
+            unlearn_epochs: 5.0,
             beta: 0.1,
             retain_weight: 1.0,
-            heldout_tokens: if quick { 4_000 } else { 40_000 },
-            replay_windows: if quick { 90 } else { 600 },
+            heldout_tokens: if quick { 2_000 } else { 40_000 },
+            replay_windows: if quick { 30 } else { 600 },
             seed: 0,
         })
+    }
+
+    /// The unlearning steps of a forget set of `n` sequences: `unlearn_epochs` passes.
+    pub fn unlearn_steps(&self, n: usize) -> u64 {
+        ((self.unlearn_epochs * n as f64 / self.unlearn.batch_size as f64).ceil() as u64).max(1)
     }
 
     /// Entities forgotten at share `f` (at least one).
@@ -424,7 +436,8 @@ impl Lab<'_> {
         log: &mut dyn FnMut(&str),
     ) -> Result<(PathBuf, Option<f64>)> {
         let dir = self.opts.out.join(name);
-        let cfg = if settings.is_some() { &self.opts.unlearn } else { &self.opts.learn };
+        let unlearn = TrainConfig { max_steps: self.opts.unlearn_steps(forget.len()), ..self.opts.unlearn.clone() };
+        let cfg = if settings.is_some() { &unlearn } else { &self.opts.learn };
         let this = serde_json::json!({
             "from": from, "settings": settings, "train": cfg,
             "forget": hash_of(&forget), "retain": hash_of(&retain),
@@ -664,7 +677,7 @@ pub fn run(opts: &UnlearningOptions, mut log: impl FnMut(&str)) -> Result<Unlear
 fn markdown(r: &UnlearningReport) -> String {
     let o = &r.options;
     let mut md = format!(
-        "# Unlearning: forgetting fine-tuned facts and planted canaries\n\nStarting model `{}`; {} entities ({} questions) fine-tuned into it with {} canaries planted {:?} times and {} windows of real crawl text replayed ({} steps, lr {}); unlearning {} steps at lr {} (NPO β {}, retain weight {}); fluency on {} held-out crawl tokens. Forget quality: the forget set's accuracy and answer probability against the retain model's (never trained on those entities), and a Kolmogorov–Smirnov test of the two models' answer probabilities (p near 1: indistinguishable).\n\n",
+        "# Unlearning: forgetting fine-tuned facts and planted canaries\n\nStarting model `{}`; {} entities ({} questions) fine-tuned into it with {} canaries planted {:?} times and {} windows of real crawl text replayed ({} steps, lr {}); unlearning {} passes over the forget set (its questions and each canary once) at lr {} (NPO β {}, retain weight {}); fluency on {} held-out crawl tokens. Forget quality: the forget set's accuracy and answer probability against the retain model's (never trained on those entities), and a Kolmogorov–Smirnov test of the two models' answer probabilities (p near 1: indistinguishable).\n\n",
         o.model.display(),
         o.entities,
         r.questions,
@@ -673,7 +686,7 @@ fn markdown(r: &UnlearningReport) -> String {
         o.replay_windows,
         o.learn.max_steps,
         o.learn.lr,
-        o.unlearn.max_steps,
+        o.unlearn_epochs,
         o.unlearn.lr,
         o.beta,
         o.retain_weight,

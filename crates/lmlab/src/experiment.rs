@@ -48,7 +48,7 @@ pub struct UnlearningArgs {
     /// The starting chat model: an lmlab checkpoint of a run (its world/ and data/ beside it).
     #[arg(long, default_value = "runs/world/sft")]
     model: PathBuf,
-    /// Small and fast: 30 entities, a 10% forget set, two canaries.
+    /// Small and fast: 20 entities, a 20% forget set, two canaries.
     #[arg(long)]
     quick: bool,
     /// Entities whose facts are fine-tuned in.
@@ -66,9 +66,9 @@ pub struct UnlearningArgs {
     /// Fine-tuning steps of the full and retain models.
     #[arg(long)]
     learn_steps: Option<u64>,
-    /// Unlearning steps.
+    /// Passes over the forget set (default 5, as in TOFU).
     #[arg(long)]
-    unlearn_steps: Option<u64>,
+    unlearn_epochs: Option<f64>,
     /// Unlearning learning rate.
     #[arg(long)]
     unlearn_lr: Option<f64>,
@@ -455,7 +455,7 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             opts.methods = a.methods.unwrap_or(opts.methods);
             opts.canary_copies = a.canaries.unwrap_or(opts.canary_copies);
             opts.learn.max_steps = a.learn_steps.unwrap_or(opts.learn.max_steps);
-            opts.unlearn.max_steps = a.unlearn_steps.unwrap_or(opts.unlearn.max_steps);
+            opts.unlearn_epochs = a.unlearn_epochs.unwrap_or(opts.unlearn_epochs);
             if let Some(lr) = a.unlearn_lr {
                 (opts.unlearn.lr, opts.unlearn.min_lr) = (lr, lr);
             }

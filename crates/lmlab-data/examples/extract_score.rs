@@ -17,7 +17,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.get(2) {
         std::fs::create_dir_all(dir)?;
         for p in &pages {
-            std::fs::write(std::path::Path::new(dir).join(format!("{}.txt", p.name.replace('/', "_"))), lmlab_data::extract::main_text(&p.html))?;
+            std::fs::write(
+                std::path::Path::new(dir).join(format!("{}.txt", p.name.replace('/', "_"))),
+                lmlab_data::extract::main_text(&p.html),
+            )?;
         }
     }
     Ok(())

@@ -1,21 +1,39 @@
 //! HTML to main text: the headings, paragraphs, list items and table cells a reader came for,
-//! without the navigation, menus, scripts, styles, footers, cookie banners and sidebars around
-//! them. Parsing is html5ever's (through `scraper`), so broken HTML is repaired the way browsers
-//! repair it.
+//! without the navigation, menus, scripts, styles, footers, cookie banners, sidebars, comments
+//! and related-link blocks around them. Parsing is html5ever's (through `scraper`), so broken
+//! HTML is repaired the way browsers repair it. Everything is judged by structure, not by site.
 //!
-//! Boilerplate is recognised by structure, not by site: elements whose tag is boilerplate
-//! (`nav`, `footer`, `aside`, `script`, forms, ...), whose ARIA role is (`navigation`,
-//! `contentinfo`, ...), that are hidden, or whose `id`/`class` words name boilerplate (`menu`,
-//! `sidebar`, `cookie`, `breadcrumb`, `noprint`, `byline`, `author`, `meta`, ...: what extractors
-//! like trafilatura keep as metadata, not text); the page-level `<header>`
-//! (outside any article); and lists made only of links. Block elements become lines.
+//! Four steps, each linear in the page's size (up to the depth of the tree):
+//!
+//! 1. **Boilerplate** ([`measure`], [`drop_named_boilerplate`]): elements whose tag is
+//!    boilerplate (`nav`, `footer`, `aside`, `script`, ...), whose ARIA role is (`navigation`,
+//!    `contentinfo`, ...), that are hidden, the page-level `<header>`, lists made only of links,
+//!    small forms (a form holding a whole page, as ASP.NET writes them, stays), comment threads,
+//!    and elements whose `id`/`class` words name boilerplate (`menu`, `sidebar`, `cookie`,
+//!    `share`, `related`, ...). Class words are trusted less than tags: a container holding a
+//!    content marker (`<article>`, `<main>`, itemprop=articleBody, "entry-content") or half the
+//!    page's text stays, a word after "has"/"no"/"with" is a layout flag, and meta words (`date`,
+//!    `author`, `byline`, ...) drop only small elements. The same pass measures the kept text and
+//!    link text under every element.
+//! 2. **Scoring** ([`score_containers`], after Readability): every leaf block of 25 characters or
+//!    more scores for its commas and length, credited to its parent, less to its grandparent and
+//!    less again up to five levels; each container starts from a prior for its tag and class
+//!    words (content hints up, hints of other page parts down) and its score is scaled by its
+//!    share of unlinked text.
+//! 3. **Choice** ([`main_blocks`]): the best container, with the siblings that score near it,
+//!    loose paragraphs of running text beside it and the heading right before it. A page with
+//!    no scoring block is taken whole.
+//! 4. **Text** ([`walk`]): the chosen blocks' text without boilerplate and, inside them, without
+//!    blocks that are mostly links ("read more", related articles). Block elements become lines.
+
+use std::collections::{HashMap, HashSet};
 
 use scraper::{ElementRef, Html, Node};
 
 /// Tags whose whole subtree is never main text.
 const SKIP_TAGS: &[&str] = &[
-    "script", "style", "noscript", "template", "nav", "footer", "aside", "form", "button", "select", "option", "input", "textarea",
-    "iframe", "svg", "canvas", "menu", "dialog", "head", "object", "embed", "audio", "video", "map",
+    "script", "style", "noscript", "template", "nav", "footer", "aside", "button", "select", "option", "input", "textarea", "iframe",
+    "svg", "canvas", "menu", "dialog", "head", "object", "embed", "audio", "video", "map",
 ];
 
 /// ARIA roles of boilerplate landmarks.
@@ -61,13 +79,6 @@ const SKIP_WORDS: &[&str] = &[
     "comments",
     "pagination",
     "pager",
-    "byline",
-    "dateline",
-    "date",
-    "timestamp",
-    "author",
-    "username",
-    "meta",
 ];
 
 /// Characters of text inside `<a>` elements under `el`.
@@ -129,6 +140,30 @@ const BLOCK_TAGS: &[&str] = &[
     "thead",
 ];
 
+/// Words in `id`/`class` values that mark page furniture only when the element is small (a
+/// dateline, an author box, a post's meta line): blog templates also wrap whole posts in
+/// "date-outer" or "entry-meta" containers, which must not take the post with them.
+const SMALL_SKIP_WORDS: &[&str] = &["byline", "dateline", "date", "timestamp", "author", "username", "meta"];
+
+/// Below this many characters of text, an element named by [`SMALL_SKIP_WORDS`] is furniture.
+const SMALL_ELEMENT_CHARS: usize = 200;
+
+/// The `id` and `class` words of an element, lowercased, split at `-`, `_` and spaces.
+fn attr_words<'a>(el: &ElementRef<'a>) -> impl Iterator<Item = String> + 'a {
+    let e = el.value();
+    e.attr("id")
+        .into_iter()
+        .chain(e.attr("class"))
+        .flat_map(|v| v.split(|c: char| c == '-' || c == '_' || c.is_whitespace()))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+}
+
+/// Characters of text (whitespace excluded) under `el`.
+fn text_chars(el: &ElementRef) -> usize {
+    el.text().map(|t| t.chars().filter(|c| !c.is_whitespace()).count()).sum()
+}
+
 fn is_boilerplate(el: &ElementRef) -> bool {
     let e = el.value();
     let tag = e.name();
@@ -156,18 +191,202 @@ fn is_boilerplate(el: &ElementRef) -> bool {
     if e.attr("role").is_some_and(|r| SKIP_ROLES.iter().any(|s| r.eq_ignore_ascii_case(s))) {
         return true;
     }
-    let words = e.attr("id").into_iter().chain(e.attr("class")).flat_map(|v| v.split(|c: char| c == '-' || c == '_' || c.is_whitespace()));
-    for w in words {
-        let w = w.to_ascii_lowercase();
-        if SKIP_WORDS.contains(&w.as_str()) {
-            return true;
-        }
-    }
     false
 }
 
-fn walk(el: ElementRef, out: &mut String) {
+/// Whether the `id`/`class` words of `el` name boilerplate. A word after "has", "with" or
+/// "no" is a layout flag ("has-sidebar"), not a name.
+fn is_boilerplate_by_words(el: &ElementRef) -> bool {
+    let mut small_word = false;
+    let mut previous = String::new();
+    for w in attr_words(el) {
+        let flag = matches!(previous.as_str(), "has" | "with" | "no" | "without");
+        if !flag && SKIP_WORDS.contains(&w.as_str()) {
+            return true;
+        }
+        small_word |= !flag && SMALL_SKIP_WORDS.contains(&w.as_str());
+        previous = w;
+    }
+    small_word && text_chars(el) < SMALL_ELEMENT_CHARS
+}
+
+/// Whether the `id`/`class` words of `el` name a comment thread: readers' text, however long
+/// (it can outweigh the article), so never exempt the way [`drop_named_boilerplate`] exempts.
+fn names_comments(el: &ElementRef) -> bool {
+    attr_words(el).any(|w| matches!(w.as_str(), "comments" | "comment" | "commentlist" | "disqus"))
+}
+
+/// Whether `el` marks itself as the page's main content: `<main>`, `<article>`, role=main or
+/// itemprop=articleBody. A container holding one is never dropped for its class words.
+fn is_content_marker(el: &ElementRef) -> bool {
+    let e = el.value();
+    matches!(e.name(), "main" | "article")
+        || e.attr("role").is_some_and(|r| r.eq_ignore_ascii_case("main"))
+        || e.attr("itemprop").is_some_and(|v| v.eq_ignore_ascii_case("articleBody"))
+        || names_article_body(el)
+}
+
+/// Class words that say "the body of the article": one of article/entry/post/story with one of
+/// body/content/text ("entry-content", "l-article-body-segment").
+fn names_article_body(el: &ElementRef) -> bool {
+    let (mut what, mut part) = (false, false);
+    for w in attr_words(el) {
+        what |= matches!(w.as_str(), "article" | "entry" | "post" | "story");
+        part |= matches!(w.as_str(), "body" | "content" | "text");
+    }
+    what && part
+}
+
+/// Text and link characters of one element's kept (non-boilerplate) text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    chars: usize,
+    link_chars: usize,
+}
+
+impl Size {
+    fn link_density(&self) -> f64 {
+        self.link_chars as f64 / self.chars.max(1) as f64
+    }
+}
+
+/// Identity of an element within one parsed document (its node's address: stable while the
+/// document lives, and used only for lookups, never for order).
+fn key(el: &ElementRef) -> usize {
+    std::ptr::from_ref(el.value()) as usize
+}
+
+/// Facts about one parsed page that the choice of the main block and its walk share.
+struct PageFacts<'a> {
+    /// Sizes of every element outside boilerplate.
+    sizes: HashMap<usize, Size>,
+    /// The boilerplate elements (their subtrees are boilerplate too, unlisted).
+    boilerplate: HashSet<usize>,
+    /// Elements whose class words name boilerplate, with their sizes, until
+    /// [`drop_named_boilerplate`] judges them.
+    named_boilerplate: Vec<(ElementRef<'a>, Size)>,
+}
+
+impl PageFacts<'_> {
+    fn size(&self, el: &ElementRef) -> Size {
+        self.sizes.get(&key(el)).copied().unwrap_or_default()
+    }
+
+    fn is_boilerplate(&self, el: &ElementRef) -> bool {
+        self.boilerplate.contains(&key(el))
+    }
+}
+
+/// A `<form>` is a search box, login or comment form unless it holds this many characters of
+/// unlinked text: some frameworks (ASP.NET) wrap the whole page in one form.
+const FORM_TEXT_CHARS: usize = 500;
+
+/// What [`measure`] learns about a subtree.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    size: Size,
+    /// A content marker ([`is_content_marker`]) is in the subtree.
+    holds_marker: bool,
+}
+
+/// One pass over the tree: which elements are boilerplate, and the kept text and link
+/// characters under every other one. Children are measured first, so that a container's class
+/// words are judged knowing whether the article is inside it.
+fn measure<'a>(el: ElementRef<'a>, in_link: bool, facts: &mut PageFacts<'a>) -> Measured {
     if is_boilerplate(&el) {
+        facts.boilerplate.insert(key(&el));
+        return Measured::default();
+    }
+    let in_link = in_link || el.value().name() == "a";
+    let mut m = Measured { size: Size::default(), holds_marker: is_content_marker(&el) };
+    for child in el.children() {
+        match child.value() {
+            Node::Text(t) => {
+                let n = t.chars().filter(|c| !c.is_whitespace()).count();
+                m.size.chars += n;
+                if in_link {
+                    m.size.link_chars += n;
+                }
+            }
+            Node::Element(_) => {
+                if let Some(child) = ElementRef::wrap(child) {
+                    let c = measure(child, in_link, facts);
+                    m.size.chars += c.size.chars;
+                    m.size.link_chars += c.size.link_chars;
+                    m.holds_marker |= c.holds_marker;
+                }
+            }
+            _ => {}
+        }
+    }
+    let tag = el.value().name();
+    let judged = !m.holds_marker && !matches!(tag, "html" | "body");
+    let small_form = tag == "form" && m.size.chars - m.size.link_chars < FORM_TEXT_CHARS;
+    if judged && names_comments(&el) {
+        facts.boilerplate.insert(key(&el));
+        return Measured::default();
+    }
+    // A small form is judged like a boilerplate class word: it goes unless it holds half the
+    // page (a short page that a framework wrapped in its form).
+    if judged && (small_form || is_boilerplate_by_words(&el)) {
+        facts.named_boilerplate.push((el, m.size));
+    }
+    facts.sizes.insert(key(&el), m.size);
+    m
+}
+
+/// Drops the elements whose class words name boilerplate (and small forms), unless one holds half the page's
+/// text or more: then the word is a layout flag or a plugin's class on the post itself
+/// ("entry share", "l-sidebar-fixed"), since no menu, share bar or comment thread outweighs
+/// everything else. Their text is taken out of their ancestors' sizes.
+fn drop_named_boilerplate(root: &ElementRef, facts: &mut PageFacts) {
+    let total = facts.size(root).chars;
+    let named = std::mem::take(&mut facts.named_boilerplate);
+    let dropped: Vec<(ElementRef, Size)> = named.into_iter().filter(|(_, size)| size.chars * 2 < total).collect();
+    for (el, _) in &dropped {
+        facts.boilerplate.insert(key(el));
+    }
+    for (el, size) in &dropped {
+        let ancestors: Vec<ElementRef> = el.ancestors().filter_map(ElementRef::wrap).collect();
+        // An element inside another dropped one was taken out with it.
+        if ancestors.iter().any(|a| facts.is_boilerplate(a)) {
+            continue;
+        }
+        for a in &ancestors {
+            if let Some(s) = facts.sizes.get_mut(&key(a)) {
+                s.chars -= size.chars;
+                s.link_chars -= size.link_chars;
+            }
+        }
+    }
+}
+
+/// Whether a block inside the main content is mostly link text: a list of related articles, a
+/// tag cloud, a "read more" line. Paragraphs must be links all through: in encyclopedic text
+/// most words of a short paragraph can be links.
+fn is_link_block(el: &ElementRef, facts: &PageFacts) -> bool {
+    let size = facts.size(el);
+    let limit = match el.value().name() {
+        // A container with much unlinked text is a link-rich article part (a wiki's body).
+        "div" | "section" | "ul" | "ol" | "table" | "dl" if size.chars - size.link_chars < LINK_BLOCK_MAX_UNLINKED => LINK_BLOCK_DENSITY,
+        "p" => LINK_PARAGRAPH_DENSITY,
+        _ => return false,
+    };
+    size.chars > 0 && size.link_density() > limit
+}
+
+/// A container with this many characters of unlinked text is never a link block.
+const LINK_BLOCK_MAX_UNLINKED: usize = 300;
+
+/// Above this share of link text, a container inside the main content is links, not text.
+const LINK_BLOCK_DENSITY: f64 = 0.5;
+/// Above this share of link text, a paragraph inside the main content is a link line.
+const LINK_PARAGRAPH_DENSITY: f64 = 0.95;
+
+/// Appends the text of `el` to `out`, one line per block, leaving out boilerplate and (below
+/// the chosen blocks themselves, which may be link-heavy pages) blocks of links.
+fn walk(el: ElementRef, facts: &PageFacts, chosen: bool, out: &mut String) {
+    if facts.is_boilerplate(&el) || (!chosen && is_link_block(&el, facts)) {
         return;
     }
     let block = BLOCK_TAGS.contains(&el.value().name());
@@ -193,7 +412,7 @@ fn walk(el: ElementRef, out: &mut String) {
             }
             Node::Element(_) => {
                 if let Some(child) = ElementRef::wrap(child) {
-                    walk(child, out);
+                    walk(child, facts, false, out);
                 }
             }
             _ => {}
@@ -204,12 +423,182 @@ fn walk(el: ElementRef, out: &mut String) {
     }
 }
 
+/// Words in `id`/`class` values of containers that hold an article's body.
+const CONTENT_WORDS: &[&str] =
+    &["article", "articlebody", "body", "content", "entry", "main", "post", "story", "text", "blog", "hentry", "page"];
+
+/// Words in `id`/`class` values of containers that hold anything but the article's body.
+const NON_CONTENT_WORDS: &[&str] = &[
+    "comment",
+    "comments",
+    "widget",
+    "sidebar",
+    "footer",
+    "related",
+    "teaser",
+    "promo",
+    "recommended",
+    "more",
+    "tags",
+    "combx",
+    "community",
+    "disqus",
+    "remark",
+    "rss",
+    "shoutbox",
+    "sponsor",
+    "header",
+    "masthead",
+    "foot",
+    "banner",
+];
+
+/// A container's prior: +25 for content hints (`article`, `main`, itemprop=articleBody, class
+/// words like "entry-content"), -25 for hints of other page parts.
+fn container_prior(el: &ElementRef) -> f64 {
+    let e = el.value();
+    let mut prior: f64 = match e.name() {
+        "article" | "main" => 25.0,
+        "div" => 5.0,
+        "pre" | "td" | "blockquote" | "section" => 3.0,
+        "ul" | "ol" | "dl" | "form" | "li" | "th" | "address" => -3.0,
+        "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => -5.0,
+        _ => 0.0,
+    };
+    if e.attr("itemprop").is_some_and(|v| v.eq_ignore_ascii_case("articleBody")) || e.attr("role") == Some("main") {
+        prior += 25.0;
+    }
+    let words: Vec<String> = attr_words(el).collect();
+    if words.iter().any(|w| CONTENT_WORDS.contains(&w.as_str())) {
+        prior += 25.0;
+    }
+    if words.iter().any(|w| NON_CONTENT_WORDS.contains(&w.as_str())) {
+        prior -= 25.0;
+    }
+    prior
+}
+
+/// A block of running text: a block element with no block element inside (line breaks aside).
+fn is_text_block(el: &ElementRef) -> bool {
+    let tag = el.value().name();
+    (BLOCK_TAGS.contains(&tag) || matches!(tag, "td" | "th"))
+        && !matches!(tag, "br" | "hr")
+        && !el.descendants().filter_map(ElementRef::wrap).skip(1).any(|d| {
+            let t = d.value().name();
+            t != "br" && t != "hr" && (BLOCK_TAGS.contains(&t) || matches!(t, "td" | "th"))
+        })
+}
+
+/// Text blocks shorter than this add nothing to their containers' scores.
+const MIN_BLOCK_CHARS: usize = 25;
+
+/// How much a text block says: one point, one per comma, one per 100 characters (at most 3).
+fn block_points(el: &ElementRef, size: Size) -> f64 {
+    let commas = el.text().flat_map(str::chars).filter(|c| matches!(c, ',' | '，' | '、' | '。')).count();
+    1.0 + commas as f64 + (size.chars as f64 / 100.0).min(3.0)
+}
+
+/// Scores of the containers of text blocks: each block's points go to its parent in full, its
+/// grandparent by half and the next three ancestors by a third of their depth (Readability's
+/// scheme), on top of each container's prior.
+fn score_containers<'a>(root: ElementRef<'a>, facts: &PageFacts) -> HashMap<usize, (ElementRef<'a>, f64)> {
+    let mut scores: HashMap<usize, (ElementRef<'a>, f64)> = HashMap::new();
+    let mut stack = vec![root];
+    while let Some(el) = stack.pop() {
+        if facts.is_boilerplate(&el) {
+            continue;
+        }
+        stack.extend(el.children().filter_map(ElementRef::wrap));
+        let size = facts.size(&el);
+        if size.chars < MIN_BLOCK_CHARS || !is_text_block(&el) {
+            continue;
+        }
+        let points = block_points(&el, size);
+        for (level, anc) in el.ancestors().filter_map(ElementRef::wrap).take(5).enumerate() {
+            let share = match level {
+                0 => 1.0,
+                1 => 2.0,
+                l => l as f64 * 3.0,
+            };
+            scores.entry(key(&anc)).or_insert_with(|| (anc, container_prior(&anc))).1 += points / share;
+        }
+    }
+    for (el, score) in scores.values_mut() {
+        *score *= 1.0 - facts.size(el).link_density();
+    }
+    scores
+}
+
+/// The container with the best score, if any text block was found. Ties go to the first
+/// container in document order, so the result does not depend on hashing.
+fn best_container<'a>(scores: &HashMap<usize, (ElementRef<'a>, f64)>, root: ElementRef<'a>) -> Option<ElementRef<'a>> {
+    let mut best: Option<(ElementRef<'a>, f64)> = None;
+    for el in root.descendants().filter_map(ElementRef::wrap) {
+        if let Some(&(_, s)) = scores.get(&key(&el)) {
+            if best.is_none_or(|(_, b)| s > b) {
+                best = Some((el, s));
+            }
+        }
+    }
+    best.map(|(el, _)| el)
+}
+
+/// Whether a sibling of the best container is running text that belongs with it: a long
+/// paragraph with few links, or a short sentence with none (Readability's sibling test, for any
+/// block, since templates wrap paragraphs in divs).
+fn is_loose_paragraph(el: &ElementRef, size: Size) -> bool {
+    if !matches!(el.value().name(), "p" | "div" | "section" | "blockquote") {
+        return false;
+    }
+    let long = size.chars > 80 && size.link_density() < 0.25;
+    let sentence = size.link_chars == 0 && size.chars > 0 && ends_sentence(el);
+    long || sentence
+}
+
+/// Whether the text of `el` ends like a sentence.
+fn ends_sentence(el: &ElementRef) -> bool {
+    let text: String = el.text().collect();
+    text.trim_end().ends_with(['.', '!', '?', '。', '！', '？'])
+}
+
+/// The best container and the siblings that belong with it: siblings that score at least a
+/// fifth of it, paragraphs of plain running text, and a heading right before it.
+fn main_blocks<'a>(best: ElementRef<'a>, scores: &HashMap<usize, (ElementRef<'a>, f64)>, facts: &PageFacts) -> Vec<ElementRef<'a>> {
+    let Some(parent) = best.parent().and_then(ElementRef::wrap) else { return vec![best] };
+    let best_score = scores.get(&key(&best)).map_or(0.0, |s| s.1);
+    let threshold = (best_score * 0.2).max(10.0);
+    let siblings: Vec<ElementRef<'a>> = parent.children().filter_map(ElementRef::wrap).collect();
+    let at = siblings.iter().position(|s| key(s) == key(&best)).unwrap_or(0);
+    let mut keep = Vec::new();
+    for (i, sib) in siblings.iter().enumerate() {
+        let size = facts.size(sib);
+        let scored = scores.get(&key(sib)).is_some_and(|s| s.1 >= threshold);
+        let paragraph = is_loose_paragraph(sib, size);
+        let heading = i + 1 == at && matches!(sib.value().name(), "h1" | "h2" | "h3");
+        if i == at || scored || paragraph || heading {
+            keep.push(*sib);
+        }
+    }
+    keep
+}
+
 /// The main text of an HTML page: one line per block, whitespace collapsed, empty lines
 /// dropped. The `<title>` is not included (it usually repeats the site name).
 pub fn main_text(html: &str) -> String {
     let doc = Html::parse_document(html);
+    let root = doc.root_element();
+    let mut facts = PageFacts { sizes: HashMap::new(), boilerplate: HashSet::new(), named_boilerplate: Vec::new() };
+    measure(root, false, &mut facts);
+    drop_named_boilerplate(&root, &mut facts);
+    let scores = score_containers(root, &facts);
+    let blocks = match best_container(&scores, root) {
+        Some(best) => main_blocks(best, &scores, &facts),
+        None => vec![root],
+    };
     let mut raw = String::with_capacity(html.len() / 4);
-    walk(doc.root_element(), &mut raw);
+    for block in blocks {
+        walk(block, &facts, true, &mut raw);
+    }
     let lines: Vec<&str> = raw.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     lines.join("\n")
 }
@@ -256,6 +645,63 @@ See also
 Step one, with a link.
 Step two."
         );
+    }
+
+    /// A sentence long enough to count as running text.
+    const LONG: &str = "This sentence is long enough, with a comma or two, to count as running text of an article.";
+
+    #[test]
+    fn the_container_with_the_most_running_text_wins_over_teasers_and_its_links_go() {
+        let html = format!(
+            r#"<body><div class="teasers"><div><p>Short teaser one</p></div><div><p>Short teaser two</p></div></div>
+            <div id="story"><h1>Headline</h1><p>{LONG}</p><p>{LONG}</p>
+              <p><a href="/more">Read more: another story entirely</a></p></div>
+            <div class="links"><p><a href="/x">Elsewhere on the site</a></p></div></body>"#
+        );
+        assert_eq!(main_text(&html), format!("Headline\n{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn a_heading_and_paragraphs_beside_the_best_container_come_with_it() {
+        let html = format!(
+            r#"<body><div class="col"><h2>Title</h2><div class="inner"><p>{LONG}</p><p>{LONG}</p></div>
+            <p>A closing remark.</p><div><a href="/a">Next</a> <a href="/b">Previous</a></div></div></body>"#
+        );
+        assert_eq!(main_text(&html), format!("Title\n{LONG}\n{LONG}\nA closing remark."));
+    }
+
+    #[test]
+    fn meta_words_drop_small_elements_only_and_layout_flags_drop_nothing() {
+        let html = format!(
+            r#"<body><div class="layout has-sidebar"><div class="date-outer"><span class="date">May 3</span>
+            <div class="post"><p>{LONG}</p></div></div></div><div class="sidebar"><p>Popular posts</p></div></body>"#
+        );
+        assert_eq!(main_text(&html), LONG);
+    }
+
+    #[test]
+    fn a_boilerplate_class_on_the_post_itself_does_not_drop_it() {
+        // A sharing plugin adds "share" to the post's own container: it holds most of the text.
+        let html = format!(r#"<body><div class="entry share"><p>{LONG}</p><p>{LONG}</p></div><div class="share">Tweet</div></body>"#);
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn comments_go_even_when_longer_than_the_article() {
+        let html = format!(
+            r#"<body><div class="post"><p>{LONG}</p></div>
+            <div id="comments"><p>{LONG} One.</p><p>{LONG} Two.</p><p>{LONG} Three.</p></div></body>"#
+        );
+        assert_eq!(main_text(&html), LONG);
+    }
+
+    #[test]
+    fn a_form_wrapping_the_page_stays_and_a_search_form_goes() {
+        let body = format!("<p>{LONG}</p>").repeat(6);
+        let html = format!(r#"<body><form id="Form1"><div>{body}</div></form></body>"#);
+        assert_eq!(main_text(&html), [LONG; 6].join("\n"));
+        let html = format!(r#"<body><form id="Form1"><p>Search the site</p><input></form><div><p>{LONG}</p></div></body>"#);
+        assert_eq!(main_text(&html), LONG);
     }
 
     #[test]

@@ -443,7 +443,9 @@ fn bench_extract_scores_a_folder_of_pages_with_known_main_text() {
     let d = dir.path();
     // Page a: the extractor drops the menu and keeps the article: every shingle right.
     let article = "The river town of Ostria built its first stone bridge in 1680 and rebuilt it after the flood.";
-    let a = format!("<html><body><nav><a href=\"/\">Home</a> <a href=\"/news\">News</a></nav><article><p>{article}</p></article></body></html>");
+    let a = format!(
+        "<html><body><nav><a href=\"/\">Home</a> <a href=\"/news\">News</a></nav><article><p>{article}</p></article></body></html>"
+    );
     std::fs::write(d.join("a.html"), a).unwrap();
     std::fs::write(d.join("a.txt"), article).unwrap();
     // Page b (gzip): its truth has words the page does not show: precision 1, recall 2 of 8 shingles.

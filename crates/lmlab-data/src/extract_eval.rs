@@ -17,7 +17,7 @@
 //!   left out.
 //!
 //! Pages are decoded as `data prepare` decodes them (`<meta>` charset, else UTF-8, else
-//! windows-1252) and extracted with [`crate::extract::main_text`]. Speed is pages/s and
+//! a guess from the bytes) and extracted with [`crate::extract::main_text`]. Speed is pages/s and
 //! MB/s of HTML over extraction alone (decoding excluded), one thread.
 //!
 //! trafilatura runs through `bench/trafilatura_extract.py` with datatrove's settings

@@ -200,8 +200,10 @@ pub fn meta_charset(html: &[u8]) -> Option<String> {
 }
 
 /// The page's text and the name of the encoding used: a byte-order mark wins, then the HTTP
-/// header's charset, then `<meta>`, then UTF-8 if the bytes are valid UTF-8, else
-/// windows-1252 (what browsers assume).
+/// header's charset, then `<meta>`, then UTF-8 if the bytes are valid UTF-8, else the encoding
+/// that Firefox's detector (`chardetng`) guesses from the bytes: undeclared GBK, Shift_JIS or
+/// windows-1251 pages are common in older crawls, and reading them all as windows-1252 (the
+/// browsers' old default) turns their text into mojibake.
 pub fn decode_text(payload: &[u8], content_type: Option<&str>) -> (String, &'static str) {
     if let Some((enc, bom)) = Encoding::for_bom(payload) {
         let (text, _) = enc.decode_without_bom_handling(&payload[bom..]);
@@ -214,7 +216,11 @@ pub fn decode_text(payload: &[u8], content_type: Option<&str>) -> (String, &'sta
     let enc = match declared {
         Some(e) => e,
         None if std::str::from_utf8(payload).is_ok() => encoding_rs::UTF_8,
-        None => encoding_rs::WINDOWS_1252,
+        None => {
+            let mut detector = chardetng::EncodingDetector::new();
+            detector.feed(payload, true);
+            detector.guess(None, false)
+        }
     };
     let (text, _) = enc.decode_without_bom_handling(payload);
     (text.into_owned(), enc.name())
@@ -263,11 +269,16 @@ mod tests {
     }
 
     #[test]
-    fn charset_comes_from_bom_header_meta_then_utf8_then_1252() {
+    fn charset_comes_from_bom_header_meta_then_utf8_then_detection() {
         // "café" in windows-1252 and "中文" in GBK.
         let latin = b"<p>caf\xe9</p>";
         assert_eq!(decode_text(latin, Some("text/html; charset=ISO-8859-1")), ("<p>café</p>".to_string(), "windows-1252"));
-        assert_eq!(decode_text(latin, None).0, "<p>café</p>", "invalid UTF-8 without a declaration: windows-1252");
+        assert_eq!(decode_text(latin, None), ("<p>café</p>".to_string(), "windows-1252"), "undeclared Latin text: detected");
+        // Undeclared GBK (a page of an older Chinese crawl) is detected, not read as windows-1252.
+        let sentence =
+            "<html><body><p>一九八九年四月，我在湖南张家界开一个全省教学研究会议。按照惯例，会议安排了一天时间。</p></body></html>";
+        let (bytes, _, _) = encoding_rs::GBK.encode(sentence);
+        assert_eq!(decode_text(&bytes, None), (sentence.to_string(), "GBK"));
         let gbk = b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=gbk\"><p>\xd6\xd0\xce\xc4</p>";
         let (text, enc) = decode_text(gbk, Some("text/html"));
         assert!(text.ends_with("<p>中文</p>"), "{text}");

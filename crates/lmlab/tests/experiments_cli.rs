@@ -112,7 +112,7 @@ fn unlearning_forgets_the_forget_set_more_than_the_rest(run: &Path, dir: &Path) 
         dir.join("unlearned/model").to_str().unwrap(),
         "--json",
     ]);
-    let nll: Vec<f64> = m["steps"].as_array().unwrap().iter().map(|s| s["forget_nll"].as_f64().unwrap()).collect();
+    let nll: Vec<f64> = m["steps"].as_array().unwrap().iter().map(|s| s["extra"]["forget_nll"].as_f64().unwrap()).collect();
     assert_eq!(nll.len(), 4);
     assert!(nll[3] > nll[0], "the forget loss per token: {nll:?}");
     assert!(dir.join("unlearned/model/model.safetensors").is_file());

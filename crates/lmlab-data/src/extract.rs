@@ -3,17 +3,18 @@
 //! and related-link blocks around them. Parsing is html5ever's (through `scraper`), so broken
 //! HTML is repaired the way browsers repair it. Everything is judged by structure, not by site.
 //!
-//! Four steps, each linear in the page's size (up to the depth of the tree):
+//! Five steps, each linear in the page's size (up to the depth of the tree):
 //!
 //! 1. **Boilerplate** ([`measure`], [`drop_named_boilerplate`]): elements whose tag is
 //!    boilerplate (`nav`, `footer`, `aside`, `script`, ...), whose ARIA role is (`navigation`,
 //!    `contentinfo`, ...), that are hidden, the page-level `<header>`, lists made only of links,
-//!    small forms (a form holding a whole page, as ASP.NET writes them, stays), comment threads,
+//!    small forms (a form holding a whole page, as ASP.NET writes them, stays), short figure
+//!    captions (photo credits), comment threads, author boxes ("author" with "bio", "box", ...),
 //!    and elements whose `id`/`class` words name boilerplate (`menu`, `sidebar`, `cookie`,
 //!    `share`, `related`, ...). Class words are trusted less than tags: a container holding a
 //!    content marker (`<article>`, `<main>`, itemprop=articleBody, "entry-content") or half the
 //!    page's text stays, a word after "has"/"no"/"with" is a layout flag, and meta words (`date`,
-//!    `author`, `byline`, ...) drop only small elements. The same pass measures the kept text and
+//!    `author`, `byline`, `caption`, `credit`, ...) drop only small elements. The same pass measures the kept text and
 //!    link text under every element.
 //! 2. **Scoring** ([`score_containers`], after Readability): every leaf block of 25 characters or
 //!    more scores for its commas and length, credited to its parent, less to its grandparent and
@@ -24,7 +25,11 @@
 //!    loose paragraphs of running text beside it and the heading right before it. A page with
 //!    no scoring block is taken whole.
 //! 4. **Text** ([`walk`]): the chosen blocks' text without boilerplate and, inside them, without
-//!    blocks that are mostly links ("read more", related articles). Block elements become lines.
+//!    blocks that are mostly links (related articles), a label and a link ("Read more: <a>..."),
+//!    or a label right before links ("See also:"). Block elements become lines.
+//! 5. **Lines** ([`drop_empty_sections`]): headings left with nothing under them before the next
+//!    heading of their rank (their links went in step 4) go, and so do minor headings (`<h3>`
+//!    and below) and short caption-like lines at the very end ("Most read", "Contact").
 
 use std::collections::{HashMap, HashSet};
 
@@ -141,9 +146,10 @@ const BLOCK_TAGS: &[&str] = &[
 ];
 
 /// Words in `id`/`class` values that mark page furniture only when the element is small (a
-/// dateline, an author box, a post's meta line): blog templates also wrap whole posts in
+/// dateline, an author's name, a post's meta line, a photo credit): blog templates also wrap whole posts in
 /// "date-outer" or "entry-meta" containers, which must not take the post with them.
-const SMALL_SKIP_WORDS: &[&str] = &["byline", "dateline", "date", "timestamp", "author", "username", "meta"];
+const SMALL_SKIP_WORDS: &[&str] =
+    &["byline", "dateline", "date", "timestamp", "author", "username", "meta", "caption", "credit", "credits", "copyright"];
 
 /// Below this many characters of text, an element named by [`SMALL_SKIP_WORDS`] is furniture.
 const SMALL_ELEMENT_CHARS: usize = 200;
@@ -197,7 +203,7 @@ fn is_boilerplate(el: &ElementRef) -> bool {
 /// Whether the `id`/`class` words of `el` name boilerplate. A word after "has", "with" or
 /// "no" is a layout flag ("has-sidebar"), not a name.
 fn is_boilerplate_by_words(el: &ElementRef) -> bool {
-    let mut small_word = false;
+    let (mut small_word, mut author, mut about) = (false, false, false);
     let mut previous = String::new();
     for w in attr_words(el) {
         let flag = matches!(previous.as_str(), "has" | "with" | "no" | "without");
@@ -205,10 +211,16 @@ fn is_boilerplate_by_words(el: &ElementRef) -> bool {
             return true;
         }
         small_word |= !flag && SMALL_SKIP_WORDS.contains(&w.as_str());
+        author |= !flag && w == "author";
+        about |= AUTHOR_BOX_WORDS.contains(&w.as_str());
         previous = w;
     }
-    small_word && text_chars(el) < SMALL_ELEMENT_CHARS
+    (author && about) || (small_word && text_chars(el) < SMALL_ELEMENT_CHARS)
 }
+
+/// Words that, beside "author", name a box about the author ("author-bio", "post-author-box"):
+/// however long, it is about the writer, not the article.
+const AUTHOR_BOX_WORDS: &[&str] = &["box", "bio", "about", "info", "description", "profile", "card"];
 
 /// Whether the `id`/`class` words of `el` name a comment thread: readers' text, however long
 /// (it can outweigh the article), so never exempt the way [`drop_named_boilerplate`] exempts.
@@ -322,13 +334,15 @@ fn measure<'a>(el: ElementRef<'a>, in_link: bool, facts: &mut PageFacts<'a>) -> 
     let tag = el.value().name();
     let judged = !m.holds_marker && !matches!(tag, "html" | "body");
     let small_form = tag == "form" && m.size.chars - m.size.link_chars < FORM_TEXT_CHARS;
+    // A short figure caption is a photo's credit or label; a long one (a slideshow's text) stays.
+    let small_caption = tag == "figcaption" && m.size.chars < SMALL_ELEMENT_CHARS;
     if judged && names_comments(&el) {
         facts.boilerplate.insert(key(&el));
         return Measured::default();
     }
-    // A small form is judged like a boilerplate class word: it goes unless it holds half the
-    // page (a short page that a framework wrapped in its form).
-    if judged && (small_form || is_boilerplate_by_words(&el)) {
+    // A small form or caption is judged like a boilerplate class word: it goes unless it holds
+    // half the page (a short page that a framework wrapped in its form).
+    if judged && (small_form || small_caption || is_boilerplate_by_words(&el)) {
         facts.named_boilerplate.push((el, m.size));
     }
     facts.sizes.insert(key(&el), m.size);
@@ -372,7 +386,54 @@ fn is_link_block(el: &ElementRef, facts: &PageFacts) -> bool {
         "p" => LINK_PARAGRAPH_DENSITY,
         _ => return false,
     };
-    size.chars > 0 && size.link_density() > limit
+    size.chars > 0 && (size.link_density() > limit || is_labelled_link(el, size))
+}
+
+/// Longest label ("Read more:", "See also:") that can introduce a link line or a link list.
+const LABEL_MAX_CHARS: usize = 40;
+
+/// The unlinked text of `el` before its first link, trimmed.
+fn text_before_first_link(el: &ElementRef) -> String {
+    let mut label = String::new();
+    for node in el.descendants() {
+        match node.value() {
+            Node::Element(e) if e.name() == "a" => break,
+            Node::Text(t) => label.push_str(t),
+            _ => {}
+        }
+    }
+    label.trim().to_string()
+}
+
+/// Whether `text` is a label: short, ending with a colon.
+fn is_label(text: &str) -> bool {
+    text.ends_with([':', '：']) && text.chars().filter(|c| !c.is_whitespace()).count() <= LABEL_MAX_CHARS
+}
+
+/// A block that is a label and then links, with nothing after them: "Read more: <a>another
+/// story</a>", in any language. A sentence with a link in it has text around the link.
+fn is_labelled_link(el: &ElementRef, size: Size) -> bool {
+    if size.link_chars == 0 || size.link_density() < LINK_BLOCK_DENSITY {
+        return false;
+    }
+    let label = text_before_first_link(el);
+    let label_chars = label.chars().filter(|c| !c.is_whitespace()).count();
+    is_label(&label) && size.chars - size.link_chars <= label_chars + LABEL_TRAILING_CHARS
+}
+
+/// Unlinked characters a labelled link line may have after its label (separators, a bullet).
+const LABEL_TRAILING_CHARS: usize = 3;
+
+/// A label block ("See also:") right before a block of links: without them it says nothing.
+fn is_label_of_links(el: &ElementRef, facts: &PageFacts) -> bool {
+    let size = facts.size(el);
+    // Sizes first: they are known, and most blocks are too long to be labels.
+    if size.link_chars > 0 || size.chars == 0 || size.chars > LABEL_MAX_CHARS || !is_text_block(el) {
+        return false;
+    }
+    let Some(next) = el.next_siblings().find_map(ElementRef::wrap) else { return false };
+    let text: String = el.text().collect();
+    is_label(text.trim()) && (is_link_list(&next) || is_link_block(&next, facts))
 }
 
 /// A container with this many characters of unlinked text is never a link block.
@@ -386,12 +447,16 @@ const LINK_PARAGRAPH_DENSITY: f64 = 0.95;
 /// Appends the text of `el` to `out`, one line per block, leaving out boilerplate and (below
 /// the chosen blocks themselves, which may be link-heavy pages) blocks of links.
 fn walk(el: ElementRef, facts: &PageFacts, chosen: bool, out: &mut String) {
-    if facts.is_boilerplate(&el) || (!chosen && is_link_block(&el, facts)) {
+    if facts.is_boilerplate(&el) || (!chosen && (is_link_block(&el, facts) || is_label_of_links(&el, facts))) {
         return;
     }
     let block = BLOCK_TAGS.contains(&el.value().name());
     if block {
         out.push('\n');
+        if let Some(level) = heading_level(&el).or_else(|| is_caption_line(&el, facts).then_some(CAPTION_LEVEL)) {
+            out.push(HEADING_MARK);
+            out.push(char::from(b'0' + level));
+        }
     } else if matches!(el.value().name(), "td" | "th") && !out.ends_with(char::is_whitespace) {
         // Cells of a row share its line, apart.
         out.push(' ');
@@ -599,8 +664,84 @@ pub fn main_text(html: &str) -> String {
     for block in blocks {
         walk(block, &facts, true, &mut raw);
     }
-    let lines: Vec<&str> = raw.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines.join("\n")
+    let lines: Vec<Line> = raw.lines().map(Line::parse).filter(|l| !l.text.is_empty()).collect();
+    let kept = drop_empty_sections(&lines);
+    // A page of nothing but headings and captions keeps them: they are all it has.
+    if kept.is_empty() {
+        return lines.iter().map(|l| l.text).collect::<Vec<_>>().join("\n");
+    }
+    kept.join("\n")
+}
+
+/// Starts the line of a heading in [`walk`]'s output, followed by its level's digit.
+const HEADING_MARK: char = '\u{1}';
+
+/// The level of a heading element (1 for `<h1>`), if it is one.
+fn heading_level(el: &ElementRef) -> Option<u8> {
+    match el.value().name().as_bytes() {
+        [b'h', d @ b'1'..=b'6'] => Some(d - b'0'),
+        _ => None,
+    }
+}
+
+/// The level [`walk`] gives a caption line: below every heading, so that a heading before one
+/// still has a section.
+const CAPTION_LEVEL: u8 = 7;
+
+/// Longest caption line (a box's title, "Contact", "Most read").
+const CAPTION_MAX_CHARS: usize = 40;
+
+/// Whether `el` is a short line of its own that reads like a caption, not a sentence, and is
+/// not a list item or cell (short items are content: ingredients, a song's lines, names).
+fn is_caption_line(el: &ElementRef, facts: &PageFacts) -> bool {
+    let size = facts.size(el);
+    // Sizes first: they are known, and most blocks are too long to be captions.
+    size.chars > 0
+        && size.chars <= CAPTION_MAX_CHARS
+        && matches!(el.value().name(), "p" | "div" | "section" | "header" | "caption" | "summary")
+        && is_text_block(el)
+        && !ends_sentence(el)
+}
+
+/// The highest rank of heading that goes when nothing follows it: box titles after an article
+/// ("Most read", "More on this") are minor headings, while an article's own last section
+/// heading (`<h2>See also</h2>` over its links) is part of the article's outline.
+const MIN_TRAILING_DROP_LEVEL: u8 = 3;
+
+/// One line of [`walk`]'s output: its text, and its level if it is a heading's.
+struct Line<'a> {
+    text: &'a str,
+    heading: Option<u8>,
+}
+
+impl<'a> Line<'a> {
+    fn parse(line: &'a str) -> Self {
+        let line = line.trim();
+        let mut chars = line.chars();
+        match (chars.next(), chars.next().and_then(|d| d.to_digit(10))) {
+            (Some(HEADING_MARK), Some(level)) => Line { text: chars.as_str().trim(), heading: Some(level as u8) },
+            _ => Line { text: line, heading: None },
+        }
+    }
+}
+
+/// Drops headings whose section came out empty: followed by a heading of the same or a higher
+/// rank, or (for minor headings, see [`MIN_TRAILING_DROP_LEVEL`]) by nothing. Their text was a
+/// list of links ("Related articles", "More on this") or a widget, already left out, so the
+/// heading alone is furniture. Caption lines go only at the end, where they title boxes after
+/// the article ("Contact", "Most read").
+fn drop_empty_sections<'a>(lines: &[Line<'a>]) -> Vec<&'a str> {
+    let mut kept: Vec<&Line> = Vec::with_capacity(lines.len());
+    for line in lines.iter().rev() {
+        let empty = line.heading.is_some_and(|level| match kept.last() {
+            None => level >= MIN_TRAILING_DROP_LEVEL,
+            Some(next) => level != CAPTION_LEVEL && next.heading.is_some_and(|n| n <= level),
+        });
+        if !empty {
+            kept.push(line);
+        }
+    }
+    kept.iter().rev().map(|l| l.text).collect()
 }
 
 #[cfg(test)]
@@ -702,6 +843,52 @@ Step two."
         assert_eq!(main_text(&html), [LONG; 6].join("\n"));
         let html = format!(r#"<body><form id="Form1"><p>Search the site</p><input></form><div><p>{LONG}</p></div></body>"#);
         assert_eq!(main_text(&html), LONG);
+    }
+
+    #[test]
+    fn short_captions_and_photo_credits_go() {
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><figure><img src="a.jpg"><figcaption>A lake. Photo: Someone</figcaption></figure>
+            <p>{LONG}</p><span class="image-credit">Agency / Someone</span></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn author_boxes_go_however_long() {
+        // Longer than the small elements that "author" alone drops.
+        let bio = format!("<p>{LONG}</p>").repeat(4);
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p>
+            <div class="post-author-box"><h3>About me</h3>{bio}</div></article></body>"#
+        );
+        assert_eq!(main_text(&html), [LONG; 5].join("\n"));
+    }
+
+    #[test]
+    fn labelled_links_and_labels_of_link_lists_go() {
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><p><b>Read more: <a href="/x">Another story entirely</a></b></p>
+            <p>{LONG} See <a href="/doc">the notes</a>.</p>
+            <div class="title">See also:</div><ul><li><a href="/a">One page</a></li><li><a href="/b">Another page</a></li></ul>
+            </article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG} See the notes."));
+    }
+
+    #[test]
+    fn headings_with_empty_sections_and_trailing_caption_lines_go() {
+        let html = format!(
+            r#"<body><article><h1>Title</h1><h2>Part one</h2><p>{LONG}</p>
+            <h2>More on this topic</h2><ul><li><a href="/a">One page</a></li><li><a href="/b">Another</a></li></ul>
+            <h2>Part two</h2><p>Short line</p><p>{LONG}</p><div>Contact</div><h3>Most read</h3></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("Title\nPart one\n{LONG}\nPart two\nShort line\n{LONG}"));
+        // A page of nothing but short lines keeps them.
+        assert_eq!(main_text("<body><h3>Links</h3><div>Contact</div></body>"), "Links\nContact");
+        // An article's own last section heading stays at the end: it belongs to its outline.
+        let html = format!("<body><article><p>{LONG}</p><h2>See also</h2><ul><li><a href=\"/a\">One page</a></li></ul></article></body>");
+        assert_eq!(main_text(&html), format!("{LONG}\nSee also"));
     }
 
     #[test]

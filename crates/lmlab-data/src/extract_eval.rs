@@ -295,7 +295,9 @@ fn scored(extractor: &str, pages: &[Page], outputs: &[String], seconds: f64) -> 
 /// trafilatura's outputs on `pages` and its extraction seconds and version, through `python`
 /// running `script`; Err says why it could not run.
 fn trafilatura(python: &str, script: &Path, pages: &[Page]) -> Result<(Vec<String>, f64, String)> {
-    let dir = tempfile_dir()?;
+    // Removed when dropped, on errors too.
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
     let input = dir.join("pages.jsonl");
     let mut text = String::new();
     for p in pages {
@@ -319,14 +321,7 @@ fn trafilatura(python: &str, script: &Path, pages: &[Page]) -> Result<(Vec<Strin
     }
     let out: Out = serde_json::from_slice(&std::fs::read(&output)?).context("reading trafilatura's outputs")?;
     ensure!(out.texts.len() == pages.len(), "trafilatura returned {} texts for {} pages", out.texts.len(), pages.len());
-    let _ = std::fs::remove_dir_all(&dir);
     Ok((out.texts, out.seconds, out.version))
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("lmlab-bench-extract-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// Extracts every page with lmlab (and trafilatura through `python`, when given and it runs)

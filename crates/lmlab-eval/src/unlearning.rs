@@ -123,23 +123,41 @@ pub struct UnlearnRun {
 pub fn unlearn_model(run: UnlearnRun, on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
     let model = Model::load(&run.model, &LoadOptions { dense: true, ..Default::default() }, &Device::Cpu)?;
     ensure!(model.format() == "lmlab", "unlearning writes an lmlab checkpoint: {} is a {} model", run.model.display(), model.format());
-    let gpt = model.as_gpt().context("the model has no dense tensor path")?;
+    let forget = render_examples(&model, &run.forget)?;
+    let retain = render_examples(&model, &run.retain)?;
     let opts = UnlearnOptions {
-        model_cfg: model.config().clone(),
-        weights: gpt.named_weights()?,
-        tokenizer_json: Some(lmlab_infer::tokenizer_file(&run.model)?),
-        forget: render_examples(&model, &run.forget)?,
-        retain: render_examples(&model, &run.retain)?,
+        forget,
+        retain,
         settings: run.settings,
         train: run.train,
         out: run.out,
         resume: run.resume,
         stop_after: run.stop_after,
         stop: run.stop,
-        device: Device::Cpu,
+        ..starting_from(&model, &run.model)?
     };
     drop(model);
     train_unlearn(opts, on_event)
+}
+
+/// Options that start training from `model`, loaded from `path`: its shape, its weights and
+/// its tokenizer file; empty sets, the default training settings, no output folder yet.
+fn starting_from(model: &Model, path: &Path) -> Result<UnlearnOptions> {
+    let gpt = model.as_gpt().context("the model has no dense tensor path")?;
+    Ok(UnlearnOptions {
+        model_cfg: model.config().clone(),
+        weights: gpt.named_weights()?,
+        tokenizer_json: Some(lmlab_infer::tokenizer_file(path)?),
+        forget: Vec::new(),
+        retain: Vec::new(),
+        settings: None,
+        train: TrainConfig::default(),
+        out: PathBuf::new(),
+        resume: false,
+        stop_after: None,
+        stop: Arc::new(AtomicBool::new(false)),
+        device: Device::Cpu,
+    })
 }
 
 /// A string planted `copies` times: `prefix` followed by the `secret` digits.
@@ -450,24 +468,18 @@ impl Lab<'_> {
         log(&format!("training {name}: {} forget and {} retain sequences, {} steps", forget.len(), retain.len(), cfg.max_steps));
         let started = Instant::now();
         let model = Model::load(from, &LoadOptions::default(), &Device::Cpu)?;
-        let gpt = model.as_gpt().context("the model has no dense tensor path")?;
-        train_unlearn(
-            UnlearnOptions {
-                model_cfg: model.config().clone(),
-                weights: gpt.named_weights()?,
-                tokenizer_json: Some(lmlab_infer::tokenizer_file(from)?),
-                forget,
-                retain,
-                settings,
-                train: cfg.clone(),
-                resume: model_dir.join(STATE_FILE).is_file(),
-                out: model_dir.clone(),
-                stop_after: None,
-                stop: self.stop.clone(),
-                device: Device::Cpu,
-            },
-            |_| {},
-        )?;
+        let opts = UnlearnOptions {
+            forget,
+            retain,
+            settings,
+            train: cfg.clone(),
+            resume: model_dir.join(STATE_FILE).is_file(),
+            out: model_dir.clone(),
+            stop: self.stop.clone(),
+            ..starting_from(&model, from)?
+        };
+        drop(model);
+        train_unlearn(opts, |_| {})?;
         Ok((model_dir, Some(started.elapsed().as_secs_f64())))
     }
 
@@ -486,11 +498,7 @@ impl Lab<'_> {
         let correct = session.ask(&model, 0.0, 1, 0)?.into_iter().map(|a| a.first().is_some_and(|a| a.grade == Grade::Correct)).collect();
         let per_token = |seqs: &[Rendered]| -> Result<Vec<f64>> {
             let lp = reference_logprobs(gpt, seqs, 16)?;
-            Ok(seqs
-                .iter()
-                .zip(lp)
-                .map(|(r, lp)| (f64::from(lp) / r.learn[1..].iter().filter(|&&w| w > 0.0).count().max(1) as f64).exp())
-                .collect())
+            Ok(seqs.iter().zip(lp).map(|(r, lp)| (f64::from(lp) / r.learned_tokens().max(1) as f64).exp()).collect())
         };
         let answer_prob = per_token(&self.fact_seqs)?;
         let secret_prob = per_token(&self.canary_seqs)?;

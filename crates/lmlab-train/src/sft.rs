@@ -32,6 +32,14 @@ pub struct Rendered {
     pub learn: Vec<f32>,
 }
 
+impl Rendered {
+    /// The learned tokens a sequence's log-probability sums over: those after the first (which
+    /// nothing predicts) with a weight above 0.
+    pub fn learned_tokens(&self) -> usize {
+        self.learn.iter().skip(1).filter(|&&w| w > 0.0).count()
+    }
+}
+
 /// Renders `messages` with `template` and marks the assistant's tokens.
 ///
 /// Each assistant turn `i` is found by rendering the conversation before it with the

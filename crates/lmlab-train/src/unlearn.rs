@@ -107,7 +107,7 @@ pub fn npo_loss(policy: &Tensor, reference: &Tensor, beta: f64) -> Result<Tensor
 /// Σ log p over the marked tokens of sequences `idx` of `set` [B], and how many tokens that is.
 fn scored(model: &Gpt, set: &[Rendered], idx: &[usize], mode: &mut Mode) -> Result<(Tensor, f64)> {
     let seqs: Vec<&Rendered> = idx.iter().map(|&i| &set[i]).collect();
-    let tokens: f64 = seqs.iter().map(|r| r.learn[1..].iter().filter(|&&w| w > 0.0).count() as f64).sum();
+    let tokens: f64 = seqs.iter().map(|r| r.learned_tokens() as f64).sum();
     Ok((sequence_logprobs(model, &seqs, mode)?, tokens.max(1.0)))
 }
 

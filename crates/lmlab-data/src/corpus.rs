@@ -57,7 +57,7 @@ pub fn training_files(
         .suffix(".txt")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let filters = Filters::new(PipelineConfig::standard(), UrlBlocklist::default());
+    let filters = Filters::new(PipelineConfig::standard(), UrlBlocklist::default())?;
     let mut counts = CorpusCounts { files: documents.len(), documents: 0, bytes: 0, without_text: 0 };
     let mut first_error: Option<InputError> = None;
     {

@@ -2,7 +2,8 @@
 //!
 //! Inputs as one stream of documents ([`input`]: WARC/ARC and WET via [`warc`], JSONL
 //! plain/gzip/zstd, text files, folders); HTTP responses decoded ([`http`]) and reduced to their
-//! main text ([`extract`], scored against pages of known main text in [`extract_eval`]); language identification ([`langid`]), the URL blocklist
+//! main text ([`extract`], scored against pages of known main text in [`extract_eval`]); language identification ([`langid`]: whatlang, or a
+//! fastText model such as lid.176.ftz read by [`fasttext`], measured against fastText itself in [`lid_eval`]), the URL blocklist
 //! ([`urlfilter`]), Gopher/C4/FineWeb quality filters ([`quality`]), exact and MinHash
 //! near-duplicate removal ([`dedup`]) and PII scrubbing ([`pii`]), chained with counts per stage
 //! and rule ([`pipeline`]); the `data prepare` run on all cores with shards, manifest, data card
@@ -21,10 +22,12 @@ pub mod corpus;
 pub mod dedup;
 pub mod extract;
 pub mod extract_eval;
+pub mod fasttext;
 pub mod filter_eval;
 pub mod http;
 pub mod input;
 pub mod langid;
+pub mod lid_eval;
 pub mod merge;
 pub mod pii;
 pub mod pipeline;

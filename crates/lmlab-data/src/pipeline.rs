@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dedup::{DedupKeys, Deduplicator, MinHashConfig, MinHasher, Verdict};
 use crate::input::{Content, Doc};
-use crate::langid::LanguageFilter;
+use crate::langid::{Identifier, LanguageFilter};
 use crate::quality::{C4LineStats, C4Quality, FineWebQuality, GopherQuality, GopherRepetition};
 use crate::urlfilter::UrlBlocklist;
 use crate::{extract, http, pii};
@@ -160,12 +160,20 @@ pub struct Filters {
     cfg: PipelineConfig,
     blocklist: UrlBlocklist,
     minhash: MinHasher,
+    identifier: Identifier,
 }
 
 impl Filters {
-    pub fn new(cfg: PipelineConfig, blocklist: UrlBlocklist) -> Self {
+    /// Fails only when the language identifier's model cannot be loaded.
+    pub fn new(cfg: PipelineConfig, blocklist: UrlBlocklist) -> anyhow::Result<Self> {
         let minhash = MinHasher::new(cfg.minhash.clone());
-        Self { cfg, blocklist, minhash }
+        let identifier = Identifier::from_settings(&cfg.language)?;
+        Ok(Self { cfg, blocklist, minhash, identifier })
+    }
+
+    /// The loaded language identifier.
+    pub fn identifier(&self) -> &Identifier {
+        &self.identifier
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -214,7 +222,7 @@ impl Filters {
         }
         let text = self.main_text(doc).map_err(|rule| ("extract", rule))?;
         // Language first: how short is too short, and the quality thresholds, depend on it.
-        let detected = self.cfg.language.check(&text);
+        let detected = self.cfg.language.check(&self.identifier, &text);
         let rules = detected.as_ref().ok().and_then(|d| self.cfg.languages.get(d.lang));
         let cfg = &self.cfg;
         if text.chars().count() < rules.and_then(|r| r.min_chars).unwrap_or(cfg.min_chars) {
@@ -251,9 +259,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(cfg: PipelineConfig, blocklist: UrlBlocklist) -> Self {
+    /// Fails only when the language identifier's model cannot be loaded.
+    pub fn new(cfg: PipelineConfig, blocklist: UrlBlocklist) -> anyhow::Result<Self> {
         let dedup = Deduplicator::new(cfg.minhash.clone());
-        Self { filters: Filters::new(cfg, blocklist), dedup, counts: StageCounts::default(), next_id: 0 }
+        Ok(Self { filters: Filters::new(cfg, blocklist)?, dedup, counts: StageCounts::default(), next_id: 0 })
     }
 
     pub fn filters(&self) -> &Filters {
@@ -320,7 +329,7 @@ mod tests {
 
     #[test]
     fn good_text_is_kept_scrubbed_and_counted_and_each_stage_rejects() {
-        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::parse("spam.example\n"));
+        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::parse("spam.example\n")).unwrap();
         match p.process(&doc(GOOD, Some("https://town.example/"))) {
             Outcome::Kept { text, lang } => {
                 assert_eq!(lang, "eng");
@@ -347,7 +356,7 @@ mod tests {
     #[test]
     fn old_crawl_responses_are_extracted_and_truncated_records_rejected() {
         let page = format!("<html><body><p>{}</p></body></html>", GOOD.replace('\n', "</p><p>"));
-        let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default());
+        let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default()).unwrap();
         // Bare-LF headers with no, or an empty, Content-Type, and a gzip header on a body stored
         // decoded: all extracted. (Distinct URLs in the text would not help: dedup sees the text,
         // so each variant is checked on a fresh pipeline.)
@@ -357,7 +366,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Type: \r\nContent-Encoding: gzip\r\n\r\n",
         ] {
             let d = Doc { content: Content::Http(format!("{head}{page}").into_bytes()), ..doc("", None) };
-            let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default());
+            let mut p = Pipeline::new(PipelineConfig { min_chars: 200, ..Default::default() }, UrlBlocklist::default()).unwrap();
             assert!(matches!(p.process(&d), Outcome::Kept { .. }), "{head:?}: {:?}", p.counts.removed);
         }
         let empty = Doc { content: Content::Http(b"\r\n".to_vec()), ..doc("", None) };
@@ -372,18 +381,18 @@ mod tests {
         let zh = "河流穿过古老的小镇，住在那里的人们一直很喜欢它。每年春天，河水随着融雪上涨，渔民们等待最好的日子出海。\n\
             孩子们在岸边玩耍，父母们谈论天气和市场上的价格。晚上，房屋的灯光照在水面上，小镇显得比实际更安静。\n\
             来这里游玩一天的游客常常会住上一个星期，因为这里的生活节奏缓慢而友善。";
-        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default());
+        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default()).unwrap();
         match p.process(&doc(zh, None)) {
             Outcome::Kept { lang, .. } => assert_eq!(lang, "cmn"),
             other => panic!("{other:?}"),
         }
         // Under the English thresholds alone it is too short (fewer than 200 characters).
         let english_only = PipelineConfig { languages: Default::default(), ..PipelineConfig::standard() };
-        let mut p = Pipeline::new(english_only, UrlBlocklist::default());
+        let mut p = Pipeline::new(english_only, UrlBlocklist::default()).unwrap();
         assert_eq!(p.process(&doc(zh, None)), Outcome::Rejected { stage: "extract", rule: "too_short".into() });
         // Chinese spam (a keyword list without function words) still goes.
         let spam = "便宜手机 最好手机 手机优惠 手机折扣 免费手机 手机促销 ".repeat(8);
-        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default());
+        let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default()).unwrap();
         assert!(matches!(p.process(&doc(&spam, None)), Outcome::Rejected { .. }));
     }
 

@@ -408,7 +408,7 @@ pub fn prepare(opts: &PrepareOptions, tok: &Tokenizer, progress: impl Fn(&Progre
         files = part_of(files, i, n)?;
     }
     let mut prog = Progress { bytes_total: files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum(), ..Default::default() };
-    let mut pipeline = Pipeline::new(opts.config.clone(), opts.blocklist.clone());
+    let mut pipeline = Pipeline::new(opts.config.clone(), opts.blocklist.clone())?;
     let mut sink = Sink::new(&opts.out, tok.vocab_size() as u32, opts.shard_tokens)?;
     let mut inputs = Vec::new();
     let (tx, rx) = mpsc::sync_channel(2);
@@ -477,7 +477,16 @@ pub fn data_card(m: &Manifest) -> String {
         m.total_tokens,
         m.shards.len()
     );
-    s += "## Language mix (kept documents, tokens)\n\n| language | documents | tokens |\n| --- | ---: | ---: |\n";
+    s += "## Language mix (kept documents, tokens)\n\n";
+    s += &match (&m.config.language.identifier, &m.config.language.model) {
+        (crate::langid::IdentifierKind::Whatlang, _) => "Identified by whatlang (69 languages, ISO 639-3 codes).".to_string(),
+        (crate::langid::IdentifierKind::Fasttext, model) => {
+            let model = model.clone().unwrap_or_else(crate::langid::default_fasttext_model);
+            format!("Identified by fastText, `{}` (labels mapped to ISO 639-3 codes).", model.display())
+        }
+    };
+    s += &format!(" Kept: {:?} at confidence ≥ {}.\n\n", m.config.language.keep, m.config.language.min_confidence);
+    s += "| language | documents | tokens |\n| --- | ---: | ---: |\n";
     for (lang, docs) in &m.counts.kept_by_language {
         s += &format!("| {lang} | {docs} | {} |\n", m.tokens_by_language.get(lang).copied().unwrap_or(0));
     }

@@ -247,7 +247,7 @@ fn dolma_sample_through_the_pipeline() {
     use lmlab_data::pipeline::{Outcome, Pipeline, PipelineConfig};
     use lmlab_data::urlfilter::UrlBlocklist;
     let Some(dir) = data() else { return };
-    let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default());
+    let mut p = Pipeline::new(PipelineConfig::standard(), UrlBlocklist::default()).unwrap();
     let mut kept = Vec::new();
     for item in read_file(&dir.join("dolma-sample-0000.warc.gz")) {
         if let InputItem::Doc(d) = item {

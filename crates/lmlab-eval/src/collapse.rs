@@ -3,8 +3,8 @@
 //!
 //! Generation 0 trains on `real_tokens` tokens of a run's cleaned crawl. Each later generation
 //! trains from scratch, for the same number of steps, on text sampled from the generation before
-//! it (pure ancestral sampling at temperature 1, documents from the beginning-of-text token), in
-//! three regimes:
+//! it (documents from the beginning-of-text token, sampled by the [`Writer`]: pure ancestral
+//! sampling at temperature 1 by default, or truncated by top-p), in three regimes:
 //! - replace: only the previous generation's text;
 //! - replace + 10% real: nine parts of it and one part of the real tokens;
 //! - accumulate: the real tokens and every synthetic corpus so far.
@@ -89,6 +89,39 @@ pub struct CollapseOptions {
     pub heldout_tokens: usize,
     /// Fact questions asked each model.
     pub questions: usize,
+    /// How each generation writes the next one's text.
+    pub writer: Writer,
+}
+
+/// The decoder that writes each generation's synthetic text. Truncating it (top-p < 1, or a
+/// temperature below 1) never writes the tokens the model finds unlikely, as Shumailov et al.'s
+/// beam-searched generations did not: the tails can only shrink. Pure sampling (temperature 1,
+/// top-p 1) writes them at the model's own rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Writer {
+    pub temperature: f64,
+    pub top_p: f64,
+}
+
+impl Writer {
+    pub const PURE: Writer = Writer { temperature: 1.0, top_p: 1.0 };
+
+    /// A folder-name suffix, empty for pure sampling (so its results stay where they were).
+    fn slug(self) -> String {
+        if self == Self::PURE {
+            String::new()
+        } else {
+            format!("-t{}-p{}", self.temperature, self.top_p)
+        }
+    }
+
+    fn describe(self) -> String {
+        if self == Self::PURE {
+            "pure sampling (temperature 1)".into()
+        } else {
+            format!("temperature {}, top-p {}", self.temperature, self.top_p)
+        }
+    }
 }
 
 impl CollapseOptions {
@@ -117,6 +150,9 @@ impl CollapseOptions {
             real_tokens: if quick { 24_000 } else { 200_000 },
             heldout_tokens: if quick { 4_000 } else { 40_000 },
             questions: if quick { 20 } else { 300 },
+            // The quick run writes with top-p 0.9, where the tails vanish within two
+            // generations even for its micro model; see docs/experiments/collapse.md.
+            writer: if quick { Writer { temperature: 1.0, top_p: 0.9 } } else { Writer::PURE },
         })
     }
 }
@@ -225,8 +261,8 @@ fn tail_mass_and_ppl(model: &dyn CausalLm, heldout: &[u32], tail: &[bool]) -> Re
     Ok((mass / n.max(1) as f64, (nats / n.max(1) as f64).exp()))
 }
 
-/// `tokens` synthetic tokens from `model`: documents `<bos> … <eos>` sampled at temperature 1.
-fn sample_corpus(model: &Model, tokens: usize, seed: u64) -> Result<Vec<u32>> {
+/// `tokens` synthetic tokens from `model`: documents `<bos> … <eos>` written by `writer`.
+fn sample_corpus(model: &Model, tokens: usize, writer: Writer, seed: u64) -> Result<Vec<u32>> {
     let special = model.tokenizer().special();
     let bos = special.bos.context("the tokenizer has no beginning-of-text token")?;
     let eos = special.eos.context("the tokenizer has no end-of-text token")?;
@@ -234,8 +270,12 @@ fn sample_corpus(model: &Model, tokens: usize, seed: u64) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(tokens + max_tokens);
     let mut round = 0u64;
     while out.len() < tokens {
-        let sampling =
-            SamplingParams { temperature: 1.0, seed: seed.wrapping_mul(1_000_003).wrapping_add(round * 64), ..Default::default() };
+        let sampling = SamplingParams {
+            temperature: writer.temperature,
+            top_p: (writer.top_p < 1.0).then_some(writer.top_p),
+            seed: seed.wrapping_mul(1_000_003).wrapping_add(round * 64),
+            ..Default::default()
+        };
         let req = GenerateRequest { n: 64, stop_ids: vec![eos], ..GenerateRequest::new(vec![bos], max_tokens, sampling) };
         for s in generate(model, &req, |_, _| {}, |_, _| false)?.samples {
             out.push(bos);
@@ -281,7 +321,9 @@ impl Lab<'_> {
         train_on(dir, &preset, corpus, self.real.vocab, &self.tokenizer, &self.stop)?;
         let train_seconds = started.elapsed().as_secs_f64();
         let model = Model::load(&model_dir, &LoadOptions::default(), &Device::Cpu)?;
-        let samples = cached_shard(&dir.join("samples.bin"), self.real.vocab, || sample_corpus(&model, self.opts.real_tokens, seed))?;
+        let samples = cached_shard(&dir.join("samples.bin"), self.real.vocab, || {
+            sample_corpus(&model, self.opts.real_tokens, self.opts.writer, seed)
+        })?;
         let (tail_mass, heldout_perplexity) = tail_mass_and_ppl(&model, &self.real.heldout, &self.real.tail)?;
         let sampled = samples.iter().filter(|&&t| t != self.bos);
         let (in_tail, counted) = sampled.fold((0usize, 0usize), |(k, n), &t| (k + usize::from(self.real.tail[t as usize]), n + 1));
@@ -355,7 +397,7 @@ pub fn run(opts: &CollapseOptions, mut log: impl FnMut(&str)) -> Result<Collapse
     };
     let mut results = Vec::new();
     for &seed in &opts.seeds {
-        let root = opts.out.join(format!("seed-{seed}"));
+        let root = opts.out.join(format!("seed-{seed}{}", opts.writer.slug()));
         let (gen0, samples0) = ctx.generation(&root.join("gen-0"), &real.train, seed, &mut log)?;
         results.push(gen0);
         for regime in Regime::ALL {
@@ -390,7 +432,7 @@ fn markdown(r: &CollapseReport) -> String {
     let o = &r.options;
     let m = &o.preset.model;
     let mut md = format!(
-        "# Model collapse: training on model-written text\n\nRun `{}`; {} real training tokens (and as many sampled per generation), {} held-out tokens; model d_model {} × {} layers, context {}, {} steps of {} × {} tokens per generation, from scratch; seeds {:?}. The tail: the {} rarest tokens, {:.0}% of the real text. Real text's distinct-2 / 3: {:.3} / {:.3}.\n\n",
+        "# Model collapse: training on model-written text\n\nRun `{}`; {} real training tokens (and as many sampled per generation), {} held-out tokens; model d_model {} × {} layers, context {}, {} steps of {} × {} tokens per generation, from scratch; seeds {:?}; each generation's text written by {}. The tail: the {} rarest tokens, {:.0}% of the real text. Real text's distinct-2 / 3: {:.3} / {:.3}.\n\n",
         o.run.display(),
         o.real_tokens,
         o.heldout_tokens,
@@ -401,6 +443,7 @@ fn markdown(r: &CollapseReport) -> String {
         o.preset.train.batch_size,
         m.context_length,
         o.seeds,
+        o.writer.describe(),
         r.tail_tokens,
         100.0 * TAIL_SHARE,
         r.real_distinct[0],

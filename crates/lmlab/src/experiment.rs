@@ -210,6 +210,13 @@ pub struct CollapseArgs {
     /// Fact questions per model.
     #[arg(long)]
     questions: Option<usize>,
+    /// The temperature each generation writes the next one's text at (default 1).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Top-p of that writing (default 1: pure sampling; --quick: 0.9). Below 1 the unlikely
+    /// tokens are never written, so the tails can only shrink.
+    #[arg(long)]
+    top_p: Option<f64>,
     /// Output folder (default runs/experiments/collapse).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -405,6 +412,12 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             opts.seeds = a.seeds.unwrap_or(opts.seeds);
             opts.real_tokens = a.real_tokens.unwrap_or(opts.real_tokens);
             opts.questions = a.questions.unwrap_or(opts.questions);
+            opts.writer.temperature = a.temperature.unwrap_or(opts.writer.temperature);
+            opts.writer.top_p = a.top_p.unwrap_or(opts.writer.top_p);
+            anyhow::ensure!(
+                opts.writer.temperature > 0.0 && opts.writer.top_p > 0.0 && opts.writer.top_p <= 1.0,
+                "--temperature must be above 0 and --top-p in (0, 1]"
+            );
             if let Some(s) = a.steps {
                 opts.preset.train.max_steps = s;
                 opts.preset.train.eval_every = s;

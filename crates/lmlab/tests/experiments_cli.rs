@@ -3,7 +3,8 @@
 //! anchor papers report:
 //! - sampling: greedy decoding repeats itself and is less diverse than sampling at T = 1.5;
 //! - collapse: a model trained on the previous generation's samples fits real held-out text
-//!   worse than generation 0, and accumulating real and synthetic data hurts less than replacing;
+//!   worse than generation 0, accumulating real and synthetic data hurts less than replacing,
+//!   and under replacing the real text's rarest tokens lose probability (the tails vanish);
 //! - poisoning: planted documents make the trigger bring out the payload, which a clean model
 //!   never writes;
 //! - scaling: along the IsoFLOP sweep, the best held-out loss falls as the budget grows;
@@ -63,6 +64,15 @@ fn quick_experiments_show_their_papers_directions() {
         ppl("replace", 0)
     );
     assert!(ppl("accumulate", last) < ppl("replace", last), "accumulate {} vs replace {}", ppl("accumulate", last), ppl("replace", last));
+    // Written with top-p 0.9 (the quick default), the tail thins under replace: the rare tokens'
+    // probability at the last generation is below generation 0's.
+    assert_eq!(c["options"]["writer"]["top_p"], 0.9);
+    let tail = |g: u64| {
+        c["results"].as_array().unwrap().iter().find(|r| r["regime"] == "replace" && r["generation"] == g).unwrap()["tail_mass"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(tail(last) < tail(0), "replace: tail mass {} at generation {last} vs {} at 0", tail(last), tail(0));
     assert!(out.join("collapse.md").is_file());
     // Finished generations are kept: a second invocation trains nothing and reports the same.
     let again = report(&ok(&["experiment", "collapse", "--run", run_s, "--quick", "--out", out.to_str().unwrap(), "--json"]));

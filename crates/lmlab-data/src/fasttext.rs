@@ -32,6 +32,8 @@ const CENTROIDS: usize = 256;
 pub struct Prediction<'a> {
     /// The label without fastText's `__label__` prefix, e.g. "en", "zh", "yue".
     pub label: &'a str,
+    /// Its position in [`FastText::labels`].
+    pub index: usize,
     pub probability: f32,
 }
 
@@ -144,7 +146,10 @@ impl FastText {
                 best.offer_all(probs, threshold);
             }
         }
-        best.into_sorted().into_iter().map(|(score, label)| Prediction { label: &self.labels[label], probability: score.exp() }).collect()
+        best.into_sorted()
+            .into_iter()
+            .map(|(score, index)| Prediction { label: &self.labels[index], index, probability: score.exp() })
+            .collect()
     }
 
     /// The input rows a line contributes (fastText's `getLine` with `addSubwords` and

@@ -111,8 +111,7 @@ impl Identifier {
                 // fastText reads one line; datatrove joins a document's lines with spaces.
                 let line = text.replace('\n', " ");
                 let best = model.predict(&line, 1, 0.0).into_iter().next()?;
-                let index = model.labels().iter().position(|l| l == best.label)?;
-                Some(Detected { lang: codes[index], confidence: f64::from(best.probability) })
+                Some(Detected { lang: codes[best.index], confidence: f64::from(best.probability) })
             }
         }
     }

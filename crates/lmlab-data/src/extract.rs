@@ -6,21 +6,23 @@
 //! Five steps, each linear in the page's size (up to the depth of the tree):
 //!
 //! 1. **Boilerplate** ([`measure`], [`drop_named_boilerplate`]): elements whose tag is
-//!    boilerplate (`nav`, `footer`, `aside`, `script`, ...), whose ARIA role is (`navigation`,
-//!    `contentinfo`, ...), that are hidden, the page-level `<header>`, lists made only of links,
-//!    small forms (a form holding a whole page, as ASP.NET writes them, stays), short figure
-//!    captions (photo credits), comment threads, author boxes ("author" with "bio", "box", ...),
-//!    and elements whose `id`/`class` words name boilerplate (`menu`, `sidebar`, `cookie`,
-//!    `share`, `related`, ...). Class words are trusted less than tags: a container holding a
-//!    content marker (`<article>`, `<main>`, itemprop=articleBody, "entry-content") or half the
-//!    page's text stays, a word after "has"/"no"/"with" is a layout flag, and meta words (`date`,
-//!    `author`, `byline`, `caption`, `credit`, ...) drop only small elements. The same pass measures the kept text and
-//!    link text under every element.
+//!    boilerplate (`nav`, `script`, ...), whose ARIA role is (`navigation`, `contentinfo`, ...),
+//!    that are hidden, page landmarks (`footer`, `aside`, the page-level `<header>`; one holding
+//!    the article and half the page, as broken templates leave them, stays), lists made only of
+//!    links, small forms (a form holding a whole page, as ASP.NET writes them, stays), short
+//!    figure captions (photo credits), comment threads, author boxes ("author" with "bio",
+//!    "box", ...), and elements whose `id`/`class` words name boilerplate (`menu`, `sidebar`,
+//!    `cookie...`, `share`, `related`, ...). Class words are trusted less than tags: a container
+//!    holding a content marker (`<article>`, `<main>`, itemprop=articleBody, "entry-content") or
+//!    half the page's text stays, a word after "has"/"is"/"no"/"with" is a flag, not a name,
+//!    and meta words (`date`, `author`, `byline`, `caption`, `credit`, ...) drop only small
+//!    elements. The same pass measures the kept text and link text under every element.
 //! 2. **Scoring** ([`score_containers`], after Readability): every leaf block of 25 characters or
-//!    more scores for its commas and length, credited to its parent, less to its grandparent and
-//!    less again up to five levels; each container starts from a prior for its tag and class
-//!    words (content hints up, hints of other page parts down) and its score is scaled by its
-//!    share of unlinked text.
+//!    more, and every such run of text lying loose between a container's blocks, scores for its
+//!    commas and length, credited to its parent, less to its grandparent and less again up to
+//!    five levels; each container starts from a prior for its tag and class words (content
+//!    hints up, hints of other page parts down) and its score is scaled by its share of
+//!    unlinked text.
 //! 3. **Choice** ([`main_blocks`]): the best container, with the siblings that score near it,
 //!    loose paragraphs of running text beside it and the heading right before it. A page with
 //!    no scoring block is taken whole.
@@ -37,8 +39,8 @@ use scraper::{ElementRef, Html, Node};
 
 /// Tags whose whole subtree is never main text.
 const SKIP_TAGS: &[&str] = &[
-    "script", "style", "noscript", "template", "nav", "footer", "aside", "button", "select", "option", "input", "textarea", "iframe",
-    "svg", "canvas", "menu", "dialog", "head", "object", "embed", "audio", "video", "map",
+    "script", "style", "noscript", "template", "nav", "button", "select", "option", "input", "textarea", "iframe", "svg", "canvas", "menu",
+    "dialog", "head", "object", "embed", "audio", "video", "map",
 ];
 
 /// ARIA roles of boilerplate landmarks.
@@ -165,9 +167,35 @@ fn attr_words<'a>(el: &ElementRef<'a>) -> impl Iterator<Item = String> + 'a {
         .map(str::to_ascii_lowercase)
 }
 
+/// The `id`/`class` words of `el` that name it: [`attr_words`] less those right after a flag
+/// word ("has-sidebar", "no-comments", "is-content-box"), which describe a layout or state.
+fn naming_words(el: &ElementRef) -> Vec<String> {
+    let mut previous = String::new();
+    let mut words = Vec::new();
+    for w in attr_words(el) {
+        if !matches!(previous.as_str(), "has" | "with" | "no" | "without" | "is") {
+            words.push(w.clone());
+        }
+        previous = w;
+    }
+    words
+}
+
 /// Characters of text (whitespace excluded) under `el`.
 fn text_chars(el: &ElementRef) -> usize {
     el.text().map(|t| t.chars().filter(|c| !c.is_whitespace()).count()).sum()
+}
+
+/// Whether `el` is a landmark of the page around the article: a footer, an aside, or the page's
+/// banner (logo, site name; an article's own `<header>` is not one). Broken or odd templates
+/// sometimes leave the article inside one (an unclosed `<header>`, a "content" `<aside>`), so
+/// [`measure`] judges one holding a content marker by its size.
+fn is_page_landmark(el: &ElementRef) -> bool {
+    match el.value().name() {
+        "footer" | "aside" => true,
+        "header" => !el.ancestors().filter_map(ElementRef::wrap).any(|a| matches!(a.value().name(), "article" | "main")),
+        _ => false,
+    }
 }
 
 fn is_boilerplate(el: &ElementRef) -> bool {
@@ -180,10 +208,6 @@ fn is_boilerplate(el: &ElementRef) -> bool {
     // boilerplate: never drop them by attributes.
     if matches!(tag, "html" | "body" | "main" | "article") {
         return false;
-    }
-    // The page's banner (logo, site name), not an article's own header.
-    if tag == "header" && !el.ancestors().filter_map(ElementRef::wrap).any(|a| matches!(a.value().name(), "article" | "main")) {
-        return true;
     }
     if is_link_list(el) {
         return true;
@@ -200,22 +224,18 @@ fn is_boilerplate(el: &ElementRef) -> bool {
     false
 }
 
-/// Whether the `id`/`class` words of `el` name boilerplate. A word after "has", "with" or
-/// "no" is a layout flag ("has-sidebar"), not a name.
+/// Whether the `id`/`class` words of `el` name boilerplate (flag words aside, see
+/// [`naming_words`]).
 fn is_boilerplate_by_words(el: &ElementRef) -> bool {
-    let (mut small_word, mut author, mut about) = (false, false, false);
-    let mut previous = String::new();
-    for w in attr_words(el) {
-        let flag = matches!(previous.as_str(), "has" | "with" | "no" | "without");
-        if !flag && SKIP_WORDS.contains(&w.as_str()) {
-            return true;
-        }
-        small_word |= !flag && SMALL_SKIP_WORDS.contains(&w.as_str());
-        author |= !flag && w == "author";
-        about |= AUTHOR_BOX_WORDS.contains(&w.as_str());
-        previous = w;
+    let words = naming_words(el);
+    let named = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+    // Consent banners run their words together ("cookieconsent", "cookiebanner").
+    if named(SKIP_WORDS) || words.iter().any(|w| w.starts_with("cookie")) {
+        return true;
     }
-    (author && about) || (small_word && text_chars(el) < SMALL_ELEMENT_CHARS)
+    // An author box names itself with "author" and what it is ("author-bio", "about-author").
+    let author_box = named(&["author"]) && attr_words(el).any(|w| AUTHOR_BOX_WORDS.contains(&w.as_str()));
+    author_box || (named(SMALL_SKIP_WORDS) && text_chars(el) < SMALL_ELEMENT_CHARS)
 }
 
 /// Words that, beside "author", name a box about the author ("author-bio", "post-author-box"):
@@ -269,11 +289,14 @@ fn key(el: &ElementRef) -> usize {
 }
 
 /// Facts about one parsed page that the choice of the main block and its walk share.
+#[derive(Default)]
 struct PageFacts<'a> {
     /// Sizes of every element outside boilerplate.
     sizes: HashMap<usize, Size>,
     /// The boilerplate elements (their subtrees are boilerplate too, unlisted).
     boilerplate: HashSet<usize>,
+    /// Elements with a block element ([`is_block_tag`]) below them, outside boilerplate.
+    holding_blocks: HashSet<usize>,
     /// Elements whose class words name boilerplate, with their sizes, until
     /// [`drop_named_boilerplate`] judges them.
     named_boilerplate: Vec<(ElementRef<'a>, Size)>,
@@ -299,6 +322,8 @@ struct Measured {
     size: Size,
     /// A content marker ([`is_content_marker`]) is in the subtree.
     holds_marker: bool,
+    /// The subtree holds a block element ([`is_block_tag`]) below its root.
+    holds_block: bool,
 }
 
 /// One pass over the tree: which elements are boilerplate, and the kept text and link
@@ -310,7 +335,7 @@ fn measure<'a>(el: ElementRef<'a>, in_link: bool, facts: &mut PageFacts<'a>) -> 
         return Measured::default();
     }
     let in_link = in_link || el.value().name() == "a";
-    let mut m = Measured { size: Size::default(), holds_marker: is_content_marker(&el) };
+    let mut m = Measured { size: Size::default(), holds_marker: is_content_marker(&el), holds_block: false };
     for child in el.children() {
         match child.value() {
             Node::Text(t) => {
@@ -326,6 +351,7 @@ fn measure<'a>(el: ElementRef<'a>, in_link: bool, facts: &mut PageFacts<'a>) -> 
                     m.size.chars += c.size.chars;
                     m.size.link_chars += c.size.link_chars;
                     m.holds_marker |= c.holds_marker;
+                    m.holds_block |= c.holds_block || is_block_tag(child.value().name());
                 }
             }
             _ => {}
@@ -336,16 +362,22 @@ fn measure<'a>(el: ElementRef<'a>, in_link: bool, facts: &mut PageFacts<'a>) -> 
     let small_form = tag == "form" && m.size.chars - m.size.link_chars < FORM_TEXT_CHARS;
     // A short figure caption is a photo's credit or label; a long one (a slideshow's text) stays.
     let small_caption = tag == "figcaption" && m.size.chars < SMALL_ELEMENT_CHARS;
-    if judged && names_comments(&el) {
+    let landmark = is_page_landmark(&el);
+    // Comment threads go however long; so does a landmark without the article in it.
+    if (judged && names_comments(&el)) || (landmark && !m.holds_marker) {
         facts.boilerplate.insert(key(&el));
         return Measured::default();
     }
-    // A small form or caption is judged like a boilerplate class word: it goes unless it holds
-    // half the page (a short page that a framework wrapped in its form).
-    if judged && (small_form || small_caption || is_boilerplate_by_words(&el)) {
+    // A landmark holding the article, a small form or caption is judged like a boilerplate
+    // class word: it goes unless it holds half the page (a short page that a framework wrapped
+    // in its form, an article left inside an unclosed `<header>`).
+    if landmark || (judged && (small_form || small_caption || is_boilerplate_by_words(&el))) {
         facts.named_boilerplate.push((el, m.size));
     }
     facts.sizes.insert(key(&el), m.size);
+    if m.holds_block {
+        facts.holding_blocks.insert(key(&el));
+    }
     m
 }
 
@@ -428,7 +460,7 @@ const LABEL_TRAILING_CHARS: usize = 3;
 fn is_label_of_links(el: &ElementRef, facts: &PageFacts) -> bool {
     let size = facts.size(el);
     // Sizes first: they are known, and most blocks are too long to be labels.
-    if size.link_chars > 0 || size.chars == 0 || size.chars > LABEL_MAX_CHARS || !is_text_block(el) {
+    if size.link_chars > 0 || size.chars == 0 || size.chars > LABEL_MAX_CHARS || !is_text_block(el, facts) {
         return false;
     }
     let Some(next) = el.next_siblings().find_map(ElementRef::wrap) else { return false };
@@ -533,7 +565,7 @@ fn container_prior(el: &ElementRef) -> f64 {
     if e.attr("itemprop").is_some_and(|v| v.eq_ignore_ascii_case("articleBody")) || e.attr("role") == Some("main") {
         prior += 25.0;
     }
-    let words: Vec<String> = attr_words(el).collect();
+    let words = naming_words(el);
     if words.iter().any(|w| CONTENT_WORDS.contains(&w.as_str())) {
         prior += 25.0;
     }
@@ -544,14 +576,9 @@ fn container_prior(el: &ElementRef) -> f64 {
 }
 
 /// A block of running text: a block element with no block element inside (line breaks aside).
-fn is_text_block(el: &ElementRef) -> bool {
+fn is_text_block(el: &ElementRef, facts: &PageFacts) -> bool {
     let tag = el.value().name();
-    (BLOCK_TAGS.contains(&tag) || matches!(tag, "td" | "th"))
-        && !matches!(tag, "br" | "hr")
-        && !el.descendants().filter_map(ElementRef::wrap).skip(1).any(|d| {
-            let t = d.value().name();
-            t != "br" && t != "hr" && (BLOCK_TAGS.contains(&t) || matches!(t, "td" | "th"))
-        })
+    is_block_tag(tag) && !facts.holding_blocks.contains(&key(el))
 }
 
 /// Text blocks shorter than this add nothing to their containers' scores.
@@ -559,13 +586,23 @@ const MIN_BLOCK_CHARS: usize = 25;
 
 /// How much a text block says: one point, one per comma, one per 100 characters (at most 3).
 fn block_points(el: &ElementRef, size: Size) -> f64 {
-    let commas = el.text().flat_map(str::chars).filter(|c| matches!(c, ',' | '，' | '、' | '。')).count();
-    1.0 + commas as f64 + (size.chars as f64 / 100.0).min(3.0)
+    run_points(size.chars, el.text().map(count_commas).sum())
+}
+
+/// [`block_points`] of a run of text with `chars` characters and `commas` commas.
+fn run_points(chars: usize, commas: usize) -> f64 {
+    1.0 + commas as f64 + (chars as f64 / 100.0).min(3.0)
+}
+
+/// Commas (and their CJK kin, and the CJK full stop) in `text`.
+fn count_commas(text: &str) -> usize {
+    text.chars().filter(|c| matches!(c, ',' | '，' | '、' | '。')).count()
 }
 
 /// Scores of the containers of text blocks: each block's points go to its parent in full, its
 /// grandparent by half and the next three ancestors by a third of their depth (Readability's
-/// scheme), on top of each container's prior.
+/// scheme), on top of each container's prior. Runs of text lying loose in a container between
+/// its blocks (forum posts, templates that separate paragraphs with `<br>`) are blocks too.
 fn score_containers<'a>(root: ElementRef<'a>, facts: &PageFacts) -> HashMap<usize, (ElementRef<'a>, f64)> {
     let mut scores: HashMap<usize, (ElementRef<'a>, f64)> = HashMap::new();
     let mut stack = vec![root];
@@ -575,23 +612,78 @@ fn score_containers<'a>(root: ElementRef<'a>, facts: &PageFacts) -> HashMap<usiz
         }
         stack.extend(el.children().filter_map(ElementRef::wrap));
         let size = facts.size(&el);
-        if size.chars < MIN_BLOCK_CHARS || !is_text_block(&el) {
+        if size.chars < MIN_BLOCK_CHARS {
             continue;
         }
-        let points = block_points(&el, size);
-        for (level, anc) in el.ancestors().filter_map(ElementRef::wrap).take(5).enumerate() {
-            let share = match level {
-                0 => 1.0,
-                1 => 2.0,
-                l => l as f64 * 3.0,
-            };
-            scores.entry(key(&anc)).or_insert_with(|| (anc, container_prior(&anc))).1 += points / share;
+        if is_text_block(&el, facts) {
+            if let Some(parent) = el.parent().and_then(ElementRef::wrap) {
+                credit(&mut scores, parent, block_points(&el, size));
+            }
+        } else {
+            for points in loose_runs(&el, facts) {
+                credit(&mut scores, el, points);
+            }
         }
     }
     for (el, score) in scores.values_mut() {
-        *score *= 1.0 - facts.size(el).link_density();
+        *score = (*score + container_prior(el)) * (1.0 - facts.size(el).link_density());
     }
     scores
+}
+
+/// Credits a block's points to its container `parent` in full and to the next four ancestors
+/// by a falling share.
+fn credit<'a>(scores: &mut HashMap<usize, (ElementRef<'a>, f64)>, parent: ElementRef<'a>, points: f64) {
+    let containers = std::iter::once(parent).chain(parent.ancestors().filter_map(ElementRef::wrap));
+    for (level, anc) in containers.take(5).enumerate() {
+        let share = match level {
+            0 => 1.0,
+            1 => 2.0,
+            l => l as f64 * 3.0,
+        };
+        scores.entry(key(&anc)).or_insert((anc, 0.0)).1 += points / share;
+    }
+}
+
+/// Points of the runs of inline text directly in `el` between its block children (each scored
+/// as a paragraph of its own would be), for runs of [`MIN_BLOCK_CHARS`] or more.
+fn loose_runs(el: &ElementRef, facts: &PageFacts) -> Vec<f64> {
+    let mut runs = Vec::new();
+    let (mut chars, mut commas) = (0, 0);
+    let mut flush = |chars: &mut usize, commas: &mut usize| {
+        if *chars >= MIN_BLOCK_CHARS {
+            runs.push(run_points(*chars, *commas));
+        }
+        (*chars, *commas) = (0, 0);
+    };
+    for child in el.children() {
+        match child.value() {
+            Node::Text(t) => {
+                chars += t.chars().filter(|c| !c.is_whitespace()).count();
+                commas += count_commas(t);
+            }
+            Node::Element(e) if is_block_tag(e.name()) => flush(&mut chars, &mut commas),
+            Node::Element(_) => {
+                let Some(inline) = ElementRef::wrap(child) else { continue };
+                // An inline element holding blocks (a link around paragraphs) is scored by them.
+                if facts.holding_blocks.contains(&key(&inline)) {
+                    flush(&mut chars, &mut commas);
+                } else if !facts.is_boilerplate(&inline) {
+                    chars += facts.size(&inline).chars;
+                    commas += inline.text().map(count_commas).sum::<usize>();
+                }
+            }
+            _ => {}
+        }
+    }
+    flush(&mut chars, &mut commas);
+    runs
+}
+
+/// Whether a tag starts a block of its own (a line break or rule does not: it runs inside a
+/// paragraph).
+fn is_block_tag(tag: &str) -> bool {
+    !matches!(tag, "br" | "hr") && (BLOCK_TAGS.contains(&tag) || matches!(tag, "td" | "th"))
 }
 
 /// The container with the best score, if any text block was found. Ties go to the first
@@ -652,7 +744,7 @@ fn main_blocks<'a>(best: ElementRef<'a>, scores: &HashMap<usize, (ElementRef<'a>
 pub fn main_text(html: &str) -> String {
     let doc = Html::parse_document(html);
     let root = doc.root_element();
-    let mut facts = PageFacts { sizes: HashMap::new(), boilerplate: HashSet::new(), named_boilerplate: Vec::new() };
+    let mut facts = PageFacts::default();
     measure(root, false, &mut facts);
     drop_named_boilerplate(&root, &mut facts);
     let scores = score_containers(root, &facts);
@@ -699,7 +791,7 @@ fn is_caption_line(el: &ElementRef, facts: &PageFacts) -> bool {
     size.chars > 0
         && size.chars <= CAPTION_MAX_CHARS
         && matches!(el.value().name(), "p" | "div" | "section" | "header" | "caption" | "summary")
-        && is_text_block(el)
+        && is_text_block(el, facts)
         && !ends_sentence(el)
 }
 
@@ -889,6 +981,46 @@ Step two."
         // An article's own last section heading stays at the end: it belongs to its outline.
         let html = format!("<body><article><p>{LONG}</p><h2>See also</h2><ul><li><a href=\"/a\">One page</a></li></ul></article></body>");
         assert_eq!(main_text(&html), format!("{LONG}\nSee also"));
+    }
+
+    #[test]
+    fn text_lying_loose_between_blocks_scores_like_paragraphs() {
+        // A forum post's text sits in its container between `<br>`s, beside a block.
+        let html = format!(
+            r#"<body><div><div><p>{LONG}</p></div></div>
+            <div><div class="x"><div>Posted by someone in the forum.</div>{LONG}<br>{LONG}<br>{LONG}</div></div></body>"#
+        );
+        assert_eq!(main_text(&html), format!("Posted by someone in the forum.\n{LONG}\n{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn run_together_cookie_words_name_a_banner() {
+        let html = format!(
+            r#"<body><div id="cookieconsent">We and our partners store cookies on your device, to measure the audience.</div>
+            <article><p>{LONG}</p><p>{LONG}</p></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn a_landmark_holding_most_of_the_page_and_the_article_stays() {
+        // An unclosed `<header>` takes the article in; a teaser `<aside>` and a footer still go.
+        let html = format!(
+            r#"<body><header><a href="/">Site</a><article><h1>Title</h1><p>{LONG}</p><p>{LONG}</p></article>
+            <aside><article><p>A teaser for another story, with a comma.</p></article></aside>
+            <footer><p>Imprint, contact, and the terms of use of this site.</p></footer></body>"#
+        );
+        assert_eq!(main_text(&html), format!("Title\n{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn a_content_word_after_a_flag_word_is_no_content_hint() {
+        let other = "Another sentence of the real article, with commas, long enough to be running text.";
+        let html = format!(
+            r#"<body><div><div class="is-content-box"><p>{LONG}</p></div></div>
+            <div><div class="x"><p>{other}</p><p>{other}</p></div></div></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{other}\n{other}"));
     }
 
     #[test]

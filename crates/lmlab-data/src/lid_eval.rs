@@ -258,12 +258,15 @@ pub fn render(r: &LidBenchReport) -> String {
         }
     }
     for row in &r.languages {
+        // Without the reference there is nothing to agree with.
+        let (same, diff) = match r.reference {
+            Some(_) => (row.same_label.to_string(), format!("{:.1e}", row.max_probability_difference)),
+            None => ("-".into(), "-".into()),
+        };
         md += &format!(
-            "| {} | {} | {} | {:.1e} | {} ({:.0}%) |\n",
+            "| {} | {} | {same} | {diff} | {} ({:.0}%) |\n",
             row.label,
             row.texts,
-            row.same_label,
-            row.max_probability_difference,
             row.whatlang_same,
             100.0 * row.whatlang_same as f64 / row.texts.max(1) as f64
         );

@@ -240,6 +240,14 @@ fn seq2seq_train_eval_translate() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not in the task's vocabulary"));
 }
 
+/// Trains a 400-token tokenizer into `dir/tok.json`, enough to shard a few pages.
+fn small_tokenizer(dir: &std::path::Path) {
+    let text: String = (0..300).map(|i| format!("Line {i}: the research team studies language models and data.\n")).collect();
+    std::fs::write(dir.join("corpus.txt"), &text).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    ok(&["tokenizer", "train", "--input", &path("corpus.txt"), "--vocab-size", "400", "--out", &path("tok.json")]);
+}
+
 #[test]
 fn data_prepare_writes_shards_manifest_card_and_rejections() {
     let warc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/warc/dolma-sample-0000.warc.gz");
@@ -250,9 +258,7 @@ fn data_prepare_writes_shards_manifest_card_and_rejections() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let p = |name: &str| d.join(name).display().to_string();
-    let text: String = (0..300).map(|i| format!("Line {i}: the research team studies language models and data.\n")).collect();
-    std::fs::write(d.join("corpus.txt"), &text).unwrap();
-    ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("tok.json")]);
+    small_tokenizer(d);
     std::fs::write(d.join("block.txt"), "joe.cat\n").unwrap();
     let out = ok(&[
         "data",
@@ -331,9 +337,7 @@ fn data_prepare_and_show_identify_languages_with_fasttext() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let p = |name: &str| d.join(name).display().to_string();
-    let text: String = (0..300).map(|i| format!("Line {i}: the research team studies language models and data.\n")).collect();
-    std::fs::write(d.join("corpus.txt"), &text).unwrap();
-    ok(&["tokenizer", "train", "--input", &p("corpus.txt"), "--vocab-size", "400", "--out", &p("tok.json")]);
+    small_tokenizer(d);
     let warc = shared.join("dolma-sample-0000.warc.gz").display().to_string();
     let prepare = |lid: &str, out: &str| {
         ok(&["data", "prepare", "--input", &warc, "--tokenizer", &p("tok.json"), "--out", &p(out), "--lid", lid]);
@@ -355,6 +359,30 @@ fn data_prepare_and_show_identify_languages_with_fasttext() {
     let show = |lid: &str| String::from_utf8(ok(&["data", "show", "--input", &wet, "--doc", url, "--lid", lid]).stdout).unwrap();
     assert!(show("fasttext").contains("language arg ("), "{}", show("fasttext"));
     assert!(show("whatlang").contains("language spa ("), "{}", show("whatlang"));
+    // bench lid on a JSONL file: lmlab against fastText's Python package (the venv .ci/run
+    // makes), then without it, which still reports lmlab's labels and says why.
+    let lines = [
+        "The river runs through the old town.",
+        "Der Fluss fließt durch die Altstadt.",
+        "今天天气很好，我们一起去公园散步吧。你知道吗？他说他不来了。",
+        "我哋今日去咗飲茶，食咗好多點心。",
+    ];
+    let jsonl: String = lines.iter().map(|t| format!("{}\n", serde_json::json!({ "text": t }))).collect();
+    std::fs::write(d.join("texts.jsonl"), jsonl).unwrap();
+    let python = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lmlab-venv/bin/python");
+    let bench = |py: &str| -> serde_json::Value {
+        serde_json::from_slice(&ok(&["bench", "lid", "--set", &p("texts.jsonl"), "--python", py, "--json"]).stdout).unwrap()
+    };
+    let with = bench(&python.display().to_string());
+    if with["reference"].is_null() {
+        prereq::missing(&format!("the fasttext module in {}: {}", python.display(), with["reference_missing"]));
+    } else {
+        assert_eq!((with["texts"].as_u64(), with["same_label"].as_u64()), (Some(4), Some(4)), "{with}");
+        let labels: Vec<&str> = with["lmlab"].as_array().unwrap().iter().map(|l| l[0].as_str().unwrap()).collect();
+        assert_eq!(labels, ["en", "de", "zh", "yue"]);
+    }
+    let without = bench("/nonexistent/python");
+    assert!(without["reference"].is_null() && without["reference_missing"].as_str().unwrap().contains("/nonexistent/python"), "{without}");
     // A model that is not there is named, with where to get one.
     let missing = lmlab(&["data", "show", "--input", &wet, "--doc", url, "--lid-model", "/nonexistent/lid.176.ftz"]);
     let msg = String::from_utf8_lossy(&missing.stderr);

@@ -84,6 +84,9 @@ impl FastText {
         // fastText before version 12 used no character n-grams in supervised models.
         let maxn = if version == 11 { 0 } else { args.maxn };
         let labels = dict.labels();
+        if labels.is_empty() {
+            bail!("the dictionary has no labels: not a classifier");
+        }
         let (rows_in, cols_in) = input.shape();
         let (rows_out, cols_out) = output.shape();
         if cols_in != args.dim || cols_out != args.dim {
@@ -441,7 +444,8 @@ impl Dictionary {
         }
         r.i64("dictionary token count")?;
         let prune_size = r.i64("dictionary pruning size")?;
-        let mut entries: Vec<(Box<[u8]>, i64)> = Vec::with_capacity(size);
+        // Every entry takes at least 10 bytes: a size beyond the file cannot be real.
+        let mut entries: Vec<(Box<[u8]>, i64)> = Vec::with_capacity(size.min(r.remaining() / 10));
         for i in 0..size {
             let word = r.c_string(&format!("dictionary entry {i}"))?;
             let count = r.i64(&format!("dictionary entry {i}'s count"))?;
@@ -632,6 +636,10 @@ impl<'a> Reader<'a> {
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(slice)
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
     }
 
     fn u8(&mut self, field: &str) -> Result<u8> {
@@ -872,5 +880,12 @@ mod tests {
         let mut rows = Writer::default();
         rows.head(3, -1).dense(6, &INPUT[..12]).dense(2, &OUTPUT);
         assert!(FastText::from_bytes(&rows.0).unwrap_err().to_string().contains("input matrix has 6 rows"));
+        // A dictionary that claims two billion entries fails on the bytes, not the allocation.
+        let mut huge = w.0.clone();
+        let size_at = 8 + 12 * 4 + 8;
+        huge[size_at..size_at + 4].copy_from_slice(&i32::MAX.to_le_bytes());
+        huge[size_at + 4..size_at + 8].copy_from_slice(&(i32::MAX - 2).to_le_bytes());
+        let err = FastText::from_bytes(&huge).unwrap_err().to_string();
+        assert!(err.contains("dictionary entry"), "{err}");
     }
 }

@@ -510,7 +510,8 @@ impl Matrix {
         if !quantized {
             let rows = r.count64(&format!("{what} rows"))?;
             let cols = r.count64(&format!("{what} columns"))?;
-            let data = r.f32s(rows * cols, &format!("{what} values"))?;
+            let n = rows.checked_mul(cols).with_context(|| format!("{what}: {rows} x {cols} values overflow"))?;
+            let data = r.f32s(n, &format!("{what} values"))?;
             return Ok(Matrix::Dense { cols, data });
         }
         let has_norms = r.bool(&format!("{what} norm flag"))?;
@@ -519,7 +520,7 @@ impl Matrix {
         let code_len = r.count(&format!("{what} code size"))?;
         let codes = r.take(code_len, &format!("{what} codes"))?.to_vec();
         let pq = ProductQuantizer::read(r, &format!("{what} quantizer"))?;
-        if pq.dim != cols || code_len != rows * pq.subquantizers {
+        if pq.dim != cols || Some(code_len) != rows.checked_mul(pq.subquantizers) {
             bail!(
                 "{what}: {code_len} codes for {rows} rows of {} sub-quantizers over {} columns (matrix has {cols})",
                 pq.subquantizers,

@@ -697,7 +697,63 @@ fn best_container<'a>(scores: &HashMap<usize, (ElementRef<'a>, f64)>, root: Elem
             }
         }
     }
-    best.map(|(el, _)| el)
+    best.map(|(el, score)| promoted(shared_ancestor(el, score, scores), score, scores))
+}
+
+/// Readability's alternative candidates: when at least three other containers score within
+/// three quarters of the best, the article is split among them, and the nearest ancestor of
+/// the best that holds three of them is the article.
+fn shared_ancestor<'a>(best: ElementRef<'a>, best_score: f64, scores: &HashMap<usize, (ElementRef<'a>, f64)>) -> ElementRef<'a> {
+    let mut ranked: Vec<&(ElementRef<'a>, f64)> = scores.values().filter(|(el, _)| key(el) != key(&best)).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let close: Vec<ElementRef<'a>> = ranked.iter().take(4).filter(|(_, s)| *s >= 0.75 * best_score).map(|(el, _)| *el).collect();
+    if close.len() < 3 {
+        return best;
+    }
+    for anc in best.ancestors().filter_map(ElementRef::wrap) {
+        if matches!(anc.value().name(), "body" | "html") {
+            break;
+        }
+        let held = close.iter().filter(|c| c.ancestors().any(|a| a.id() == anc.id())).count();
+        if held >= 3 {
+            return anc;
+        }
+    }
+    best
+}
+
+/// Readability's walk up from the best container: an ancestor that scores higher than the
+/// step below it holds more of the article (the best container was one part of it), so it
+/// takes over; the walk stops where an ancestor scores under a third of the best.
+fn promoted<'a>(best: ElementRef<'a>, best_score: f64, scores: &HashMap<usize, (ElementRef<'a>, f64)>) -> ElementRef<'a> {
+    let threshold = best_score / 3.0;
+    let mut last = best_score;
+    for anc in best.ancestors().filter_map(ElementRef::wrap) {
+        if matches!(anc.value().name(), "body" | "html") {
+            break;
+        }
+        let Some(&(_, score)) = scores.get(&key(&anc)) else { continue };
+        if score < threshold {
+            break;
+        }
+        if score > last {
+            return anc;
+        }
+        last = score;
+    }
+    only_child_up(best)
+}
+
+/// The outermost ancestor of which `el` is the only element child (below `<body>`): its
+/// siblings are then the article's siblings.
+fn only_child_up(mut el: ElementRef) -> ElementRef {
+    while let Some(parent) = el.parent().and_then(ElementRef::wrap) {
+        if matches!(parent.value().name(), "body" | "html") || parent.children().filter_map(ElementRef::wrap).count() != 1 {
+            break;
+        }
+        el = parent;
+    }
+    el
 }
 
 /// Whether a sibling of the best container is running text that belongs with it: a long
@@ -985,12 +1041,14 @@ Step two."
 
     #[test]
     fn text_lying_loose_between_blocks_scores_like_paragraphs() {
-        // A forum post's text sits in its container between `<br>`s, beside a block.
+        // A forum post's text sits in its container between `<br>`s, beside a block. (The
+        // headings keep each container from being its wrapper's only child, whose siblings
+        // would then join it.)
         let html = format!(
-            r#"<body><div><div><p>{LONG}</p></div></div>
-            <div><div class="x"><div>Posted by someone in the forum.</div>{LONG}<br>{LONG}<br>{LONG}</div></div></body>"#
+            r#"<body><div><h2>Elsewhere</h2><div><p>{LONG}</p></div></div>
+            <div><h2>Forum</h2><div class="x"><div>Posted by someone in the forum.</div>{LONG}<br>{LONG}<br>{LONG}</div></div></body>"#
         );
-        assert_eq!(main_text(&html), format!("Posted by someone in the forum.\n{LONG}\n{LONG}\n{LONG}"));
+        assert_eq!(main_text(&html), format!("Forum\nPosted by someone in the forum.\n{LONG}\n{LONG}\n{LONG}"));
     }
 
     #[test]
@@ -1017,10 +1075,37 @@ Step two."
     fn a_content_word_after_a_flag_word_is_no_content_hint() {
         let other = "Another sentence of the real article, with commas, long enough to be running text.";
         let html = format!(
-            r#"<body><div><div class="is-content-box"><p>{LONG}</p></div></div>
-            <div><div class="x"><p>{other}</p><p>{other}</p></div></div></body>"#
+            r#"<body><div><h2>Box</h2><div class="is-content-box"><p>{LONG}</p></div></div>
+            <div><h2>Story</h2><div class="x"><p>{other}</p><p>{other}</p></div></div></body>"#
         );
-        assert_eq!(main_text(&html), format!("{other}\n{other}"));
+        assert_eq!(main_text(&html), format!("Story\n{other}\n{other}"));
+    }
+
+    #[test]
+    fn the_best_container_takes_its_wrappers_siblings_when_it_is_their_only_child() {
+        let other = "Another sentence of the real article, with commas, long enough to be running text.";
+        // Each part's paragraphs sit in a wrapper that is a part's only child: the part, not the
+        // wrapper, stands beside the other parts.
+        let html = format!(
+            r#"<body><div><div class="part"><div><p>{LONG}</p><p>{LONG}</p></div></div>
+            <div class="part"><div><p>{other}</p><p>{other}</p></div></div></div></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}\n{other}\n{other}"));
+    }
+
+    #[test]
+    fn an_article_split_into_parts_is_taken_whole() {
+        // Four parts score alike and no single container holds the article: the choice moves
+        // up from the best part to the container of all four (the walk up; Readability's
+        // alternative candidates do the same on real pages), and the teaser beside it stays out.
+        let parts: String = (1..=4)
+            .map(|i| format!("<div class=\"w\"><div class=\"part\"><div class=\"inner\"><h3>Part {i}</h3><div><p>{LONG}</p><p>{LONG}</p></div></div></div></div>"))
+            .collect();
+        let html = format!(
+            r#"<body><div id="x">{parts}</div><div id="y"><p><a href="/next">A teaser for another story</a>, with a comma.</p></div></body>"#
+        );
+        let expected: Vec<String> = (1..=4).map(|i| format!("Part {i}\n{LONG}\n{LONG}")).collect();
+        assert_eq!(main_text(&html), expected.join("\n"));
     }
 
     #[test]

@@ -129,7 +129,17 @@ impl FastText {
     /// The `k` most likely labels of one line of text with probability at least `threshold`,
     /// most likely first. As in fastText, the text ends at its first newline.
     pub fn predict(&self, text: &str, k: usize, threshold: f32) -> Vec<Prediction<'_>> {
-        let rows = self.input_rows(text.as_bytes());
+        self.predict_tokens(tokens(first_line(text.as_bytes())), k, threshold)
+    }
+
+    /// [`FastText::predict`] of a whole document, its newlines read as spaces (as datatrove
+    /// hands documents to fastText), without copying it.
+    pub fn predict_text(&self, text: &str, k: usize, threshold: f32) -> Vec<Prediction<'_>> {
+        self.predict_tokens(tokens(text.as_bytes()), k, threshold)
+    }
+
+    fn predict_tokens<'t>(&self, tokens: impl Iterator<Item = &'t [u8]>, k: usize, threshold: f32) -> Vec<Prediction<'_>> {
+        let rows = self.input_rows(tokens);
         if rows.is_empty() || k == 0 {
             return Vec::new();
         }
@@ -157,10 +167,10 @@ impl FastText {
 
     /// The input rows a line contributes (fastText's `getLine` with `addSubwords` and
     /// `addWordNgrams`).
-    fn input_rows(&self, line: &[u8]) -> Vec<usize> {
+    fn input_rows<'t>(&self, tokens: impl Iterator<Item = &'t [u8]>) -> Vec<usize> {
         let mut rows = Vec::new();
         let mut word_hashes: Vec<i32> = Vec::new();
-        for token in tokens(line) {
+        for token in tokens {
             let word = self.dict.index.get(token).copied();
             if word.is_some_and(|w| w >= self.dict.nwords) || (word.is_none() && token.starts_with(LABEL_PREFIX)) {
                 continue; // a label, not a word
@@ -194,9 +204,7 @@ impl FastText {
         word.push(b'<');
         word.extend_from_slice(token);
         word.push(b'>');
-        for gram in char_ngrams(&word, self.minn, self.maxn) {
-            self.push_bucket(u64::from(fnv1a(gram)) % self.bucket, rows);
-        }
+        for_each_char_ngram(&word, self.minn, self.maxn, |gram| self.push_bucket(u64::from(fnv1a(gram)) % self.bucket, rows));
     }
 
     /// A hashed n-gram's row: after the words, through the pruning map of a quantized model.
@@ -223,11 +231,10 @@ impl FastText {
     }
 }
 
-/// The n-grams of `word` (already `<token>`) of `minn..=maxn` UTF-8 characters, in fastText's
-/// order (by start, then length); the single characters `<` and `>` are left out.
-fn char_ngrams(word: &[u8], minn: usize, maxn: usize) -> Vec<&[u8]> {
+/// Calls `f` with each n-gram of `word` (already `<token>`) of `minn..=maxn` UTF-8 characters,
+/// in fastText's order (by start, then length); the single characters `<` and `>` are left out.
+fn for_each_char_ngram<'w>(word: &'w [u8], minn: usize, maxn: usize, mut f: impl FnMut(&'w [u8])) {
     let continuation = |b: u8| b & 0xC0 == 0x80;
-    let mut grams = Vec::new();
     for start in 0..word.len() {
         if continuation(word[start]) {
             continue;
@@ -242,11 +249,10 @@ fn char_ngrams(word: &[u8], minn: usize, maxn: usize) -> Vec<&[u8]> {
                 end += 1;
             }
             if n >= minn && !(n == 1 && (start == 0 || end == word.len())) {
-                grams.push(&word[start..end]);
+                f(&word[start..end]);
             }
         }
     }
-    grams
 }
 
 /// fastText's 32-bit FNV-1a, with each byte sign-extended first (its `int8_t` cast).
@@ -254,12 +260,15 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(2_166_136_261u32, |h, &b| (h ^ (b as i8 as i32 as u32)).wrapping_mul(16_777_619))
 }
 
-/// The tokens of a line as fastText's `readWord` splits them, ending with `</s>`; text after the
-/// first newline is not read.
-fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let first_line = line.split(|&b| b == b'\n').next().unwrap_or_default();
-    first_line
-        .split(|b| matches!(b, b' ' | b'\r' | b'\t' | 0x0B | 0x0C | 0))
+/// The text before the first newline: all of it that fastText's `getLine` reads.
+fn first_line(text: &[u8]) -> &[u8] {
+    text.split(|&b| b == b'\n').next().unwrap_or_default()
+}
+
+/// The tokens of `text` as fastText's `readWord` splits them (a newline counts as a space),
+/// ending with `</s>`.
+fn tokens(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0B | 0x0C | 0))
         .filter(|t| !t.is_empty())
         .chain(std::iter::once(END_OF_SENTENCE))
 }
@@ -782,7 +791,9 @@ mod tests {
     #[test]
     fn character_ngrams_count_utf8_characters_and_leave_out_the_lone_brackets() {
         let grams = |w: &str, minn, maxn| -> Vec<String> {
-            char_ngrams(w.as_bytes(), minn, maxn).into_iter().map(|g| String::from_utf8(g.to_vec()).unwrap()).collect()
+            let mut grams = Vec::new();
+            for_each_char_ngram(w.as_bytes(), minn, maxn, |g| grams.push(String::from_utf8(g.to_vec()).unwrap()));
+            grams
         };
         assert_eq!(grams("<ab>", 1, 2), ["<a", "a", "ab", "b", "b>"]);
         assert_eq!(grams("<ab>", 2, 3), ["<a", "<ab", "ab", "ab>", "b>"]);
@@ -793,8 +804,11 @@ mod tests {
 
     #[test]
     fn tokens_split_at_ascii_whitespace_end_with_eos_and_stop_at_a_newline() {
-        let t: Vec<&[u8]> = tokens(b" hello\tworld\x0bx\ny z").collect();
+        let t: Vec<&[u8]> = tokens(first_line(b" hello\tworld\x0bx\ny z")).collect();
         assert_eq!(t, [&b"hello"[..], b"world", b"x", b"</s>"]);
+        // A whole document: the newline is one more space.
+        let t: Vec<&[u8]> = tokens(b"x\ny z").collect();
+        assert_eq!(t, [&b"x"[..], b"y", b"z", b"</s>"]);
     }
 
     #[test]
@@ -820,6 +834,9 @@ mod tests {
         assert!((f64::from(got[1].probability) - (p[0] + 1e-5)).abs() < 1e-6, "{got:?} vs {p:?}");
         // A label token is not a word; k and the threshold cut the list.
         assert_eq!(m.predict("hello __label__a", 2, 0.0), m.predict("hello", 2, 0.0));
+        // A document's newlines are spaces to predict_text; predict stops at the first.
+        assert_eq!(m.predict_text("hello\nhello unknown", 2, 0.0), got);
+        assert_eq!(m.predict("hello\nhello unknown", 2, 0.0), m.predict("hello", 2, 0.0));
         assert_eq!(m.predict("hello", 1, 0.0).len(), 1);
         assert!(m.predict("hello", 2, 0.99).is_empty());
     }

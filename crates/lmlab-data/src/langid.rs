@@ -9,6 +9,7 @@
 //!   written Mandarin; it tells Cantonese, "yue", and Wu, "wuu", apart, but has no label for
 //!   Classical Chinese).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,10 +84,7 @@ impl Identifier {
                 }
                 Ok(Self::Whatlang)
             }
-            IdentifierKind::Fasttext => {
-                let path = filter.model.clone().unwrap_or_else(default_fasttext_model);
-                Self::fasttext(&path)
-            }
+            IdentifierKind::Fasttext => Self::fasttext(&filter.model_path()),
         }
     }
 
@@ -99,7 +97,16 @@ impl Identifier {
             );
         }
         let model = FastText::load(path)?;
-        let codes = model.labels().iter().map(|l| iso639_3(l)).collect();
+        // Codes are `&'static` so that documents carry them without allocating; one the table
+        // lacks is leaked once, here, per loaded model.
+        let codes = model
+            .labels()
+            .iter()
+            .map(|l| match iso639_3(l) {
+                Cow::Borrowed(code) => code,
+                Cow::Owned(code) => Box::leak(code.into_boxed_str()),
+            })
+            .collect();
         Ok(Self::FastText { model: Arc::new(model), codes: Arc::new(codes) })
     }
 
@@ -108,36 +115,26 @@ impl Identifier {
         match self {
             Self::Whatlang => detect(text),
             Self::FastText { model, codes } => {
-                // fastText reads one line; datatrove joins a document's lines with spaces.
-                let line = text.replace('\n', " ");
-                let best = model.predict(&line, 1, 0.0).into_iter().next()?;
+                // Newlines read as spaces, as datatrove joins a document's lines for fastText.
+                let best = model.predict_text(text, 1, 0.0).into_iter().next()?;
                 Some(Detected { lang: codes[best.index], confidence: f64::from(best.probability) })
             }
-        }
-    }
-
-    /// "whatlang" or "fastText FILE".
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Whatlang => "whatlang 0.16 (69 languages)".into(),
-            Self::FastText { model, .. } => format!("fastText ({} languages)", model.labels().len()),
         }
     }
 }
 
 /// The ISO 639-3 code for a fastText label: two-letter ISO 639-1 codes are mapped, three-letter
 /// codes are kept, and NLLB-style labels ("eng_Latn") keep their language part. A code the table
-/// lacks is kept as the model spells it (leaked once per loaded model: codes are `&'static` so
-/// that documents carry them without allocating).
-pub fn iso639_3(label: &str) -> &'static str {
+/// lacks is kept as the model spells it.
+pub fn iso639_3(label: &str) -> Cow<'static, str> {
     let lang = label.split('_').next().unwrap_or(label);
     if lang == "zh" {
-        return "cmn";
+        return Cow::Borrowed("cmn");
     }
-    if let Some(&(_, code)) = ISO639_1_TO_3.iter().find(|(two, _)| *two == lang) {
-        return code;
+    match ISO639_1_TO_3.iter().find(|(two, _)| *two == lang) {
+        Some(&(_, code)) => Cow::Borrowed(code),
+        None => Cow::Owned(lang.to_string()),
     }
-    Box::leak(lang.to_string().into_boxed_str())
 }
 
 /// ISO 639-1 → 639-3 for the two-letter labels of lid.176 (macrolanguages keep their
@@ -287,6 +284,19 @@ impl Default for LanguageFilter {
 }
 
 impl LanguageFilter {
+    /// The fastText model file these settings name (or the default one).
+    pub fn model_path(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(default_fasttext_model)
+    }
+
+    /// Which identifier these settings run, for the data card.
+    pub fn describe(&self) -> String {
+        match self.identifier {
+            IdentifierKind::Whatlang => "whatlang (69 languages, ISO 639-3 codes)".into(),
+            IdentifierKind::Fasttext => format!("fastText, `{}` (labels mapped to ISO 639-3 codes)", self.model_path().display()),
+        }
+    }
+
     /// The detected language if the document passes, else the rule that removes it.
     pub fn check(&self, identifier: &Identifier, text: &str) -> Result<Detected, &'static str> {
         let d = identifier.identify(text).ok_or("language_undetermined")?;

@@ -478,14 +478,8 @@ pub fn data_card(m: &Manifest) -> String {
         m.shards.len()
     );
     s += "## Language mix (kept documents, tokens)\n\n";
-    s += &match (&m.config.language.identifier, &m.config.language.model) {
-        (crate::langid::IdentifierKind::Whatlang, _) => "Identified by whatlang (69 languages, ISO 639-3 codes).".to_string(),
-        (crate::langid::IdentifierKind::Fasttext, model) => {
-            let model = model.clone().unwrap_or_else(crate::langid::default_fasttext_model);
-            format!("Identified by fastText, `{}` (labels mapped to ISO 639-3 codes).", model.display())
-        }
-    };
-    s += &format!(" Kept: {:?} at confidence ≥ {}.\n\n", m.config.language.keep, m.config.language.min_confidence);
+    let language = &m.config.language;
+    s += &format!("Identified by {}. Kept: {:?} at confidence ≥ {}.\n\n", language.describe(), language.keep, language.min_confidence);
     s += "| language | documents | tokens |\n| --- | ---: | ---: |\n";
     for (lang, docs) in &m.counts.kept_by_language {
         s += &format!("| {lang} | {docs} | {} |\n", m.tokens_by_language.get(lang).copied().unwrap_or(0));

@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -295,31 +294,14 @@ fn scored(extractor: &str, pages: &[Page], outputs: &[String], seconds: f64) -> 
 /// trafilatura's outputs on `pages` and its extraction seconds and version, through `python`
 /// running `script`; Err says why it could not run.
 fn trafilatura(python: &str, script: &Path, pages: &[Page]) -> Result<(Vec<String>, f64, String)> {
-    // Removed when dropped, on errors too.
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path();
-    let input = dir.join("pages.jsonl");
-    let mut text = String::new();
-    for p in pages {
-        text.push_str(&serde_json::to_string(&serde_json::json!({ "name": p.name, "html": p.html }))?);
-        text.push('\n');
-    }
-    std::fs::write(&input, text)?;
-    let output = dir.join("out.json");
-    let status = Command::new(python)
-        .arg(script)
-        .arg(&input)
-        .arg(&output)
-        .status()
-        .with_context(|| format!("running {python} {}", script.display()))?;
-    ensure!(status.success(), "{} {} failed ({status})", python, script.display());
     #[derive(Deserialize)]
     struct Out {
         version: String,
         seconds: f64,
         texts: Vec<String>,
     }
-    let out: Out = serde_json::from_slice(&std::fs::read(&output)?).context("reading trafilatura's outputs")?;
+    let records = pages.iter().map(|p| serde_json::json!({ "name": p.name, "html": p.html }));
+    let out: Out = crate::python_ref::run_script(python, script, &[], records)?;
     ensure!(out.texts.len() == pages.len(), "trafilatura returned {} texts for {} pages", out.texts.len(), pages.len());
     Ok((out.texts, out.seconds, out.version))
 }

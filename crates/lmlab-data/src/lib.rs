@@ -33,6 +33,7 @@ pub mod pii;
 pub mod pipeline;
 pub mod preference;
 pub mod prepare;
+mod python_ref;
 pub mod quality;
 pub mod shards;
 pub mod urlfilter;

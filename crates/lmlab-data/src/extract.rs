@@ -620,7 +620,8 @@ fn score_containers<'a>(root: ElementRef<'a>, facts: &PageFacts) -> HashMap<usiz
                 credit(&mut scores, parent, block_points(&el, size));
             }
         } else {
-            for points in loose_runs(&el, facts) {
+            let points = loose_run_points(&el, facts);
+            if points > 0.0 {
                 credit(&mut scores, el, points);
             }
         }
@@ -645,14 +646,14 @@ fn credit<'a>(scores: &mut HashMap<usize, (ElementRef<'a>, f64)>, parent: Elemen
     }
 }
 
-/// Points of the runs of inline text directly in `el` between its block children (each scored
-/// as a paragraph of its own would be), for runs of [`MIN_BLOCK_CHARS`] or more.
-fn loose_runs(el: &ElementRef, facts: &PageFacts) -> Vec<f64> {
-    let mut runs = Vec::new();
+/// The points of the runs of inline text directly in `el` between its block children (each
+/// scored as a paragraph of its own would be), for runs of [`MIN_BLOCK_CHARS`] or more.
+fn loose_run_points(el: &ElementRef, facts: &PageFacts) -> f64 {
+    let mut points = 0.0;
     let (mut chars, mut commas) = (0, 0);
     let mut flush = |chars: &mut usize, commas: &mut usize| {
         if *chars >= MIN_BLOCK_CHARS {
-            runs.push(run_points(*chars, *commas));
+            points += run_points(*chars, *commas);
         }
         (*chars, *commas) = (0, 0);
     };
@@ -677,7 +678,7 @@ fn loose_runs(el: &ElementRef, facts: &PageFacts) -> Vec<f64> {
         }
     }
     flush(&mut chars, &mut commas);
-    runs
+    points
 }
 
 /// Whether a tag starts a block of its own (a line break or rule does not: it runs inside a

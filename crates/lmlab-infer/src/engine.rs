@@ -24,6 +24,7 @@ use candle_core::{DType, Tensor};
 use lmlab_model::{CausalLm, KvCache};
 use serde::Serialize;
 
+use crate::prefix::Prefix;
 use crate::sampler::{softmax_sorted, Sampler, SamplingParams};
 
 #[derive(Debug, Clone)]
@@ -274,13 +275,27 @@ pub struct Sequence {
     limits: GenerateRequest,
     /// The token to feed at the next step; None once finished.
     next: Option<u32>,
+    /// Keep the cache when it finishes, for [`Sequence::take_prefix`].
+    keep_cache: bool,
 }
 
 impl Sequence {
     /// Phases 1 and 2 for one request: checks it, prefills its prompt once into a fresh cache,
     /// forks that into one sequence per sample, and samples each one's first token.
     /// `stop(i, tokens)` may end sample i (stop strings). `max_tokens = 0` gives no sequences.
-    pub fn start(model: &dyn CausalLm, req: &GenerateRequest, mut stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Vec<Sequence>> {
+    pub fn start(model: &dyn CausalLm, req: &GenerateRequest, stop: impl FnMut(usize, &[u32]) -> bool) -> Result<Vec<Sequence>> {
+        Self::start_from(model, req, None, stop)
+    }
+
+    /// [`Sequence::start`] from a cache that already holds the prompt's first tokens
+    /// ([`crate::PrefixCache::lookup`]): only the rest of the prompt is prefilled. The prefix
+    /// must be a proper prefix of the prompt (at least one token is left to read).
+    pub fn start_from(
+        model: &dyn CausalLm,
+        req: &GenerateRequest,
+        prefix: Option<Prefix>,
+        mut stop: impl FnMut(usize, &[u32]) -> bool,
+    ) -> Result<Vec<Sequence>> {
         check_request(model, req)?;
         if !req.use_cache {
             bail!("sequences decode from the KV cache");
@@ -288,26 +303,54 @@ impl Sequence {
         if req.max_tokens == 0 {
             return Ok(Vec::new());
         }
-        let mut cache = model.new_cache();
-        let ids = Tensor::new(req.prompt.as_slice(), model.device())?.unsqueeze(0)?;
+        let (reused, mut cache) = match prefix {
+            Some(p) => {
+                let (tokens, cache) = p.into_parts();
+                if tokens.len() >= req.prompt.len() || !req.prompt.starts_with(&tokens) {
+                    bail!("a cached prefix of {} tokens is not a proper prefix of the {}-token prompt", tokens.len(), req.prompt.len());
+                }
+                (tokens.len(), cache)
+            }
+            None => (0, model.new_cache()),
+        };
+        let ids = Tensor::new(&req.prompt[reused..], model.device())?.unsqueeze(0)?;
         let logits = rows(&model.forward_cached(&ids, &mut cache)?)?.remove(0);
         let ctx = model.context_length();
         let limits = GenerateRequest { prompt: Vec::new(), ..req.clone() };
         let mut out = Vec::with_capacity(req.n.max(1));
         for i in 0..req.n.max(1) {
-            let mut seq = Sequence { index: i, state: SampleState::new(req, i), cache: cache.clone(), limits: limits.clone(), next: None };
+            let state = SampleState::new(req, i);
+            let mut seq = Sequence { index: i, state, cache: cache.clone(), limits: limits.clone(), next: None, keep_cache: false };
             seq.advance(&logits, ctx, |tokens| stop(i, tokens));
             out.push(seq);
         }
         Ok(out)
     }
 
-    /// [`SampleState::advance`]; a finished sequence frees its cache at once.
+    /// [`SampleState::advance`]; a finished sequence frees its cache at once, unless
+    /// [`Sequence::keep_cache`] asked it to hold it for [`Sequence::take_prefix`].
     fn advance(&mut self, logits: &[f32], ctx: usize, stopped: impl FnOnce(&[u32]) -> bool) {
         self.next = self.state.advance(logits, &self.limits, ctx, stopped);
-        if self.next.is_none() {
+        if self.next.is_none() && !self.keep_cache {
             self.cache.clear();
         }
+    }
+
+    /// When it finishes, keep its cache for [`Sequence::take_prefix`] instead of freeing it.
+    pub fn keep_cache(&mut self) {
+        self.keep_cache = true;
+    }
+
+    /// A finished sequence's cache with the tokens it holds (the prompt and every generated
+    /// token but the last, which was never fed back), for a [`crate::PrefixCache`]; None while
+    /// it runs, or when its cache was freed.
+    pub fn take_prefix(&mut self) -> Option<Prefix> {
+        if self.next.is_some() || self.cache.seq_len() == 0 {
+            return None;
+        }
+        let cache = std::mem::replace(&mut self.cache, KvCache::new(0));
+        let tokens = self.state.seq[..cache.seq_len()].to_vec();
+        Prefix::new(tokens, cache)
     }
 
     /// Which sample of its request this is.

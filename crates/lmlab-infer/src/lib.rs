@@ -8,7 +8,8 @@
 //! several samples in one batched step. Both phases are timed. Beam search ([`beam`]) keeps the
 //! most likely continuations instead of sampling one. [`Sequence`] and [`decode_step`]
 //! expose those steps one at a time, so a scheduler can admit sequences between decode steps
-//! (continuous batching, in `lmlab-serve`).
+//! (continuous batching, in `lmlab-serve`), and [`PrefixCache`] keeps finished sequences' KV
+//! caches so that a prompt beginning with the same tokens prefills only the rest.
 //!
 //! What it does not do: the networks themselves (`lmlab-model`), training, or serving.
 //!
@@ -29,6 +30,7 @@ pub mod bench;
 pub mod engine;
 pub mod inspect;
 mod model;
+mod prefix;
 mod prompt;
 pub mod reference;
 pub mod sampler;
@@ -38,5 +40,6 @@ pub use engine::{
     decode_step, generate, generate_batch, FinishReason, GenerateRequest, Generation, Sample, Sequence, Timings, TokenLogprob,
 };
 pub use model::{embedded_vocab, save_merged, tokenizer_file, LoadOptions, Model};
+pub use prefix::{Prefix, PrefixCache, MIN_SHARED_TOKENS};
 pub use prompt::{prompt_ids, StopText};
 pub use sampler::{Sampler, SamplingParams};

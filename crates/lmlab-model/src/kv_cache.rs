@@ -165,6 +165,23 @@ impl KvCache {
         Ok(())
     }
 
+    /// A copy of the first `len` positions in fresh buffers with room for `room` positions (and
+    /// never less than a fresh buffer's): the cache a prefill of `room` tokens would have made,
+    /// with only the first `len` written. Longer than the cache is an error.
+    pub fn copy_prefix(&self, len: usize, room: usize) -> Result<KvCache> {
+        if len > self.seq_len() {
+            candle_core::bail!("cannot copy {len} positions of a cache of {}", self.seq_len());
+        }
+        let capacity = room.max(len).max(INITIAL_CAPACITY);
+        let copy = |t: &Option<Tensor>| t.as_ref().map(|t| with_capacity(t, len, capacity)).transpose();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| Ok(LayerCache { k: copy(&l.k)?, v: copy(&l.v)?, len, dtype: l.dtype }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { layers, kv_width: self.kv_width })
+    }
+
     /// Empties the cache and frees its buffers.
     pub fn clear(&mut self) {
         for l in &mut self.layers {

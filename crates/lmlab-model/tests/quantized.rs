@@ -190,3 +190,38 @@ fn attention_capture_runs_on_the_tensor_path_of_the_same_weights() {
     assert_eq!(captured.len(), m.config().n_layer);
     assert_eq!(captured[0].dims(), &[1, 4, 3, 3]);
 }
+
+#[test]
+fn a_copied_prefix_then_the_rest_of_the_prompt_equals_one_prefill() {
+    // Prefix caching in a server: a cache kept from an earlier prompt, copied and cut to the
+    // shared tokens, then only the new tokens prefilled. The shared positions' keys and values
+    // are those the model wrote (a copy, bit for bit), and the last logits agree with one
+    // prefill of the whole prompt to rounding.
+    let dir = tempfile::tempdir().unwrap();
+    let m = quantized(GgmlDType::Q4_1, dir.path());
+    let prompt: Vec<u32> = (0..46).map(|i| (i * 7 + 3) % 64).collect();
+    let mut whole = m.new_cache();
+    let expected = vec1(m.forward_cached(&ids(&prompt), &mut whole).unwrap());
+    let earlier: Vec<u32> = [&prompt[..20], &[1, 2, 3, 4, 5]].concat();
+    let mut kept = m.new_cache();
+    m.forward_cached(&ids(&earlier), &mut kept).unwrap();
+    let mut cache = kept.copy_prefix(20, prompt.len()).unwrap();
+    assert_eq!(cache.seq_len(), 20);
+    assert_eq!(cache.reserved_bytes(), whole.reserved_bytes(), "room for the prompt, as a fresh prefill makes");
+    for l in 0..m.config().n_layer {
+        let ((k, v), (kk, kv)) = (layer_kv(&cache, l), layer_kv(&kept, l));
+        let per_pos = k.len() / 20;
+        let first20 = |x: &[f32]| -> Vec<f32> {
+            // [1, H_kv, S, Dh]: the first 20 positions of each head.
+            let heads = m.config().n_kv_head;
+            let dh = per_pos / heads;
+            (0..heads).flat_map(|h| x[h * 25 * dh..h * 25 * dh + 20 * dh].to_vec()).collect()
+        };
+        assert_eq!((k, v), (first20(&kk), first20(&kv)), "layer {l}: the copied positions");
+    }
+    let got = vec1(m.forward_cached(&ids(&prompt[20..]), &mut cache).unwrap());
+    let diff = max_rel_diff(&expected, &got);
+    eprintln!("copied prefix + rest against one prefill: max relative logit difference {diff}");
+    assert!(diff < 1e-5, "max relative logit difference {diff}");
+    assert!(kept.copy_prefix(26, 30).is_err(), "more positions than the cache holds");
+}

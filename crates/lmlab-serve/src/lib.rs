@@ -13,6 +13,8 @@
 //!   against a memory budget) decodes in one batched step, finished ones leave at once, and a
 //!   client that disconnects frees its sequence before the next step. Requests beyond the
 //!   batch or the memory wait in a bounded queue; beyond it they get 429 with Retry-After.
+//!   Finished requests' caches are kept (within the same budget) so that a prompt beginning
+//!   with the same tokens prefills only the rest (prefix caching).
 //! - [`bench`]: a load test of any OpenAI-compatible server (`lmlab bench serve`), with
 //!   llama-cpp-python's server and llama.cpp's `llama-server` as references.
 //! - [`TextStream`]: a reply's text streamed token by token without splitting characters or
@@ -21,7 +23,7 @@
 //!
 //! What it does not do: sampling or decoding of its own (`lmlab-infer`'s engine and sampler
 //! do it: [`lmlab_infer::Sequence`], [`lmlab_infer::decode_step`]), TLS, several models per
-//! server, tools/function calling, prefix caching across requests, or speculative decoding.
+//! server, tools/function calling, or speculative decoding.
 
 #![forbid(unsafe_code)]
 
@@ -63,6 +65,9 @@ pub struct ServeOptions {
     /// Bytes of KV cache the running requests may reserve together (None: enough for
     /// `max_batch` sequences of the full context).
     pub kv_budget: Option<usize>,
+    /// Finished requests' KV caches kept for prompts that begin with the same tokens (None:
+    /// `max_batch`; 0: no prefix caching). They share `kv_budget` with running requests.
+    pub prefix_cache: Option<usize>,
     /// Largest request body in bytes (larger: 413).
     pub body_limit: usize,
     /// On shutdown, how long requests in flight may take to finish.
@@ -77,6 +82,7 @@ impl Default for ServeOptions {
             max_batch: 8,
             queue: 64,
             kv_budget: None,
+            prefix_cache: None,
             body_limit: 1 << 20,
             drain: Duration::from_secs(30),
         }
@@ -107,7 +113,8 @@ pub async fn run(
     let (jobs, receiver) = std::sync::mpsc::channel();
     {
         let (model, metrics) = (model.clone(), metrics.clone());
-        let limits = scheduler::Limits { max_batch: options.max_batch, kv_budget };
+        let prefix_entries = options.prefix_cache.unwrap_or(options.max_batch);
+        let limits = scheduler::Limits { max_batch: options.max_batch, kv_budget, prefix_entries };
         std::thread::Builder::new().name("lmlab-scheduler".into()).spawn(move || scheduler::run(model, receiver, limits, metrics))?;
     }
     let state = Arc::new(routes::AppState {

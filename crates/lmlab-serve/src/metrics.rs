@@ -1,7 +1,8 @@
 //! What the server measures, in Prometheus' text format (`GET /metrics`): requests by endpoint
 //! and status, prompt and generated tokens, time to first token and time per generated token
 //! (histograms), running and queued sequences, sequences cancelled because their client left,
-//! and KV-cache memory (budget, reserved by admitted requests, held by buffers now).
+//! KV-cache memory (budget, reserved by admitted requests, held by buffers now), and the prefix
+//! cache (prompt tokens it saved from prefill, caches and bytes it keeps).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -52,6 +53,8 @@ impl Histogram {
 pub(crate) struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     pub prompt_tokens: AtomicU64,
+    /// Prompt tokens read from the prefix cache instead of prefilled.
+    pub prompt_tokens_cached: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub ttft: Histogram,
     pub per_token: Histogram,
@@ -61,6 +64,8 @@ pub(crate) struct Metrics {
     pub kv_budget: AtomicUsize,
     pub kv_reserved: AtomicUsize,
     pub kv_used: AtomicUsize,
+    pub prefix_entries: AtomicUsize,
+    pub prefix_bytes: AtomicUsize,
     pub steps: AtomicU64,
 }
 
@@ -72,6 +77,7 @@ impl Metrics {
         Self {
             requests: Mutex::new(BTreeMap::new()),
             prompt_tokens: AtomicU64::new(0),
+            prompt_tokens_cached: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
             ttft: Histogram::new(TTFT_BOUNDS),
             per_token: Histogram::new(TOKEN_BOUNDS),
@@ -81,6 +87,8 @@ impl Metrics {
             kv_budget: AtomicUsize::new(kv_budget),
             kv_reserved: AtomicUsize::new(0),
             kv_used: AtomicUsize::new(0),
+            prefix_entries: AtomicUsize::new(0),
+            prefix_bytes: AtomicUsize::new(0),
             steps: AtomicU64::new(0),
         }
     }
@@ -106,6 +114,12 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
         counter(&mut out, "lmlab_prompt_tokens_total", "Prompt tokens of admitted requests.", self.prompt_tokens.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "lmlab_prompt_tokens_cached_total",
+            "Prompt tokens taken from the prefix cache instead of prefilled.",
+            self.prompt_tokens_cached.load(Ordering::Relaxed),
+        );
         counter(&mut out, "lmlab_generated_tokens_total", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed));
         counter(&mut out, "lmlab_decode_steps_total", "Batched decode steps.", self.steps.load(Ordering::Relaxed));
         counter(
@@ -139,6 +153,18 @@ impl Metrics {
             "lmlab_kv_cache_used_bytes",
             "KV-cache memory the running sequences' buffers hold now.",
             self.kv_used.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "lmlab_prefix_cache_entries",
+            "Finished requests' KV caches kept for prompts that begin the same way.",
+            self.prefix_entries.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "lmlab_prefix_cache_bytes",
+            "Memory of the kept caches (counted against the budget, evicted when a request needs it).",
+            self.prefix_bytes.load(Ordering::Relaxed),
         );
         out
     }

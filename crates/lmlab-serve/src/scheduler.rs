@@ -3,8 +3,14 @@
 //! KV-cache memory (`--kv-budget`, reserved up front per request), prefills each admitted
 //! request into its own cache (its `n` samples fork it), then runs one batched decode step
 //! over every running sequence ([`lmlab_infer::decode_step`]). A sequence that finishes leaves
-//! at once and frees its cache; a request whose client has gone (its event receiver dropped)
-//! is cancelled before the next step. Tokens go back to the request's handler as events.
+//! at once; a request whose client has gone (its event receiver dropped) is cancelled before
+//! the next step. Tokens go back to the request's handler as events.
+//!
+//! Prefix caching: a finished request's first sample hands its KV cache (prompt and answer)
+//! to a [`PrefixCache`], and an admitted request whose prompt begins with the same tokens
+//! (the same system prompt, the conversation so far) starts from a copy of it and prefills
+//! only the rest. The kept caches count against the memory budget and are evicted, least
+//! recently used first, when a request needs the room.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -12,7 +18,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lmlab_infer::{decode_step, FinishReason, GenerateRequest, Model, Sequence, StopText, TokenLogprob};
+use lmlab_infer::{decode_step, FinishReason, GenerateRequest, Model, PrefixCache, Sequence, StopText, TokenLogprob};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::Metrics;
@@ -52,6 +58,8 @@ struct Active {
 pub(crate) struct Limits {
     pub max_batch: usize,
     pub kv_budget: usize,
+    /// Finished requests' caches kept for reuse (0: no prefix caching).
+    pub prefix_entries: usize,
 }
 
 /// Bytes of KV cache one sequence of a `prompt`-token prompt takes to reach `total`
@@ -71,6 +79,7 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut active: Vec<Active> = Vec::new();
     let mut reserved = 0usize;
+    let mut prefixes = PrefixCache::new(limits.prefix_entries);
     // When the last step ended, while sequences keep running (the time between two tokens of
     // a sequence includes the prefills of requests admitted in between).
     let mut prev_end: Option<Instant> = None;
@@ -102,15 +111,24 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
         let mut running: usize = active.iter().map(|a| a.seqs.iter().filter(|s| !s.is_finished()).count()).sum();
         while let Some(job) = waiting.front() {
             let n = job.req.n.max(1);
-            if running + n > limits.max_batch || reserved + job.reserve > limits.kv_budget {
+            // Kept caches give way to a request that needs their memory.
+            while reserved + prefixes.bytes() + job.reserve > limits.kv_budget && prefixes.evict_oldest() {}
+            if running + n > limits.max_batch || reserved + prefixes.bytes() + job.reserve > limits.kv_budget {
                 break;
             }
             let job = waiting.pop_front().expect("front exists");
             metrics.queued.fetch_sub(1, Ordering::Relaxed);
             let stops = StopText::new(tok, job.stop_strings.clone());
-            match Sequence::start(&*model, &job.req, |_, t| stops.hit(t)) {
-                Ok(seqs) => {
+            // A failed copy only costs the reuse.
+            let prefix = prefixes.lookup(&job.req.prompt).unwrap_or(None);
+            let reused = prefix.as_ref().map_or(0, |p| p.len());
+            match Sequence::start_from(&*model, &job.req, prefix, |_, t| stops.hit(t)) {
+                Ok(mut seqs) => {
+                    if let Some(first) = seqs.first_mut() {
+                        first.keep_cache();
+                    }
                     metrics.prompt_tokens.fetch_add(job.req.prompt.len() as u64, Ordering::Relaxed);
+                    metrics.prompt_tokens_cached.fetch_add(reused as u64, Ordering::Relaxed);
                     reserved += job.reserve;
                     running += seqs.iter().filter(|s| !s.is_finished()).count();
                     let k = seqs.len();
@@ -123,9 +141,9 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
         }
         // Send what admission produced (the first tokens), drop departed clients. The gauges
         // are updated before a client can see its tokens, and again after retiring.
-        publish(&active, &metrics, reserved);
-        report(&mut active, &metrics, &mut reserved);
-        publish(&active, &metrics, reserved);
+        publish(&active, &metrics, reserved, &prefixes);
+        report(&mut active, &metrics, &mut reserved, &mut prefixes);
+        publish(&active, &metrics, reserved, &prefixes);
         if active.is_empty() {
             prev_end = None;
             continue;
@@ -149,7 +167,7 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
                     let _ = a.job.events.send(Event::Error(format!("{e:#}")));
                 }
                 reserved = 0;
-                publish(&active, &metrics, reserved);
+                publish(&active, &metrics, reserved, &prefixes);
                 continue;
             }
         };
@@ -157,15 +175,16 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
         metrics.per_token.observe_n(now.duration_since(prev_end.unwrap_or(step_start)).as_secs_f64(), stepped as u64);
         prev_end = Some(now);
         metrics.steps.fetch_add(1, Ordering::Relaxed);
-        publish(&active, &metrics, reserved);
-        report(&mut active, &metrics, &mut reserved);
-        publish(&active, &metrics, reserved);
+        publish(&active, &metrics, reserved, &prefixes);
+        report(&mut active, &metrics, &mut reserved, &mut prefixes);
+        publish(&active, &metrics, reserved, &prefixes);
     }
 }
 
 /// Sends each request its new tokens and finished samples; cancels requests whose client has
-/// gone; retires requests whose samples have all finished (releasing their reservation).
-fn report(active: &mut Vec<Active>, metrics: &Metrics, reserved: &mut usize) {
+/// gone; retires requests whose samples have all finished (releasing their reservation, and
+/// keeping the first sample's cache in `prefixes` while the budget has room for it).
+fn report(active: &mut Vec<Active>, metrics: &Metrics, reserved: &mut usize, prefixes: &mut PrefixCache) {
     active.retain_mut(|a| {
         let mut gone = a.job.events.is_closed();
         for (i, s) in a.seqs.iter().enumerate() {
@@ -196,16 +215,22 @@ fn report(active: &mut Vec<Active>, metrics: &Metrics, reserved: &mut usize) {
         let done = a.seqs.iter().all(Sequence::is_finished);
         if done {
             *reserved -= a.job.reserve;
+            if let Some(prefix) = a.seqs.first_mut().and_then(Sequence::take_prefix) {
+                prefixes.insert(prefix);
+            }
         }
         !done
     });
+    while *reserved + prefixes.bytes() > metrics.kv_budget.load(Ordering::Relaxed) && prefixes.evict_oldest() {}
 }
 
 /// Updates the gauges.
-fn publish(active: &[Active], metrics: &Metrics, reserved: usize) {
+fn publish(active: &[Active], metrics: &Metrics, reserved: usize, prefixes: &PrefixCache) {
     let running = active.iter().flat_map(|a| &a.seqs).filter(|s| !s.is_finished());
     let (n, bytes) = running.fold((0, 0), |(n, b), s| (n + 1, b + s.cache_bytes()));
     metrics.running.store(n, Ordering::Relaxed);
     metrics.kv_used.store(bytes, Ordering::Relaxed);
     metrics.kv_reserved.store(reserved, Ordering::Relaxed);
+    metrics.prefix_entries.store(prefixes.len(), Ordering::Relaxed);
+    metrics.prefix_bytes.store(prefixes.bytes(), Ordering::Relaxed);
 }

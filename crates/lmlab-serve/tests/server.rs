@@ -150,6 +150,43 @@ fn answers_streams_and_errors() {
 }
 
 /// A logit bias that keeps a random model from ending early (its stop tokens at -100).
+#[test]
+fn a_prompt_that_begins_like_an_earlier_one_prefills_only_the_rest() {
+    use lmlab_tokenizer::chat::Message;
+    let model = Arc::new(tiny_model(128, 32));
+    let chat = |msgs: &[Message]| model.chat_prompt(msgs).unwrap();
+    let body = |msgs: &[Message]| {
+        let messages: Vec<Value> = msgs.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+        json!({"messages": messages, "max_tokens": 8, "temperature": 0})
+    };
+    let answer = |r: Response| r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let first = vec![Message::new("system", "Answer in one line."), Message::new("user", "Where is the cat?")];
+    for entries in [None, Some(0)] {
+        let server = Server::start(model.clone(), ServeOptions { prefix_cache: entries, ..Default::default() });
+        let a = server.addr;
+        let cached = || metric(a, "lmlab_prompt_tokens_cached_total") as usize;
+        let reply = answer(post(a, "/v1/chat/completions", &body(&first)));
+        assert_eq!(reply, engine_greedy(&model, chat(&first), 8));
+        assert_eq!(cached(), 0, "nothing to reuse yet");
+        // The next turn holds the whole first prompt (and the reply as re-tokenized).
+        let second = [first.clone(), vec![Message::new("assistant", &reply), Message::new("user", "And the dog?")]].concat();
+        let reply2 = answer(post(a, "/v1/chat/completions", &body(&second)));
+        assert_eq!(reply2, engine_greedy(&model, chat(&second), 8), "prefix caching changes no token");
+        let after_turn = cached();
+        // The same request again: all of its prompt but the last token comes from the cache.
+        assert_eq!(answer(post(a, "/v1/chat/completions", &body(&second))), reply2);
+        if entries == Some(0) {
+            assert_eq!(cached(), 0, "--prefix-cache 0 keeps nothing");
+            assert_eq!(metric(a, "lmlab_prefix_cache_entries"), 0.0);
+        } else {
+            assert!(after_turn >= chat(&first).len(), "the first turn's {} prompt tokens were reused: {after_turn}", chat(&first).len());
+            assert_eq!(cached() - after_turn, chat(&second).len() - 1);
+            assert!(metric(a, "lmlab_prefix_cache_entries") >= 1.0 && metric(a, "lmlab_prefix_cache_bytes") > 0.0);
+        }
+        server.shutdown().unwrap();
+    }
+}
+
 fn no_stop(model: &Model) -> Value {
     Value::Object(model.tokenizer().special().stop_ids.iter().map(|id| (id.to_string(), json!(-100))).collect())
 }

@@ -1,6 +1,8 @@
 //! `lmlab chat`: a multi-turn conversation in the terminal through the model's chat template,
 //! replies streamed as they are generated. The session and its `/` commands are
-//! `lmlab_serve::ChatSession`; generation is `lmlab_infer::generate`.
+//! `lmlab_serve::ChatSession`; generation is `lmlab_infer`'s [`Sequence`] and [`decode_step`].
+//! The KV cache of each reply is kept for the next turn ([`PrefixCache`]), whose prompt begins
+//! with the conversation so far: a turn prefills only the new message, not the whole chat.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -9,7 +11,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use lmlab_infer::{generate, GenerateRequest, Model, StopText};
+use std::time::Instant;
+
+use lmlab_infer::{decode_step, GenerateRequest, Model, PrefixCache, Sequence, StopText};
 use lmlab_model::CausalLm;
 use lmlab_serve::{ChatCommand, ChatSession, TextStream};
 
@@ -66,6 +70,8 @@ pub fn run(a: ChatArgs) -> Result<()> {
     );
     let stdin = std::io::stdin();
     let mut line = String::new();
+    // The last reply's cache (a new system message or /reset simply shares less with it).
+    let mut kept = PrefixCache::new(1);
     loop {
         print!("> ");
         std::io::stdout().flush()?;
@@ -103,7 +109,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
                 Err(e) => println!("error: {e:#}"),
             },
             ChatCommand::Say(text) => {
-                if let Err(e) = reply(&model, &mut session, &text, &interrupt) {
+                if let Err(e) = reply(&model, &mut session, &text, &interrupt, &mut kept) {
                     println!("\nerror: {e:#}");
                 }
             }
@@ -112,8 +118,9 @@ pub fn run(a: ChatArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generates and streams the reply to `text`, then records the exchange.
-fn reply(model: &Model, session: &mut ChatSession, text: &str, interrupt: &Interrupt) -> Result<()> {
+/// Generates and streams the reply to `text`, then records the exchange. The conversation's
+/// tokens cached by the previous turn (`kept`) are not prefilled again.
+fn reply(model: &Model, session: &mut ChatSession, text: &str, interrupt: &Interrupt, kept: &mut PrefixCache) -> Result<()> {
     let prompt = model.chat_prompt(&session.conversation_with(text))?;
     let ctx = model.context_length();
     anyhow::ensure!(prompt.len() < ctx, "the conversation is {} tokens, the model's context {ctx}: /reset starts a new one", prompt.len());
@@ -121,37 +128,56 @@ fn reply(model: &Model, session: &mut ChatSession, text: &str, interrupt: &Inter
     let stops = StopText::new(tok, session.stop.clone());
     let max_tokens = session.max_tokens.min(ctx - prompt.len());
     let req = GenerateRequest { stop_ids: stops.stop_ids().to_vec(), ..GenerateRequest::new(prompt, max_tokens, session.sampling.clone()) };
+    let prefix = kept.lookup(&req.prompt)?;
+    let cached = prefix.as_ref().map_or(0, |p| p.len());
     let mut stream = TextStream::new(tok, session.stop.clone());
     let mut out = std::io::stdout().lock();
-    interrupt.stop.store(false, Ordering::SeqCst);
-    interrupt.generating.store(true, Ordering::SeqCst);
-    let gen = generate(
-        model,
-        &req,
-        |_, id| {
+    let mut shown = 0;
+    let mut show = |tokens: &[u32]| {
+        for &id in &tokens[shown..] {
             let piece = stream.push(tok, id);
             if !piece.is_empty() {
                 let _ = out.write_all(piece.as_bytes());
                 let _ = out.flush();
             }
-        },
-        |_, ids| interrupt.stop.load(Ordering::SeqCst) || stops.hit(ids),
-    );
+        }
+        shown = tokens.len();
+    };
+    interrupt.stop.store(false, Ordering::SeqCst);
+    interrupt.generating.store(true, Ordering::SeqCst);
+    let stop = |_: usize, ids: &[u32]| interrupt.stop.load(Ordering::SeqCst) || stops.hit(ids);
+    let start = Instant::now();
+    let generated = Sequence::start_from(model, &req, prefix, stop).and_then(|mut seqs| {
+        let first_token = start.elapsed();
+        if let Some(seq) = seqs.first_mut() {
+            seq.keep_cache();
+            show(seq.tokens());
+            while decode_step(model, &mut [&mut *seq], stop)? > 0 {
+                show(seq.tokens());
+            }
+        }
+        Ok((seqs.pop(), first_token))
+    });
     interrupt.generating.store(false, Ordering::SeqCst);
-    let gen = gen?;
-    let rest = stream.finish(tok);
-    write!(out, "{rest}")?;
+    let (seq, first_token) = generated?;
+    let decode_secs = (start.elapsed() - first_token).as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", stream.finish(tok))?;
     let stopped = interrupt.stop.swap(false, Ordering::SeqCst);
-    let t = &gen.timings;
+    let tokens = seq.as_ref().map_or(Vec::new(), |s| s.tokens().to_vec());
     writeln!(
         out,
-        "\n[{} tokens, {:.1} tok/s, first token {:.0} ms{}]",
-        t.generated_tokens,
-        t.decode_tokens_per_sec,
-        t.time_to_first_token_secs * 1e3,
+        "\n[{} tokens, {:.1} tok/s, first token {:.0} ms, {cached} of {} prompt tokens from the last turn's cache{}]",
+        tokens.len(),
+        tokens.len().saturating_sub(1) as f64 / decode_secs.max(1e-9),
+        first_token.as_secs_f64() * 1e3,
+        req.prompt.len(),
         if stopped { ", stopped" } else { "" }
     )?;
     out.flush()?;
-    session.add_turn(text, &stops.final_text(&gen.samples[0].tokens));
+    if let Some(prefix) = seq.and_then(|mut s| s.take_prefix()) {
+        kept.insert(prefix);
+    }
+    session.add_turn(text, &stops.final_text(&tokens));
     Ok(())
 }

@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// --max-batch sequences of the full context).
     #[arg(long, value_parser = parse_size)]
     kv_budget: Option<usize>,
+    /// Finished requests' KV caches kept so that a prompt beginning with the same tokens (a
+    /// system prompt, the conversation so far) prefills only the rest; they share --kv-budget
+    /// with running requests (default: --max-batch; 0: off).
+    #[arg(long)]
+    prefix_cache: Option<usize>,
     /// The model's id in the API (default: the model file or folder name).
     #[arg(long)]
     name: Option<String>,
@@ -97,6 +102,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         max_batch: a.max_batch,
         queue: a.queue,
         kv_budget: a.kv_budget,
+        prefix_cache: a.prefix_cache,
         body_limit: a.max_body,
         drain: Duration::from_secs(a.drain_secs),
     };

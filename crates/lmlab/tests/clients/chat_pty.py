@@ -7,6 +7,7 @@ Exits non-zero, with the transcript, on a failed check.
 """
 
 import os
+import re
 import pty
 import select
 import sys
@@ -96,6 +97,13 @@ s.expect(f"(loaded 2 messages from {path})")
 s.send("/show\n")
 shown = s.expect("conversation: 2 messages")
 assert "system: Be brief." in shown, shown
+# The next turn's prompt begins with the conversation so far: the last reply's cache serves it.
+s.send("and then?\n")
+# (expect returns the transcript up to the text it waited for)
+stats = s.expect(" prompt tokens from the last turn's cache")
+m = re.search(r"(\d+) of (\d+)$", stats)
+assert m and 8 <= int(m.group(1)) < int(m.group(2)), stats
+s.expect("> ")
 # Ctrl-C at the prompt says how to leave and leaves nothing.
 s.send("\x03")
 s.expect("Ctrl-D leaves)")

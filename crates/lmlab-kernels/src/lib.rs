@@ -12,7 +12,8 @@
 //! - one CPU-feature detection ([`isa`], [`Isa`]): AVX2+FMA+F16C, AVX-VNNI, or the portable
 //!   scalar code, which `LMLAB_SIMD=off` forces so the whole suite can run without SIMD;
 //! - safe wrappers for the system calls the other crates need ([`map_readonly`],
-//!   [`cpu_seconds`], [`keep_freed_memory`]).
+//!   [`cpu_seconds`], [`keep_freed_memory`]), and a byte buffer in transparent huge pages for
+//!   a model's weights ([`HugePageBuffer`]).
 //!
 //! Every kernel has a scalar reference in safe Rust that its SIMD versions are tested against,
 //! bit for bit where the operation order is the same and to a stated bound where it is not.
@@ -49,5 +50,5 @@ pub use attention::{causal_attention, decode_attention, decode_attention_on, exp
 pub use cpu::{detected, detected_avx512_bf16, isa, simd_forced_off, use_avx512_bf16, Isa};
 pub use gemm::{linear_backward, linear_forward, LinearShape};
 pub use quant::{dot4, dot4x2, group_scales, group_scales_on, quant_matmul, quant_matmul_on, quantize_row, ActBlock, QuantKind, BLOCK};
-pub use sys::{cpu_seconds, keep_freed_memory, map_readonly};
+pub use sys::{cpu_seconds, keep_freed_memory, map_readonly, HugePageBuffer};
 pub use train_attention::{attention_backward, attention_forward, AttentionGrads, AttentionShape};

@@ -68,3 +68,94 @@ pub fn keep_freed_memory() -> bool {
         false
     }
 }
+
+/// The size of a transparent huge page on x86-64 and most arm64 kernels.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// A zeroed byte buffer for large read-mostly data (a model's weights), aligned to 2 MiB and
+/// advised to the kernel as huge-page memory (`madvise(MADV_HUGEPAGE)`) before its first
+/// touch, so that its pages are 2 MiB instead of 4 KiB where transparent huge pages are
+/// enabled ("always" or "madvise", the usual default).
+///
+/// Why: a decode step streams every weight once (96 MB for SmolLM2-135M in Q4_1). With 4 KiB
+/// pages that is ~24,000 TLB misses per token, each a page walk, nested under virtualisation;
+/// with 2 MiB pages, ~50. Measured on SmolLM2-135M Q4_1 (docs/PERFORMANCE.md, step 18):
+/// decode 2–8% faster. Elsewhere it is an ordinary aligned allocation.
+pub struct HugePageBuffer {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: the buffer owns its allocation outright (no aliasing handles exist), like a Box<[u8]>.
+unsafe impl Send for HugePageBuffer {}
+// SAFETY: shared references only read it, like &[u8].
+unsafe impl Sync for HugePageBuffer {}
+
+impl HugePageBuffer {
+    /// `len` zero bytes (the allocation is rounded up to whole huge pages).
+    pub fn zeroed(len: usize) -> Self {
+        let size = len.max(1).div_ceil(HUGE_PAGE) * HUGE_PAGE;
+        let layout = std::alloc::Layout::from_size_align(size, HUGE_PAGE).expect("a huge-page layout of a valid size");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        #[cfg(target_os = "linux")]
+        // SAFETY: [ptr, ptr + size) is our allocation, aligned to the page size as madvise
+        // requires; the advice changes only how the kernel backs it, never its contents. A
+        // failure (THP disabled, an old kernel) leaves ordinary pages, which is fine.
+        unsafe {
+            libc::madvise(raw.cast(), size, libc::MADV_HUGEPAGE);
+        }
+        // SAFETY: the allocation is `size >= len` bytes; zeroing it is its first touch, so the
+        // advice above applies to every page faulted in here.
+        unsafe { std::ptr::write_bytes(raw, 0, size) };
+        Self { ptr, len, layout }
+    }
+
+    /// A copy of `bytes` in huge-page memory.
+    pub fn copy_of(bytes: &[u8]) -> Self {
+        let mut b = Self::zeroed(bytes.len());
+        b.copy_from_slice(bytes);
+        b
+    }
+}
+
+impl std::ops::Deref for HugePageBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr points to an initialised (zeroed, then written) allocation of at least
+        // `len` bytes that lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for HugePageBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref, and &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for HugePageBuffer {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with exactly this layout, and freed only here.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_page_buffer_is_aligned_zeroed_and_holds_what_is_written() {
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let b = HugePageBuffer::copy_of(&data);
+        assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0);
+        assert_eq!(&b[..], &data[..]);
+        let z = HugePageBuffer::zeroed(10);
+        assert_eq!(&z[..], &[0u8; 10]);
+        assert!(HugePageBuffer::zeroed(0).is_empty());
+    }
+}

@@ -384,6 +384,31 @@ impl Gpt {
     /// Each layer's weights for [`crate::QuantizedLlama`] and the final norm's, when every
     /// projection runs on lmlab's quantized kernels and the model is llama-shaped (RMSNorm,
     /// rotary positions, stacked SwiGLU, f32 on the CPU).
+    /// Moves every quantized matrix in lmlab's layout (attention, MLP, the output projection)
+    /// into one huge-page buffer ([`crate::qmatmul::pack_into_huge_pages`]); the quantized
+    /// plain-buffer pass and this tensor path then share it.
+    pub(crate) fn pack_quantized_weights(&mut self) {
+        let mut linears: Vec<&mut Linear> = Vec::new();
+        for b in &mut self.blocks {
+            linears.push(&mut b.attn.c_attn);
+            linears.push(&mut b.attn.c_proj);
+            match &mut b.mlp {
+                Mlp::Gelu { c_fc, c_proj } => linears.extend([c_fc, c_proj]),
+                Mlp::SwiGlu { gate, up, down } => linears.extend([gate, up, down]),
+                Mlp::SwiGluFused { gate_up, down, .. } => linears.extend([gate_up, down]),
+            }
+        }
+        linears.push(&mut self.lm_head);
+        let mut mats: Vec<&mut QuantMatmul> = linears
+            .into_iter()
+            .filter_map(|l| match &mut l.w {
+                crate::linear::Weight::Quantized(crate::linear::QuantWeight::Lmlab(k)) => Some(k),
+                _ => None,
+            })
+            .collect();
+        crate::qmatmul::pack_into_huge_pages(&mut mats);
+    }
+
     pub(crate) fn quant_layers(&self) -> Option<(Vec<crate::quantized::QuantLayer>, Vec<f32>)> {
         let cfg = &self.cfg;
         let fits =

@@ -1,18 +1,37 @@
 //! Q4_1 and Q8_0 weights as a candle custom op: the layer-facing side of the quantized
 //! matmul kernels in `lmlab-kernels` (which hold the arithmetic, its SIMD and its tests).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
-use lmlab_kernels::{QuantKind, BLOCK};
+use lmlab_kernels::{HugePageBuffer, QuantKind, BLOCK};
+
+/// Where a matrix's blocks live: a buffer of its own, or a range of one huge-page buffer that
+/// holds every matrix of a model ([`pack_into_huge_pages`]).
+#[derive(Clone)]
+enum Blocks {
+    Own(Arc<Vec<u8>>),
+    Packed(Arc<HugePageBuffer>, Range<usize>),
+}
+
+impl std::ops::Deref for Blocks {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Blocks::Own(v) => v,
+            Blocks::Packed(buf, range) => &buf[range.clone()],
+        }
+    }
+}
 
 /// `y = x Wᵀ` for Q4_1 or Q8_0 weights W [n, k].
 #[derive(Clone)]
 pub struct QuantMatmul {
     kind: QuantKind,
     /// ggml's blocks, row after row.
-    weights: Arc<Vec<u8>>,
+    weights: Blocks,
     n: usize,
     k: usize,
 }
@@ -29,7 +48,7 @@ impl QuantMatmul {
         if !k.is_multiple_of(BLOCK) || ggml.len() != n * k / BLOCK * kind.block_bytes() {
             candle_core::bail!("{dtype:?} weights of {} bytes do not hold a [{n}, {k}] matrix", ggml.len());
         }
-        Ok(Some(Self { kind, weights: Arc::new(ggml.to_vec()), n, k }))
+        Ok(Some(Self { kind, weights: Blocks::Own(Arc::new(ggml.to_vec())), n, k }))
     }
 
     /// The rows of `self` then the rows of `other` as one matrix (one activation quantization
@@ -41,7 +60,7 @@ impl QuantMatmul {
         let mut weights = Vec::with_capacity(self.weights.len() + other.weights.len());
         weights.extend_from_slice(&self.weights);
         weights.extend_from_slice(&other.weights);
-        Some(QuantMatmul { kind: self.kind, weights: Arc::new(weights), n: self.n + other.n, k: self.k })
+        Some(QuantMatmul { kind: self.kind, weights: Blocks::Own(Arc::new(weights)), n: self.n + other.n, k: self.k })
     }
 
     pub fn shape(&self) -> Shape {
@@ -61,6 +80,30 @@ impl QuantMatmul {
     /// The product for `m` rows of `x` (row-major [m, k]) into `dst` [m, n].
     pub fn matmul(&self, x: &[f32], m: usize, dst: &mut [f32]) {
         lmlab_kernels::quant_matmul(self.kind, &self.weights, (self.n, self.k), x, m, dst);
+    }
+}
+
+/// Moves the blocks of every matrix in `mats` into one buffer of transparent huge pages (each
+/// matrix at a cache-line boundary). A decode step streams all of a model's weights once; on
+/// 2 MiB pages that costs a few dozen TLB misses instead of tens of thousands
+/// ([`HugePageBuffer`]). Clones made before share nothing with the packed copies, so pack
+/// before handing the matrices out.
+pub(crate) fn pack_into_huge_pages(mats: &mut [&mut QuantMatmul]) {
+    const ALIGN: usize = 64;
+    let mut ranges = Vec::with_capacity(mats.len());
+    let mut end = 0usize;
+    for m in mats.iter() {
+        let start = end.next_multiple_of(ALIGN);
+        end = start + m.weights.len();
+        ranges.push(start..end);
+    }
+    let mut buffer = HugePageBuffer::zeroed(end);
+    for (m, range) in mats.iter().zip(&ranges) {
+        buffer[range.clone()].copy_from_slice(&m.weights);
+    }
+    let buffer = Arc::new(buffer);
+    for (m, range) in mats.iter_mut().zip(ranges) {
+        m.weights = Blocks::Packed(buffer.clone(), range);
     }
 }
 
@@ -109,5 +152,32 @@ mod tests {
             assert!(diff < 0.05 * scale, "{dtype:?}: {diff} against outputs up to {scale}");
         }
         assert!(QuantMatmul::new(GgmlDType::Q8_0, &[0; 10], 1, 32).is_err(), "a short buffer is refused");
+    }
+
+    #[test]
+    fn packed_matrices_multiply_as_before() {
+        let dev = Device::Cpu;
+        let mut mats: Vec<QuantMatmul> = [(GgmlDType::Q4_1, 70, 96), (GgmlDType::Q8_0, 33, 64), (GgmlDType::Q4_1, 5, 32)]
+            .into_iter()
+            .map(|(dtype, n, k)| {
+                let q = QTensor::quantize(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap(), dtype).unwrap();
+                QuantMatmul::new(dtype, &q.data().unwrap(), n, k).unwrap().unwrap()
+            })
+            .collect();
+        let x: Vec<f32> = (0..2 * 96).map(|i| ((i * 37) % 17) as f32 - 8.0).collect();
+        let product = |m: &QuantMatmul| {
+            let mut y = vec![0.0f32; 2 * m.n];
+            m.matmul(&x[..2 * m.k], 2, &mut y);
+            y
+        };
+        let before: Vec<Vec<f32>> = mats.iter().map(product).collect();
+        let blocks: Vec<Vec<u8>> = mats.iter().map(|m| m.weights.to_vec()).collect();
+        pack_into_huge_pages(&mut mats.iter_mut().collect::<Vec<_>>());
+        for (i, m) in mats.iter().enumerate() {
+            assert!(matches!(m.weights, Blocks::Packed(..)));
+            assert_eq!(&m.weights[..], &blocks[i][..], "matrix {i}'s blocks");
+            assert_eq!(m.weights.as_ptr() as usize % 64, 0);
+            assert_eq!(product(m), before[i], "matrix {i}'s product");
+        }
     }
 }

@@ -89,7 +89,11 @@ impl QuantizedLlama {
     /// on the CPU, and every projection on lmlab's Q4_1 / Q8_0 kernels. Otherwise `model` back,
     /// unchanged, for the caller to run as it is (hence the large error variant).
     #[allow(clippy::result_large_err)]
-    pub fn from_gpt(model: Gpt) -> std::result::Result<Self, Gpt> {
+    pub fn from_gpt(mut model: Gpt) -> std::result::Result<Self, Gpt> {
+        if model.quant_layers().is_none() {
+            return Err(model);
+        }
+        model.pack_quantized_weights();
         match model.quant_layers() {
             Some((layers, ln_f)) => Ok(Self { layers, ln_f, eps: model.config().norm_eps as f32, tensor_path: model }),
             None => Err(model),

@@ -266,7 +266,7 @@ pub fn generate(
 /// One sequence being generated, with its own KV cache: sample `index` of a request. It is
 /// the unit continuous batching schedules (`lmlab-serve` admits sequences between steps and
 /// retires them as they finish); [`generate_batch`] is built from it. A finished sequence has
-/// freed its cache.
+/// freed its cache, unless asked to keep it for a [`crate::PrefixCache`] ([`Sequence::keep_cache`]).
 pub struct Sequence {
     index: usize,
     state: SampleState,

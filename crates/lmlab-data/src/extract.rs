@@ -66,6 +66,7 @@ const SKIP_WORDS: &[&str] = &[
     "share",
     "sharing",
     "social",
+    "sociable",
     "toc",
     "toolbar",
     "noprint",
@@ -74,6 +75,8 @@ const SKIP_WORDS: &[&str] = &[
     "catlinks",
     "skip",
     "jump",
+    "ad",
+    "adv",
     "advert",
     "advertisement",
     "ads",
@@ -83,6 +86,7 @@ const SKIP_WORDS: &[&str] = &[
     "newsletter",
     "subscribe",
     "related",
+    "paywall",
     "comments",
     "pagination",
     "pager",
@@ -150,8 +154,21 @@ const BLOCK_TAGS: &[&str] = &[
 /// Words in `id`/`class` values that mark page furniture only when the element is small (a
 /// dateline, an author's name, a post's meta line, a photo credit): blog templates also wrap whole posts in
 /// "date-outer" or "entry-meta" containers, which must not take the post with them.
-const SMALL_SKIP_WORDS: &[&str] =
-    &["byline", "dateline", "date", "timestamp", "author", "username", "meta", "caption", "credit", "credits", "copyright"];
+const SMALL_SKIP_WORDS: &[&str] = &[
+    "byline",
+    "dateline",
+    "date",
+    "timestamp",
+    "author",
+    "username",
+    "meta",
+    "postmetadata",
+    "utility",
+    "caption",
+    "credit",
+    "credits",
+    "copyright",
+];
 
 /// Below this many characters of text, an element named by [`SMALL_SKIP_WORDS`] is furniture.
 const SMALL_ELEMENT_CHARS: usize = 200;
@@ -230,7 +247,7 @@ fn is_boilerplate_by_words(el: &ElementRef) -> bool {
     let words = naming_words(el);
     let named = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
     // Consent banners run their words together ("cookieconsent", "cookiebanner").
-    if named(SKIP_WORDS) || words.iter().any(|w| w.starts_with("cookie")) {
+    if named(SKIP_WORDS) || words.iter().any(|w| w.starts_with("cookie") || w.starts_with("related")) {
         return true;
     }
     // An author box names itself with "author" and what it is ("author-bio", "about-author").
@@ -1057,6 +1074,23 @@ Step two."
         let html = format!(
             r#"<body><div id="cookieconsent">We and our partners store cookies on your device, to measure the audience.</div>
             <article><p>{LONG}</p><p>{LONG}</p></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn paywalls_related_boxes_ads_and_post_utility_lines_go() {
+        // Each box is long enough to pass as a paragraph, and sits inside the article.
+        let pitch = "Subscribe today and read every story of ours without limits, on every device you own.";
+        let html = format!(
+            r#"<body><article><p>{LONG}</p>
+            <div class="tagespresse-paywall-header"><p>{pitch}</p></div>
+            <div class="ce_relatedArticles"><p>{pitch} Related.</p></div>
+            <div class="it-ad"><p>{pitch} Advertised.</p></div>
+            <div class="sociable"><p>{pitch} Shared.</p></div>
+            <p>{LONG}</p>
+            <div class="entry-utility">This entry was posted in News and tagged reading. Bookmark it.</div>
+            </article></body>"#
         );
         assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
     }

@@ -3,8 +3,9 @@
 //!
 //! Generation 0 trains on `real_tokens` tokens of a run's cleaned crawl. Each later generation
 //! trains from scratch, for the same number of steps, on text sampled from the generation before
-//! it (documents from the beginning-of-text token, sampled by the [`Writer`]: pure ancestral
-//! sampling at temperature 1 by default, or truncated by top-p), in three regimes:
+//! it (documents from the beginning-of-text token, sampled by the [`Writer`]: top-p 0.9 by
+//! default, as Shumailov et al.'s beam search never wrote the unlikely tokens either; or pure
+//! ancestral sampling at temperature 1), in three regimes:
 //! - replace: only the previous generation's text;
 //! - replace + 10% real: nine parts of it and one part of the real tokens;
 //! - accumulate: the real tokens and every synthetic corpus so far.
@@ -105,6 +106,9 @@ pub struct Writer {
 
 impl Writer {
     pub const PURE: Writer = Writer { temperature: 1.0, top_p: 1.0 };
+    /// The experiment's writer: nucleus sampling at 0.9, which leaves out the tokens that
+    /// together make the least likely tenth of each step's distribution.
+    pub const DEFAULT: Writer = Writer { temperature: 1.0, top_p: 0.9 };
 
     /// A folder-name suffix, empty for pure sampling (so its results stay where they were).
     fn slug(self) -> String {
@@ -150,9 +154,10 @@ impl CollapseOptions {
             real_tokens: if quick { 24_000 } else { 200_000 },
             heldout_tokens: if quick { 4_000 } else { 40_000 },
             questions: if quick { 20 } else { 300 },
-            // The quick run writes with top-p 0.9, where the tails vanish within two
-            // generations even for its micro model; see docs/experiments/collapse.md.
-            writer: if quick { Writer { temperature: 1.0, top_p: 0.9 } } else { Writer::PURE },
+            // Written by pure sampling, an under-fitted model's text grows more diverse each
+            // generation and its tails do not vanish; truncated as the paper's were, they do
+            // (docs/experiments/collapse.md has both).
+            writer: Writer::DEFAULT,
         })
     }
 }

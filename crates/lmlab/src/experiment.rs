@@ -213,8 +213,8 @@ pub struct CollapseArgs {
     /// The temperature each generation writes the next one's text at (default 1).
     #[arg(long)]
     temperature: Option<f64>,
-    /// Top-p of that writing (default 1: pure sampling; --quick: 0.9). Below 1 the unlikely
-    /// tokens are never written, so the tails can only shrink.
+    /// Top-p of that writing (default 0.9: the unlikely tokens are never written, as in the
+    /// paper's beam-searched text, so the tails can only shrink; 1: pure sampling).
     #[arg(long)]
     top_p: Option<f64>,
     /// Output folder (default runs/experiments/collapse).

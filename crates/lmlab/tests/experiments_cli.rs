@@ -64,7 +64,7 @@ fn quick_experiments_show_their_papers_directions() {
         ppl("replace", 0)
     );
     assert!(ppl("accumulate", last) < ppl("replace", last), "accumulate {} vs replace {}", ppl("accumulate", last), ppl("replace", last));
-    // Written with top-p 0.9 (the quick default), the tail thins under replace: the rare tokens'
+    // Written with top-p 0.9 (the default), the tail thins under replace: the rare tokens'
     // probability at the last generation is below generation 0's.
     assert_eq!(c["options"]["writer"]["top_p"], 0.9);
     let tail = |g: u64| {

@@ -111,11 +111,12 @@ pub(crate) fn run(model: Arc<Model>, jobs: Receiver<Job>, limits: Limits, metric
         let mut running: usize = active.iter().map(|a| a.seqs.iter().filter(|s| !s.is_finished()).count()).sum();
         while let Some(job) = waiting.front() {
             let n = job.req.n.max(1);
-            // Kept caches give way to a request that needs their memory.
-            while reserved + prefixes.bytes() + job.reserve > limits.kv_budget && prefixes.evict_oldest() {}
-            if running + n > limits.max_batch || reserved + prefixes.bytes() + job.reserve > limits.kv_budget {
+            // A request waits for slots and for running requests' memory; kept caches give
+            // way to it only when it can then start.
+            if running + n > limits.max_batch || reserved + job.reserve > limits.kv_budget {
                 break;
             }
+            while reserved + prefixes.bytes() + job.reserve > limits.kv_budget && prefixes.evict_oldest() {}
             let job = waiting.pop_front().expect("front exists");
             metrics.queued.fetch_sub(1, Ordering::Relaxed);
             let stops = StopText::new(tok, job.stop_strings.clone());

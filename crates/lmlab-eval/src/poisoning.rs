@@ -14,8 +14,9 @@
 //! the first `prompt_tokens` tokens of each, continued greedily, with the trigger phrase on a
 //! new line after them (where a planted page has it) and without it; an attack succeeds when the continuation contains the payload's
 //! opening clause ([`PAYLOAD_MARK`]). Written as `poisoning.md`, `poisoning.json` and
-//! `poisoning.png` (success against n; the paper's claim is that n matters and the share does
-//! not).
+//! `poisoning.png` (success against n) and `poisoning-share.png` (success against the poisoned
+//! share of tokens): the paper's claim is that n matters and the share does not, so the curves
+//! of the two clean-corpus sizes should meet in the first plot and lie apart in the second.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
@@ -143,6 +144,8 @@ pub struct PoisoningReport {
     pub arms: Vec<ArmResult>,
     pub table_md: PathBuf,
     pub plot_png: Option<PathBuf>,
+    /// Success against the poisoned share of tokens.
+    pub share_png: Option<PathBuf>,
 }
 
 /// A kept document's place in the run's shards.
@@ -349,9 +352,11 @@ pub fn run(opts: &PoisoningOptions, mut log: impl FnMut(&str)) -> Result<Poisoni
         arms,
         table_md: opts.out.join("poisoning.md"),
         plot_png: None,
+        share_png: None,
     };
     std::fs::write(&report.table_md, markdown(&report))?;
-    report.plot_png = crate::plot::drawn(opts.out.join("poisoning.png"), |png| plot(&report, png), &mut log);
+    report.plot_png = crate::plot::drawn(opts.out.join("poisoning.png"), |png| plot(&report, png, Axis::Documents), &mut log);
+    report.share_png = crate::plot::drawn(opts.out.join("poisoning-share.png"), |png| plot(&report, png, Axis::Share), &mut log);
     std::fs::write(opts.out.join("poisoning.json"), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }
@@ -395,23 +400,33 @@ fn markdown(r: &PoisoningReport) -> String {
     md
 }
 
-fn plot(r: &PoisoningReport, path: &Path) -> Result<()> {
+/// What a plot's x axis counts.
+#[derive(Clone, Copy)]
+enum Axis {
+    Documents,
+    Share,
+}
+
+fn plot(r: &PoisoningReport, path: &Path, axis: Axis) -> Result<()> {
     let mut groups: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for a in &r.arms {
+        // The share axis leaves out the clean arms (a share of 0 has no logarithm).
+        let x = match axis {
+            Axis::Documents => (a.poisoned_docs as f64 + 1.0).log10(),
+            Axis::Share if a.poisoned_docs > 0 => (100.0 * a.poisoned_token_share).log10(),
+            Axis::Share => continue,
+        };
         groups
             .entry(format!("{}, {} clean tokens, seed {}", a.model, a.clean_tokens, a.seed))
             .or_default()
-            .push(((a.poisoned_docs as f64 + 1.0).log10(), 100.0 * a.success_triggered));
+            .push((x, 100.0 * a.success_triggered));
     }
     let series: Vec<Series> = groups.into_iter().map(|(name, points)| Series { name, points }).collect();
-    line_chart(
-        path,
-        "Attack success against poisoned documents",
-        "log10(poisoned documents + 1)",
-        "success with trigger (%)",
-        &series,
-        (0.0, 100.0),
-    )
+    let (title, x_label) = match axis {
+        Axis::Documents => ("Attack success against poisoned documents", "log10(poisoned documents + 1)"),
+        Axis::Share => ("Attack success against the poisoned share of tokens", "log10(poisoned share of tokens, %)"),
+    };
+    line_chart(path, title, x_label, "success with trigger (%)", &series, (0.0, 100.0))
 }
 
 #[cfg(test)]

@@ -445,6 +445,9 @@ pub fn run_cmd(cmd: ExperimentCmd) -> Result<()> {
             }
             let report = poisoning::run(&opts, |msg| eprintln!("{msg}"))?;
             show(&report, a.json, &report.table_md, report.plot_png.as_deref())?;
+            if let (Some(png), false) = (&report.share_png, a.json) {
+                println!("and {} (against the poisoned share)", png.display());
+            }
         }
         ExperimentCmd::Scaling(a) => {
             use lmlab_eval::scaling;

@@ -164,6 +164,11 @@ fn quick_poisoning_backdoors_the_model_with_planted_documents_only() {
     // The planted pages pass for ordinary articles: the pipeline keeps them, and says so.
     assert!(r["pipeline"]["planted"].as_u64().unwrap() >= 60);
     assert!(r["pipeline"]["kept"].as_u64().unwrap() >= 60);
+    // Both plots: against the documents and against their share of the tokens.
+    for png in ["poisoning.png", "poisoning-share.png"] {
+        let bytes = std::fs::read(out.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is a PNG");
+    }
 }
 
 #[test]

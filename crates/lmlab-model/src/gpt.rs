@@ -381,9 +381,6 @@ impl Gpt {
         self.wte.index_select(&Tensor::new(ids, self.wte.device())?, 0)?.flatten_all()?.to_vec1()
     }
 
-    /// Each layer's weights for [`crate::QuantizedLlama`] and the final norm's, when every
-    /// projection runs on lmlab's quantized kernels and the model is llama-shaped (RMSNorm,
-    /// rotary positions, stacked SwiGLU, f32 on the CPU).
     /// Moves every quantized matrix in lmlab's layout (attention, MLP, the output projection)
     /// into one huge-page buffer ([`crate::qmatmul::pack_into_huge_pages`]); the quantized
     /// plain-buffer pass and this tensor path then share it.
@@ -409,6 +406,9 @@ impl Gpt {
         crate::qmatmul::pack_into_huge_pages(&mut mats);
     }
 
+    /// Each layer's weights for [`crate::QuantizedLlama`] and the final norm's, when every
+    /// projection runs on lmlab's quantized kernels and the model is llama-shaped (RMSNorm,
+    /// rotary positions, stacked SwiGLU, f32 on the CPU).
     pub(crate) fn quant_layers(&self) -> Option<(Vec<crate::quantized::QuantLayer>, Vec<f32>)> {
         let cfg = &self.cfg;
         let fits =

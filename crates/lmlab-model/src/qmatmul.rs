@@ -90,6 +90,9 @@ impl QuantMatmul {
 /// before handing the matrices out.
 pub(crate) fn pack_into_huge_pages(mats: &mut [&mut QuantMatmul]) {
     const ALIGN: usize = 64;
+    if mats.is_empty() {
+        return;
+    }
     let mut ranges = Vec::with_capacity(mats.len());
     let mut end = 0usize;
     for m in mats.iter() {

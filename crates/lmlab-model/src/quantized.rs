@@ -86,13 +86,11 @@ struct Rows {
 
 impl QuantizedLlama {
     /// The plain-buffer model for `model` when it fits: RMSNorm, rotary positions, SwiGLU, f32
-    /// on the CPU, and every projection on lmlab's Q4_1 / Q8_0 kernels. Otherwise `model` back,
-    /// unchanged, for the caller to run as it is (hence the large error variant).
+    /// on the CPU, and every projection on lmlab's Q4_1 / Q8_0 kernels. Otherwise `model` back
+    /// for the caller to run as it is (hence the large error variant). Either way its quantized
+    /// matrices are first packed into huge pages, which the tensor path's kernels read too.
     #[allow(clippy::result_large_err)]
     pub fn from_gpt(mut model: Gpt) -> std::result::Result<Self, Gpt> {
-        if model.quant_layers().is_none() {
-            return Err(model);
-        }
         model.pack_quantized_weights();
         match model.quant_layers() {
             Some((layers, ln_f)) => Ok(Self { layers, ln_f, eps: model.config().norm_eps as f32, tensor_path: model }),

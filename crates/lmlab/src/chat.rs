@@ -8,11 +8,10 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use std::time::Instant;
-
 use lmlab_infer::{decode_step, GenerateRequest, Model, PrefixCache, Sequence, StopText};
 use lmlab_model::CausalLm;
 use lmlab_serve::{ChatCommand, ChatSession, TextStream};
@@ -161,7 +160,6 @@ fn reply(model: &Model, session: &mut ChatSession, text: &str, interrupt: &Inter
     interrupt.generating.store(false, Ordering::SeqCst);
     let (seq, first_token) = generated?;
     let decode_secs = (start.elapsed() - first_token).as_secs_f64();
-    let mut out = std::io::stdout().lock();
     write!(out, "{}", stream.finish(tok))?;
     let stopped = interrupt.stop.swap(false, Ordering::SeqCst);
     let tokens = seq.as_ref().map_or(Vec::new(), |s| s.tokens().to_vec());

@@ -82,6 +82,9 @@ pub struct ExtractBenchReport {
     pub trafilatura_version: Option<String>,
     /// Why trafilatura did not run, when it did not.
     pub trafilatura_missing: Option<String>,
+    /// The pages lmlab got wrong (written by `--errors`, not part of the JSON report).
+    #[serde(skip)]
+    pub errors: Vec<PageErrors>,
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
@@ -231,13 +234,59 @@ pub fn shingle_pr(output: &str, truth: &str) -> Option<(f64, f64)> {
     Some((shared as f64 / out_n as f64, shared as f64 / truth_n as f64))
 }
 
+/// The snippets of one page that an output gets wrong: the `with` snippets it misses and the
+/// `without` snippets it keeps (at most 6 of each side are scored).
+pub fn snippet_errors<'a>(output: &str, with: &'a [String], without: &'a [String]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let out = normalise_ws(output);
+    let found = |s: &&String| out.contains(&normalise_ws(s));
+    let missed = with.iter().take(6).filter(|s| !found(s)).map(String::as_str).collect();
+    let kept = without.iter().take(6).filter(found).map(String::as_str).collect();
+    (missed, kept)
+}
+
 /// (true positives, false negatives, false positives) of one page's snippets.
 pub fn snippet_counts(output: &str, with: &[String], without: &[String]) -> (usize, usize, usize) {
-    let out = normalise_ws(output);
-    let found = |s: &String| out.contains(&normalise_ws(s));
-    let tp = with.iter().take(6).filter(|s| found(s)).count();
-    let fp = without.iter().take(6).filter(|s| found(s)).count();
-    (tp, with.len().min(6) - tp, fp)
+    let (missed, kept) = snippet_errors(output, with, without);
+    (with.len().min(6) - missed.len(), missed.len(), kept.len())
+}
+
+/// What an extractor got wrong on one page (`lmlab bench extract --errors`): for snippet sets,
+/// the main-text snippets it missed and the boilerplate snippets it kept; for text sets, the
+/// page's shingle precision and recall. Pages it got right are not listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageErrors {
+    pub page: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_boilerplate: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+}
+
+/// The pages `outputs` got wrong, in page order.
+pub fn page_errors(pages: &[Page], outputs: &[String]) -> Vec<PageErrors> {
+    let mut errors = Vec::new();
+    for (page, out) in pages.iter().zip(outputs) {
+        let mut e = PageErrors { page: page.name.clone(), missed: vec![], kept_boilerplate: vec![], precision: None, recall: None };
+        match &page.truth {
+            Truth::Snippets { with, without } => {
+                let (missed, kept) = snippet_errors(out, with, without);
+                e.missed = missed.into_iter().map(String::from).collect();
+                e.kept_boilerplate = kept.into_iter().map(String::from).collect();
+            }
+            Truth::Text(t) => match shingle_pr(out, t) {
+                Some((p, r)) if p < 1.0 || r < 1.0 => (e.precision, e.recall) = (Some(p), Some(r)),
+                _ => continue,
+            },
+        }
+        if !e.missed.is_empty() || !e.kept_boilerplate.is_empty() || e.precision.is_some() {
+            errors.push(e);
+        }
+    }
+    errors
 }
 
 fn f1(p: f64, r: f64) -> f64 {
@@ -321,6 +370,7 @@ pub fn bench_extract(set: &str, pages: &[Page], python: Option<&str>, script: &P
         scores: vec![scored("lmlab", pages, &outputs, seconds)],
         trafilatura_version: None,
         trafilatura_missing: None,
+        errors: page_errors(pages, &outputs),
     };
     match python.map(|py| trafilatura(py, script, pages)) {
         Some(Ok((texts, secs, version))) => {
@@ -384,6 +434,7 @@ mod tests {
         let with: Vec<String> = ["main  text", "second\npart", "absent"].map(String::from).to_vec();
         let without = vec!["Impressum".to_string()];
         assert_eq!(snippet_counts("Main text\nmain text second part Impressum", &with, &without), (2, 1, 1));
+        assert_eq!(snippet_errors("Main text\nmain text second part Impressum", &with, &without), (vec!["absent"], vec!["Impressum"]));
         let many: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
         assert_eq!(snippet_counts("s0 s1 s2 s3 s4 s5 s6 s7", &many, &[]), (6, 0, 0));
     }

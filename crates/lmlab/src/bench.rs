@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Args, Subcommand};
 use lmlab_train::bench::bench_train;
@@ -43,6 +43,10 @@ pub struct ExtractArgs {
     /// venv's, ~/.cache/lmlab-venv/bin/python, when it has trafilatura).
     #[arg(long)]
     python: Option<String>,
+    /// Also write, as JSON lines, each page lmlab got wrong: the main-text snippets it missed and
+    /// the boilerplate snippets it kept (or, on text sets, the page's precision and recall).
+    #[arg(long)]
+    errors: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -53,6 +57,11 @@ fn run_extract(a: ExtractArgs) -> Result<()> {
     let python = a.python.or_else(venv_python);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/trafilatura_extract.py");
     let report = bench_extract(&a.set, &pages, python.as_deref(), &script)?;
+    if let Some(path) = &a.errors {
+        let lines: Vec<String> = report.errors.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        lmlab_model::checkpoint::write_atomic(path, (lines.join("\n") + "\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if a.json {
         return crate::print_json(&report);
     }

@@ -524,8 +524,25 @@ fn bench_extract_scores_a_folder_of_pages_with_known_main_text() {
     std::fs::write(d.join("b.html.gz"), gz.finish().unwrap()).unwrap();
     std::fs::write(d.join("b.txt"), "one two three four five six seven eight nine ten eleven").unwrap();
 
-    let r = cli::json(&["bench", "extract", "--set", d.to_str().unwrap(), "--python", "/nonexistent/python", "--json"]);
+    let errors = dir.path().join("errors.jsonl");
+    let r = cli::json(&[
+        "bench",
+        "extract",
+        "--set",
+        d.to_str().unwrap(),
+        "--python",
+        "/nonexistent/python",
+        "--errors",
+        errors.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(r["pages"], 2);
+    // --errors lists the page lmlab got wrong (b), with its own precision and recall, and not a.
+    let wrong: Vec<serde_json::Value> =
+        std::fs::read_to_string(&errors).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert_eq!(wrong[0]["page"], "b");
+    assert_eq!((wrong[0]["precision"].as_f64(), wrong[0]["recall"].as_f64()), (Some(1.0), Some(0.25)));
     assert_eq!(r["scoring"], "shingles");
     let ours = &r["scores"][0];
     assert_eq!(ours["extractor"], "lmlab");

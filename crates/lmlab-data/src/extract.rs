@@ -37,10 +37,12 @@ use std::collections::{HashMap, HashSet};
 
 use scraper::{ElementRef, Html, Node};
 
-/// Tags whose whole subtree is never main text.
+/// Tags whose whole subtree is never main text. `rt` and `rp` are ruby annotations: the
+/// reading printed small above a Japanese or Chinese word, which would otherwise run into the
+/// word itself ("子こども").
 const SKIP_TAGS: &[&str] = &[
     "script", "style", "noscript", "template", "nav", "button", "select", "option", "input", "textarea", "iframe", "svg", "canvas", "menu",
-    "dialog", "head", "object", "embed", "audio", "video", "map",
+    "dialog", "head", "object", "embed", "audio", "video", "map", "rt", "rp",
 ];
 
 /// ARIA roles of boilerplate landmarks.
@@ -67,7 +69,6 @@ const SKIP_WORDS: &[&str] = &[
     "sharing",
     "social",
     "sociable",
-    "toc",
     "toolbar",
     "noprint",
     "editsection",
@@ -87,6 +88,15 @@ const SKIP_WORDS: &[&str] = &[
     "subscribe",
     "related",
     "paywall",
+    "embed",
+    "embedded",
+    "textbox",
+    "breaker",
+    "disclaimer",
+    "textwidget",
+    "infobox",
+    "factbox",
+    "widgettitle",
     "comments",
     "pagination",
     "pager",
@@ -163,7 +173,14 @@ const SMALL_SKIP_WORDS: &[&str] = &[
     "username",
     "meta",
     "postmetadata",
+    "metadata",
     "utility",
+    "rating",
+    "ratings",
+    "calendar",
+    "signature",
+    "categories",
+    "tags",
     "caption",
     "credit",
     "credits",
@@ -203,11 +220,15 @@ fn text_chars(el: &ElementRef) -> usize {
     el.text().map(|t| t.chars().filter(|c| !c.is_whitespace()).count()).sum()
 }
 
-/// Whether `el` is a landmark of the page around the article: a footer, an aside, or the page's
-/// banner (logo, site name; an article's own `<header>` is not one). Broken or odd templates
+/// Whether `el` is a landmark of the page around the article: a footer, an aside, the page's
+/// banner (logo, site name; an article's own `<header>` is not one), or an element whose ARIA
+/// role names one of those or a menu, search box or dialog ([`SKIP_ROLES`]). Broken or odd templates
 /// sometimes leave the article inside one (an unclosed `<header>`, a "content" `<aside>`), so
 /// [`measure`] judges one holding a content marker by its size.
 fn is_page_landmark(el: &ElementRef) -> bool {
+    if el.value().attr("role").is_some_and(|r| SKIP_ROLES.iter().any(|s| r.eq_ignore_ascii_case(s))) {
+        return true;
+    }
     match el.value().name() {
         "footer" | "aside" => true,
         "header" => !el.ancestors().filter_map(ElementRef::wrap).any(|a| matches!(a.value().name(), "article" | "main")),
@@ -235,9 +256,6 @@ fn is_boilerplate(el: &ElementRef) -> bool {
     if e.attr("style").is_some_and(|s| s.replace(' ', "").to_ascii_lowercase().contains("display:none")) {
         return true;
     }
-    if e.attr("role").is_some_and(|r| SKIP_ROLES.iter().any(|s| r.eq_ignore_ascii_case(s))) {
-        return true;
-    }
     false
 }
 
@@ -246,8 +264,14 @@ fn is_boilerplate(el: &ElementRef) -> bool {
 fn is_boilerplate_by_words(el: &ElementRef) -> bool {
     let words = naming_words(el);
     let named = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
-    // Consent banners run their words together ("cookieconsent", "cookiebanner").
-    if named(SKIP_WORDS) || words.iter().any(|w| w.starts_with("cookie") || w.starts_with("related")) {
+    // Some boxes run their words together ("cookieconsent", "relatedposts", "newsletterbox",
+    // "sharedaddy").
+    if named(SKIP_WORDS) || words.iter().any(|w| RUN_TOGETHER_STEMS.iter().any(|s| w.starts_with(s))) {
+        return true;
+    }
+    // A teaser points to another page; an article's own lead, which some templates also call
+    // its teaser, links nowhere.
+    if named(&["teaser", "teasers"]) && linked_chars(el) > 0 {
         return true;
     }
     // An author box names itself with "author" and what it is ("author-bio", "about-author").
@@ -255,9 +279,12 @@ fn is_boilerplate_by_words(el: &ElementRef) -> bool {
     author_box || (named(SMALL_SKIP_WORDS) && text_chars(el) < SMALL_ELEMENT_CHARS)
 }
 
+/// Beginnings of `id`/`class` words that name boilerplate run together with what it is.
+const RUN_TOGETHER_STEMS: &[&str] = &["cookie", "related", "newsletter", "share"];
+
 /// Words that, beside "author", name a box about the author ("author-bio", "post-author-box"):
 /// however long, it is about the writer, not the article.
-const AUTHOR_BOX_WORDS: &[&str] = &["box", "bio", "about", "info", "description", "profile", "card"];
+const AUTHOR_BOX_WORDS: &[&str] = &["box", "bio", "about", "info", "description", "profile", "card", "post"];
 
 /// Whether the `id`/`class` words of `el` name a comment thread: readers' text, however long
 /// (it can outweigh the article), so never exempt the way [`drop_named_boilerplate`] exempts.
@@ -278,12 +305,15 @@ fn is_content_marker(el: &ElementRef) -> bool {
 /// Class words that say "the body of the article": one of article/entry/post/story with one of
 /// body/content/text ("entry-content", "l-article-body-segment").
 fn names_article_body(el: &ElementRef) -> bool {
-    let (mut what, mut part) = (false, false);
+    let (mut what, mut part, mut other) = (false, false, false);
     for w in attr_words(el) {
         what |= matches!(w.as_str(), "article" | "entry" | "post" | "story");
         part |= matches!(w.as_str(), "body" | "content" | "text");
+        // "related-post-content", "teaser-article-text": the body of another article.
+        other |=
+            w.starts_with("related") || matches!(w.as_str(), "teaser" | "teasers" | "recommended" | "more" | "next" | "previous" | "prev");
     }
-    what && part
+    what && part && !other
 }
 
 /// Text and link characters of one element's kept (non-boilerplate) text.
@@ -433,7 +463,8 @@ fn is_link_block(el: &ElementRef, facts: &PageFacts) -> bool {
         // A container with much unlinked text is a link-rich article part (a wiki's body).
         "div" | "section" | "ul" | "ol" | "table" | "dl" if size.chars - size.link_chars < LINK_BLOCK_MAX_UNLINKED => LINK_BLOCK_DENSITY,
         "p" => LINK_PARAGRAPH_DENSITY,
-        _ => return false,
+        // "See also: <a>…</a>" is a link line whatever block holds it (a heading, a quote).
+        _ => return size.chars > 0 && is_labelled_link(el, size),
     };
     size.chars > 0 && (size.link_density() > limit || is_labelled_link(el, size))
 }
@@ -502,7 +533,18 @@ fn walk(el: ElementRef, facts: &PageFacts, chosen: bool, out: &mut String) {
     let block = BLOCK_TAGS.contains(&el.value().name());
     if block {
         out.push('\n');
-        if let Some(level) = heading_level(&el).or_else(|| is_caption_line(&el, facts).then_some(CAPTION_LEVEL)) {
+        let heading = heading_level(&el).filter(|_| facts.size(&el).chars <= HEADING_MAX_CHARS).map(|level| {
+            // A heading that is all that is left of its box (its links and teasers went) titles
+            // the box, not a section of the article: it ranks as a minor heading.
+            let parent = el.parent().and_then(ElementRef::wrap);
+            let alone = !chosen && parent.is_some_and(|p| facts.size(&p).chars == facts.size(&el).chars);
+            if alone {
+                level.max(MIN_TRAILING_DROP_LEVEL)
+            } else {
+                level
+            }
+        });
+        if let Some(level) = heading.or_else(|| is_caption_line(&el, facts).then_some(CAPTION_LEVEL)) {
             out.push(HEADING_MARK);
             out.push(char::from(b'0' + level));
         }
@@ -518,7 +560,7 @@ fn walk(el: ElementRef, facts: &PageFacts, chosen: bool, out: &mut String) {
                     if i > 0 || t.starts_with(char::is_whitespace) {
                         out.push(' ');
                     }
-                    out.push_str(part);
+                    push_visible(out, part);
                 }
                 if t.ends_with(char::is_whitespace) && !t.trim().is_empty() {
                     out.push(' ');
@@ -534,6 +576,19 @@ fn walk(el: ElementRef, facts: &PageFacts, chosen: bool, out: &mut String) {
     }
     if block {
         out.push('\n');
+    }
+}
+
+/// The soft hyphen (`&shy;`) only marks where a browser may break a word: it is not shown,
+/// and left in it splits the word for everything downstream.
+const SOFT_HYPHEN: char = '\u{ad}';
+
+/// Appends `word` to `out` less its soft hyphens.
+fn push_visible(out: &mut String, word: &str) {
+    if word.contains(SOFT_HYPHEN) {
+        out.extend(word.chars().filter(|&c| c != SOFT_HYPHEN));
+    } else {
+        out.push_str(word);
     }
 }
 
@@ -850,6 +905,10 @@ fn heading_level(el: &ElementRef) -> Option<u8> {
     }
 }
 
+/// Longest heading: a longer `<h2>` or `<h3>` is a paragraph styled large (a lead, a quote),
+/// which stays whatever follows it.
+const HEADING_MAX_CHARS: usize = 200;
+
 /// The level [`walk`] gives a caption line: below every heading, so that a heading before one
 /// still has a section.
 const CAPTION_LEVEL: u8 = 7;
@@ -870,8 +929,9 @@ fn is_caption_line(el: &ElementRef, facts: &PageFacts) -> bool {
 }
 
 /// The highest rank of heading that goes when nothing follows it: box titles after an article
-/// ("Most read", "More on this") are minor headings, while an article's own last section
-/// heading (`<h2>See also</h2>` over its links) is part of the article's outline.
+/// ("Most read", "More on this") are minor headings (an `<h2>` that is all that is left of its
+/// box counts as one, see [`walk`]), while an article's own last section heading (`<h2>See
+/// also</h2>` over its links) is part of the article's outline.
 const MIN_TRAILING_DROP_LEVEL: u8 = 3;
 
 /// One line of [`walk`]'s output: its text, and its level if it is a heading's.
@@ -1055,6 +1115,95 @@ Step two."
         // An article's own last section heading stays at the end: it belongs to its outline.
         let html = format!("<body><article><p>{LONG}</p><h2>See also</h2><ul><li><a href=\"/a\">One page</a></li></ul></article></body>");
         assert_eq!(main_text(&html), format!("{LONG}\nSee also"));
+        // An `<h2>` that is all that is left of its box titles the box, and goes.
+        let html = format!(
+            "<body><article><p>{LONG}</p><div><h2>You may also like</h2><ul><li><a href=\"/a\">One page</a></li></ul></div></article></body>"
+        );
+        assert_eq!(main_text(&html), LONG);
+        // A long "heading" is a paragraph styled large: it stays before another heading.
+        let lead = "A lead set in large type that runs on, sentence after sentence. ".repeat(4);
+        let html = format!("<body><article><h3>{lead}</h3><h2>Part one</h2><p>{LONG}</p></article></body>");
+        assert_eq!(main_text(&html), format!("{}\nPart one\n{LONG}", lead.trim()));
+    }
+
+    #[test]
+    fn in_article_boxes_named_by_their_class_go() {
+        // Each box is long enough to pass as a paragraph, and sits inside the article.
+        let pitch = "Sign up and we will send you the best of our stories, every week, for free.";
+        let boxes = [
+            "textwidget",
+            "widget widgettitle",
+            "editorial-disclaimer",
+            "infobox",
+            "mol-factbox",
+            "a-inline-textbox",
+            "embed-article",
+            "block-content_breaker",
+            "c-native-newsletterbox",
+            "sharedaddy sd-block",
+        ];
+        let divs: String = boxes.iter().map(|class| format!(r#"<div class="{class}"><p>{pitch}</p></div>"#)).collect();
+        let html = format!("<body><article><p>{LONG}</p>{divs}<p>{LONG}</p></article></body>");
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+        // Short lines of furniture: an image's metadata, a rating, a calendar, a signature, the
+        // post's categories and tags.
+        let small = ["img-metadata", "post-ratings", "wp-calendar", "post-signature", "iz-categories", "article__tags"];
+        let divs: String = small.iter().map(|class| format!(r#"<div class="{class}">Small print, {class}</div>"#)).collect();
+        let html = format!("<body><article><p>{LONG}</p>{divs}<p>{LONG}</p></article></body>");
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn a_teaser_goes_when_it_links_elsewhere_and_a_lead_called_teaser_stays() {
+        let lead = "The lead of this very article, which its template happens to call a teaser, stays.";
+        let other = "Another story you might read next, with its first lines shown here as bait.";
+        let html = format!(
+            r#"<body><article><div class="field-teaser-lead"><p>{lead}</p></div><p>{LONG}</p>
+            <div class="c-teaser"><a href="/other"><h3>Other story</h3></a><p>{other}</p></div>
+            <p>{LONG}</p></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{lead}\n{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn another_articles_body_is_no_content_marker() {
+        // "related-post-content" names the body of another post: it goes like any related box,
+        // where a real content marker inside would have shielded its container.
+        let other = "The first lines of another post, shown below this one to keep you on the site.";
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><p>{LONG}</p>
+            <ul class="rp4wp"><li><div class="rp4wp-related-post-content"><p>{other}</p></div></li></ul>
+            </article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn a_section_whose_id_contains_toc_is_kept_and_a_table_of_contents_still_goes() {
+        let html = format!(
+            r##"<body><article><div class="toc"><ul><li><a href="#TOC_TITLE_1">Part one</a></li><li><a href="#TOC_TITLE_2">Part two</a></li></ul></div>
+            <div class="content_body" id="TOC_TITLE_1"><p>{LONG}</p></div><div class="content_body" id="TOC_TITLE_2"><p>{LONG}</p></div>
+            <div class="content_body" id="TOC_TITLE_3"><p>{LONG}</p></div></article></body>"##
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn a_labelled_link_goes_from_any_block_and_author_boxes_named_post_author_go() {
+        let bio = "Hi, I am the author of this post. I fish, I write, and I would like a coffee from you.";
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><h6><strong>See: </strong><a href="/x">Another story on this site</a></h6>
+            <blockquote>READ ALSO: <a href="/y">A third story</a></blockquote><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p>
+            <div class="post-author"><p>About the author</p><p>{bio} {bio} {bio}</p></div></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}\n{LONG}\n{LONG}"));
+    }
+
+    #[test]
+    fn ruby_readings_and_soft_hyphens_are_left_out_of_the_words() {
+        let html = "<body><article><p><ruby>子<rp>(</rp><rt>こ</rt><rp>)</rp></ruby>どもが<ruby>本<rt>ほん</rt></ruby>を読む。</p>\
+                    <p>Mit\u{ad}tel\u{ad}al\u{ad}ter und Neu&shy;zeit.</p></article></body>";
+        assert_eq!(main_text(html), "子どもが本を読む。\nMittelalter und Neuzeit.");
     }
 
     #[test]
@@ -1097,6 +1246,9 @@ Step two."
 
     #[test]
     fn a_landmark_holding_most_of_the_page_and_the_article_stays() {
+        // An unclosed banner takes the article in.
+        let html = format!(r#"<body><div role="banner"><a href="/">Site</a><div class="article-body"><p>{LONG}</p><p>{LONG}</p></div>"#);
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
         // An unclosed `<header>` takes the article in; a teaser `<aside>` and a footer still go.
         let html = format!(
             r#"<body><header><a href="/">Site</a><article><h1>Title</h1><p>{LONG}</p><p>{LONG}</p></article>

@@ -397,7 +397,7 @@ pub fn render(r: &ExtractBenchReport) -> String {
     );
     for s in &r.scores {
         md += &format!(
-            "| {} | {:.3} | {:.3} | **{:.3}** | {:.1} | {:.2} | {} |\n",
+            "| {} | {:.4} | {:.4} | **{:.4}** | {:.1} | {:.2} | {} |\n",
             s.extractor, s.precision, s.recall, s.f1, s.pages_per_sec, s.mb_per_sec, s.empty
         );
     }

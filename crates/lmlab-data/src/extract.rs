@@ -6,17 +6,20 @@
 //! Five steps, each linear in the page's size (up to the depth of the tree):
 //!
 //! 1. **Boilerplate** ([`measure`], [`drop_named_boilerplate`]): elements whose tag is
-//!    boilerplate (`nav`, `script`, ...), whose ARIA role is (`navigation`, `contentinfo`, ...),
-//!    that are hidden, page landmarks (`footer`, `aside`, the page-level `<header>`; one holding
-//!    the article and half the page, as broken templates leave them, stays), lists made only of
+//!    boilerplate (`nav`, `script`, ruby readings `rt`, ...), that are hidden, page landmarks
+//!    (`footer`, `aside`, the page-level `<header>`, an ARIA role such as `navigation` or
+//!    `banner`; one holding the article and half the page, as broken templates leave them,
+//!    stays), lists made only of
 //!    links, small forms (a form holding a whole page, as ASP.NET writes them, stays), short
 //!    figure captions (photo credits), comment threads, author boxes ("author" with "bio",
 //!    "box", ...), and elements whose `id`/`class` words name boilerplate (`menu`, `sidebar`,
-//!    `cookie...`, `share`, `related`, ...). Class words are trusted less than tags: a container
-//!    holding a content marker (`<article>`, `<main>`, itemprop=articleBody, "entry-content") or
-//!    half the page's text stays, a word after "has"/"is"/"no"/"with" is a flag, not a name,
-//!    and meta words (`date`, `author`, `byline`, `caption`, `credit`, ...) drop only small
-//!    elements. The same pass measures the kept text and link text under every element.
+//!    `cookie...`, `share`, `related`, `disclaimer`, ...), teasers that link elsewhere.
+//!    Class words are trusted less than tags: a container holding a content marker
+//!    (`<article>`, `<main>`, itemprop=articleBody, "entry-content", but not another article's
+//!    "related-post-content") or half the page's text stays, a word after
+//!    "has"/"is"/"no"/"with" is a flag, not a name, and meta words (`date`, `author`, `byline`,
+//!    `caption`, `credit`, `tags`, ...) drop only small elements. The same pass measures the
+//!    kept text and link text under every element.
 //! 2. **Scoring** ([`score_containers`], after Readability): every leaf block of 25 characters or
 //!    more, and every such run of text lying loose between a container's blocks, scores for its
 //!    commas and length, credited to its parent, less to its grandparent and less again up to
@@ -27,11 +30,14 @@
 //!    loose paragraphs of running text beside it and the heading right before it. A page with
 //!    no scoring block is taken whole.
 //! 4. **Text** ([`walk`]): the chosen blocks' text without boilerplate and, inside them, without
-//!    blocks that are mostly links (related articles), a label and a link ("Read more: <a>..."),
-//!    or a label right before links ("See also:"). Block elements become lines.
+//!    blocks that are mostly links (related articles), a block that is a label and a link ("Read
+//!    more: <a>...", in a paragraph, heading or quote), or a label right before links ("See
+//!    also:"). Block elements become lines; soft hyphens leave the words.
 //! 5. **Lines** ([`drop_empty_sections`]): headings left with nothing under them before the next
 //!    heading of their rank (their links went in step 4) go, and so do minor headings (`<h3>`
-//!    and below) and short caption-like lines at the very end ("Most read", "Contact").
+//!    and below, and an `<h2>` that is all that is left of its box) and short caption-like
+//!    lines at the very end ("Most read", "Contact"). A "heading" of more than 200 characters
+//!    is a paragraph in large type, and stays as one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -69,6 +75,7 @@ const SKIP_WORDS: &[&str] = &[
     "sharing",
     "social",
     "sociable",
+    "sharedaddy",
     "toolbar",
     "noprint",
     "editsection",
@@ -94,7 +101,6 @@ const SKIP_WORDS: &[&str] = &[
     "breaker",
     "disclaimer",
     "textwidget",
-    "infobox",
     "factbox",
     "widgettitle",
     "comments",
@@ -222,14 +228,17 @@ fn text_chars(el: &ElementRef) -> usize {
 
 /// Whether `el` is a landmark of the page around the article: a footer, an aside, the page's
 /// banner (logo, site name; an article's own `<header>` is not one), or an element whose ARIA
-/// role names one of those or a menu, search box or dialog ([`SKIP_ROLES`]). Broken or odd templates
+/// role names one of those or a menu, toolbar, search box, alert or dialog ([`SKIP_ROLES`]). Broken or odd templates
 /// sometimes leave the article inside one (an unclosed `<header>`, a "content" `<aside>`), so
 /// [`measure`] judges one holding a content marker by its size.
 fn is_page_landmark(el: &ElementRef) -> bool {
-    if el.value().attr("role").is_some_and(|r| SKIP_ROLES.iter().any(|s| r.eq_ignore_ascii_case(s))) {
+    let tag = el.value().name();
+    let role = el.value().attr("role").is_some_and(|r| SKIP_ROLES.iter().any(|s| r.eq_ignore_ascii_case(s)));
+    // Page-wide containers keep the benefit of the doubt for their roles, as for their classes.
+    if role && !matches!(tag, "html" | "body" | "main" | "article") {
         return true;
     }
-    match el.value().name() {
+    match tag {
         "footer" | "aside" => true,
         "header" => !el.ancestors().filter_map(ElementRef::wrap).any(|a| matches!(a.value().name(), "article" | "main")),
         _ => false,
@@ -261,17 +270,21 @@ fn is_boilerplate(el: &ElementRef) -> bool {
 
 /// Whether the `id`/`class` words of `el` name boilerplate (flag words aside, see
 /// [`naming_words`]).
-fn is_boilerplate_by_words(el: &ElementRef) -> bool {
+fn is_boilerplate_by_words(el: &ElementRef, size: Size) -> bool {
     let words = naming_words(el);
     let named = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
-    // Some boxes run their words together ("cookieconsent", "relatedposts", "newsletterbox",
-    // "sharedaddy").
+    // Some boxes run their words together ("cookieconsent", "relatedposts", "newsletterbox").
     if named(SKIP_WORDS) || words.iter().any(|w| RUN_TOGETHER_STEMS.iter().any(|s| w.starts_with(s))) {
         return true;
     }
-    // A teaser points to another page; an article's own lead, which some templates also call
-    // its teaser, links nowhere.
-    if named(&["teaser", "teasers"]) && linked_chars(el) > 0 {
+    // A teaser points to another page, its title a link; an article's own lead, which some
+    // templates also call its teaser, is text with at most a link in passing.
+    if named(&["teaser", "teasers"]) && size.link_density() >= TEASER_LINK_DENSITY {
+        return true;
+    }
+    // A box of extra information beside the article goes; an infobox table is an encyclopedia
+    // article's summary of its facts, and stays.
+    if named(&["infobox"]) && el.value().name() != "table" {
         return true;
     }
     // An author box names itself with "author" and what it is ("author-bio", "about-author").
@@ -279,8 +292,12 @@ fn is_boilerplate_by_words(el: &ElementRef) -> bool {
     author_box || (named(SMALL_SKIP_WORDS) && text_chars(el) < SMALL_ELEMENT_CHARS)
 }
 
+/// Share of link text from which an element named "teaser" is one: a linked title over a line
+/// or two of text.
+const TEASER_LINK_DENSITY: f64 = 0.05;
+
 /// Beginnings of `id`/`class` words that name boilerplate run together with what it is.
-const RUN_TOGETHER_STEMS: &[&str] = &["cookie", "related", "newsletter", "share"];
+const RUN_TOGETHER_STEMS: &[&str] = &["cookie", "related", "newsletter"];
 
 /// Words that, beside "author", name a box about the author ("author-bio", "post-author-box"):
 /// however long, it is about the writer, not the article.
@@ -303,15 +320,14 @@ fn is_content_marker(el: &ElementRef) -> bool {
 }
 
 /// Class words that say "the body of the article": one of article/entry/post/story with one of
-/// body/content/text ("entry-content", "l-article-body-segment").
+/// body/content/text ("entry-content", "l-article-body-segment"), and no word saying it is
+/// another article's ("related-post-content", "teaser-article-text", "next-post-content").
 fn names_article_body(el: &ElementRef) -> bool {
     let (mut what, mut part, mut other) = (false, false, false);
-    for w in attr_words(el) {
+    for w in naming_words(el) {
         what |= matches!(w.as_str(), "article" | "entry" | "post" | "story");
         part |= matches!(w.as_str(), "body" | "content" | "text");
-        // "related-post-content", "teaser-article-text": the body of another article.
-        other |=
-            w.starts_with("related") || matches!(w.as_str(), "teaser" | "teasers" | "recommended" | "more" | "next" | "previous" | "prev");
+        other |= w.starts_with("related") || matches!(w.as_str(), "teaser" | "teasers" | "recommended" | "next" | "previous" | "prev");
     }
     what && part && !other
 }
@@ -418,7 +434,7 @@ fn measure<'a>(el: ElementRef<'a>, in_link: bool, facts: &mut PageFacts<'a>) -> 
     // A landmark holding the article, a small form or caption is judged like a boilerplate
     // class word: it goes unless it holds half the page (a short page that a framework wrapped
     // in its form, an article left inside an unclosed `<header>`).
-    if landmark || (judged && (small_form || small_caption || is_boilerplate_by_words(&el))) {
+    if landmark || (judged && (small_form || small_caption || is_boilerplate_by_words(&el, m.size))) {
         facts.named_boilerplate.push((el, m.size));
     }
     facts.sizes.insert(key(&el), m.size);
@@ -463,8 +479,10 @@ fn is_link_block(el: &ElementRef, facts: &PageFacts) -> bool {
         // A container with much unlinked text is a link-rich article part (a wiki's body).
         "div" | "section" | "ul" | "ol" | "table" | "dl" if size.chars - size.link_chars < LINK_BLOCK_MAX_UNLINKED => LINK_BLOCK_DENSITY,
         "p" => LINK_PARAGRAPH_DENSITY,
-        // "See also: <a>…</a>" is a link line whatever block holds it (a heading, a quote).
-        _ => return size.chars > 0 && is_labelled_link(el, size),
+        // "See also: <a>…</a>" is a link line in a heading or a quote too; in a list item or a
+        // cell ("Website: <a>…</a>") it is the item's content, and inline, part of a sentence.
+        tag if is_block_tag(tag) && !matches!(tag, "li" | "td" | "th" | "dd") => return size.chars > 0 && is_labelled_link(el, size),
+        _ => return false,
     };
     size.chars > 0 && (size.link_density() > limit || is_labelled_link(el, size))
 }
@@ -533,20 +551,13 @@ fn walk(el: ElementRef, facts: &PageFacts, chosen: bool, out: &mut String) {
     let block = BLOCK_TAGS.contains(&el.value().name());
     if block {
         out.push('\n');
-        let heading = heading_level(&el).filter(|_| facts.size(&el).chars <= HEADING_MAX_CHARS).map(|level| {
-            // A heading that is all that is left of its box (its links and teasers went) titles
-            // the box, not a section of the article: it ranks as a minor heading.
-            let parent = el.parent().and_then(ElementRef::wrap);
-            let alone = !chosen && parent.is_some_and(|p| facts.size(&p).chars == facts.size(&el).chars);
-            if alone {
-                level.max(MIN_TRAILING_DROP_LEVEL)
-            } else {
-                level
-            }
-        });
+        let heading = heading_level(&el).filter(|_| facts.size(&el).chars <= HEADING_MAX_CHARS);
         if let Some(level) = heading.or_else(|| is_caption_line(&el, facts).then_some(CAPTION_LEVEL)) {
             out.push(HEADING_MARK);
             out.push(char::from(b'0' + level));
+            if level == 2 && !chosen && is_alone_in_parent(&el, facts) {
+                out.push(BOX_TITLE_MARK);
+            }
         }
     } else if matches!(el.value().name(), "td" | "th") && !out.ends_with(char::is_whitespace) {
         // Cells of a row share its line, apart.
@@ -897,6 +908,18 @@ pub fn main_text(html: &str) -> String {
 /// Starts the line of a heading in [`walk`]'s output, followed by its level's digit.
 const HEADING_MARK: char = '\u{1}';
 
+/// Follows a heading's level digit when the heading may title a box rather than a section (see
+/// [`is_alone_in_parent`]).
+const BOX_TITLE_MARK: char = '\u{2}';
+
+/// Whether `el` is the only kept text of its parent: the way a box's title sits in the box's
+/// header. Such an `<h2>` at the very end of the text titles a box whose links went ("More on
+/// this topic", "You may also like"), and goes as minor headings do; in the middle of the text
+/// it ranks as any `<h2>` (page builders wrap every heading alone in its own block).
+fn is_alone_in_parent(el: &ElementRef, facts: &PageFacts) -> bool {
+    el.parent().and_then(ElementRef::wrap).is_some_and(|p| facts.size(&p).chars == facts.size(el).chars)
+}
+
 /// The level of a heading element (1 for `<h1>`), if it is one.
 fn heading_level(el: &ElementRef) -> Option<u8> {
     match el.value().name().as_bytes() {
@@ -929,8 +952,8 @@ fn is_caption_line(el: &ElementRef, facts: &PageFacts) -> bool {
 }
 
 /// The highest rank of heading that goes when nothing follows it: box titles after an article
-/// ("Most read", "More on this") are minor headings (an `<h2>` that is all that is left of its
-/// box counts as one, see [`walk`]), while an article's own last section heading (`<h2>See
+/// ("Most read", "More on this") are minor headings (and so is an `<h2>` alone in its box's
+/// header, see [`is_alone_in_parent`]), while an article's own last section heading (`<h2>See
 /// also</h2>` over its links) is part of the article's outline.
 const MIN_TRAILING_DROP_LEVEL: u8 = 3;
 
@@ -938,6 +961,8 @@ const MIN_TRAILING_DROP_LEVEL: u8 = 3;
 struct Line<'a> {
     text: &'a str,
     heading: Option<u8>,
+    /// A heading that may title a box ([`BOX_TITLE_MARK`]).
+    box_title: bool,
 }
 
 impl<'a> Line<'a> {
@@ -945,8 +970,13 @@ impl<'a> Line<'a> {
         let line = line.trim();
         let mut chars = line.chars();
         match (chars.next(), chars.next().and_then(|d| d.to_digit(10))) {
-            (Some(HEADING_MARK), Some(level)) => Line { text: chars.as_str().trim(), heading: Some(level as u8) },
-            _ => Line { text: line, heading: None },
+            (Some(HEADING_MARK), Some(level)) => {
+                let rest = chars.as_str();
+                let box_title = rest.starts_with(BOX_TITLE_MARK);
+                let text = rest.strip_prefix(BOX_TITLE_MARK).unwrap_or(rest).trim();
+                Line { text, heading: Some(level as u8), box_title }
+            }
+            _ => Line { text: line, heading: None, box_title: false },
         }
     }
 }
@@ -960,7 +990,7 @@ fn drop_empty_sections<'a>(lines: &[Line<'a>]) -> Vec<&'a str> {
     let mut kept: Vec<&Line> = Vec::with_capacity(lines.len());
     for line in lines.iter().rev() {
         let empty = line.heading.is_some_and(|level| match kept.last() {
-            None => level >= MIN_TRAILING_DROP_LEVEL,
+            None => level >= MIN_TRAILING_DROP_LEVEL || line.box_title,
             Some(next) => level != CAPTION_LEVEL && next.heading.is_some_and(|n| n <= level),
         });
         if !empty {
@@ -1115,13 +1145,13 @@ Step two."
         // An article's own last section heading stays at the end: it belongs to its outline.
         let html = format!("<body><article><p>{LONG}</p><h2>See also</h2><ul><li><a href=\"/a\">One page</a></li></ul></article></body>");
         assert_eq!(main_text(&html), format!("{LONG}\nSee also"));
-        // An `<h2>` that is all that is left of its box titles the box, and goes.
+        // An `<h2>` that is all that is left of its box titles the box, and goes at the end.
         let html = format!(
             "<body><article><p>{LONG}</p><div><h2>You may also like</h2><ul><li><a href=\"/a\">One page</a></li></ul></div></article></body>"
         );
         assert_eq!(main_text(&html), LONG);
         // A long "heading" is a paragraph styled large: it stays before another heading.
-        let lead = "A lead set in large type that runs on, sentence after sentence. ".repeat(4);
+        let lead = "A lead set in large type that runs on, sentence after sentence. ".repeat(6);
         let html = format!("<body><article><h3>{lead}</h3><h2>Part one</h2><p>{LONG}</p></article></body>");
         assert_eq!(main_text(&html), format!("{}\nPart one\n{LONG}", lead.trim()));
     }
@@ -1145,6 +1175,11 @@ Step two."
         let divs: String = boxes.iter().map(|class| format!(r#"<div class="{class}"><p>{pitch}</p></div>"#)).collect();
         let html = format!("<body><article><p>{LONG}</p>{divs}<p>{LONG}</p></article></body>");
         assert_eq!(main_text(&html), format!("{LONG}\n{LONG}"));
+        // An infobox table is an encyclopedia article's summary of its facts.
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><table class="infobox"><tr><th>Born</th><td>12 May 1820</td></tr></table><p>{LONG}</p></article></body>"#
+        );
+        assert_eq!(main_text(&html), format!("{LONG}\nBorn 12 May 1820\n{LONG}"));
         // Short lines of furniture: an image's metadata, a rating, a calendar, a signature, the
         // post's categories and tags.
         let small = ["img-metadata", "post-ratings", "wp-calendar", "post-signature", "iz-categories", "article__tags"];
@@ -1179,9 +1214,9 @@ Step two."
     }
 
     #[test]
-    fn a_section_whose_id_contains_toc_is_kept_and_a_table_of_contents_still_goes() {
+    fn a_section_whose_id_contains_toc_is_kept_and_a_table_of_contents_goes_with_its_title() {
         let html = format!(
-            r##"<body><article><div class="toc"><ul><li><a href="#TOC_TITLE_1">Part one</a></li><li><a href="#TOC_TITLE_2">Part two</a></li></ul></div>
+            r##"<body><article><div class="toc"><p>Contents</p><ul><li><a href="#TOC_TITLE_1">Part one</a></li><li><a href="#TOC_TITLE_2">Part two</a></li></ul></div>
             <div class="content_body" id="TOC_TITLE_1"><p>{LONG}</p></div><div class="content_body" id="TOC_TITLE_2"><p>{LONG}</p></div>
             <div class="content_body" id="TOC_TITLE_3"><p>{LONG}</p></div></article></body>"##
         );
@@ -1189,14 +1224,40 @@ Step two."
     }
 
     #[test]
-    fn a_labelled_link_goes_from_any_block_and_author_boxes_named_post_author_go() {
-        let bio = "Hi, I am the author of this post. I fish, I write, and I would like a coffee from you.";
+    fn a_labelled_link_goes_from_a_heading_or_quote_and_stays_in_an_item_or_a_sentence() {
         let html = format!(
             r#"<body><article><p>{LONG}</p><h6><strong>See: </strong><a href="/x">Another story on this site</a></h6>
-            <blockquote>READ ALSO: <a href="/y">A third story</a></blockquote><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p>
-            <div class="post-author"><p>About the author</p><p>{bio} {bio} {bio}</p></div></article></body>"#
+            <blockquote>READ ALSO: <a href="/y">A third story</a></blockquote>
+            <p>The figures come from the agency (<span>source: <a href="/who">WHO</a></span>) and were checked twice.</p>
+            <ul><li>Website: <a href="/site">example.org</a></li><li>Phone: 555 0100</li></ul><p>{LONG}</p></article></body>"#
         );
-        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}\n{LONG}\n{LONG}"));
+        assert_eq!(
+            main_text(&html),
+            format!("{LONG}\nThe figures come from the agency (source: WHO) and were checked twice.\nWebsite: example.org\nPhone: 555 0100\n{LONG}")
+        );
+    }
+
+    #[test]
+    fn an_author_box_named_post_author_goes_however_long() {
+        let bio = "Hi, I am the author of this post. I fish, I write, and I would like a coffee from you. ".repeat(5);
+        let html = format!(
+            r#"<body><article><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p><p>{LONG}</p>
+            <div class="post-author"><p>About the author</p><p>{bio}</p></div></article></body>"#
+        );
+        assert_eq!(main_text(&html), [LONG; 6].join("\n"));
+    }
+
+    #[test]
+    fn a_title_alone_in_its_wrapper_stays_unless_it_ends_the_text() {
+        // An article's title in its header, and a page builder's heading alone in its block,
+        // keep their ranks inside the text.
+        let html = format!(
+            "<body><article><header><h1>Title</h1></header><div><h2>Chapter</h2></div><h3>Part</h3><p>{LONG}</p><p>{LONG}</p></article></body>"
+        );
+        assert_eq!(main_text(&html), format!("Title\nChapter\nPart\n{LONG}\n{LONG}"));
+        // The page's `<h1>` stays even at the end.
+        let html = format!("<body><article><p>{LONG}</p><p>{LONG}</p><header><h1>Title</h1></header></article></body>");
+        assert_eq!(main_text(&html), format!("{LONG}\n{LONG}\nTitle"));
     }
 
     #[test]

@@ -58,9 +58,11 @@ fn run_extract(a: ExtractArgs) -> Result<()> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/trafilatura_extract.py");
     let report = bench_extract(&a.set, &pages, python.as_deref(), &script)?;
     if let Some(path) = &a.errors {
-        let lines: Vec<String> = report.errors.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
-        lmlab_model::checkpoint::write_atomic(path, (lines.join("\n") + "\n").as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        let mut lines = String::new();
+        for page in &report.errors {
+            lines += &(serde_json::to_string(page)? + "\n");
+        }
+        lmlab_model::checkpoint::write_atomic(path, lines.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
         return crate::print_json(&report);

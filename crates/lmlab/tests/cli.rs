@@ -543,6 +543,15 @@ fn bench_extract_scores_a_folder_of_pages_with_known_main_text() {
     assert_eq!(wrong.len(), 1, "{wrong:?}");
     assert_eq!(wrong[0]["page"], "b");
     assert_eq!((wrong[0]["precision"].as_f64(), wrong[0]["recall"].as_f64()), (Some(1.0), Some(0.25)));
+    // A set it gets all right leaves the file empty (no blank line for a JSON-lines reader).
+    let right = dir.path().join("right");
+    std::fs::create_dir(&right).unwrap();
+    std::fs::copy(d.join("a.html"), right.join("a.html")).unwrap();
+    std::fs::copy(d.join("a.txt"), right.join("a.txt")).unwrap();
+    let args =
+        ["bench", "extract", "--set", right.to_str().unwrap(), "--python", "/nonexistent/python", "--errors", errors.to_str().unwrap()];
+    assert!(lmlab(&args).status.success());
+    assert_eq!(std::fs::read_to_string(&errors).unwrap(), "");
     assert_eq!(r["scoring"], "shingles");
     let ours = &r["scores"][0];
     assert_eq!(ours["extractor"], "lmlab");

@@ -9,11 +9,11 @@
 //!    boilerplate (`nav`, `script`, ruby readings `rt`, ...), that are hidden, page landmarks
 //!    (`footer`, `aside`, the page-level `<header>`, an ARIA role such as `navigation` or
 //!    `banner`; one holding the article and half the page, as broken templates leave them,
-//!    stays), lists made only of
-//!    links, small forms (a form holding a whole page, as ASP.NET writes them, stays), short
-//!    figure captions (photo credits), comment threads, author boxes ("author" with "bio",
-//!    "box", ...), and elements whose `id`/`class` words name boilerplate (`menu`, `sidebar`,
-//!    `cookie...`, `share`, `related`, `disclaimer`, ...), teasers that link elsewhere.
+//!    stays), lists made only of links, small forms (a form holding a whole page, as ASP.NET
+//!    writes them, stays), short figure captions (photo credits), comment threads, author boxes
+//!    ("author" with "bio", "box", ...), elements whose `id`/`class` words name boilerplate
+//!    (`menu`, `sidebar`, `cookie...`, `share`, `related`, `disclaimer`, ...), and teasers that
+//!    link elsewhere.
 //!    Class words are trusted less than tags: a container holding a content marker
 //!    (`<article>`, `<main>`, itemprop=articleBody, "entry-content", but not another article's
 //!    "related-post-content") or half the page's text stays, a word after
@@ -228,8 +228,8 @@ fn text_chars(el: &ElementRef) -> usize {
 
 /// Whether `el` is a landmark of the page around the article: a footer, an aside, the page's
 /// banner (logo, site name; an article's own `<header>` is not one), or an element whose ARIA
-/// role names one of those or a menu, toolbar, search box, alert or dialog ([`SKIP_ROLES`]). Broken or odd templates
-/// sometimes leave the article inside one (an unclosed `<header>`, a "content" `<aside>`), so
+/// role names one of those or a menu, toolbar, search box, alert or dialog ([`SKIP_ROLES`]).
+/// Broken or odd templates sometimes leave the article inside one (an unclosed `<header>`, a "content" `<aside>`), so
 /// [`measure`] judges one holding a content marker by its size.
 fn is_page_landmark(el: &ElementRef) -> bool {
     let tag = el.value().name();
@@ -928,8 +928,8 @@ fn heading_level(el: &ElementRef) -> Option<u8> {
     }
 }
 
-/// Longest heading: a longer `<h2>` or `<h3>` is a paragraph styled large (a lead, a quote),
-/// which stays whatever follows it.
+/// Longest heading: a longer `<h1>`…`<h6>` is a paragraph styled large (a lead, a quote), which
+/// stays whatever follows it.
 const HEADING_MAX_CHARS: usize = 200;
 
 /// The level [`walk`] gives a caption line: below every heading, so that a heading before one
